@@ -1,0 +1,35 @@
+"""What every command-line entry point shares: console logging and turning input errors into exits."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, Sequence
+
+from trinet.errors import TrinetError
+
+#: The log line format of the console and of `train.log`.
+LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+
+
+def setup_console_logging(quiet: bool = False) -> None:
+    """INFO (or WARNING when quiet) to stderr for the `trinet` loggers."""
+    logger = logging.getLogger("trinet")
+    logger.setLevel(logging.DEBUG)
+    if not any(getattr(h, "_trinet_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+        handler._trinet_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    for handler in logger.handlers:
+        if getattr(handler, "_trinet_console", False):
+            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run `main(argv)`; a `TrinetError` becomes `error: <message>` on stderr and exit status 2."""
+    try:
+        return main(argv) or 0
+    except TrinetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,10 @@
+"""The one exception type for problems with the user's input (files, flags, data)."""
+
+
+class TrinetError(ValueError):
+    """Bad input: a file, a flag or data that trinet cannot use.
+
+    The message names the thing (file and line, flag and value) and says what is allowed. Command-line
+    scripts print it without a traceback and exit with status 2; anything else is a bug and keeps its
+    traceback.
+    """
