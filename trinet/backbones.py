@@ -1,0 +1,184 @@
+"""Backbones: networks that map raw RGB images `(B, H, W, 3)` in [0, 255] to pooled features `(B, F)`.
+
+Each backbone carries its own input preprocessing, so a saved model takes raw pixels. The ImageNet
+networks come from `keras.applications`; `lunet` is a small residual network trained from scratch,
+in the spirit of the paper's LuNet, for small inputs (128x64) and for the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+from typing import Callable
+
+import keras
+
+from trinet.errors import TrinetError
+from trinet.layers import ImagePreprocessing
+
+#: Batch-norm momentum of every backbone (the original's `batch_norm_decay=0.9`).
+BN_MOMENTUM = 0.9
+#: Seconds to wait for the ImageNet weight server before reporting that we are offline.
+DOWNLOAD_TIMEOUT = 15
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A registry entry.
+
+    Attributes:
+        build: `weights -> keras.Model` (weights: None, or the path of a Keras weights file).
+        features: the dimension F of the pooled output.
+        imagenet_url: where Keras publishes the ImageNet weights without the classifier (None: none).
+        imagenet_hash: the file's md5 as published by keras.applications (None: not checked).
+    """
+
+    build: Callable[[str | None], keras.Model]
+    features: int
+    imagenet_url: str | None = None
+    imagenet_hash: str | None = None
+
+
+def _set_bn_momentum(model: keras.Model) -> keras.Model:
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
+    return model
+
+
+def _application(constructor: Callable[..., keras.Model], preprocessing: str) -> Callable:
+    def build(weights: str | None) -> keras.Model:
+        inputs = keras.Input((None, None, 3), name="image")
+        x = ImagePreprocessing(preprocessing, name="preprocessing")(inputs)
+        net = constructor(include_top=False, weights=weights, input_shape=(None, None, 3), pooling="avg")
+        _set_bn_momentum(net)
+        return keras.Model(inputs, net(x), name="backbone")
+    return build
+
+
+def _conv_bn(x, filters: int, kernel: int, name: str, activate: bool = True):
+    x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
+    return keras.layers.LeakyReLU(0.3, name=f"{name}_act")(x) if activate else x
+
+
+def _residual(x, mid: int, out: int, name: str):
+    """Bottleneck block: 1x1 to `mid`, 3x3, 1x1 to `out`, plus a (projected) shortcut."""
+    shortcut = x if x.shape[-1] == out else _conv_bn(x, out, 1, f"{name}_proj", activate=False)
+    y = _conv_bn(x, mid, 1, f"{name}_a")
+    y = _conv_bn(y, mid, 3, f"{name}_b")
+    y = _conv_bn(y, out, 1, f"{name}_c", activate=False)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.LeakyReLU(0.3, name=f"{name}_out")(y)
+
+
+#: LuNet stages: (bottleneck width, output width) per residual block, a max-pool after each stage.
+LUNET_STAGES = (((16, 64),), ((32, 128),), ((64, 256),), ((128, 256), (128, 256)))
+
+
+def lunet(weights: str | None = None) -> keras.Model:
+    """A small residual network with leaky ReLUs and max-pooling (about 1M parameters, 256-d output).
+
+    Cheap enough to train on a CPU at 128x64 or 64x32; global average pooling accepts any size.
+    """
+    inputs = keras.Input((None, None, 3), name="image")
+    x = ImagePreprocessing("tf", name="preprocessing")(inputs)
+    x = _conv_bn(x, 32, 3, "lunet_stem")
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="lunet_stem_pool")(x)
+    for s, stage in enumerate(LUNET_STAGES, 1):
+        for b, (mid, out) in enumerate(stage, 1):
+            x = _residual(x, mid, out, f"lunet_s{s}b{b}")
+        if s < len(LUNET_STAGES):
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"lunet_s{s}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="lunet_pool")(x)
+    model = keras.Model(inputs, x, name="backbone")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+_KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+#: Backbones by name.
+BACKBONES: dict[str, Backbone] = {
+    "resnet50": Backbone(
+        _application(keras.applications.ResNet50, "caffe"), 2048,
+        _KERAS + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "4d473c1dd8becc155b73f8504c6f6626"),
+    "resnet101": Backbone(
+        _application(keras.applications.ResNet101, "caffe"), 2048,
+        _KERAS + "resnet/resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "88cf7a10940856eca736dc7b7e228a21"),
+    "mobilenet_v1": Backbone(
+        _application(keras.applications.MobileNet, "tf"), 1024,
+        _KERAS + "mobilenet/mobilenet_1_0_224_tf_no_top.h5"),
+    "mobilenet_v2": Backbone(
+        _application(keras.applications.MobileNetV2, "tf"), 1280,
+        _KERAS + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+    "lunet": Backbone(lunet, 256),
+}
+
+#: The original code's names for the same networks.
+ALIASES = {"resnet_v1_50": "resnet50", "resnet_v1_101": "resnet101", "mobilenet_v1_1_224": "mobilenet_v1"}
+
+#: Every accepted `--model_name`.
+CHOICES = sorted(BACKBONES) + sorted(ALIASES)
+
+
+def canonical_name(name: str) -> str:
+    """Resolve an alias (`resnet_v1_50` -> `resnet50`); unknown names raise ValueError."""
+    name = ALIASES.get(name, name)
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; expected one of {CHOICES}")
+    return name
+
+
+def keras_cache_dir() -> str:
+    """Where Keras caches downloaded weights (`$KERAS_HOME/models` or `~/.keras/models`)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def imagenet_weights(name: str) -> str:
+    """The local path of `name`'s ImageNet weights, downloading them through Keras if needed.
+
+    Raises:
+        TrinetError: no ImageNet weights exist for `name`, or the download failed (offline): the
+            message says which file to put where.
+    """
+    name = canonical_name(name)
+    spec = BACKBONES[name]
+    if spec.imagenet_url is None:
+        raise TrinetError(f"--initial_checkpoint imagenet: backbone {name!r} has no ImageNet weights "
+                          "(it is trained from scratch); leave --initial_checkpoint out.")
+    filename = spec.imagenet_url.rsplit("/", 1)[1]
+    target = os.path.join(keras_cache_dir(), filename)
+    if os.path.isfile(target):
+        return target
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
+    try:
+        with contextlib.redirect_stdout(None):
+            return keras.utils.get_file(filename, spec.imagenet_url, cache_subdir="models",
+                                        file_hash=spec.imagenet_hash)
+    except Exception as e:  # noqa: BLE001 (urllib, ssl, socket and hash errors all mean the same here)
+        raise TrinetError(
+            f"Could not download the ImageNet weights of {name} ({type(e).__name__}: {e}). If this machine "
+            f"is offline, download {spec.imagenet_url} elsewhere and put it at {target} "
+            "(or pass its path to --initial_checkpoint).") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def build_backbone(name: str, weights: str | None = None) -> keras.Model:
+    """The backbone `name` as a Keras model `(B, H, W, 3) raw RGB -> (B, F)`.
+
+    Args:
+        weights: None (random), 'imagenet', or the path of a Keras weights file for the network.
+    """
+    name = canonical_name(name)
+    if weights == "imagenet":
+        weights = imagenet_weights(name)
+    return BACKBONES[name].build(weights)

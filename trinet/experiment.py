@@ -1,0 +1,100 @@
+"""The experiment root: `args.json`, checkpoints, `train.log`, TensorBoard events, `model.keras`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any, Sequence
+
+from trinet.errors import TrinetError
+from trinet.fileio import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+ARGS_FILE = "args.json"
+LOG_FILE = "train.log"
+MODEL_FILE = "model.keras"
+
+
+def prepare_fresh(root: str) -> None:
+    """Create `root` for a new run; refuse a non-empty folder and an unwritable place."""
+    if os.path.isdir(root) and os.listdir(root):
+        raise TrinetError(f"The experiment root {root} already exists and is not empty. To continue its "
+                          "training, add --resume; to start a new run, choose another --experiment_root.")
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise TrinetError(f"--experiment_root {root} is a file, not a directory")
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        raise TrinetError(f"Cannot create the experiment root {root}: {e.strerror}") from None
+    check_writable(root)
+
+
+def check_writable(root: str) -> None:
+    """Raise a TrinetError unless a file can be created in `root`."""
+    probe = os.path.join(root, f".write-test-{os.getpid()}")
+    try:
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise TrinetError(f"The experiment root {root} is not writable: {e.strerror}") from None
+
+
+def save_args(root: str, args: dict[str, Any]) -> None:
+    write_json_atomic(os.path.join(root, ARGS_FILE), args)
+
+
+def load_args(root: str) -> dict[str, Any]:
+    """The arguments saved by a previous run in `root`.
+
+    Raises:
+        TrinetError: `args.json` is missing or damaged (the message says where).
+    """
+    path = os.path.join(root, ARGS_FILE)
+    if not os.path.isfile(path):
+        raise TrinetError(f"{path} not found: {root} is not an experiment root written by train.py "
+                          "(or its args.json was removed).")
+    try:
+        with open(path, encoding="utf-8") as f:
+            args = json.load(f)
+    except json.JSONDecodeError as e:
+        raise TrinetError(f"{path} is damaged: {e.msg} at line {e.lineno}, column {e.colno}. Restore it "
+                          "(its values are also listed at the top of train.log).") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrinetError(f"Cannot read {path}: {e}") from None
+    if not isinstance(args, dict):
+        raise TrinetError(f"{path} is damaged: expected a JSON object of arguments")
+    return args
+
+
+def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations of the options actually given in `argv` (not left at their defaults)."""
+    given = set()
+    strings = {s: action.dest for action in parser._actions for s in action.option_strings}
+    for token in argv:
+        name = token.split("=", 1)[0]
+        if name in strings:
+            given.add(strings[name])
+        else:  # unambiguous prefixes, as argparse accepts them
+            matches = {dest for s, dest in strings.items() if s.startswith(name) and name.startswith("--")}
+            if len(matches) == 1:
+                given |= matches
+    return given
+
+
+def to_argv(parser: argparse.ArgumentParser, values: dict[str, Any]) -> list[str]:
+    """Command-line tokens that reproduce `values` (used to validate a loaded args.json)."""
+    argv = []
+    for action in parser._actions:
+        if not action.option_strings or action.dest not in values:
+            continue
+        value, flag = values[action.dest], action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            if value:
+                argv.append(flag)
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv

@@ -1,0 +1,60 @@
+"""Image decoding and augmentation in TensorFlow (used inside tf.data pipelines).
+
+Images are float32 `(H, W, 3)` RGB in [0, 255]. Sizes are `(height, width)`.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+#: Names and order of the five crops, as in the original embed.py.
+FIVE_CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
+
+
+def decode(path: tf.Tensor) -> tf.Tensor:
+    """Read and decode a JPEG, PNG, BMP or GIF file to `(H, W, 3)` float32 in [0, 255].
+
+    Grayscale images are replicated to three channels; an alpha channel is dropped.
+    """
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf.cast(image, tf.float32)
+
+
+def resize(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Bilinear resize to `size` (as the original `tf.image.resize_images`)."""
+    return tf.image.resize(image, size, method="bilinear")
+
+
+def crop_offsets(source: tuple[int, int], size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """Top-left `(y, x)` of each of the five crops of `size` out of an image of `source` size.
+
+    The centre crop starts at `floor((source - size) / 2)`, as in the original.
+
+    Raises:
+        ValueError: the crop is larger than the image.
+    """
+    (sh, sw), (h, w) = source, size
+    if h > sh or w > sw:
+        raise ValueError(f"crop {h}x{w} is larger than the image {sh}x{sw}")
+    return {"center": ((sh - h) // 2, (sw - w) // 2), "top_left": (0, 0), "top_right": (0, sw - w),
+            "bottom_left": (sh - h, 0), "bottom_right": (sh - h, sw - w)}
+
+
+def crop(image: tf.Tensor, offset: tuple[int, int], size: tuple[int, int]) -> tf.Tensor:
+    """The `size` crop of `image` at top-left `offset`."""
+    return image[offset[0]:offset[0] + size[0], offset[1]:offset[1] + size[1], :]
+
+
+def train_augment(image: tf.Tensor, seed: tf.Tensor, net_size: tuple[int, int],
+                  pre_crop_size: tuple[int, int], flip: bool, random_crop: bool) -> tf.Tensor:
+    """Resize, then random flip and random crop, deterministic in `seed` (`(2,)` int).
+
+    Without crop augmentation the image is resized to `net_size`; with it, to `pre_crop_size` and a
+    random `net_size` crop is taken.
+    """
+    image = resize(image, pre_crop_size if random_crop else net_size)
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed)
+    if random_crop:
+        image = tf.image.stateless_random_crop(image, (*net_size, 3), seed=seed[::-1])
+    return image
