@@ -23,7 +23,7 @@ def build_model(model_name: str, head_name: str, embedding_dim: int,
 
 def embedding_model(model: keras.Model) -> keras.Model:
     """The inference model `(B, H, W, 3) -> (B, D)` sharing `model`'s layers (and weights)."""
-    return keras.Model(model.inputs, model.output["emb"], name="trinet_embedding")
+    return keras.Model(model.inputs[0], model.output["emb"], name="trinet_embedding")
 
 
 def load_embedding_model(path: str) -> keras.Model:

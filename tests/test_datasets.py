@@ -1,0 +1,134 @@
+"""Dataset CSV parsing and validation: every error names the file (and line) and what is allowed."""
+
+import os
+
+import numpy as np
+import pytest
+
+from trinet.datasets import (check_files, find_non_images, image_format, load_dataset, read_any, read_csv,
+                             read_image_list)
+from trinet.errors import TrinetError
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def test_rows_without_header_keep_string_identities(tmp_path):
+    path = write(tmp_path, "a.csv", "0002,bounding_box_train/0002_c1s1_000451_03.jpg\n-1,x/-1_c1.jpg\n0000,y.jpg\n")
+    ds = read_csv(path)
+    assert list(ds.pids) == ["0002", "-1", "0000"]
+    assert list(ds.fids) == ["bounding_box_train/0002_c1s1_000451_03.jpg", "x/-1_c1.jpg", "y.jpg"]
+    assert len(ds) == 3 and ds.source == path
+
+
+def test_header_line_is_accepted_and_skipped(tmp_path):
+    ds = read_csv(write(tmp_path, "a.csv", "pid,path\n7,a.jpg\n"))
+    assert list(ds.pids) == ["7"] and list(ds.fids) == ["a.jpg"]
+
+
+def test_header_only_counts_on_the_first_row(tmp_path):
+    ds = read_csv(write(tmp_path, "a.csv", "7,a.jpg\npid,path\n"))
+    assert list(ds.pids) == ["7", "pid"]
+
+
+def test_quoted_paths_may_contain_commas(tmp_path):
+    ds = read_csv(write(tmp_path, "a.csv", '1,"dir, with comma/img.jpg"\n'))
+    assert list(ds.fids) == ["dir, with comma/img.jpg"]
+
+
+def test_blank_lines_whitespace_and_byte_order_mark(tmp_path):
+    ds = read_csv(write(tmp_path, "a.csv", "\ufeff 1 , a.jpg \n\n2,b.jpg\n\n"))
+    assert list(ds.pids) == ["1", "2"] and list(ds.fids) == ["a.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("1,a.jpg\n2,b.jpg,extra\n", 2, "expected 2 columns `pid,path`, found 3"),
+    ("1,a.jpg\n\n3\n", 3, "expected 2 columns `pid,path`, found 1"),
+    ("1,a.jpg\n2,\n", 2, "empty image path"),
+    (",a.jpg\n", 1, "empty identity"),
+])
+def test_malformed_rows_name_file_and_line(tmp_path, text, line, words):
+    path = write(tmp_path, "bad.csv", text)
+    with pytest.raises(TrinetError) as e:
+        read_csv(path)
+    assert f"{path}:{line}:" in str(e.value) and words in str(e.value)
+
+
+def test_empty_dataset_is_an_error(tmp_path):
+    for text in ("", "pid,path\n", "\n\n"):
+        path = write(tmp_path, "empty.csv", text)
+        with pytest.raises(TrinetError, match="empty"):
+            read_csv(path)
+
+
+def test_missing_file_and_directory_and_binary(tmp_path):
+    with pytest.raises(TrinetError, match="not found"):
+        read_csv(str(tmp_path / "nope.csv"))
+    with pytest.raises(TrinetError, match="is a directory"):
+        read_csv(str(tmp_path))
+    path = tmp_path / "bin.csv"
+    path.write_bytes(b"1,\xff\xfe\x00a.jpg\n")
+    with pytest.raises(TrinetError, match="not a UTF-8 text file"):
+        read_csv(str(path))
+
+
+def test_missing_images_are_counted_and_listed(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "ok.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    rows = "1,ok.jpg\n" + "".join(f"{i},missing{i}.jpg\n" for i in range(8))
+    path = write(tmp_path, "d.csv", rows)
+    with pytest.raises(TrinetError) as e:
+        load_dataset(path, str(tmp_path / "img"))
+    message = str(e.value)
+    assert "8 of 9 images not found" in message
+    assert "missing0.jpg, missing1.jpg, missing2.jpg, missing3.jpg, missing4.jpg, ... (3 more)" in message
+    assert "--skip_missing" in message
+
+
+def test_skip_missing_drops_them_and_keeps_order(tmp_path):
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    (tmp_path / "d.jpg").write_bytes(b"x")
+    ds = load_dataset(write(tmp_path, "d.csv", "1,a.jpg\n2,b.jpg\n3,c.jpg\n4,d.jpg\n"), str(tmp_path),
+                      skip_missing=True)
+    assert list(ds.pids) == ["2", "4"] and list(ds.fids) == ["b.jpg", "d.jpg"]
+
+
+def test_skip_missing_with_nothing_left_is_an_error(tmp_path):
+    with pytest.raises(TrinetError, match="No image is left"):
+        load_dataset(write(tmp_path, "d.csv", "1,a.jpg\n"), str(tmp_path), skip_missing=True)
+
+
+def test_image_root_must_be_a_directory(tmp_path):
+    path = write(tmp_path, "d.csv", "1,a.jpg\n")
+    with pytest.raises(TrinetError, match="not a directory"):
+        check_files(read_csv(path, str(tmp_path / "nowhere")))
+
+
+def test_plain_image_lists_keep_commas_and_have_no_identities(tmp_path):
+    ds = read_image_list(write(tmp_path, "list.txt", "a/b,c.jpg\n\n  d.png \n"))
+    assert list(ds.fids) == ["a/b,c.jpg", "d.png"] and list(ds.pids) == ["", ""]
+    assert list(read_any(str(tmp_path / "list.txt")).fids) == ["a/b,c.jpg", "d.png"]
+    assert list(read_any(write(tmp_path, "x.CSV", "1,a.jpg\n")).pids) == ["1"]
+    with pytest.raises(TrinetError, match="empty"):
+        read_image_list(write(tmp_path, "e.txt", "\n"))
+
+
+def test_image_signatures(tmp_path):
+    samples = {"a.jpg": b"\xff\xd8\xff\xe0rest", "b.png": b"\x89PNG\r\n\x1a\nrest", "c.bmp": b"BMxxxx",
+               "d.gif": b"GIF89a..", "e.jpg": b"", "f.jpg": b"<html>not an image</html>"}
+    for name, data in samples.items():
+        (tmp_path / name).write_bytes(data)
+    assert [image_format(str(tmp_path / n)) for n in samples] == ["jpeg", "png", "bmp", "gif", None, None]
+    assert image_format(str(tmp_path / "missing.jpg")) is None
+    ds = read_csv(write(tmp_path, "d.csv", "".join(f"1,{n}\n" for n in samples)), str(tmp_path))
+    np.testing.assert_array_equal(find_non_images(ds), [False, False, False, False, True, True])
+
+
+def test_absolute_paths_ignore_the_image_root(tmp_path):
+    target = tmp_path / "abs.jpg"
+    target.write_bytes(b"x")
+    ds = read_csv(write(tmp_path, "d.csv", f"1,{target}\n"), "/somewhere/else")
+    assert ds.paths() == [str(target)] and os.path.isfile(ds.paths()[0])

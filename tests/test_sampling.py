@@ -1,0 +1,137 @@
+"""P x K sampling (numpy) and the tf.data training pipeline built on it."""
+
+import math
+from collections import Counter
+
+import cv2
+import numpy as np
+import pytest
+
+from trinet.errors import TrinetError
+from trinet.sampling import PKSampler, element_seeds
+
+# 7 identities with 1, 2, 3, 4, 5, 6, 9 images; rows grouped arbitrarily.
+COUNTS = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 9}
+PIDS = np.array([pid for pid, n in COUNTS.items() for _ in range(n)])
+PIDS = PIDS[np.random.default_rng(0).permutation(len(PIDS))]
+
+
+def test_every_batch_has_p_identities_with_k_images_each():
+    sampler = PKSampler(PIDS, batch_p=3, batch_k=4, seed=1)
+    for index in range(40):
+        rows = sampler.batch(index)
+        assert rows.shape == (12,)
+        blocks = PIDS[rows].reshape(3, 4)
+        assert all(len(set(block)) == 1 for block in blocks)  # K images of one identity per block
+        assert len({block[0] for block in blocks}) == 3  # P distinct identities
+        assert np.array_equal(sampler.codes[rows], np.searchsorted(sampler.unique_pids, PIDS[rows]))
+        for block_rows in rows.reshape(3, 4):
+            pid = PIDS[block_rows[0]]
+            uses = Counter(block_rows.tolist())
+            if COUNTS[pid] >= 4:
+                assert len(uses) == 4  # without replacement
+            else:  # short identities repeat, each image at most ceil(K / count) times
+                assert max(uses.values()) <= math.ceil(4 / COUNTS[pid])
+                assert sum(uses.values()) == 4
+
+
+def test_short_identity_shows_several_of_its_images():
+    sampler = PKSampler(PIDS, batch_p=7, batch_k=4, seed=3)
+    seen = set()
+    for index in range(20):
+        rows = sampler.batch(index)
+        seen |= {r for r in rows if PIDS[r] == "c"}
+    assert len(seen) == 3  # all three images of 'c' appear over time
+
+
+def test_epochs_use_a_multiple_of_p_distinct_identities():
+    sampler = PKSampler(PIDS, batch_p=3, batch_k=2, seed=5)
+    assert sampler.batches_per_epoch == 2  # 7 // 3
+    left_out = set()
+    for epoch in range(6):
+        identities = [PIDS[sampler.batch(epoch * 2 + b)[::2]] for b in range(2)]
+        flat = np.concatenate(identities)
+        assert len(flat) == 6 and len(set(flat)) == 6  # no identity twice in a pass
+        left_out |= set(COUNTS) - set(flat)
+    assert len(left_out) > 1  # a different identity is left out in different passes
+
+
+def test_deterministic_in_seed_and_index():
+    a, b = PKSampler(PIDS, 3, 4, seed=11), PKSampler(PIDS, 3, 4, seed=11)
+    assert all(np.array_equal(a.batch(i), b.batch(i)) for i in range(10))
+    # random access (a resumed run) gives the same batch as sequential iteration
+    assert np.array_equal(a.batch(7), [rows for i, rows in b.batches(0, 8)][7])
+    c = PKSampler(PIDS, 3, 4, seed=12)
+    assert not all(np.array_equal(a.batch(i), c.batch(i)) for i in range(10))
+
+
+def test_batch_p_larger_than_identities_is_an_error():
+    with pytest.raises(TrinetError, match="--batch_p 8 is larger than the number of identities .* \\(7\\)"):
+        PKSampler(PIDS, batch_p=8, batch_k=4, seed=0)
+
+
+def test_element_seeds_are_distinct_across_batches():
+    seeds = np.concatenate([element_seeds(5, i, 6) for i in range(3)])
+    assert seeds.shape == (18, 2) and len({tuple(s) for s in seeds}) == 18 and (seeds[:, 0] == 5).all()
+
+
+def _write(root, n_ids=4, per_id=3, size=(24, 12)):
+    paths, pids = [], []
+    for p in range(n_ids):
+        for j in range(per_id):
+            image = np.zeros((*size, 3), np.uint8)
+            image[:, : size[1] // 2] = 40 * p  # left half encodes the identity, right half white
+            image[:, size[1] // 2:] = 255
+            path = str(root / f"{p}_{j}.png")
+            cv2.imwrite(path, image)
+            paths.append(path)
+            pids.append(str(p))
+    return paths, np.array(pids)
+
+
+def test_training_dataset_batches_match_the_sampler(tmp_path):
+    from trinet.pipeline import training_dataset
+    paths, pids = _write(tmp_path)
+    sampler = PKSampler(pids, 2, 3, seed=0)
+    ds = training_dataset(paths, sampler, 5, 9, net_size=(24, 12), pre_crop_size=(24, 12), flip=False,
+                          crop=False, threads=2)
+    batches = list(ds)
+    assert [int(b[0]) for b in batches] == [5, 6, 7, 8]
+    for index, images, labels in batches:
+        rows = sampler.batch(int(index))
+        assert images.shape == (6, 24, 12, 3) and images.dtype == "float32"
+        np.testing.assert_array_equal(labels.numpy(), sampler.codes[rows])
+        # the left half's grey level is the identity; nothing flipped
+        np.testing.assert_allclose(images.numpy()[:, 5, 2, 0], [40 * int(p) for p in pids[rows]], atol=2)
+
+
+def test_augmentation_is_deterministic_and_flips_and_crops(tmp_path):
+    from trinet.pipeline import training_dataset
+    paths, pids = _write(tmp_path)
+    sampler = PKSampler(pids, 2, 3, seed=3)
+
+    def run():
+        ds = training_dataset(paths, sampler, 0, 4, net_size=(20, 10), pre_crop_size=(24, 12), flip=True,
+                              crop=True, threads=2)
+        return np.concatenate([images.numpy() for _, images, _ in ds])
+
+    first, second = run(), run()
+    assert first.shape == (24, 20, 10, 3)
+    np.testing.assert_array_equal(first, second)
+    white_right = (first[:, :, -1, 0] > 200).all(axis=1)  # unflipped: white on the right
+    assert white_right.any() and (~white_right).any()  # some flipped, some not
+
+
+def test_undecodable_image_skips_only_its_batches(tmp_path):
+    from trinet.pipeline import decodable, training_dataset
+    paths, pids = _write(tmp_path)
+    with open(paths[4], "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\ntruncated")
+    sampler = PKSampler(pids, 2, 3, seed=0)
+    holding = {i for i in range(12) if 4 in sampler.batch(i)}
+    assert holding and len(holding) < 12
+    ds = training_dataset(paths, sampler, 0, 12, net_size=(24, 12), pre_crop_size=(24, 12), flip=False,
+                          crop=False, threads=2)
+    got = [int(index) for index, _, _ in ds]
+    assert got == [i for i in range(12) if i not in holding]
+    np.testing.assert_array_equal(decodable(paths, threads=2), [i != 4 for i in range(len(paths))])
