@@ -38,3 +38,26 @@ def image_set(tmp_path_factory):
     """`(csv path, image root)` of a small colour-coded dataset shared by the whole session."""
     root = str(tmp_path_factory.mktemp("image_set"))
     return write_image_set(root), root
+
+
+#: Flags of a tiny, fast training run (LuNet on 32x16 crops of 36x18 images).
+TINY = ["--model_name", "lunet", "--embedding_dim", "8", "--batch_p", "3", "--batch_k", "3",
+        "--net_input_height", "32", "--net_input_width", "16", "--pre_crop_height", "36",
+        "--pre_crop_width", "18", "--flip_augment", "--crop_augment", "--loading_threads", "2", "--seed", "4"]
+
+
+def train(root, image_set, *extra):
+    """Run train.py in-process on `image_set` with the TINY flags; returns the exit status."""
+    from trinet.cli.train import main
+    csv, images = image_set
+    return main(["--experiment_root", str(root), "--train_set", csv, "--image_root", images, *TINY, *extra])
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, image_set):
+    """A finished 4-iteration run with checkpoints at 0, 2 and 4 and detailed logs. Do not modify it:
+    copy it first."""
+    root = tmp_path_factory.mktemp("finished") / "exp"
+    assert train(root, image_set, "--train_iterations", "4", "--checkpoint_frequency", "2",
+                 "--histogram_frequency", "2", "--detailed_logs") == 0
+    return root

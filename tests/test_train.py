@@ -12,32 +12,14 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TINY, train
 from trinet import checkpoints
 from trinet.cli.train import main
-
-TINY = ["--model_name", "lunet", "--embedding_dim", "8", "--batch_p", "3", "--batch_k", "3",
-        "--net_input_height", "32", "--net_input_width", "16", "--pre_crop_height", "36",
-        "--pre_crop_width", "18", "--flip_augment", "--crop_augment", "--loading_threads", "2", "--seed", "4"]
-
-
-def train(root, image_set, *extra):
-    csv, images = image_set
-    return main(["--experiment_root", str(root), "--train_set", csv, "--image_root", images, *TINY, *extra])
 
 
 def log_losses(root):
     lines = [line for line in open(os.path.join(root, "train.log")) if "iter:" in line]
     return [float(line.split("loss min|avg|max: ")[1].split("|")[1]) for line in lines]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, image_set):
-    """A finished 4-iteration run with checkpoints at 0, 2 and 4 and detailed logs."""
-    root = tmp_path_factory.mktemp("finished") / "exp"
-    assert train(root, image_set, "--train_iterations", "4", "--checkpoint_frequency", "2",
-                 "--histogram_frequency", "2", "--detailed_logs") == 0
-    return root
 
 
 def copy_of(finished, tmp_path, rewind=False):

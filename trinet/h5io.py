@@ -20,37 +20,93 @@ from trinet.errors import TrinetError
 from trinet.fileio import atomic_path
 
 
+class EmbeddingWriter:
+    """Write an embedding file row block by row block; it appears under `path` only when complete.
+
+    Memory stays bounded by the block size, whatever N. Use as a context manager: on an exception
+    (or a kill) nothing is left under `path` and an existing file there is kept.
+
+    Args:
+        rows, dim: N and D.
+        augmentation_types: the M view names; `emb_aug (M, N, D)` is stored when M > 1.
+        pids, fids: `(N,)` identities and paths of the rows.
+        attrs: settings stored as HDF5 attributes (str, numbers, bools; None becomes '').
+    """
+
+    def __init__(self, path: str, rows: int, dim: int, *, augmentation_types: Sequence[str] = ("original_resize",),
+                 pids: Sequence[str] | None = None, fids: Sequence[str] | None = None,
+                 attrs: Mapping[str, Any] | None = None):
+        self.path, self.rows, self.dim = path, rows, dim
+        self.views = len(augmentation_types)
+        self._types, self._pids, self._fids, self._attrs = augmentation_types, pids, fids, attrs or {}
+        self.written = 0
+
+    def __enter__(self) -> "EmbeddingWriter":
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            self._file = h5py.File(tmp, "w")
+            f = self._file
+            chunk = (max(1, min(self.rows, 4096)), self.dim)
+            self._emb = f.create_dataset("emb", (self.rows, self.dim), np.float32, chunks=chunk)
+            self._aug = (f.create_dataset("emb_aug", (self.views, self.rows, self.dim), np.float32,
+                                          chunks=(1, *chunk)) if self.views > 1 else None)
+            f.create_dataset("augmentation_types", data=np.array(list(self._types), dtype="S"))
+            text = h5py.string_dtype("utf-8")
+            for name, values in (("pids", self._pids), ("fids", self._fids)):
+                if values is not None:
+                    f.create_dataset(name, data=np.array(list(values), dtype=object), dtype=text)
+            for key, value in self._attrs.items():
+                f.attrs[key] = "" if value is None else value
+        except BaseException as e:
+            self._atomic.__exit__(type(e), e, e.__traceback__)
+            raise
+        return self
+
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
+        """Append rows: `emb` `(b, D)` and, when M > 1, `emb_aug` `(M, b, D)`."""
+        start, stop = self.written, self.written + len(emb)
+        if stop > self.rows:
+            raise ValueError(f"{self.path}: writing rows up to {stop} of {self.rows}")
+        self._emb[start:stop] = emb
+        if self._aug is not None:
+            self._aug[:, start:stop] = emb_aug
+        self.written = stop
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        try:
+            self._file.close()
+            if kind is None and self.written != self.rows:
+                kind = ValueError
+                value = ValueError(f"{self.path}: only {self.written} of {self.rows} rows were written")
+                traceback = None
+        finally:
+            self._atomic.__exit__(kind, value, traceback)
+        if kind is not None and value is not None and traceback is None:
+            raise value
+        return False
+
+
 def write_embeddings(path: str, emb: np.ndarray, *, emb_aug: np.ndarray | None = None,
                      augmentation_types: Sequence[str] = ("original_resize",),
                      pids: Sequence[str] | None = None, fids: Sequence[str] | None = None,
                      attrs: Mapping[str, Any] | None = None) -> None:
-    """Write an embedding file atomically: it appears under `path` only when complete.
+    """Write a whole embedding file atomically (see `EmbeddingWriter`).
 
     Args:
         emb: `(N, D)` final embeddings.
         emb_aug: `(M, N, D)` per-view embeddings, stored when given and M > 1.
-        augmentation_types: the M view names.
-        pids, fids: `(N,)` identities and paths of the rows.
-        attrs: settings stored as HDF5 attributes (str, numbers, bools).
+        augmentation_types: the M view names (one name when `emb_aug` is not given).
     """
     emb = np.asarray(emb, dtype=np.float32)
     if emb.ndim != 2:
         raise ValueError(f"emb must be (N, D), got shape {emb.shape}")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("emb", data=emb)
-            if emb_aug is not None and len(emb_aug) > 1:
-                f.create_dataset("emb_aug", data=np.asarray(emb_aug, dtype=np.float32))
-            f.create_dataset("augmentation_types", data=np.array(list(augmentation_types), dtype="S"))
-            text = h5py.string_dtype("utf-8")
-            if pids is not None:
-                f.create_dataset("pids", data=np.array(list(pids), dtype=object), dtype=text)
-            if fids is not None:
-                f.create_dataset("fids", data=np.array(list(fids), dtype=object), dtype=text)
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = "" if value is None else value
+    if emb_aug is None or len(emb_aug) <= 1:
+        augmentation_types, emb_aug = list(augmentation_types)[:1], None
+    with EmbeddingWriter(path, len(emb), emb.shape[1], augmentation_types=augmentation_types, pids=pids,
+                         fids=fids, attrs=attrs) as writer:
+        writer.write(emb, None if emb_aug is None else np.asarray(emb_aug, dtype=np.float32))
 
 
 def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str | None = None,

@@ -58,3 +58,19 @@ def train_augment(image: tf.Tensor, seed: tf.Tensor, net_size: tuple[int, int],
     if random_crop:
         image = tf.image.stateless_random_crop(image, (*net_size, 3), seed=seed[::-1])
     return image
+
+
+def embedding_views(image: tf.Tensor, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
+               crop_mode: str | None) -> tf.Tensor:
+    """The test-time views of one decoded image, `(M, h, w, 3)`, in the order of `views.view_names`.
+
+    The image is resized to `pre_crop_size` when cropping (or for `avgpool`), else to `net_size`;
+    with `flip` the mirror image follows the original, and each is then cropped.
+    """
+    image = resize(image, pre_crop_size if crop_mode else net_size)
+    bases = [image, tf.reverse(image, axis=[1])] if flip else [image]
+    if crop_mode in (None, "avgpool"):
+        return tf.stack(bases)
+    offsets = crop_offsets(pre_crop_size, net_size)
+    names = ("center",) if crop_mode == "center" else FIVE_CROPS
+    return tf.stack([crop(base, offsets[name], net_size) for base in bases for name in names])

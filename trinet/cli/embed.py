@@ -1,0 +1,136 @@
+"""embed.py: write the embeddings of a dataset (or a plain list of images) with a trained experiment.
+
+Every flag of the original triplet-reid embed.py keeps its name and meaning; settings not given on
+the command line come from the experiment's args.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+from trinet import argtypes
+from trinet.cli.common import run_main, setup_console_logging
+from trinet.errors import TrinetError
+from trinet.views import AGGREGATORS, CROP_MODES, check_views
+
+log = logging.getLogger("trinet.embed")
+
+#: Settings read from args.json when not given here (the image sizes are also flags of embed.py).
+SIZE_FLAGS = ("net_input_height", "net_input_width", "pre_crop_height", "pre_crop_width")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="embed.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Embed the images of a dataset CSV (or of a text file with one image path per line) "
+                    "with a trained experiment, optionally with test-time augmentation, into an HDF5 file "
+                    "(datasets emb, emb_aug, augmentation_types, pids, fids) or a CSV of path,v1,...,vD.")
+    p.add_argument("--experiment_root", required=True, type=argtypes.readable_directory,
+                   help="The experiment folder written by train.py (its args.json gives the model and "
+                        "image sizes).")
+    p.add_argument("--dataset", required=True, type=argtypes.readable_file,
+                   help="A dataset CSV of `pid,path` rows, or (any other extension than .csv) a text file "
+                        "with one image path per line.")
+    p.add_argument("--image_root", type=argtypes.readable_directory, default=None,
+                   help="Folder that the dataset's paths are relative to. Default: the training run's "
+                        "--image_root.")
+    p.add_argument("--checkpoint", default=None,
+                   help="Checkpoint in the experiment root: a step (25000), a name (checkpoint-25000), a "
+                        "path, or model.keras. Default: the latest checkpoint.")
+    p.add_argument("--loading_threads", type=argtypes.positive_int, default=8,
+                   help="Number of threads that decode and augment images in parallel.")
+    p.add_argument("--batch_size", type=argtypes.positive_int, default=256,
+                   help="Views per batch through the network; lower it if memory runs out.")
+    p.add_argument("--filename", default=None,
+                   help="Output file, relative to the experiment root (or absolute). Default: the dataset's "
+                        "name with _embeddings.h5 (or .csv with --output_format csv).")
+    p.add_argument("--output_format", choices=["h5", "csv"], default=None,
+                   help="h5 (for evaluate.py) or csv (lines of path,v1,...,vD). Default: csv if --filename "
+                        "ends with .csv, else h5.")
+    p.add_argument("--flip_augment", action="store_true",
+                   help="Also embed the mirror image of each view.")
+    p.add_argument("--crop_augment", choices=CROP_MODES, default=None,
+                   help="center: the centre crop of the pre-crop-size image; five: the centre and the four "
+                        "corner crops; avgpool: the whole pre-crop-size image (global pooling absorbs the "
+                        "size). Default: the image resized to the net input size.")
+    p.add_argument("--aggregator", choices=sorted(AGGREGATORS), default=None,
+                   help="How the embeddings of several views are combined (required with several views, "
+                        "not allowed with one): mean, or normalized_mean (the mean scaled to unit length).")
+    for flag in SIZE_FLAGS:
+        p.add_argument(f"--{flag}", type=argtypes.positive_int, default=None,
+                       help=f"Image size setting; default: the training run's --{flag}.")
+    p.add_argument("--quiet", action="store_true", help="Print only warnings and errors.")
+    return p
+
+
+def _settings(root: str) -> dict:
+    from trinet import experiment
+    if os.path.isfile(os.path.join(root, experiment.ARGS_FILE)):
+        return experiment.load_args(root)
+    log.warning("%s has no %s; the model must be model.keras and the sizes given as flags.", root,
+                experiment.ARGS_FILE)
+    return {}
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_console_logging(quiet=args.quiet)
+    from trinet.datasets import check_files, find_non_images, read_any
+
+    root = args.experiment_root
+    settings = _settings(root)
+    for flag in SIZE_FLAGS:
+        if getattr(args, flag) is None:
+            setattr(args, flag, settings.get(flag))
+    missing = [f"--{flag}" for flag in SIZE_FLAGS if getattr(args, flag) is None]
+    if missing:
+        raise TrinetError(f"The image sizes are not known: give {', '.join(missing)} (no args.json in {root}).")
+    net_size = (args.net_input_height, args.net_input_width)
+    pre_crop_size = (args.pre_crop_height, args.pre_crop_width)
+    names = check_views(args.flip_augment, args.crop_augment, args.aggregator, net_size, pre_crop_size)
+    if "crop_augment" in settings and bool(settings["crop_augment"]) != (args.crop_augment is not None):
+        log.warning("Crop augmentation differs between training (%s) and embedding (%s).",
+                    bool(settings["crop_augment"]), args.crop_augment)
+
+    image_root = args.image_root or settings.get("image_root")
+    dataset = check_files(read_any(args.dataset, image_root))
+    bad = find_non_images(dataset)
+    if bad.any():
+        shown = ", ".join(dataset.fids[bad][:5]) + (f", ... ({bad.sum() - 5} more)" if bad.sum() > 5 else "")
+        raise TrinetError(f"{args.dataset}: {bad.sum()} files are empty or not images: {shown}")
+
+    output_format = args.output_format or ("csv" if (args.filename or "").lower().endswith(".csv") else "h5")
+    filename = args.filename or (os.path.splitext(os.path.basename(args.dataset))[0]
+                                 + ("_embeddings.csv" if output_format == "csv" else "_embeddings.h5"))
+    filename = os.path.join(root, filename)
+    argtypes.writeable_file(filename)
+
+    from trinet import __version__
+    from trinet.embedding import embed_to_file, load_model
+    model, source = load_model(root, args.checkpoint, settings)
+    log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
+             source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")
+    pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
+    count, dim = embed_to_file(
+        model, dataset.paths(), list(dataset.fids), pids, filename=filename, output_format=output_format,
+        view_names=names, aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
+        net_size=net_size, pre_crop_size=pre_crop_size, flip=args.flip_augment, crop_mode=args.crop_augment,
+        quiet=args.quiet,
+        attrs={"experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
+               "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
+               "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
+               "trinet_version": __version__})
+    log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(_run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

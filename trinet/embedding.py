@@ -1,0 +1,132 @@
+"""Embedding a list of images with a trained model, with test-time augmentation.
+
+Images are decoded and turned into views in a parallel tf.data pipeline, run through the model in
+batches, and written block by block (memory stays bounded whatever the number of images).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trinet import checkpoints, experiment
+from trinet.errors import TrinetError
+from trinet.fileio import atomic_path
+from trinet.h5io import EmbeddingWriter
+from trinet.images import decode, embedding_views
+from trinet.models import build_model, embedding_model, load_embedding_model
+from trinet.pipeline import decodable
+from trinet.progress import Progress
+from trinet.views import AGGREGATORS
+
+log = logging.getLogger("trinet.embed")
+
+
+def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras.Model, str]:
+    """The embedding model of an experiment: a trinet checkpoint (the latest by default) rebuilt from
+    the experiment's settings, or a saved `model.keras`. Returns `(model, source path)`."""
+    if checkpoint is None and not checkpoints.list_checkpoints(root):
+        keras_file = os.path.join(root, experiment.MODEL_FILE)
+        if not os.path.isfile(keras_file):
+            raise TrinetError(f"No checkpoint and no {experiment.MODEL_FILE} in {root}; has train.py run there?")
+        checkpoint = keras_file
+    if checkpoint is not None and checkpoint.endswith(".keras"):
+        path = checkpoint if os.path.isfile(checkpoint) else os.path.join(root, checkpoint)
+        if not os.path.isfile(path):
+            raise TrinetError(f"--checkpoint {checkpoint}: no such model file")
+        return load_embedding_model(path), path
+    path = checkpoints.resolve(root, checkpoint)
+    missing = [k for k in ("model_name", "head_name", "embedding_dim") if settings.get(k) is None]
+    if missing:
+        raise TrinetError(f"Rebuilding the model of {path} needs {', '.join(missing)} from "
+                          f"{os.path.join(root, experiment.ARGS_FILE)}, which lacks them.")
+    model = build_model(settings["model_name"], settings["head_name"], settings["embedding_dim"])
+    checkpoints.restore(path, model)
+    return embedding_model(model), path
+
+
+def views_dataset(paths: list[str], *, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
+                  crop_mode: str | None, images_per_batch: int, threads: int) -> tf.data.Dataset:
+    """Batches `(b * M, h, w, 3)` float32 of the M views of `b` consecutive images (image-major)."""
+    def load(path):
+        return embedding_views(decode(path), net_size, pre_crop_size, flip, crop_mode)
+
+    ds = tf.data.Dataset.from_tensor_slices(list(paths))
+    ds = ds.map(load, num_parallel_calls=threads, deterministic=True).batch(images_per_batch)
+    ds = ds.map(lambda views: tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0)))
+    return ds.prefetch(2)
+
+
+def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_per_batch: int,
+                  **pipeline) -> Iterator[np.ndarray]:
+    """Yield `(M, b, D)` float32 embeddings of successive blocks of images.
+
+    Raises:
+        TrinetError: an image cannot be decoded (all such images are named).
+    """
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    def run(images):
+        return tf.cast(model(images, training=False), tf.float32)
+
+    data = views_dataset(paths, images_per_batch=images_per_batch, **pipeline)
+    try:
+        for images in data:
+            emb = run(images).numpy()
+            yield emb.reshape(-1, views, emb.shape[-1]).transpose(1, 0, 2)
+    except tf.errors.OpError:
+        bad = [p for p, ok in zip(paths, decodable(paths, pipeline.get("threads", 8))) if not ok]
+        if not bad:
+            raise
+        shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
+        raise TrinetError(f"{len(bad)} images cannot be decoded (corrupt or truncated): {shown}") from None
+
+
+class CsvWriter:
+    """`path,v1,...,vD` lines (the format of the paper's trinet_embed.py), written atomically."""
+
+    def __init__(self, path: str, fids: list[str]):
+        self.path, self.fids, self.written = path, fids, 0
+
+    def __enter__(self) -> "CsvWriter":
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._atomic = atomic_path(self.path)
+        self._file = open(self._atomic.__enter__(), "w", encoding="utf-8")
+        return self
+
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
+        for fid, row in zip(self.fids[self.written:self.written + len(emb)], emb):
+            self._file.write(fid + "," + ",".join(f"{v:.9g}" for v in row) + "\n")
+        self.written += len(emb)
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        self._file.close()
+        self._atomic.__exit__(kind, value, traceback)
+        return False
+
+
+def embed_to_file(model: keras.Model, paths: list[str], fids: list[str], pids: list[str] | None, *,
+                  filename: str, output_format: str, view_names: list[str], aggregator: str | None,
+                  batch_size: int, threads: int, net_size: tuple[int, int], pre_crop_size: tuple[int, int],
+                  flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False) -> tuple[int, int]:
+    """Embed `paths` and write `filename` (HDF5 or CSV); returns `(N, D)`."""
+    views = len(view_names)
+    images_per_batch = max(1, batch_size // views)
+    dim = int(model.output.shape[-1])
+    combine = AGGREGATORS[aggregator] if aggregator else (lambda v: v[0])
+    if output_format == "csv":
+        writer = CsvWriter(filename, fids)
+    else:
+        writer = EmbeddingWriter(filename, len(paths), dim, augmentation_types=view_names, pids=pids,
+                                 fids=fids, attrs=attrs)
+    blocks = embed_batches(model, paths, views, images_per_batch=images_per_batch, net_size=net_size,
+                           pre_crop_size=pre_crop_size, flip=flip, crop_mode=crop_mode, threads=threads)
+    with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
+        for emb_aug in blocks:
+            writer.write(combine(emb_aug), emb_aug)
+            progress.update(emb_aug.shape[1])
+    return len(paths), dim
