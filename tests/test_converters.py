@@ -1,0 +1,588 @@
+"""Dataset converters and the combiner on tiny folders that mimic each official release."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trinet import converters
+from trinet.cli.common import run_main
+from trinet.datasets import load_dataset
+from trinet.errors import TrinetError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Enough of a JPEG/PNG header for anything that sniffs the first bytes.
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 12
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
+
+
+def touch(path, data: bytes = JPEG) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def make_files(root, names, data: bytes = JPEG):
+    for name in names:
+        touch(os.path.join(root, name), data)
+    return str(root)
+
+
+# --- Mimic releases: real names and layout, a handful of files each -----------------------------------
+
+def make_market(parent) -> str:
+    """Market-1501-v15.09.15 with junk (-1) and distractors (0000) in bounding_box_test and Thumbs.db
+    files, as in the release; gt_bbox/ and gt_query/ exist but are not converted."""
+    return make_files(os.path.join(parent, "Market-1501-v15.09.15"), [
+        "bounding_box_train/0002_c1s1_000451_03.jpg",
+        "bounding_box_train/0002_c1s1_000551_01.jpg",
+        "bounding_box_train/0007_c2s3_070952_01.jpg",
+        "bounding_box_train/Thumbs.db",
+        "query/0001_c1s1_001051_00.jpg",
+        "query/0003_c3s3_064744_00.jpg",
+        "bounding_box_test/0003_c1s6_015971_02.jpg",
+        "bounding_box_test/0001_c2s1_000301_01.jpg",
+        "bounding_box_test/-1_c1s1_000401_03.jpg",
+        "bounding_box_test/0000_c1s1_000151_01.jpg",
+        "bounding_box_test/-1_c3s1_000551_02.jpg",
+        "bounding_box_test/0001_c6s1_002052_03.jpg",
+        "bounding_box_test/Thumbs.db",
+        "gt_bbox/0001_c1s1_001051_00.jpg",
+        "gt_query/0001_c1s1_001051_00_good.mat",
+        "readme.txt",
+    ])
+
+
+def make_duke(parent) -> str:
+    return make_files(os.path.join(parent, "DukeMTMC-reID"), [
+        "bounding_box_train/0005_c2_f0046985.jpg",
+        "bounding_box_train/0005_c5_f0051341.jpg",
+        "bounding_box_train/0008_c1_f0052167.jpg",
+        "query/0011_c2_f0047008.jpg",
+        "bounding_box_test/0011_c8_f0008591.jpg",
+        "bounding_box_test/0011_c1_f0053155.jpg",
+        "bounding_box_test/7140_c7_f0175103.jpg",
+        "CITATION_DukeMTMC-reID.txt",
+        "LICENSE_DukeMTMC-reID.txt",
+    ])
+
+
+def make_cuhk03np(parent) -> str:
+    root = os.path.join(parent, "cuhk03-np")
+    for subset in ("detected", "labeled"):
+        make_files(os.path.join(root, subset), [
+            "bounding_box_train/0001_c1_1.png",
+            "bounding_box_train/0001_c2_6.png",
+            "bounding_box_train/0003_c1_2.png",
+            "query/0002_c1_1.png",
+            "query/0002_c2_7.png",
+            "bounding_box_test/0002_c1_3.png",
+            "bounding_box_test/0002_c2_8.png",
+            "bounding_box_test/1467_c2_9.png",
+        ], PNG)
+    return root
+
+
+MSMT17_LISTS = {
+    "list_train.txt": ["0000/0000_000_01_0303morning_0015_0.jpg 0",
+                       "0000/0000_046_12_0303morning_0006_2_ex.jpg 0",
+                       "0001/0001_000_03_0113noon_0100_1.jpg 1"],
+    "list_val.txt": ["0000/0000_010_04_0303noon_0020_1.jpg 0"],
+    "list_query.txt": ["0000/0000_000_02_0302afternoon_0200_0.jpg 0",
+                       "0001/0001_000_15_0114morning_0300_3.jpg 1"],
+    "list_gallery.txt": ["0000/0000_001_07_0302afternoon_0210_0.jpg 0",
+                         "0001/0001_002_14_0114morning_0310_1.jpg 1",
+                         "0002/0002_000_09_0114noon_0400_2.jpg 2"],
+}
+
+
+def make_msmt17(parent, name="MSMT17_V1", folders=("train", "test"), lists=None) -> str:
+    """MSMT17_V1: train/ and test/ with a folder per person, and the four list files."""
+    root = os.path.join(parent, name)
+    for list_name, lines in (lists or MSMT17_LISTS).items():
+        folder = folders[0] if list_name in ("list_train.txt", "list_val.txt") else folders[1]
+        make_files(os.path.join(root, folder), [line.split()[0] for line in lines])
+        with open(os.path.join(root, list_name), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return root
+
+
+MIMICS = {
+    "market1501": make_market,
+    "duke": make_duke,
+    "cuhk03-detected": make_cuhk03np,
+    "cuhk03-labeled": make_cuhk03np,
+    "msmt17": make_msmt17,
+}
+
+
+def read_lines(path) -> list[str]:
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+# --- The registry ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(converters.CONVERTERS))
+def test_every_converter_runs_on_its_mimic(name, tmp_path):
+    assert name in MIMICS, f"add a mimic release for the new converter {name!r}"
+    converter = converters.CONVERTERS[name]
+    assert converter.name == name
+    assert set(converter.csv_names) == set(converter.expected) == set(converters.SPLITS)
+    conversion = converters.convert(name, MIMICS[name](tmp_path))
+    for split in converters.SPLITS:
+        assert conversion.rows[split], split
+        assert [fid for _, fid in conversion.rows[split]] == sorted(fid for _, fid in conversion.rows[split])
+        for _, fid in conversion.rows[split]:
+            assert os.path.isfile(os.path.join(conversion.release_dir, fid)), fid
+
+
+def test_unknown_dataset_lists_the_valid_names():
+    with pytest.raises(TrinetError,
+                       match=r"Unknown dataset 'market'; expected one of \['cuhk03-detected', .*'msmt17'\]"):
+        converters.convert("market", "/nonexistent")
+
+
+# --- Market-1501 -----------------------------------------------------------------------------------------
+
+def test_market1501_rows_keep_junk_and_distractors(tmp_path):
+    release = make_market(tmp_path / "releases")
+    conversion = converters.convert("market1501", release)
+    assert conversion.rows["train"] == [
+        ("0002", "bounding_box_train/0002_c1s1_000451_03.jpg"),
+        ("0002", "bounding_box_train/0002_c1s1_000551_01.jpg"),
+        ("0007", "bounding_box_train/0007_c2s3_070952_01.jpg"),
+    ]
+    assert conversion.rows["query"] == [
+        ("0001", "query/0001_c1s1_001051_00.jpg"),
+        ("0003", "query/0003_c3s3_064744_00.jpg"),
+    ]
+    # Sorted by path, so the junk comes first, as in the original market1501_test.csv.
+    assert conversion.rows["test"] == [
+        ("-1", "bounding_box_test/-1_c1s1_000401_03.jpg"),
+        ("-1", "bounding_box_test/-1_c3s1_000551_02.jpg"),
+        ("0000", "bounding_box_test/0000_c1s1_000151_01.jpg"),
+        ("0001", "bounding_box_test/0001_c2s1_000301_01.jpg"),
+        ("0001", "bounding_box_test/0001_c6s1_002052_03.jpg"),
+        ("0003", "bounding_box_test/0003_c1s6_015971_02.jpg"),
+    ]
+    assert sorted(conversion.skipped) == ["bounding_box_test/Thumbs.db", "bounding_box_train/Thumbs.db"]
+    test = conversion.stats("test")
+    assert (test.rows, test.identities, test.special) == (6, 2, {"-1": 2, "0000": 1})
+    assert conversion.stats("train").special == {"-1": 0, "0000": 0}
+
+    written = converters.write_conversion(conversion, str(tmp_path / "csv"))
+    assert sorted(os.listdir(tmp_path / "csv")) == [
+        "market1501_query.csv", "market1501_test.csv", "market1501_train.csv"]
+    assert read_lines(written["train"]) == [
+        "0002,bounding_box_train/0002_c1s1_000451_03.jpg",
+        "0002,bounding_box_train/0002_c1s1_000551_01.jpg",
+        "0007,bounding_box_train/0007_c2s3_070952_01.jpg",
+    ]
+    assert read_lines(written["test"])[:3] == [
+        "-1,bounding_box_test/-1_c1s1_000401_03.jpg",
+        "-1,bounding_box_test/-1_c3s1_000551_02.jpg",
+        "0000,bounding_box_test/0000_c1s1_000151_01.jpg",
+    ]
+    # The written file is a valid trinet dataset whose images exist under the release folder.
+    dataset = load_dataset(written["test"], release)
+    assert list(dataset.pids) == ["-1", "-1", "0000", "0001", "0001", "0003"]
+
+
+def test_counts_that_differ_from_the_official_release_are_warnings(tmp_path):
+    conversion = converters.convert("market1501", make_market(tmp_path))
+    assert len(conversion.warnings) == 3
+    train, query, test = conversion.warnings
+    official = "the official release has"
+    assert train.startswith(f"market1501 train: 3 images of 2 identities, {official} 12,936 of 751")
+    assert query.startswith(f"market1501 query: 2 images of 2 identities, {official} 3,368 of 750")
+    assert test.startswith(f"market1501 test: 6 images of 2 identities, {official} 19,732 of 750")
+    assert "subset" in train
+
+
+def test_official_counts_give_no_warning():
+    converter = dataclasses.replace(converters.CONVERTERS["market1501"],
+                                    expected={"train": (2, 2), "query": (1, 1), "test": (3, 1)})
+    rows = {"train": [("0002", "a"), ("0007", "b")], "query": [("0001", "c")],
+            "test": [("-1", "d"), ("0000", "e"), ("0001", "f")]}
+    assert converters.check_counts(converter, rows) == []
+    rows["train"].append(("0007", "g"))
+    assert converters.check_counts(converter, rows) == [
+        "market1501 train: 3 images of 2 identities, the official release has 2 of 2. Fine for a subset; "
+        "otherwise check that the release was extracted completely."]
+
+
+def test_junk_outside_the_gallery_is_a_warning(tmp_path):
+    release = make_market(tmp_path)
+    touch(os.path.join(release, "bounding_box_train", "-1_c1s1_000401_03.jpg"))
+    conversion = converters.convert("market1501", release)
+    assert ("-1", "bounding_box_train/-1_c1s1_000401_03.jpg") in conversion.rows["train"]
+    assert ("market1501 train: 1 junk (-1) images; the Market-1501 protocol has them only in test."
+            in conversion.warnings)
+    assert not any(w.startswith("market1501 test: 2 junk") for w in conversion.warnings)
+
+
+def test_parent_folder_names_what_is_missing_and_the_release_inside(tmp_path):
+    release = make_market(tmp_path / "datasets")
+    with pytest.raises(TrinetError) as error:
+        converters.convert("market1501", str(tmp_path / "datasets"))
+    message = str(error.value)
+    assert "does not look like the extracted Market-1501 release" in message
+    assert "missing bounding_box_train/, query/, bounding_box_test/" in message
+    assert "Market-1501-v15.09.15 folder" in message
+    assert f"Did you mean {release}?" in message
+
+
+def test_hint_skips_a_release_with_the_same_layout_but_other_names(tmp_path):
+    make_duke(tmp_path / "datasets")
+    with pytest.raises(TrinetError) as error:
+        converters.convert("market1501", str(tmp_path / "datasets"))
+    assert "Did you mean" not in str(error.value)
+    release = make_market(tmp_path / "datasets")
+    with pytest.raises(TrinetError, match=f"Did you mean {release}\\?$"):
+        converters.convert("market1501", str(tmp_path / "datasets"))
+
+
+def test_split_folder_given_suggests_the_release(tmp_path):
+    release = make_market(tmp_path)
+    with pytest.raises(TrinetError, match=f"Did you mean {release}\\?"):
+        converters.convert("market1501", os.path.join(release, "query"))
+
+
+def test_missing_query_folder(tmp_path):
+    release = make_market(tmp_path)
+    for name in os.listdir(os.path.join(release, "query")):
+        os.remove(os.path.join(release, "query", name))
+    os.rmdir(os.path.join(release, "query"))
+    with pytest.raises(TrinetError, match=r"missing query/\. Expected the Market-1501-v15.09.15 folder with "
+                                          r"bounding_box_train/, query/, bounding_box_test/\.$"):
+        converters.convert("market1501", release)
+
+
+def test_release_folder_not_found_or_a_file(tmp_path):
+    with pytest.raises(TrinetError, match="Release folder .*nowhere not found"):
+        converters.convert("duke", str(tmp_path / "nowhere"))
+    touch(tmp_path / "DukeMTMC-reID.zip")
+    with pytest.raises(TrinetError, match="is a file, not a folder; extract the DukeMTMC-reID release"):
+        converters.convert("duke", str(tmp_path / "DukeMTMC-reID.zip"))
+
+
+def test_badly_named_files_are_named_with_the_pattern(tmp_path):
+    release = make_market(tmp_path)
+    touch(os.path.join(release, "bounding_box_train", "0002_c7s1_000451_03.jpg"))  # there is no camera 7
+    touch(os.path.join(release, "bounding_box_train", "img001.jpg"))
+    os.makedirs(os.path.join(release, "bounding_box_train", "extra"))
+    with pytest.raises(TrinetError) as error:
+        converters.convert("market1501", release)
+    message = str(error.value)
+    assert message.startswith(os.path.join(release, "bounding_box_train") + ": 3 file(s) do not follow")
+    assert "PPPP_cCsS_FFFFFF_BB.jpg, e.g. 0002_c1s1_000451_03.jpg" in message
+    assert message.endswith(": 0002_c7s1_000451_03.jpg, extra/, img001.jpg")
+
+
+def test_split_with_only_clutter_is_an_error(tmp_path):
+    release = make_market(tmp_path)
+    for name in os.listdir(os.path.join(release, "query")):
+        os.remove(os.path.join(release, "query", name))
+    touch(os.path.join(release, "query", "Thumbs.db"))
+    touch(os.path.join(release, "query", ".DS_Store"))
+    with pytest.raises(TrinetError, match=r"query: no images; expected files named like 0002_c1s1_000451_03"):
+        converters.convert("market1501", release)
+
+
+# --- DukeMTMC-reID ---------------------------------------------------------------------------------------
+
+def test_duke_rows(tmp_path):
+    conversion = converters.convert("duke", make_duke(tmp_path))
+    assert conversion.rows == {
+        "train": [("0005", "bounding_box_train/0005_c2_f0046985.jpg"),
+                  ("0005", "bounding_box_train/0005_c5_f0051341.jpg"),
+                  ("0008", "bounding_box_train/0008_c1_f0052167.jpg")],
+        "query": [("0011", "query/0011_c2_f0047008.jpg")],
+        "test": [("0011", "bounding_box_test/0011_c1_f0053155.jpg"),
+                 ("0011", "bounding_box_test/0011_c8_f0008591.jpg"),
+                 ("7140", "bounding_box_test/7140_c7_f0175103.jpg")],
+    }
+    assert conversion.stats("test").special == {}
+    assert conversion.converter.csv_names == {
+        "train": "dukeMTMC_train.csv", "query": "dukeMTMC_query.csv", "test": "dukeMTMC_test.csv"}
+
+
+def test_duke_refuses_market_names(tmp_path):
+    release = make_duke(tmp_path)
+    touch(os.path.join(release, "query", "0002_c1s1_000451_03.jpg"))
+    with pytest.raises(TrinetError, match=r"1 file\(s\) do not follow the DukeMTMC-reID naming "
+                                          r"PPPP_cC_fFFFFFFF.jpg.*: 0002_c1s1_000451_03.jpg$"):
+        converters.convert("duke", release)
+
+
+# --- CUHK03-NP -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("subset", ["detected", "labeled"])
+def test_cuhk03np_rows(subset, tmp_path):
+    conversion = converters.convert(f"cuhk03-{subset}", make_cuhk03np(tmp_path))
+    assert conversion.rows == {
+        "train": [("0001", f"{subset}/bounding_box_train/0001_c1_1.png"),
+                  ("0001", f"{subset}/bounding_box_train/0001_c2_6.png"),
+                  ("0003", f"{subset}/bounding_box_train/0003_c1_2.png")],
+        "query": [("0002", f"{subset}/query/0002_c1_1.png"),
+                  ("0002", f"{subset}/query/0002_c2_7.png")],
+        "test": [("0002", f"{subset}/bounding_box_test/0002_c1_3.png"),
+                 ("0002", f"{subset}/bounding_box_test/0002_c2_8.png"),
+                 ("1467", f"{subset}/bounding_box_test/1467_c2_9.png")],
+    }
+    assert conversion.converter.csv_names["test"] == f"cuhk03np_{subset}_test.csv"
+
+
+def test_cuhk03np_subset_folder_given_suggests_its_parent(tmp_path):
+    root = make_cuhk03np(tmp_path)
+    with pytest.raises(TrinetError) as error:
+        converters.convert("cuhk03-labeled", os.path.join(root, "labeled"))
+    message = str(error.value)
+    assert "missing labeled/bounding_box_train/, labeled/query/, labeled/bounding_box_test/" in message
+    assert "the cuhk03-np folder that holds detected/ and labeled/" in message
+    assert message.endswith(f"Did you mean {root}?")
+
+
+def test_cuhk03np_refuses_jpg_and_a_third_camera(tmp_path):
+    root = make_cuhk03np(tmp_path)
+    touch(os.path.join(root, "detected", "query", "0002_c1_2.jpg"))
+    touch(os.path.join(root, "detected", "query", "0002_c3_2.png"), PNG)
+    with pytest.raises(TrinetError, match=r"2 file\(s\) do not follow the CUHK03-NP detected naming "
+                                          r"PPPP_cC_N.png.*: 0002_c1_2.jpg, 0002_c3_2.png$"):
+        converters.convert("cuhk03-detected", root)
+    labeled = converters.convert("cuhk03-labeled", root)  # the other subset is not affected
+    assert labeled.rows["query"][0] == ("0002", "labeled/query/0002_c1_1.png")
+
+
+# --- MSMT17 ----------------------------------------------------------------------------------------------
+
+def test_msmt17_rows_train_is_train_plus_val(tmp_path):
+    conversion = converters.convert("msmt17", make_msmt17(tmp_path))
+    assert conversion.rows == {
+        # list_train.txt and list_val.txt merged, sorted by path.
+        "train": [("0000", "train/0000/0000_000_01_0303morning_0015_0.jpg"),
+                  ("0000", "train/0000/0000_010_04_0303noon_0020_1.jpg"),
+                  ("0000", "train/0000/0000_046_12_0303morning_0006_2_ex.jpg"),
+                  ("0001", "train/0001/0001_000_03_0113noon_0100_1.jpg")],
+        "query": [("0000", "test/0000/0000_000_02_0302afternoon_0200_0.jpg"),
+                  ("0001", "test/0001/0001_000_15_0114morning_0300_3.jpg")],
+        "test": [("0000", "test/0000/0000_001_07_0302afternoon_0210_0.jpg"),
+                 ("0001", "test/0001/0001_002_14_0114morning_0310_1.jpg"),
+                 ("0002", "test/0002/0002_000_09_0114noon_0400_2.jpg")],
+    }
+    assert conversion.converter.csv_names == {
+        "train": "msmt17_train.csv", "query": "msmt17_query.csv", "test": "msmt17_test.csv"}
+    assert conversion.warnings[0].startswith("msmt17 train: 4 images of 2 identities, the official release "
+                                             "has 32,621 of 1,041")
+
+
+def test_msmt17_v2_layout(tmp_path):
+    lists = {name: [line.replace(".jpg", ".jpeg") for line in lines] for name, lines in MSMT17_LISTS.items()}
+    root = make_msmt17(tmp_path, "MSMT17_V2", ("mask_train_v2", "mask_test_v2"), lists)
+    conversion = converters.convert("msmt17", root)
+    assert conversion.rows["train"][0] == ("0000", "mask_train_v2/0000/0000_000_01_0303morning_0015_0.jpeg")
+    assert conversion.rows["test"][-1] == ("0002", "mask_test_v2/0002/0002_000_09_0114noon_0400_2.jpeg")
+
+
+def test_msmt17_missing_list_and_parent_folder(tmp_path):
+    root = make_msmt17(tmp_path / "msmt17")
+    with pytest.raises(TrinetError) as error:
+        converters.convert("msmt17", str(tmp_path / "msmt17"))
+    message = str(error.value)
+    assert "missing train/, test/, list_train.txt, list_val.txt, list_query.txt, list_gallery.txt" in message
+    assert message.endswith(f"Did you mean {root}?")
+    os.remove(os.path.join(root, "list_val.txt"))
+    with pytest.raises(TrinetError, match=r"release: missing list_val.txt\. Expected the MSMT17_V1 folder"):
+        converters.convert("msmt17", root)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("0001/0001_001_05_0113noon_0120_0.jpg", r"list_val.txt:1: expected `PPPP/NAME.jpg LABEL`, found"),
+    ("0001/0001_001_16_0113noon_0120_0.jpg 1",
+     r"list_val.txt:1: '0001_001_16_0113noon_0120_0.jpg' does not follow the MSMT17 naming "
+     r"PPPP_NNN_CC_DDDDtime_FFFF_K\[_ex\].jpg"),
+    ("0002/0001_001_05_0113noon_0120_0.jpg 1", r"list_val.txt:1: .* should be in folder 0001/"),
+    ("0001/0001_001_05_0113noon_0120_0.jpg 7", r"list_val.txt:1: label '7' is not the person 0001"),
+    ("0001/0001_009_05_0113noon_0120_0.jpg 1",
+     r"list_val.txt: 1 of 1 listed images not found under .*: train/0001/0001_009_05_0113noon_0120_0.jpg"),
+    ("0000/0000_000_01_0303morning_0015_0.jpg 0",
+     r"1 image\(s\) listed twice in list_train.txt and list_val.txt: "
+     r"train/0000/0000_000_01_0303morning_0015_0.jpg"),
+])
+def test_msmt17_bad_list_lines(line, message, tmp_path):
+    root = make_msmt17(tmp_path)
+    with open(os.path.join(root, "list_val.txt"), "w") as f:
+        f.write(line + "\n")
+    with pytest.raises(TrinetError, match=message):
+        converters.convert("msmt17", root)
+
+
+def test_msmt17_with_both_versions_is_refused(tmp_path):
+    root = make_msmt17(tmp_path)
+    os.makedirs(os.path.join(root, "mask_train_v2"))
+    with pytest.raises(TrinetError, match="both MSMT17_V1 and MSMT17_V2"):
+        converters.convert("msmt17", root)
+
+
+# --- Combining training sets -----------------------------------------------------------------------------
+
+def converted(tmp_path, name, make) -> tuple[str, str]:
+    """Convert a mimic release under tmp_path/datasets; returns (train CSV, release folder)."""
+    release = make(tmp_path / "datasets")
+    written = converters.write_conversion(converters.convert(name, release), str(tmp_path / "csv"))
+    return written["train"], release
+
+
+def test_combine_prefixes_identities_and_reroots_paths(tmp_path):
+    market_csv, market = converted(tmp_path, "market1501", make_market)
+    duke_csv, duke = converted(tmp_path, "duke", make_duke)
+    sources = [converters.Source("market1501", market_csv, market), converters.Source("duke", duke_csv, duke)]
+    combined = converters.combine(sources)
+    assert combined.image_root == str(tmp_path / "datasets")
+    assert combined.rows == [
+        ("market1501/0002", "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000451_03.jpg"),
+        ("market1501/0002", "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000551_01.jpg"),
+        ("market1501/0007", "Market-1501-v15.09.15/bounding_box_train/0007_c2s3_070952_01.jpg"),
+        ("duke/0005", "DukeMTMC-reID/bounding_box_train/0005_c2_f0046985.jpg"),
+        ("duke/0005", "DukeMTMC-reID/bounding_box_train/0005_c5_f0051341.jpg"),
+        ("duke/0008", "DukeMTMC-reID/bounding_box_train/0008_c1_f0052167.jpg"),
+    ]
+    stats = {prefix: (s.rows, s.identities) for prefix, s in combined.stats.items()}
+    assert stats == {"market1501": (3, 2), "duke": (3, 2)}
+
+    higher = converters.combine(sources, image_root=str(tmp_path))
+    assert higher.rows[0] == ("market1501/0002",
+                              "datasets/Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000451_03.jpg")
+    out = str(tmp_path / "combined.csv")
+    converters.write_rows(out, combined.rows)
+    dataset = load_dataset(out, combined.image_root)  # every image is found under the common root
+    assert len(set(dataset.pids)) == 4
+
+
+def test_combine_keeps_equal_numbers_of_two_sets_apart(tmp_path):
+    root = make_cuhk03np(tmp_path)
+    sets = []
+    for subset in ("detected", "labeled"):
+        written = converters.write_conversion(converters.convert(f"cuhk03-{subset}", root), str(tmp_path))
+        sets.append(converters.Source(subset, written["train"], root))
+    combined = converters.combine(sets)
+    assert sorted({pid for pid, _ in combined.rows}) == ["detected/0001", "detected/0003",
+                                                         "labeled/0001", "labeled/0003"]
+    assert combined.rows[3] == ("labeled/0001", "labeled/bounding_box_train/0001_c1_1.png")
+
+
+def test_combine_refusals(tmp_path):
+    market_csv, market = converted(tmp_path, "market1501", make_market)
+    source = converters.Source("market1501", market_csv, market)
+    with pytest.raises(TrinetError, match=r"Source prefix\(es\) \['market1501'\] given more than once"):
+        converters.combine([source, converters.Source("market1501", market_csv, market)])
+    with pytest.raises(TrinetError, match="Bad source prefix 'a/b'"):
+        converters.combine([converters.Source("a/b", market_csv, market)])
+    with pytest.raises(TrinetError, match="is in both source 'market1501' and 'again'"):
+        converters.combine([source, converters.Source("again", market_csv, market)])
+    with pytest.raises(TrinetError, match="Nothing to combine"):
+        converters.combine([])
+    test_csv = os.path.join(os.path.dirname(market_csv), "market1501_test.csv")
+    with pytest.raises(TrinetError, match=r"market1501_test.csv: 2 row\(s\) with junk identities \['-1'\]"):
+        converters.combine([converters.Source("m", test_csv, market)])
+    with pytest.raises(TrinetError, match=r"identities \['-1', '0000'\]"):
+        converters.combine([converters.Source("m", test_csv, market)], junk_pids=["-1", "0000"])
+    with pytest.raises(TrinetError, match="Image root .*elsewhere of source 'm' is not a directory"):
+        converters.combine([converters.Source("m", market_csv, str(tmp_path / "elsewhere"))])
+    with pytest.raises(TrinetError, match="Dataset file not found"):
+        converters.combine([converters.Source("m", str(tmp_path / "nope.csv"), market)])
+    with pytest.raises(TrinetError, match="is not under the common image root"):
+        converters.combine([source], image_root=os.path.join(market, "query"))
+    os.remove(os.path.join(market, "bounding_box_train", "0007_c2s3_070952_01.jpg"))
+    with pytest.raises(TrinetError, match=r"1 of 3 images not found under image root .*: "
+                                          r"bounding_box_train/0007_c2s3_070952_01.jpg"):
+        converters.combine([source])
+
+
+# --- Command lines ---------------------------------------------------------------------------------------
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"data_{name}", os.path.join(REPO, "data", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_convert_main_prints_what_it_wrote(tmp_path, capsys):
+    release = make_market(tmp_path)
+    out = str(tmp_path / "out")
+    assert run_main(load_script("convert").main, ["market1501", release, "--out", out]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert (f"{out}/market1501_train.csv: 3 rows, 2 identities, 0 junk rows (pid -1), "
+            "0 distractor rows (pid 0000)\n") in stdout
+    assert (f"{out}/market1501_test.csv: 6 rows, 2 identities, 2 junk rows (pid -1), "
+            "1 distractor rows (pid 0000)\n") in stdout
+    assert "skipped 2 clutter file(s): Thumbs.db" in stdout
+    assert f"--image_root {release}" in stdout
+    assert stderr.count("warning: market1501") == 3
+    assert read_lines(os.path.join(out, "market1501_query.csv")) == [
+        "0001,query/0001_c1s1_001051_00.jpg", "0003,query/0003_c3s3_064744_00.jpg"]
+
+
+def test_convert_main_error_writes_nothing(tmp_path, capsys):
+    release = make_market(tmp_path)
+    touch(os.path.join(release, "query", "bad.jpg"))
+    out = tmp_path / "out"
+    assert run_main(load_script("convert").main, ["market1501", release, "--out", str(out)]) == 2
+    assert "error: " in capsys.readouterr().err
+    assert not out.exists()
+
+
+def run_script(*args, cwd=REPO):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_convert_command_line_end_to_end(tmp_path):
+    release = make_cuhk03np(tmp_path / "datasets")
+    out = tmp_path / "csv"
+    done = run_script("data/convert.py", "cuhk03-labeled", release, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"{out}/cuhk03np_labeled_train.csv: 3 rows, 2 identities" in done.stdout
+    assert read_lines(out / "cuhk03np_labeled_test.csv") == [
+        "0002,labeled/bounding_box_test/0002_c1_3.png",
+        "0002,labeled/bounding_box_test/0002_c2_8.png",
+        "1467,labeled/bounding_box_test/1467_c2_9.png",
+    ]
+    wrong = run_script("data/convert.py", "cuhk03-labeled", str(tmp_path / "datasets"), "--out", str(out))
+    assert wrong.returncode == 2
+    assert wrong.stderr.startswith("error: ")
+    assert "missing labeled/bounding_box_train/" in wrong.stderr and "Traceback" not in wrong.stderr
+    unknown = run_script("data/convert.py", "cuhk03", release)
+    assert unknown.returncode == 2 and "invalid choice: 'cuhk03'" in unknown.stderr
+
+
+def test_combine_command_line_end_to_end(tmp_path):
+    market_csv, market = converted(tmp_path, "market1501", make_market)
+    duke_csv, duke = converted(tmp_path, "duke", make_duke)
+    out = tmp_path / "combined.csv"
+    script = os.path.join(REPO, "data", "combine.py")  # run from another folder
+    done = run_script(script, "--out", str(out), "--source", "market1501", market_csv, market,
+                      "--source", "duke", duke_csv, duke, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"Wrote {out}: 6 rows, 4 identities" in done.stdout
+    assert f"--image_root {tmp_path / 'datasets'}" in done.stdout
+    assert read_lines(out)[2:4] == [
+        "market1501/0007,Market-1501-v15.09.15/bounding_box_train/0007_c2s3_070952_01.jpg",
+        "duke/0005,DukeMTMC-reID/bounding_box_train/0005_c2_f0046985.jpg"]
+    twice = run_script("data/combine.py", "--out", str(out), "--source", "m", market_csv, market,
+                       "--source", "m", duke_csv, duke)
+    assert twice.returncode == 2 and "error: Source prefix(es) ['m'] given more than once" in twice.stderr
+
+
+def test_scripts_do_not_import_tensorflow():
+    code = ("import runpy, sys; runpy.run_path('data/convert.py'); runpy.run_path('data/combine.py'); "
+            "sys.exit('tensorflow' in sys.modules)")
+    done = run_script("-c", code)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,596 @@
+"""Dataset converters: official person re-id releases to trinet CSVs, and combined training sets.
+
+Each converter reads one extracted release (Market-1501, DukeMTMC-reID, CUHK03-NP detected or labeled,
+MSMT17) and returns its `pid,path` rows per split: `train`, `query` and `test` (the gallery; the original
+triplet-reid names it `test`, as in `market1501_test.csv`). Paths are relative to the release folder, which
+becomes `--image_root`, and keep the official file names, because the evaluation-time excluders parse
+person and camera from the basename. Junk (`-1`) and distractor (`0000`) images of Market-1501 are kept
+with their labels, as in the original CSVs.
+
+Checks, all before anything is written: the folder has the release's layout (else an error naming what is
+missing, and the folder nearby that looks right); every image follows the release's naming (else an error
+naming the files and the pattern); row and identity counts that differ from the official release are
+returned as warnings (a subset is fine). Known clutter (`Thumbs.db`, `desktop.ini`, hidden files such as
+`.DS_Store` or `._*`) is skipped and counted.
+
+`combine` merges several training CSVs into one for combined-trainval training: each source's identities
+get a prefix (`market1501/0002`) so that they stay apart, and paths are re-rooted under one image root.
+
+References: Zheng et al., "Scalable Person Re-identification: A Benchmark", ICCV 2015 (Market-1501);
+Zheng et al., ICCV 2017 and Ristani et al., ECCVW 2016 (DukeMTMC-reID); Li et al., CVPR 2014 and Zhong et
+al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017 (CUHK03-NP); Wei et al.,
+"Person Transfer GAN to Bridge Domain Gap for Person Re-Identification", CVPR 2018 (MSMT17). See
+`data/README.md` for where each release comes from.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import re
+from typing import Callable, Iterable, Mapping, Sequence
+
+from trinet.datasets import image_path, read_csv
+from trinet.errors import TrinetError
+from trinet.fileio import write_text_atomic
+
+#: One CSV row: (pid, path relative to the image root).
+Row = tuple[str, str]
+
+#: The splits every converter returns, in the order they are written and printed.
+SPLITS = ("train", "query", "test")
+
+#: File names (compared in lower case) that archives and file browsers leave behind; always skipped.
+CLUTTER_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+
+#: How many offending names an error message lists.
+SHOW = 5
+
+#: Identity labels that mean junk or distractor images (Market-1501 only; other releases have none).
+JUNK, DISTRACTOR = "junk", "distractor"
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:SHOW])
+    return shown + (f", ... ({len(items) - SHOW} more)" if len(items) > SHOW else "")
+
+
+def is_clutter(name: str) -> bool:
+    """True for `Thumbs.db`, `desktop.ini` and hidden files (`.DS_Store`, macOS `._*` forks)."""
+    return name.startswith(".") or name.lower() in CLUTTER_NAMES
+
+
+# ---------------------------------------------------------------------------------------------------------
+# File naming of the releases
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """How a release names its images: a regex with named groups `pid` and `camera`.
+
+    Attributes:
+        regex: matched against the whole basename.
+        template: the pattern in words for messages, e.g. `PPPP_cCsS_FFFFFF_BB.jpg`.
+        example: a real file name of the release.
+        fields: what each part of the template means.
+    """
+
+    regex: re.Pattern[str]
+    template: str
+    example: str
+    fields: str
+
+    def match(self, name: str) -> re.Match[str] | None:
+        return self.regex.fullmatch(name)
+
+    def describe(self) -> str:
+        return f"{self.template}, e.g. {self.example} ({self.fields})"
+
+
+MARKET_NAMING = Naming(
+    re.compile(r"(?P<pid>-1|\d{4})_c(?P<camera>[1-6])s\d+_\d+_\d+\.jpg"),
+    "PPPP_cCsS_FFFFFF_BB.jpg", "0002_c1s1_000451_03.jpg",
+    "PPPP person (0000 distractor, -1 junk), C camera 1-6, S sequence, FFFFFF frame, BB box")
+DUKE_NAMING = Naming(
+    re.compile(r"(?P<pid>\d{4})_c(?P<camera>[1-8])_f\d+\.jpg"),
+    "PPPP_cC_fFFFFFFF.jpg", "0005_c2_f0046985.jpg",
+    "PPPP person, C camera 1-8, FFFFFFF frame")
+CUHK03NP_NAMING = Naming(
+    re.compile(r"(?P<pid>\d{4})_c(?P<camera>[12])_\d+\.png"),
+    "PPPP_cC_N.png", "0001_c1_1.png",
+    "PPPP person, C camera 1-2 of the person's camera pair, N image number")
+MSMT17_NAMING = Naming(
+    re.compile(r"(?P<pid>\d{4})_\d+_(?P<camera>0[1-9]|1[0-5])_\d{4}[a-z]+_\d+_\d+(?:_ex)?\.jpe?g"),
+    "PPPP_NNN_CC_DDDDtime_FFFF_K[_ex].jpg", "0000_000_01_0303morning_0015_0.jpg",
+    "PPPP person (numbered separately in train/ and test/), NNN image number, CC camera 01-15, "
+    "DDDD date and time of day (morning, noon, afternoon), FFFF frame, K box")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Converters and their registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Converter:
+    """One release and how to read it.
+
+    Attributes:
+        name: the registry key (`python data/convert.py NAME ...`).
+        title: the dataset's name for messages.
+        release: what the folder to pass looks like (for messages).
+        csv_names: split -> output file name, e.g. `{"train": "market1501_train.csv", ...}`.
+        expected: split -> (rows, identities) of the official release; identities do not count the
+            junk and distractor labels.
+        labels: special identity labels -> JUNK or DISTRACTOR.
+        label_splits: the splits where the protocol has junk and distractor images.
+        read: `read(release_dir) -> (rows per split, skipped clutter paths)`; raises TrinetError.
+    """
+
+    name: str
+    title: str
+    release: str
+    csv_names: Mapping[str, str]
+    expected: Mapping[str, tuple[int, int]]
+    labels: Mapping[str, str]
+    label_splits: tuple[str, ...]
+    read: Callable[[str], tuple[dict[str, list[Row]], list[str]]]
+
+
+def _csv_names(prefix: str) -> dict[str, str]:
+    return {split: f"{prefix}_{split}.csv" for split in SPLITS}
+
+
+def _check_layout(root: str, folders: Sequence[str], files: Sequence[str], title: str, release: str,
+                  looks_right: Callable[[str], bool]) -> None:
+    """Raise a TrinetError naming what is missing from `root` unless it holds `folders` and `files`."""
+    if not os.path.exists(root):
+        raise TrinetError(f"Release folder {root} not found; expected the extracted {title} release "
+                          f"({release})")
+    if not os.path.isdir(root):
+        raise TrinetError(f"{root} is a file, not a folder; extract the {title} release and pass the "
+                          f"extracted folder ({release})")
+    missing = [f + "/" for f in folders if not os.path.isdir(os.path.join(root, f))]
+    missing += [f for f in files if not os.path.isfile(os.path.join(root, f))]
+    if not missing:
+        return
+    expected = ", ".join([f + "/" for f in folders] + list(files))
+    message = (f"{root} does not look like the extracted {title} release: missing {', '.join(missing)}. "
+               f"Expected {release} with {expected}.")
+    candidates = [os.path.dirname(os.path.abspath(root))]
+    try:
+        candidates += sorted(e.path for e in os.scandir(root) if e.is_dir() and not is_clutter(e.name))
+    except OSError:
+        pass
+    found = [c for c in candidates if looks_right(c)]
+    if found:
+        message += f" Did you mean {found[0]}?"
+    raise TrinetError(message)
+
+
+def _has_all(folders: Sequence[str], files: Sequence[str] = (), naming: Naming | None = None
+             ) -> Callable[[str], bool]:
+    """A test of whether a folder holds `folders` and `files` and, given `naming`, whether the first image
+    of the first folder follows it (Market-1501 and DukeMTMC-reID share their layout)."""
+    def looks_right(path: str) -> bool:
+        if not (all(os.path.isdir(os.path.join(path, f)) for f in folders)
+                and all(os.path.isfile(os.path.join(path, f)) for f in files)):
+            return False
+        if naming is None:
+            return True
+        try:
+            with os.scandir(os.path.join(path, folders[0])) as entries:
+                first = next((e.name for e in entries if not is_clutter(e.name)), None)
+        except OSError:
+            return False
+        return first is not None and naming.match(first) is not None
+    return looks_right
+
+
+def scan_folder(root: str, folder: str, naming: Naming, title: str) -> tuple[list[Row], list[str]]:
+    """The images of `root/folder` as rows `(pid, "folder/name")` sorted by path, and the clutter skipped.
+
+    Raises:
+        TrinetError: an entry does not follow `naming` (the message lists them and the pattern), or the
+            folder holds no image.
+    """
+    directory = os.path.join(root, folder)
+    rows: list[Row] = []
+    skipped: list[str] = []
+    bad: list[str] = []
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        relative = f"{folder}/{entry.name}"
+        if is_clutter(entry.name):
+            skipped.append(relative)
+            continue
+        match = naming.match(entry.name) if entry.is_file() else None
+        if match is None:
+            bad.append(entry.name + ("/" if entry.is_dir() else ""))
+            continue
+        rows.append((match["pid"], relative))
+    if bad:
+        raise TrinetError(f"{directory}: {len(bad)} file(s) do not follow the {title} naming "
+                          f"{naming.describe()}: {_listing(bad)}")
+    if not rows:
+        raise TrinetError(f"{directory}: no images; expected files named like {naming.example}")
+    return rows, skipped
+
+
+def folder_reader(folders: Mapping[str, str], naming: Naming, title: str, release: str
+                  ) -> Callable[[str], tuple[dict[str, list[Row]], list[str]]]:
+    """A `read` for releases with one flat folder of images per split (Market-1501 style).
+
+    Args:
+        folders: split -> folder relative to the release folder.
+    """
+    def read(root: str) -> tuple[dict[str, list[Row]], list[str]]:
+        required = list(folders.values())
+        _check_layout(root, required, (), title, release, _has_all(required, naming=naming))
+        rows: dict[str, list[Row]] = {}
+        skipped: list[str] = []
+        for split, folder in folders.items():
+            rows[split], clutter = scan_folder(root, folder, naming, title)
+            skipped += clutter
+        return rows, skipped
+    return read
+
+
+MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "test": "bounding_box_test"}
+
+
+def _cuhk03np_folders(subset: str) -> dict[str, str]:
+    return {split: f"{subset}/{folder}" for split, folder in MARKET_FOLDERS.items()}
+
+
+# MSMT17: official lists `folder/name label`; V1 and V2 differ in the image folders (and V2 masks faces).
+MSMT17_LISTS = {"train": ("list_train.txt", "list_val.txt"), "query": ("list_query.txt",),
+                "test": ("list_gallery.txt",)}
+MSMT17_LAYOUTS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2")}
+MSMT17_RELEASE = ("the MSMT17_V1 folder (or MSMT17_V2, with mask_train_v2/ and mask_test_v2/ for train/ "
+                  "and test/)")
+
+
+def parse_msmt17_line(line: str, where: str) -> tuple[str, str] | None:
+    """`(pid, "PPPP/NAME.jpg")` of one list line `PPPP/NAME.jpg LABEL`, None for a blank line.
+
+    Raises:
+        TrinetError: (message starting with `where`) the line is malformed, the name does not follow the
+            MSMT17 naming, or its folder or label is not the person of the name.
+    """
+    fields = line.split()
+    if not fields:
+        return None
+    if len(fields) != 2:
+        raise TrinetError(f"{where}: expected `PPPP/NAME.jpg LABEL`, found {line.strip()!r}")
+    relative, label = fields
+    person, _, name = relative.rpartition("/")
+    match = MSMT17_NAMING.match(name)
+    if match is None:
+        raise TrinetError(f"{where}: {name!r} does not follow the MSMT17 naming {MSMT17_NAMING.describe()}")
+    pid = match["pid"]
+    if person != pid:
+        raise TrinetError(f"{where}: {relative!r} should be in folder {pid}/, the person of its name")
+    if not label.isdigit() or int(label) != int(pid):
+        raise TrinetError(f"{where}: label {label!r} is not the person {pid} of {name!r}")
+    return pid, relative
+
+
+def read_msmt17_list(root: str, list_name: str, folder: str) -> list[Row]:
+    """The rows of one MSMT17 list file for images under `root/folder`, e.g.
+    `("0000", "train/0000/0000_000_01_0303morning_0015_0.jpg")`.
+
+    Raises:
+        TrinetError: a bad line (file and line number, see `parse_msmt17_line`), listed images that do
+            not exist, or an empty list.
+    """
+    path = os.path.join(root, list_name)
+    rows: list[Row] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                parsed = parse_msmt17_line(line, f"{path}:{number}")
+                if parsed is not None:
+                    rows.append((parsed[0], f"{folder}/{parsed[1]}"))
+    except UnicodeDecodeError as e:
+        raise TrinetError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    if not rows:
+        raise TrinetError(f"{path}: the list is empty")
+    missing = [fid for _, fid in rows if not os.path.isfile(os.path.join(root, fid))]
+    if missing:
+        raise TrinetError(f"{path}: {len(missing)} of {len(rows)} listed images not found under {root}: "
+                          f"{_listing(missing)}. Extract the whole release.")
+    return rows
+
+
+def read_msmt17(root: str) -> tuple[dict[str, list[Row]], list[str]]:
+    """The `read` of MSMT17: train = list_train + list_val (the paper's 32,621 training images)."""
+    present = [v for v, folders in MSMT17_LAYOUTS.items()
+               if any(os.path.isdir(os.path.join(root, f)) for f in folders)]
+    if len(present) > 1:
+        raise TrinetError(f"{root} holds the image folders of both {' and '.join(present)}; pass a folder "
+                          "with one release")
+    version = present[0] if present else "MSMT17_V1"
+    train_folder, test_folder = MSMT17_LAYOUTS[version]
+    lists = [name for names in MSMT17_LISTS.values() for name in names]
+
+    def looks_right(path: str) -> bool:
+        return any(_has_all(folders, lists)(path) for folders in MSMT17_LAYOUTS.values())
+
+    _check_layout(root, (train_folder, test_folder), lists, "MSMT17", MSMT17_RELEASE, looks_right)
+    rows: dict[str, list[Row]] = {}
+    for split, names in MSMT17_LISTS.items():
+        folder = train_folder if split == "train" else test_folder
+        rows[split] = [row for name in names for row in read_msmt17_list(root, name, folder)]
+    seen: dict[str, int] = {}
+    for _, fid in rows["train"]:
+        seen[fid] = seen.get(fid, 0) + 1
+    repeated = sorted(fid for fid, count in seen.items() if count > 1)
+    if repeated:
+        raise TrinetError(f"{root}: {len(repeated)} image(s) listed twice in list_train.txt and "
+                          f"list_val.txt: {_listing(repeated)}")
+    return rows, []
+
+
+MARKET_LABELS = {"-1": JUNK, "0000": DISTRACTOR}
+CUHK03NP_RELEASE = "the cuhk03-np folder that holds detected/ and labeled/"
+
+
+def _folder_converter(name: str, title: str, release: str, csv_names: Mapping[str, str],
+                      expected: Mapping[str, tuple[int, int]], folders: Mapping[str, str], naming: Naming,
+                      labels: Mapping[str, str] | None = None, label_splits: tuple[str, ...] = ()
+                      ) -> Converter:
+    return Converter(name, title, release, csv_names, expected, labels or {}, label_splits,
+                     folder_reader(folders, naming, title, release))
+
+
+CONVERTERS: dict[str, Converter] = {
+    "market1501": _folder_converter(
+        "market1501", "Market-1501", "the Market-1501-v15.09.15 folder", _csv_names("market1501"),
+        {"train": (12936, 751), "query": (3368, 750), "test": (19732, 750)},
+        MARKET_FOLDERS, MARKET_NAMING, MARKET_LABELS, ("test",)),
+    "duke": _folder_converter(
+        "duke", "DukeMTMC-reID", "the DukeMTMC-reID folder",
+        {"train": "dukeMTMC_train.csv", "query": "dukeMTMC_query.csv", "test": "dukeMTMC_test.csv"},
+        {"train": (16522, 702), "query": (2228, 702), "test": (17661, 1110)},
+        MARKET_FOLDERS, DUKE_NAMING),
+    "cuhk03-detected": _folder_converter(
+        "cuhk03-detected", "CUHK03-NP detected", CUHK03NP_RELEASE, _csv_names("cuhk03np_detected"),
+        {"train": (7365, 767), "query": (1400, 700), "test": (5332, 700)},
+        _cuhk03np_folders("detected"), CUHK03NP_NAMING),
+    "cuhk03-labeled": _folder_converter(
+        "cuhk03-labeled", "CUHK03-NP labeled", CUHK03NP_RELEASE, _csv_names("cuhk03np_labeled"),
+        {"train": (7368, 767), "query": (1400, 700), "test": (5328, 700)},
+        _cuhk03np_folders("labeled"), CUHK03NP_NAMING),
+    "msmt17": Converter(
+        "msmt17", "MSMT17", MSMT17_RELEASE, _csv_names("msmt17"),
+        {"train": (32621, 1041), "query": (11659, 3060), "test": (82161, 3060)},
+        {}, (), read_msmt17),
+}
+
+
+def get_converter(name: str) -> Converter:
+    """The registered converter `name`; an unknown name raises a TrinetError listing the valid ones."""
+    try:
+        return CONVERTERS[name]
+    except KeyError:
+        raise TrinetError(f"Unknown dataset {name!r}; expected one of {sorted(CONVERTERS)}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Converting
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitStats:
+    """Counts of one split: rows, identities (without junk/distractor labels), rows per special label."""
+
+    rows: int
+    identities: int
+    special: dict[str, int]
+
+
+def split_stats(rows: Sequence[Row], labels: Mapping[str, str]) -> SplitStats:
+    special = {label: 0 for label in labels}
+    identities = set()
+    for pid, _ in rows:
+        if pid in special:
+            special[pid] += 1
+        else:
+            identities.add(pid)
+    return SplitStats(len(rows), len(identities), special)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """The result of converting one release: rows per split (sorted by path) and what to tell the user."""
+
+    converter: Converter
+    release_dir: str
+    rows: dict[str, list[Row]]
+    skipped: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    def stats(self, split: str) -> SplitStats:
+        return split_stats(self.rows[split], self.converter.labels)
+
+
+def check_counts(converter: Converter, rows: Mapping[str, Sequence[Row]]) -> list[str]:
+    """Warnings for splits whose counts differ from the official release, or that have junk or
+    distractor rows where the protocol has none."""
+    warnings = []
+    for split in SPLITS:
+        stats = split_stats(rows[split], converter.labels)
+        want_rows, want_ids = converter.expected[split]
+        if (stats.rows, stats.identities) != (want_rows, want_ids):
+            warnings.append(
+                f"{converter.name} {split}: {stats.rows:,} images of {stats.identities:,} identities, the "
+                f"official release has {want_rows:,} of {want_ids:,}. Fine for a subset; otherwise check "
+                "that the release was extracted completely.")
+        stray = {pid: n for pid, n in stats.special.items() if n}
+        if stray and split not in converter.label_splits:
+            found = ", ".join(f"{n:,} {converter.labels[pid]} ({pid})" for pid, n in stray.items())
+            warnings.append(f"{converter.name} {split}: {found} images; the {converter.title} protocol has "
+                            f"them only in {', '.join(converter.label_splits)}.")
+    return warnings
+
+
+def convert(name: str, release_dir: str) -> Conversion:
+    """Read the release in `release_dir` with converter `name`; nothing is written.
+
+    Raises:
+        TrinetError: unknown name, wrong folder, badly named files (see the module docstring).
+    """
+    converter = get_converter(name)
+    rows, skipped = converter.read(release_dir)
+    rows = {split: sorted(rows[split], key=lambda row: row[1]) for split in SPLITS}
+    return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)))
+
+
+def csv_text(rows: Iterable[Row]) -> str:
+    """Rows as headerless CSV text (`pid,path` lines; a path with a comma is quoted)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def write_rows(path: str, rows: Iterable[Row]) -> None:
+    """Write rows to the CSV file `path` atomically (it appears only complete)."""
+    write_text_atomic(path, csv_text(rows))
+
+
+def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
+    """Write one CSV per split into `out_dir` (created if needed); returns split -> path written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for split in SPLITS:
+        path = os.path.join(out_dir, conversion.converter.csv_names[split])
+        write_rows(path, conversion.rows[split])
+        written[split] = path
+    return written
+
+
+def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[str]:
+    """What was written, for printing: one line per file with rows, identities, junk and distractors."""
+    converter = conversion.converter
+    lines = [f"Converted {converter.title} from {conversion.release_dir}"]
+    for split in SPLITS:
+        stats = conversion.stats(split)
+        text = f"  {written[split]}: {stats.rows:,} rows, {stats.identities:,} identities"
+        for pid, count in stats.special.items():
+            text += f", {count:,} {converter.labels[pid]} rows (pid {pid})"
+        lines.append(text)
+    if conversion.skipped:
+        names = sorted({os.path.basename(path) for path in conversion.skipped})
+        lines.append(f"  skipped {len(conversion.skipped)} clutter file(s): {_listing(names)}")
+    lines.append(f"Paths are relative to the release folder: train and evaluate with "
+                 f"--image_root {os.path.abspath(conversion.release_dir)}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Combining training sets
+
+#: What a source prefix may look like: it becomes part of every identity (`prefix/pid`).
+PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+#: Identities refused in a training set by default: Market-1501's junk label. `0000` is not refused by
+#: default: it is Market-1501's distractor label but a real person in MSMT17's training set.
+DEFAULT_JUNK_PIDS = ("-1",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One training set to combine: identities get `prefix/`, images are at `image_root/path`."""
+
+    prefix: str
+    csv: str
+    image_root: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Combined:
+    """The combined rows, the image root their paths are relative to, and per-source stats."""
+
+    rows: list[Row]
+    image_root: str
+    stats: dict[str, SplitStats]
+
+
+def _relative(path: str, root: str) -> str | None:
+    """`path` relative to `root` with `/` separators, or None if it is not under `root`."""
+    relative = os.path.relpath(path, root)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
+        return None
+    return relative.replace(os.sep, "/")
+
+
+def _check_prefixes(sources: Sequence[Source]) -> None:
+    if not sources:
+        raise TrinetError("Nothing to combine: give at least one source")
+    prefixes = [s.prefix for s in sources]
+    for prefix in prefixes:
+        if not PREFIX_PATTERN.fullmatch(prefix):
+            raise TrinetError(f"Bad source prefix {prefix!r}: use letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit")
+    repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
+    if repeated:
+        raise TrinetError(f"Source prefix(es) {repeated} given more than once; each source needs its own "
+                          "prefix to keep its identities apart")
+
+
+def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) -> list[Row]:
+    """The rows of one source's CSV, checked: no junk identity, every image exists.
+
+    Paths stay relative to the source's image root.
+    """
+    if not os.path.isdir(source.image_root):
+        raise TrinetError(f"Image root {source.image_root} of source {source.prefix!r} is not a directory")
+    dataset = read_csv(source.csv, source.image_root)
+    rows = list(zip(dataset.pids.tolist(), dataset.fids.tolist(), strict=True))
+    junk = set(junk_pids)
+    bad = [f"{pid},{fid}" for pid, fid in rows if pid in junk]
+    if bad:
+        raise TrinetError(f"{source.csv}: {len(bad)} row(s) with junk identities {sorted(junk)}, which a "
+                          f"training set must not have: {_listing(bad)}. Give the *_train.csv file of the "
+                          "release.")
+    missing = [fid for fid in dataset.fids.tolist() if not os.path.isfile(image_path(source.image_root, fid))]
+    if missing:
+        raise TrinetError(f"{source.csv}: {len(missing)} of {len(rows)} images not found under image root "
+                          f"{source.image_root}: {_listing(missing)}")
+    return rows
+
+
+def combine(sources: Sequence[Source], image_root: str | None = None,
+            junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) -> Combined:
+    """Merge training sets into one with identities kept apart (`prefix/pid`) under one image root.
+
+    Args:
+        sources: the sets to merge, in output order.
+        image_root: the common root of the output paths; by default the deepest folder that holds
+            every source's image root.
+        junk_pids: identities that must not appear in a training set.
+
+    Raises:
+        TrinetError: no source, a bad or repeated prefix, a missing CSV or image root, a junk identity, an
+            image that does not exist, an image outside `image_root`, or the same image in two sources.
+    """
+    _check_prefixes(sources)
+    source_rows = [read_source(source, junk_pids) for source in sources]
+    roots = [os.path.abspath(s.image_root) for s in sources]
+    root = os.path.abspath(image_root) if image_root is not None else os.path.commonpath(roots)
+    rows: list[Row] = []
+    owner: dict[str, str] = {}
+    for source, source_root, these in zip(sources, roots, source_rows, strict=True):
+        for pid, fid in these:
+            relative = _relative(os.path.normpath(image_path(source_root, fid)), root)
+            if relative is None:
+                raise TrinetError(f"Image {fid} of source {source.prefix!r} is not under the common image "
+                                  f"root {root}; pass an --image_root that holds every source's images")
+            if relative in owner:
+                raise TrinetError(f"Image {relative} is in both source {owner[relative]!r} and "
+                                  f"{source.prefix!r}; a training set must not hold an image twice")
+            owner[relative] = source.prefix
+            rows.append((f"{source.prefix}/{pid}", relative))
+    stats = {s.prefix: split_stats(these, {}) for s, these in zip(sources, source_rows, strict=True)}
+    return Combined(rows, root, stats)
