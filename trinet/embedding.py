@@ -125,8 +125,12 @@ def embed_to_file(model: keras.Model, paths: list[str], fids: list[str], pids: l
                                  fids=fids, attrs=attrs)
     blocks = embed_batches(model, paths, views, images_per_batch=images_per_batch, net_size=net_size,
                            pre_crop_size=pre_crop_size, flip=flip, crop_mode=crop_mode, threads=threads)
-    with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
-        for emb_aug in blocks:
-            writer.write(combine(emb_aug), emb_aug)
-            progress.update(emb_aug.shape[1])
+    try:
+        with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
+            for emb_aug in blocks:
+                writer.write(combine(emb_aug), emb_aug)
+                progress.update(emb_aug.shape[1])
+    except OSError as e:
+        kept = "the previous file there is unchanged" if os.path.exists(filename) else "nothing was written"
+        raise TrinetError(f"Could not write {filename}: {e.strerror or e}; {kept}.") from None
     return len(paths), dim

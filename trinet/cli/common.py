@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -10,6 +12,30 @@ from trinet.errors import TrinetError
 
 #: The log line format of the console and of `train.log`.
 LOG_FORMAT = "%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and initialise its devices without its C++ start-up chatter.
+
+    TensorFlow prints lines such as "Could not find cuda drivers" or "failed call to cuInit" on CPU-only
+    machines before its own log level applies. Unless the user set TF_CPP_MIN_LOG_LEVEL (then nothing
+    is hidden), the file descriptor of stderr is pointed at /dev/null while TensorFlow starts; Python
+    exceptions are still raised and shown normally.
+    """
+    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.suppress(Exception):
+                import tensorflow as tf
+                tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def setup_console_logging(quiet: bool = False) -> None:

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from trinet import argtypes
-from trinet.cli.common import run_main, setup_console_logging
+from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.errors import TrinetError
 from trinet.views import AGGREGATORS, CROP_MODES, check_views
 
@@ -110,6 +110,7 @@ def _run(argv: Sequence[str] | None) -> int:
     argtypes.writeable_file(filename)
 
     from trinet import __version__
+    import_tensorflow_quietly()
     from trinet.embedding import embed_to_file, load_model
     model, source = load_model(root, args.checkpoint, settings)
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,

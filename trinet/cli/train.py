@@ -11,7 +11,7 @@ import sys
 from typing import Sequence
 
 from trinet import argtypes
-from trinet.cli.common import run_main, setup_console_logging
+from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.distances import METRICS
 from trinet.errors import TrinetError
 
@@ -181,6 +181,7 @@ def _run(argv: Sequence[str] | None) -> int:
     setup_console_logging()
     parser = build_parser()
     args = resolve_args(parser, argv)
+    import_tensorflow_quietly()
     from trinet.training import train  # TensorFlow is imported only now, after the arguments are checked
     return train(args, {k: v for k, v in vars(args).items() if k not in NOT_SAVED})
 
