@@ -61,3 +61,30 @@ def write_text_atomic(path: str, text: str) -> None:
 def write_json_atomic(path: str, obj: Any) -> None:
     """Write `obj` as indented, key-sorted JSON to `path` atomically."""
     write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Delete the temporary files (see `temporary_name`) that killed processes left in `directory`.
+
+    Only names of the form `.NAME.tmp-PID[...]` whose process no longer exists are removed.
+    """
+    removed = []
+    for name in os.listdir(directory):
+        if not name.startswith(".") or ".tmp-" not in name:
+            continue
+        pid = name.rsplit(".tmp-", 1)[1].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(directory, name))
+                removed.append(name)
+    return removed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import logging.handlers
 import os
 import random
 import time
@@ -25,7 +26,7 @@ from trinet import checkpoints, experiment
 from trinet.cli.common import LOG_FORMAT
 from trinet.datasets import Dataset, check_files, find_non_images, read_csv
 from trinet.errors import TrinetError
-from trinet.fileio import atomic_path
+from trinet.fileio import atomic_path, remove_stale_temporaries
 from trinet.losses import cdist, get_loss
 from trinet.models import build_model, embedding_model
 from trinet.monitoring import active_fraction, batch_stats
@@ -216,30 +217,45 @@ def _scalars(writer, step: int, values: dict[str, float]) -> None:
 
 
 def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
-    """Run (or resume) training as configured by `args`; returns the exit status."""
+    """Run (or resume) training as configured by `args`; returns the exit status.
+
+    The training set is checked before anything is written; the log lines of that check are kept
+    and written to train.log once the experiment root exists.
+    """
     root = args.experiment_root
-    if args.resume:
-        experiment.check_writable(root)
-    else:
-        if args.seed is None:
-            args.seed = saved_args["seed"] = random.SystemRandom().randrange(2**31)
-        experiment.prepare_fresh(root)
-        experiment.save_args(root, saved_args)
-    handler = _add_file_log(root)
+    if not args.resume and args.seed is None:
+        args.seed = saved_args["seed"] = random.SystemRandom().randrange(2**31)
+    trinet_log = logging.getLogger("trinet")
+    early = logging.handlers.MemoryHandler(capacity=100000, flushLevel=logging.CRITICAL + 1)
+    trinet_log.addHandler(early)
     try:
-        return _train(args)
+        log.info("%s training with the following parameters:", "Resuming" if args.resume else "Starting")
+        for key, value in sorted(vars(args).items()):
+            log.info("%20s: %s", key, value)
+        dataset = load_training_set(args)
+        if args.resume:
+            experiment.check_writable(root)
+        else:
+            experiment.prepare_fresh(root)
+            experiment.save_args(root, saved_args)
+        handler = _add_file_log(root)
+        early.setTarget(handler)
+        early.flush()
     finally:
-        logging.getLogger("trinet").removeHandler(handler)
+        trinet_log.removeHandler(early)
+        early.close()
+    stale = remove_stale_temporaries(root)
+    if stale:
+        log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), _listing(stale))
+    try:
+        return _train(args, dataset)
+    finally:
+        trinet_log.removeHandler(handler)
         handler.close()
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, dataset: Dataset) -> int:
     root = args.experiment_root
-    log.info("%s training with the following parameters:", "Resuming" if args.resume else "Starting")
-    for key, value in sorted(vars(args).items()):
-        log.info("%20s: %s", key, value)
-
-    dataset = load_training_set(args)
     sampler = PKSampler(dataset.pids, args.batch_p, args.batch_k, args.seed)
     keras_weights, source = initial_weights(None if args.resume else args.initial_checkpoint)
 
