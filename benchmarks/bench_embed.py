@@ -66,7 +66,8 @@ def main() -> None:
     def full() -> float:
         out = os.path.join(folder, "out.h5")
         start = time.perf_counter()
-        embed_to_file(model, paths, [os.path.basename(p) for p in paths], None, filename=out, output_format="h5",
+        embed_to_file(model, paths, [os.path.basename(p) for p in paths], None, filename=out,
+                      output_format="h5",
                       view_names=names, aggregator="mean", batch_size=args.batch_size, threads=args.threads,
                       quiet=True, attrs={}, net_size=args.net_input, pre_crop_size=args.pre_crop, flip=True,
                       crop_mode="five")
@@ -79,7 +80,8 @@ def main() -> None:
         alone.append(model_alone())
         whole.append(full())
     a, w = float(np.median(alone)), float(np.median(whole))
-    print(f"{args.model_name}, {len(paths)} images x {len(names)} views at {args.net_input[0]}x{args.net_input[1]} "
+    print(f"{args.model_name}, {len(paths)} images x {len(names)} views at "
+          f"{args.net_input[0]}x{args.net_input[1]} "
           f"from {args.pre_crop[0]}x{args.pre_crop[1]}, batches of {per_batch * len(names)} views, "
           f"{os.cpu_count()} CPUs")
     print(f"model alone on in-memory views : {a:8.1f} images/s ({a * len(names):.0f} views/s)")

@@ -52,7 +52,8 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="bench_train_")
     paths, pids = write_jpegs(folder, identities=max(2 * args.batch_p, 60), per_identity=8)
     sampler = PKSampler(pids, args.batch_p, args.batch_k, seed=0)
-    train_args = argparse.Namespace(loss="batch_hard", batch_k=args.batch_k, metric="euclidean", margin="soft",
+    train_args = argparse.Namespace(loss="batch_hard", batch_k=args.batch_k, metric="euclidean",
+                                    margin="soft",
                                     learning_rate=3e-4, train_iterations=25000, decay_start_iteration=15000,
                                     optimizer="adam", weight_decay=0.0)
     model = build_model(args.model_name, args.head_name, 128)
@@ -87,7 +88,8 @@ def main() -> None:
         pipeline_rates.append(timed(from_pipeline))
     pipe, mem = float(np.median(pipeline_rates)), float(np.median(memory_rates))
     print(f"in-memory tensors : {mem:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in memory_rates)})")
-    print(f"tf.data pipeline  : {pipe:8.1f} images/s  (runs: {', '.join(f'{r:.1f}' for r in pipeline_rates)})")
+    runs = ", ".join(f"{r:.1f}" for r in pipeline_rates)
+    print(f"tf.data pipeline  : {pipe:8.1f} images/s  (runs: {runs})")
     print(f"ratio pipeline / in-memory: {pipe / mem:.3f}  (target >= 0.95)")
     print(f"peak memory: {peak_rss_mb():.0f} MiB")
 

@@ -46,8 +46,8 @@ def files(tmp_path_factory):
     rows = []
     for pid in range(4):
         colour = rng.integers(0, 256, 3)
-        for j, (kind, size) in enumerate([("gray.png", (32, 16)), ("rgba.png", (40, 20)), ("tiny.jpg", (4, 2)),
-                                          ("big.bmp", (70, 30))]):
+        kinds = [("gray.png", (32, 16)), ("rgba.png", (40, 20)), ("tiny.jpg", (4, 2)), ("big.bmp", (70, 30))]
+        for j, (kind, size) in enumerate(kinds):
             image = np.clip(colour + rng.normal(0, 20, (*size, 3)), 0, 255).astype(np.uint8)
             if kind.startswith("gray"):
                 image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -100,12 +100,14 @@ def test_unusual_images_work_and_bad_files_are_skipped_with_a_warning(files, tmp
     root = tmp_path / "e"
     assert status(train.main, train_args(files, root, files["odd"], "--batch_p", "2")) == 0
     log = open(root / "train.log").read()
-    assert "2 of 19 images are empty or not an image file (JPEG, PNG, BMP or GIF): odd/empty.jpg, odd/notes.jpg" in log
+    assert ("2 of 19 images are empty or not an image file (JPEG, PNG, BMP or GIF): "
+            "odd/empty.jpg, odd/notes.jpg") in log
     assert "1 identities have a single image (solo)" in log
     assert "Training finished after 4 iterations" in log
     out = tmp_path / "odd.h5"
     assert status(embed.main, ["--experiment_root", root, "--dataset", files["odd_clean"], "--filename", out,
-                               "--flip_augment", "--crop_augment", "five", "--aggregator", "mean", "--quiet"]) == 0
+                               "--flip_augment", "--crop_augment", "five", "--aggregator", "mean",
+                               "--quiet"]) == 0
     with h5py.File(out) as f:
         assert f["emb"].shape == (16, 8) and np.isfinite(f["emb"][()]).all()
 
@@ -119,7 +121,8 @@ def test_bad_files_refused_up_front_on_request(files, tmp_path, capsys):
 def test_truncated_jpeg_found_by_validate_images(files, tmp_path, capsys, caplog):
     assert status(train.main, train_args(files, tmp_path / "a", files["truncated"], "--validate_images",
                                          "--on_bad_image", "error")) == 2
-    assert "1 of 31 images are empty, not an image file, or not decodable: truncated.jpg" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 of 31 images are empty, not an image file, or not decodable: truncated.jpg" in err
     assert status(train.main, train_args(files, tmp_path / "b", files["truncated"], "--validate_images",
                                          "--train_iterations", "1")) == 0
     assert "not decodable: truncated.jpg. Skipping them." in caplog.text

@@ -27,7 +27,8 @@ def trained(seed=0):
     for _ in range(3):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(model(x, training=True) ** 2)
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                      model.trainable_variables))
     return model, optimizer
 
 
@@ -86,7 +87,8 @@ def test_resolve_names(tmp_path):
     expected = os.path.join(root, "checkpoint-20.h5")
     for name in (None, "20", "checkpoint-20", "checkpoint-20.h5", expected):
         assert checkpoints.resolve(root, name) == expected
-    with pytest.raises(TrinetError, match="'checkpoint-7' not found .* available: checkpoint-0.h5, checkpoint-20.h5"):
+    with pytest.raises(TrinetError,
+                       match="'checkpoint-7' not found .* available: checkpoint-0.h5, checkpoint-20.h5"):
         checkpoints.resolve(root, "checkpoint-7")
     with pytest.raises(TrinetError, match="No checkpoint found"):
         checkpoints.resolve(str(tmp_path / "empty"), None)

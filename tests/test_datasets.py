@@ -17,7 +17,8 @@ def write(tmp_path, name, text, encoding="utf-8"):
 
 
 def test_rows_without_header_keep_string_identities(tmp_path):
-    path = write(tmp_path, "a.csv", "0002,bounding_box_train/0002_c1s1_000451_03.jpg\n-1,x/-1_c1.jpg\n0000,y.jpg\n")
+    path = write(tmp_path, "a.csv",
+                 "0002,bounding_box_train/0002_c1s1_000451_03.jpg\n-1,x/-1_c1.jpg\n0000,y.jpg\n")
     ds = read_csv(path)
     assert list(ds.pids) == ["0002", "-1", "0000"]
     assert list(ds.fids) == ["bounding_box_train/0002_c1s1_000451_03.jpg", "x/-1_c1.jpg", "y.jpg"]

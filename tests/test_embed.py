@@ -71,12 +71,14 @@ def test_five_crop_needs_a_larger_pre_crop():
 
 def embed(finished, image_set, tmp_path, *extra):
     csv, _ = image_set
-    return main(["--experiment_root", str(finished), "--dataset", csv, "--loading_threads", "2", "--quiet", *extra])
+    return main(["--experiment_root", str(finished), "--dataset", csv, "--loading_threads", "2",
+                 "--quiet", *extra])
 
 
 def test_ten_views_mean(finished, image_set, tmp_path):
     out = str(tmp_path / "e.h5")
-    assert embed(finished, image_set, tmp_path, "--flip_augment", "--crop_augment", "five", "--aggregator", "mean",
+    assert embed(finished, image_set, tmp_path, "--flip_augment", "--crop_augment", "five",
+                 "--aggregator", "mean",
                  "--filename", out, "--batch_size", "32") == 0
     with h5py.File(out) as f:
         emb, aug = f["emb"][()], f["emb_aug"][()]
@@ -152,7 +154,8 @@ def test_failure_midway_leaves_no_file_and_keeps_the_old_one(finished, image_set
     (tmp_path / "d.csv").write_text("\n".join(rows[:2] + [f"1,{tmp_path / 'broken.jpg'}"] + rows[2:]) + "\n")
     out = tmp_path / "out.h5"
     out.write_bytes(b"previous result")
-    assert main(["--experiment_root", str(finished), "--dataset", str(tmp_path / "d.csv"), "--filename", str(out),
+    assert main(["--experiment_root", str(finished), "--dataset", str(tmp_path / "d.csv"), "--filename",
+                 str(out),
                  "--batch_size", "1", "--quiet"]) == 2
     assert "1 images cannot be decoded (corrupt or truncated)" in capsys.readouterr().err
     assert out.read_bytes() == b"previous result"

@@ -56,7 +56,8 @@ def test_recipe_on_generated_market_layout(tmp_path):
 
     # the pixel baseline through the same evaluation
     for split in ("query", "test"):
-        run(sys.executable, "-m", "trinet.baselines", "--dataset", f"{prefix}_{split}.csv", "--image_root", str(data),
+        run(sys.executable, "-m", "trinet.baselines", "--dataset", f"{prefix}_{split}.csv",
+            "--image_root", str(data),
             "--filename", str(tmp_path / f"pixels_{split}.h5"), "--quiet")
     run(sys.executable, os.path.join(REPO, "evaluate.py"), "--excluder", "market1501", "--use_market_ap",
         "--query_dataset", f"{prefix}_query.csv", "--query_embeddings", str(tmp_path / "pixels_query.h5"),

@@ -24,7 +24,8 @@ ITERATIONS = 40
 
 
 def start(*argv):
-    return subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True,
                             env=ENV, cwd=REPO)
 
 
@@ -48,8 +49,8 @@ def test_random_kills_during_training_lose_at_most_a_checkpoint_interval(tmp_pat
     command = [os.path.join(REPO, "train.py"), "--experiment_root", root, *flags]
     restored_log = []
     for attempt, signum in enumerate(plan):
-        process = start(*command) if attempt == 0 else start(os.path.join(REPO, "train.py"), "--experiment_root",
-                                                            root, "--resume")
+        resume = [os.path.join(REPO, "train.py"), "--experiment_root", root, "--resume"]
+        process = start(*(command if attempt == 0 else resume))
         seen = len(logged_iterations(root))
         deadline = time.time() + 120
         while len(logged_iterations(root)) == seen:  # wait until this run trains
@@ -121,7 +122,8 @@ def test_kills_during_checkpoint_writes_never_corrupt_the_latest(tmp_path):
     rng = random.Random(7)
     step = 0
     for _ in range(6):
-        process = subprocess.Popen([sys.executable, str(script), str(root), str(step)], stdout=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, str(script), str(root), str(step)],
+                                   stdout=subprocess.PIPE,
                                    text=True)
         process.stdout.readline()  # one complete checkpoint written by this process
         time.sleep(rng.uniform(0.0, 0.3))

@@ -98,7 +98,8 @@ def test_margin_and_registry_errors():
         apply_margin(tf.constant([0.0]), "hard")
     with pytest.raises(ValueError, match="must be >= 0"):
         apply_margin(tf.constant([0.0]), -1.0)
-    with pytest.raises(ValueError, match=r"Unknown loss 'batch_semi'; expected one of \['batch_all', 'batch_hard'\]"):
+    with pytest.raises(ValueError,
+                       match=r"Unknown loss 'batch_semi'; expected one of \['batch_all', 'batch_hard'\]"):
         get_loss("batch_semi")
     with pytest.raises(ValueError, match="Unknown metric 'l2'"):
         cdist(tf.constant(POINTS), tf.constant(POINTS), "l2")
@@ -107,7 +108,8 @@ def test_margin_and_registry_errors():
 
 def test_monitoring_on_a_hand_built_batch():
     # Identities 0,0,0,1,1,1 at x = 0, 1, 2.6 | 2.1, 4, 5.3 (no ties). Nearest other point of each:
-    #   x=0 -> 1 (same); 1 -> 0 (same); 2.6 -> 2.1 (other); 2.1 -> 2.6 (other); 4 -> 5.3 (same); 5.3 -> 4 (same)
+    #   x=0 -> 1 (same); 1 -> 0 (same); 2.6 -> 2.1 (other); 2.1 -> 2.6 (other);
+    #   4 -> 5.3 (same); 5.3 -> 4 (same)
     points = np.array([[0.0], [1.0], [2.6], [2.1], [4.0], [5.3]], np.float32)
     labels = tf.constant([0, 0, 0, 1, 1, 1])
     dists = cdist(tf.constant(points), tf.constant(points))
@@ -157,7 +159,7 @@ def tfa_triplet_hard_loss(labels, embeddings, margin=1.0, soft=False, distance_m
 
 
 @pytest.mark.parametrize("tfa_metric, metric", [("L_2", "sqeuclidean"), ("L_1", "euclidean"),
-                                                 ("angular", "cosine")])
+                                                ("angular", "cosine")])
 @pytest.mark.parametrize("soft, margin", [(True, "soft"), (False, 1.0), (False, 0.3)])
 def test_batch_hard_agrees_with_tensorflow_addons(tfa_metric, metric, soft, margin):
     rng = np.random.default_rng(7)

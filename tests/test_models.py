@@ -46,8 +46,10 @@ def test_preprocessing_equals_keras_applications():
     np.testing.assert_allclose(ImagePreprocessing("caffe")(x),
                                keras.applications.resnet.preprocess_input(x.copy()), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(ImagePreprocessing("tf")(x),
-                               keras.applications.mobilenet_v2.preprocess_input(x.copy()), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"Unknown preprocessing mode 'torch'; expected one of \['caffe', 'tf'\]"):
+                               keras.applications.mobilenet_v2.preprocess_input(x.copy()),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError,
+                       match=r"Unknown preprocessing mode 'torch'; expected one of \['caffe', 'tf'\]"):
         ImagePreprocessing("torch")
 
 

@@ -70,7 +70,8 @@ def test_non_empty_root_is_refused_without_resume(tmp_path, image_set, capsys):
     (["--batch_p", "1"], "--batch_p must be at least 2"),
     (["--margin", "hard"], "expected a number >= 0, 'soft' or 'none', got 'hard'"),
     (["--margin", "-0.5"], "expected a number >= 0"),
-    (["--crop_augment", "--pre_crop_height", "20"], "needs a pre-crop size (20x18) at least the net input size"),
+    (["--crop_augment", "--pre_crop_height", "20"],
+     "needs a pre-crop size (20x18) at least the net input size"),
     (["--model_name", "vgg"], "invalid choice: 'vgg'"),
     (["--batch_k", "0"], "expected a positive integer, got '0'"),
     (["--decay_start_iteration", "-3"], "--decay_start_iteration must be -1"),
@@ -107,13 +108,15 @@ def test_resume_of_a_finished_run_and_bad_args_json(finished, tmp_path, capsys):
 
 def test_resume_warns_about_differing_flags_and_keeps_the_saved_ones(finished, tmp_path, caplog):
     root = copy_of(finished, tmp_path, rewind=True)
-    assert main(["--experiment_root", str(root), "--resume", "--batch_p", "2", "--train_iterations", "4"]) == 0
+    assert main(["--experiment_root", str(root), "--resume", "--batch_p", "2", "--train_iterations",
+                 "4"]) == 0
     assert "--batch_p 2 differs from the resumed run's 3; using the saved value" in caplog.text
     assert "--train_iterations" not in caplog.text  # same value as saved: no warning
     assert "Restored checkpoint-2.h5: iteration 2, next batch 2" in caplog.text
     assert os.path.isfile(root / "model.keras") and os.path.isfile(root / "checkpoint-4.h5")
     # the detailed logs of the resumed iterations equal those of the uninterrupted run
-    np.testing.assert_array_equal(np.load(root / "detailed_losses.npy"), np.load(finished / "detailed_losses.npy"))
+    np.testing.assert_array_equal(np.load(root / "detailed_losses.npy"),
+                                  np.load(finished / "detailed_losses.npy"))
 
 
 def test_moved_experiment_root_keeps_working(finished, tmp_path):
@@ -194,7 +197,8 @@ def test_sigint_then_resume_reproduces_the_uninterrupted_run(tmp_path, image_set
     resumed = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "--experiment_root", str(root),
                               "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    np.testing.assert_array_equal(np.load(root / "detailed_losses.npy"), np.load(reference / "detailed_losses.npy"))
+    np.testing.assert_array_equal(np.load(root / "detailed_losses.npy"),
+                                  np.load(reference / "detailed_losses.npy"))
     with h5py.File(root / "checkpoint-14.h5") as a, h5py.File(reference / "checkpoint-14.h5") as b:
         for key in b["model"]:
             np.testing.assert_array_equal(a["model"][key][()], b["model"][key][()])

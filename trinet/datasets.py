@@ -168,7 +168,8 @@ def check_files(dataset: Dataset, *, skip_missing: bool = False) -> Dataset:
         return dataset
     missing = list(dataset.fids[~exists])
     where = f" under image root {dataset.image_root}" if dataset.image_root else ""
-    message = f"{dataset.source}: {len(missing)} of {len(dataset)} images not found{where}: {_listing(missing)}"
+    message = (f"{dataset.source}: {len(missing)} of {len(dataset)} images not found{where}: "
+               f"{_listing(missing)}")
     if not skip_missing:
         raise TrinetError(message + ". Check --image_root, or pass --skip_missing to drop them.")
     if not exists.any():

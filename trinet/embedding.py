@@ -33,7 +33,8 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     if checkpoint is None and not checkpoints.list_checkpoints(root):
         keras_file = os.path.join(root, experiment.MODEL_FILE)
         if not os.path.isfile(keras_file):
-            raise TrinetError(f"No checkpoint and no {experiment.MODEL_FILE} in {root}; has train.py run there?")
+            raise TrinetError(f"No checkpoint and no {experiment.MODEL_FILE} in {root}; "
+                              "has train.py run there?")
         checkpoint = keras_file
     if checkpoint is not None and checkpoint.endswith(".keras"):
         path = checkpoint if os.path.isfile(checkpoint) else os.path.join(root, checkpoint)

@@ -33,7 +33,8 @@ class EmbeddingWriter:
         attrs: settings stored as HDF5 attributes (str, numbers, bools; None becomes '').
     """
 
-    def __init__(self, path: str, rows: int, dim: int, *, augmentation_types: Sequence[str] = ("original_resize",),
+    def __init__(self, path: str, rows: int, dim: int, *,
+                 augmentation_types: Sequence[str] = ("original_resize",),
                  pids: Sequence[str] | None = None, fids: Sequence[str] | None = None,
                  attrs: Mapping[str, Any] | None = None):
         self.path, self.rows, self.dim = path, rows, dim

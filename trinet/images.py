@@ -60,8 +60,8 @@ def train_augment(image: tf.Tensor, seed: tf.Tensor, net_size: tuple[int, int],
     return image
 
 
-def embedding_views(image: tf.Tensor, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
-               crop_mode: str | None) -> tf.Tensor:
+def embedding_views(image: tf.Tensor, net_size: tuple[int, int], pre_crop_size: tuple[int, int],
+                    flip: bool, crop_mode: str | None) -> tf.Tensor:
     """The test-time views of one decoded image, `(M, h, w, 3)`, in the order of `views.view_names`.
 
     The image is resized to `pre_crop_size` when cropping (or for `avgpool`), else to `net_size`;

@@ -87,7 +87,8 @@ def label_masks(labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.logical_and(same, tf.logical_not(eye)), tf.logical_not(same)
 
 
-def batch_hard(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft") -> tuple[tf.Tensor, tf.Tensor]:
+def batch_hard(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft") -> tuple[tf.Tensor,
+                                                                                           tf.Tensor]:
     """Batch-hard triplet loss: per anchor, its furthest positive minus its closest negative.
 
     Args:
@@ -107,7 +108,8 @@ def batch_hard(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft"
     return tf.reduce_mean(per_anchor), per_anchor
 
 
-def batch_all(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft") -> tuple[tf.Tensor, tf.Tensor]:
+def batch_all(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft") -> tuple[tf.Tensor,
+                                                                                          tf.Tensor]:
     """Batch-all triplet loss: every valid triplet (a, p, n) of the batch, averaged over the
     triplets whose loss is non-zero (> 1e-16), or 0 if there is none.
 

@@ -68,6 +68,7 @@ def check_views(flip: bool, crop: str | None, aggregator: str | None, net_size: 
                               f"input size ({nh}x{nw}).")
         if crop == "five" and (ph, pw) == (nh, nw):
             raise TrinetError(f"--crop_augment five with a pre-crop size equal to the net input size "
-                              f"({nh}x{nw}) gives five identical crops: the corners coincide with the centre. "
+                              f"({nh}x{nw}) gives five identical crops: the corners coincide with the "
+                              "centre. "
                               "Train (or embed) with a larger pre-crop size, or use --crop_augment center.")
     return names

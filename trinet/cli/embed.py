@@ -88,7 +88,8 @@ def _run(argv: Sequence[str] | None) -> int:
             setattr(args, flag, settings.get(flag))
     missing = [f"--{flag}" for flag in SIZE_FLAGS if getattr(args, flag) is None]
     if missing:
-        raise TrinetError(f"The image sizes are not known: give {', '.join(missing)} (no args.json in {root}).")
+        raise TrinetError(f"The image sizes are not known: give {', '.join(missing)} "
+                          f"(no args.json in {root}).")
     net_size = (args.net_input_height, args.net_input_width)
     pre_crop_size = (args.pre_crop_height, args.pre_crop_width)
     names = check_views(args.flip_augment, args.crop_augment, args.aggregator, net_size, pre_crop_size)
@@ -118,7 +119,8 @@ def _run(argv: Sequence[str] | None) -> int:
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
     count, dim = embed_to_file(
         model, dataset.paths(), list(dataset.fids), pids, filename=filename, output_format=output_format,
-        view_names=names, aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
+        view_names=names, aggregator=args.aggregator, batch_size=args.batch_size,
+        threads=args.loading_threads,
         net_size=net_size, pre_crop_size=pre_crop_size, flip=args.flip_augment, crop_mode=args.crop_augment,
         quiet=args.quiet,
         attrs={"experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),

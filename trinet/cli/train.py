@@ -145,7 +145,8 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--crop_augment needs a pre-crop size ({args.pre_crop_height}x{args.pre_crop_width}) "
                      f"at least the net input size ({args.net_input_height}x{args.net_input_width})")
     if args.decay_start_iteration < -1:
-        parser.error(f"--decay_start_iteration must be -1 (no decay) or >= 0, got {args.decay_start_iteration}")
+        parser.error("--decay_start_iteration must be -1 (no decay) or >= 0, "
+                     f"got {args.decay_start_iteration}")
 
 
 def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
