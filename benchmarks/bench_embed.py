@@ -18,18 +18,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import peak_rss_mb, write_jpegs  # noqa: E402
-
-
-def size(text: str) -> tuple[int, int]:
-    h, w = text.lower().split("x")
-    return int(h), int(w)
+from trinet.argtypes import image_size  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_name", default="lunet")
-    p.add_argument("--net_input", type=size, default=(128, 64))
-    p.add_argument("--pre_crop", type=size, default=(144, 72))
+    p.add_argument("--net_input", type=image_size, default=(128, 64))
+    p.add_argument("--pre_crop", type=image_size, default=(144, 72))
     p.add_argument("--images", type=int, default=600)
     p.add_argument("--batch_size", type=int, default=256, help="views per batch, as embed.py's --batch_size")
     p.add_argument("--threads", type=int, default=8)

@@ -20,11 +20,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import peak_rss_mb, write_jpegs  # noqa: E402
-
-
-def size(text: str) -> tuple[int, int]:
-    h, w = text.lower().split("x")
-    return int(h), int(w)
+from trinet.argtypes import image_size  # noqa: E402
 
 
 def main() -> None:
@@ -33,8 +29,8 @@ def main() -> None:
     p.add_argument("--head_name", default="fc1024")
     p.add_argument("--batch_p", type=int, default=18)
     p.add_argument("--batch_k", type=int, default=4)
-    p.add_argument("--net_input", type=size, default=(128, 64))
-    p.add_argument("--pre_crop", type=size, default=(144, 72))
+    p.add_argument("--net_input", type=image_size, default=(128, 64))
+    p.add_argument("--pre_crop", type=image_size, default=(144, 72))
     p.add_argument("--steps", type=int, default=30, help="timed steps per run (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=8)

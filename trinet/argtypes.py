@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import os
 
 
@@ -114,3 +115,12 @@ def writeable_file(text: str) -> str:
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file name")
     return text
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """`'32x16'` -> `(32, 16)`: height x width, both > 0."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or min(int(match[1]), int(match[2])) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected HEIGHTxWIDTH with positive integers, e.g. 32x16; got {text!r}")
+    return int(match[1]), int(match[2])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from typing import Sequence
 
@@ -21,7 +20,7 @@ import cv2
 import numpy as np
 
 from trinet import __version__
-from trinet.argtypes import readable_directory, readable_file, writeable_file
+from trinet.argtypes import image_size as parse_size, readable_directory, readable_file, writeable_file
 from trinet.cli.common import run_main, setup_console_logging
 from trinet.datasets import Dataset, load_dataset
 from trinet.errors import TrinetError
@@ -32,15 +31,6 @@ log = logging.getLogger(__name__)
 
 #: The default `(height, width)` of the pixel baseline: 512 values per channel.
 DEFAULT_SIZE = (32, 16)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """`'32x16'` -> `(32, 16)` (height x width, both > 0); argparse type of `--size`."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match or min(int(match[1]), int(match[2])) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected HEIGHTxWIDTH with positive integers, e.g. 32x16; got {text!r}")
-    return int(match[1]), int(match[2])
 
 
 def pixel_embeddings(dataset: Dataset, size: tuple[int, int] = DEFAULT_SIZE, *,

@@ -33,7 +33,7 @@ import re
 from typing import Callable, Iterable, Mapping, Sequence
 
 from trinet.datasets import image_path, read_csv
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 from trinet.fileio import write_text_atomic
 
 #: One CSV row: (pid, path relative to the image root).
@@ -45,16 +45,8 @@ SPLITS = ("train", "query", "test")
 #: File names (compared in lower case) that archives and file browsers leave behind; always skipped.
 CLUTTER_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 
-#: How many offending names an error message lists.
-SHOW = 5
-
 #: Identity labels that mean junk or distractor images (Market-1501 only; other releases have none).
 JUNK, DISTRACTOR = "junk", "distractor"
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:SHOW])
-    return shown + (f", ... ({len(items) - SHOW} more)" if len(items) > SHOW else "")
 
 
 def is_clutter(name: str) -> bool:
@@ -211,7 +203,7 @@ def scan_folder(root: str, folder: str, naming: Naming, title: str) -> tuple[lis
         rows.append((match["pid"], relative))
     if bad:
         raise TrinetError(f"{directory}: {len(bad)} file(s) do not follow the {title} naming "
-                          f"{naming.describe()}: {_listing(bad)}")
+                          f"{naming.describe()}: {listing(bad)}")
     if not rows:
         raise TrinetError(f"{directory}: no images; expected files named like {naming.example}")
     return rows, skipped
@@ -299,7 +291,7 @@ def read_msmt17_list(root: str, list_name: str, folder: str) -> list[Row]:
     missing = [fid for _, fid in rows if not os.path.isfile(os.path.join(root, fid))]
     if missing:
         raise TrinetError(f"{path}: {len(missing)} of {len(rows)} listed images not found under {root}: "
-                          f"{_listing(missing)}. Extract the whole release.")
+                          f"{listing(missing)}. Extract the whole release.")
     return rows
 
 
@@ -328,7 +320,7 @@ def read_msmt17(root: str) -> tuple[dict[str, list[Row]], list[str]]:
     repeated = sorted(fid for fid, count in seen.items() if count > 1)
     if repeated:
         raise TrinetError(f"{root}: {len(repeated)} image(s) listed twice in list_train.txt and "
-                          f"list_val.txt: {_listing(repeated)}")
+                          f"list_val.txt: {listing(repeated)}")
     return rows, []
 
 
@@ -482,7 +474,7 @@ def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[st
         lines.append(text)
     if conversion.skipped:
         names = sorted({os.path.basename(path) for path in conversion.skipped})
-        lines.append(f"  skipped {len(conversion.skipped)} clutter file(s): {_listing(names)}")
+        lines.append(f"  skipped {len(conversion.skipped)} clutter file(s): {listing(names)}")
     lines.append(f"Paths are relative to the release folder: train and evaluate with "
                  f"--image_root {os.path.abspath(conversion.release_dir)}")
     return lines
@@ -552,12 +544,12 @@ def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) ->
     bad = [f"{pid},{fid}" for pid, fid in rows if pid in junk]
     if bad:
         raise TrinetError(f"{source.csv}: {len(bad)} row(s) with junk identities {sorted(junk)}, which a "
-                          f"training set must not have: {_listing(bad)}. Give the *_train.csv file of the "
+                          f"training set must not have: {listing(bad)}. Give the *_train.csv file of the "
                           "release.")
     missing = [fid for fid in dataset.fids.tolist() if not os.path.isfile(image_path(source.image_root, fid))]
     if missing:
         raise TrinetError(f"{source.csv}: {len(missing)} of {len(rows)} images not found under image root "
-                          f"{source.image_root}: {_listing(missing)}")
+                          f"{source.image_root}: {listing(missing)}")
     return rows
 
 

@@ -12,19 +12,16 @@ import csv
 import dataclasses
 import logging
 import os
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 
 log = logging.getLogger(__name__)
 
 #: The optional header line of a dataset CSV.
 HEADER = ("pid", "path")
-
-#: How many offending paths an error message lists.
-SHOW = 5
 
 #: Leading bytes of the image formats that TensorFlow and OpenCV both decode.
 IMAGE_SIGNATURES = {
@@ -147,11 +144,6 @@ def read_any(path: str, image_root: str | None = None) -> Dataset:
     return read_image_list(path, image_root)
 
 
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:SHOW])
-    return shown + (f", ... ({len(items) - SHOW} more)" if len(items) > SHOW else "")
-
-
 def check_files(dataset: Dataset, *, skip_missing: bool = False) -> Dataset:
     """Check that every image of `dataset` exists under its image root.
 
@@ -169,7 +161,7 @@ def check_files(dataset: Dataset, *, skip_missing: bool = False) -> Dataset:
     missing = list(dataset.fids[~exists])
     where = f" under image root {dataset.image_root}" if dataset.image_root else ""
     message = (f"{dataset.source}: {len(missing)} of {len(dataset)} images not found{where}: "
-               f"{_listing(missing)}")
+               f"{listing(missing)}")
     if not skip_missing:
         raise TrinetError(message + ". Check --image_root, or pass --skip_missing to drop them.")
     if not exists.any():

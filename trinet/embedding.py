@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from trinet import checkpoints, experiment
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path
 from trinet.h5io import EmbeddingWriter
 from trinet.images import decode, embedding_views
@@ -83,8 +83,8 @@ def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_pe
         bad = [p for p, ok in zip(paths, decodable(paths, pipeline.get("threads", 8))) if not ok]
         if not bad:
             raise
-        shown = ", ".join(bad[:5]) + (f", ... ({len(bad) - 5} more)" if len(bad) > 5 else "")
-        raise TrinetError(f"{len(bad)} images cannot be decoded (corrupt or truncated): {shown}") from None
+        raise TrinetError(f"{len(bad)} images cannot be decoded (corrupt or truncated): "
+                          f"{listing(bad)}") from None
 
 
 class CsvWriter:

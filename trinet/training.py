@@ -25,7 +25,7 @@ import keras
 from trinet import checkpoints, experiment
 from trinet.cli.common import LOG_FORMAT
 from trinet.datasets import Dataset, check_files, find_non_images, read_csv
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path, remove_stale_temporaries
 from trinet.losses import cdist, get_loss
 from trinet.models import build_model, embedding_model
@@ -50,11 +50,6 @@ def _add_file_log(root: str) -> logging.Handler:
     return handler
 
 
-def _listing(items, show: int = 5) -> str:
-    items = list(items)
-    return ", ".join(items[:show]) + (f", ... ({len(items) - show} more)" if len(items) > show else "")
-
-
 def load_training_set(args: argparse.Namespace) -> Dataset:
     """Read and check the training CSV before any long work: missing files, non-image files,
     (with --validate_images) undecodable images, single-image identities, P larger than the
@@ -68,7 +63,7 @@ def load_training_set(args: argparse.Namespace) -> Dataset:
         what = "empty, not an image file, or not decodable"
     if bad.any():
         message = (f"{args.train_set}: {bad.sum()} of {len(dataset)} images are {what}: "
-                   f"{_listing(dataset.fids[bad])}")
+                   f"{listing(dataset.fids[bad])}")
         if args.on_bad_image == "error":
             raise TrinetError(message + ". Remove them from the CSV, or pass --on_bad_image skip.")
         log.warning("%s. Skipping them.", message)
@@ -80,7 +75,7 @@ def load_training_set(args: argparse.Namespace) -> Dataset:
     single = pids[counts == 1]
     if len(single):
         log.warning("%d identities have a single image (%s): they serve as negatives, and as anchors only "
-                    "against augmented copies of themselves.", len(single), _listing(single))
+                    "against augmented copies of themselves.", len(single), listing(single))
     log.info("Training set: %d images of %d identities (%s).", len(dataset), len(pids), args.train_set)
     return dataset
 
@@ -134,7 +129,7 @@ def transfer(model: keras.Model, path: str, args: argparse.Namespace) -> None:
     if missing_backbone:
         raise TrinetError(f"--initial_checkpoint {path} does not fit the {args.model_name} backbone: "
                           f"{len(missing_backbone)} variables missing or of another shape "
-                          f"({_listing(missing_backbone)})")
+                          f"({listing(missing_backbone)})")
     log.info("Initialised the backbone%s from %s.", " and the head" if same_head else "", path)
 
 
@@ -246,7 +241,7 @@ def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
         early.close()
     stale = remove_stale_temporaries(root)
     if stale:
-        log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), _listing(stale))
+        log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
     try:
         return _train(args, dataset)
     finally:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from trinet import argtypes
 from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 from trinet.views import AGGREGATORS, CROP_MODES, check_views
 
 log = logging.getLogger("trinet.embed")
@@ -101,8 +101,8 @@ def _run(argv: Sequence[str] | None) -> int:
     dataset = check_files(read_any(args.dataset, image_root))
     bad = find_non_images(dataset)
     if bad.any():
-        shown = ", ".join(dataset.fids[bad][:5]) + (f", ... ({bad.sum() - 5} more)" if bad.sum() > 5 else "")
-        raise TrinetError(f"{args.dataset}: {bad.sum()} files are empty or not images: {shown}")
+        raise TrinetError(f"{args.dataset}: {bad.sum()} files are empty or not images: "
+                          f"{listing(dataset.fids[bad])}")
 
     output_format = args.output_format or ("csv" if (args.filename or "").lower().endswith(".csv") else "h5")
     filename = args.filename or (os.path.splitext(os.path.basename(args.dataset))[0]
