@@ -48,7 +48,7 @@ class Progress:
     def update(self, n: int = 1) -> None:
         self.done += n
         now = time.perf_counter()
-        if not self.quiet and now - self._last >= self.interval:
+        if not self.quiet and self.done < self.total and now - self._last >= self.interval:
             self._last = now
             self._emit(final=False)
 
