@@ -34,7 +34,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30, help="timed steps per run (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=2, help="alternate the two runs this many times")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="alternate the two measurements this many times; medians are reported")
     args = p.parse_args()
 
     import numpy as np

@@ -1,14 +1,19 @@
 """Embedding a list of images with a trained model, with test-time augmentation.
 
-Images are decoded and turned into views in a parallel tf.data pipeline, run through the model in
-batches, and written block by block (memory stays bounded whatever the number of images).
+Images are decoded and turned into views by compiled TensorFlow ops on a background thread (in
+parallel with the model), run through the model in batches, and written block by block (memory stays
+bounded whatever the number of images).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Iterator
+import queue
+import threading
+import weakref
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -22,7 +27,7 @@ from trinet.images import decode, embedding_views
 from trinet.models import build_model, embedding_model, load_embedding_model
 from trinet.pipeline import decodable
 from trinet.progress import Progress
-from trinet.views import AGGREGATORS
+from trinet.views import AGGREGATORS, view_names
 
 log = logging.getLogger("trinet.embed")
 
@@ -51,16 +56,77 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     return embedding_model(model), path
 
 
-def views_dataset(paths: list[str], *, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
-                  crop_mode: str | None, images_per_batch: int, threads: int) -> tf.data.Dataset:
-    """Batches `(b * M, h, w, 3)` float32 of the M views of `b` consecutive images (image-major)."""
-    def load(path):
-        return embedding_views(decode(path), net_size, pre_crop_size, flip, crop_mode)
+def prepare_fn(net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
+               threads: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled function `(b,) paths -> (b * M, h, w, 3)` float32 views (image-major), decoding the b
+    images in parallel (`threads` at a time)."""
+    views = len(view_names(flip, crop_mode))
+    height, width = pre_crop_size if crop_mode == "avgpool" else net_size
 
-    ds = tf.data.Dataset.from_tensor_slices(list(paths))
-    ds = ds.map(load, num_parallel_calls=threads, deterministic=True).batch(images_per_batch)
-    ds = ds.map(lambda views: tf.reshape(views, tf.concat([[-1], tf.shape(views)[2:]], 0)))
-    return ds.prefetch(2)
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+    def prepare(paths):
+        def views_of(path):
+            return embedding_views(decode(path), net_size, pre_crop_size, flip, crop_mode)
+
+        spec = tf.TensorSpec((views, height, width, 3), tf.float32)
+        stacked = tf.map_fn(views_of, paths, fn_output_signature=spec, parallel_iterations=threads)
+        return tf.reshape(stacked, (-1, height, width, 3))
+
+    return prepare
+
+
+_DONE = object()
+
+
+def view_batches(paths: list[str], *, images_per_batch: int, prefetch: int = 2, net_size: tuple[int, int],
+                 pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
+                 threads: int) -> Iterator[tf.Tensor]:
+    """Yield `(b * M, h, w, 3)` views of successive blocks of `images_per_batch` images, prepared by a
+    background thread `prefetch` batches ahead, so that decoding overlaps the model.
+
+    (A tf.data iterator would do the same, but on small CPU machines its presence made the model run a
+    third slower in most runs: see benchmarks/bench_embed.py.) Errors of the preparation are raised here.
+    """
+    prepare = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads)
+    ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for start in range(0, len(paths), images_per_batch):
+                if stop.is_set():
+                    return
+                ready.put(prepare(tf.constant(paths[start:start + images_per_batch])))
+            ready.put(_DONE)
+        except BaseException as e:  # noqa: BLE001 (handed to the consumer)
+            ready.put(e)
+
+    worker = threading.Thread(target=produce, name="trinet-views", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting for room in the queue
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            worker.join(timeout=0.05)
+
+
+_COMPILED: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _compiled(model: keras.Model) -> Callable:
+    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images (traced once per model)."""
+    if model not in _COMPILED:
+        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+        def run(images):
+            return tf.cast(model(images, training=False), tf.float32)
+        _COMPILED[model] = run
+    return _COMPILED[model]
 
 
 def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_per_batch: int,
@@ -70,13 +136,9 @@ def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_pe
     Raises:
         TrinetError: an image cannot be decoded (all such images are named).
     """
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
-    def run(images):
-        return tf.cast(model(images, training=False), tf.float32)
-
-    data = views_dataset(paths, images_per_batch=images_per_batch, **pipeline)
+    run = _compiled(model)
     try:
-        for images in data:
+        for images in view_batches(paths, images_per_batch=images_per_batch, **pipeline):
             emb = run(images).numpy()
             yield emb.reshape(-1, views, emb.shape[-1]).transpose(1, 0, 2)
     except tf.errors.OpError:
