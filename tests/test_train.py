@@ -202,3 +202,26 @@ def test_sigint_then_resume_reproduces_the_uninterrupted_run(tmp_path, image_set
     with h5py.File(root / "checkpoint-14.h5") as a, h5py.File(reference / "checkpoint-14.h5") as b:
         for key in b["model"]:
             np.testing.assert_array_equal(a["model"][key][()], b["model"][key][()])
+
+
+def test_offline_imagenet_fails_before_anything_is_written(tmp_path, image_set, capsys, monkeypatch):
+    from trinet import backbones
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(backbones.keras.utils, "get_file",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("Name or service not known")))
+    root = tmp_path / "exp"
+    assert train(root, image_set, "--model_name", "mobilenet_v2", "--initial_checkpoint", "imagenet") == 2
+    err = capsys.readouterr().err
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in err
+    assert "Name or service not known" in err and not root.exists()
+
+
+def test_resume_before_first_checkpoint_applies_initial_weights(finished, tmp_path, image_set, caplog):
+    root = tmp_path / "exp"
+    assert train(root, image_set, "--train_iterations", "1", "--initial_checkpoint", str(finished)) == 0
+    for name in os.listdir(root):  # as if killed right after args.json was written
+        if name != "args.json":
+            os.remove(root / name)
+    caplog.clear()
+    assert main(["--experiment_root", str(root), "--resume"]) == 0
+    assert "No checkpoint in" in caplog.text and "Initialised the backbone and the head from" in caplog.text

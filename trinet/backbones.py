@@ -7,7 +7,6 @@ in the spirit of the paper's LuNet, for small inputs (128x64) and for the CPU.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import socket
@@ -160,9 +159,8 @@ def imagenet_weights(name: str) -> str:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
-        with contextlib.redirect_stdout(None):
-            return keras.utils.get_file(filename, spec.imagenet_url, cache_subdir="models",
-                                        file_hash=spec.imagenet_hash)
+        return keras.utils.get_file(filename, spec.imagenet_url, cache_subdir="models",
+                                    file_hash=spec.imagenet_hash)
     except Exception as e:  # noqa: BLE001 (urllib, ssl, socket and hash errors all mean the same here)
         raise TrinetError(
             f"Could not download the ImageNet weights of {name} ({type(e).__name__}: {e}). If this machine "

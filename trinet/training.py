@@ -96,10 +96,17 @@ def _is_trinet_checkpoint(path: str) -> bool:
         return False
 
 
-def initial_weights(spec: str | None) -> tuple[str | None, str | None]:
-    """Split --initial_checkpoint into `(keras weights for the backbone, trinet checkpoint)`."""
-    if spec is None or spec == "imagenet":
-        return spec, None
+def initial_weights(spec: str | None, model_name: str) -> tuple[str | None, str | None]:
+    """Resolve --initial_checkpoint into `(Keras weights file for the backbone, trinet checkpoint)`.
+
+    'imagenet' is downloaded (or found in the Keras cache) here, so that an offline machine fails
+    before anything is written.
+    """
+    if spec is None:
+        return None, None
+    if spec == "imagenet":
+        from trinet.backbones import imagenet_weights
+        return imagenet_weights(model_name), None
     if os.path.isdir(spec):
         path = checkpoints.latest_checkpoint(spec)
         if path is None:
@@ -228,6 +235,8 @@ def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
         for key, value in sorted(vars(args).items()):
             log.info("%20s: %s", key, value)
         dataset = load_training_set(args)
+        started = args.resume and checkpoints.latest_checkpoint(root) is not None
+        initial = (None, None) if started else initial_weights(args.initial_checkpoint, args.model_name)
         if args.resume:
             experiment.check_writable(root)
         else:
@@ -243,16 +252,16 @@ def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
     if stale:
         log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
     try:
-        return _train(args, dataset)
+        return _train(args, dataset, initial)
     finally:
         trinet_log.removeHandler(handler)
         handler.close()
 
 
-def _train(args: argparse.Namespace, dataset: Dataset) -> int:
+def _train(args: argparse.Namespace, dataset: Dataset, initial: tuple[str | None, str | None]) -> int:
     root = args.experiment_root
     sampler = PKSampler(dataset.pids, args.batch_p, args.batch_k, args.seed)
-    keras_weights, source = initial_weights(None if args.resume else args.initial_checkpoint)
+    keras_weights, source = initial
 
     keras.utils.set_random_seed(args.seed)
     model = build_model(args.model_name, args.head_name, args.embedding_dim, weights=keras_weights)
