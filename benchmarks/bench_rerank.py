@@ -28,7 +28,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
 from bench_evaluate import generate  # noqa: E402
+from test_rerank import paper_re_ranking  # noqa: E402
 
 from trinet.distances import cdist  # noqa: E402
 from trinet.excluders import EXCLUDERS  # noqa: E402
@@ -37,61 +40,9 @@ from trinet.rerank import ReRanker  # noqa: E402
 
 
 def dense_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3, kind="quicksort"):
-    """The authors' re_ranking (zhunzhong07/person-re-ranking, python version), transcribed.
-
-    `kind` is the sort of the neighbour ranking: the authors' default quicksort breaks exact ties
-    arbitrarily, "stable" breaks them by index as trinet does (the only change).
-    """
-    original_dist = np.concatenate([np.concatenate([q_q_dist, q_g_dist], axis=1),
-                                    np.concatenate([q_g_dist.T, g_g_dist], axis=1)], axis=0)
-    original_dist = np.power(original_dist, 2).astype(np.float32)
-    original_dist = np.transpose(1. * original_dist / np.max(original_dist, axis=0))
-    V = np.zeros_like(original_dist).astype(np.float32)
-    initial_rank = np.argsort(original_dist, kind=kind).astype(np.int32)
-    query_num = q_g_dist.shape[0]
-    all_num = gallery_num = q_g_dist.shape[0] + q_g_dist.shape[1]
-    half = int(np.around(k1 / 2.))
-    for i in range(all_num):
-        forward_k_neigh_index = initial_rank[i, :k1 + 1]
-        backward_k_neigh_index = initial_rank[forward_k_neigh_index, :k1 + 1]
-        fi = np.where(backward_k_neigh_index == i)[0]
-        k_reciprocal_index = forward_k_neigh_index[fi]
-        k_reciprocal_expansion_index = k_reciprocal_index
-        for j in range(len(k_reciprocal_index)):
-            candidate = k_reciprocal_index[j]
-            candidate_forward_k_neigh_index = initial_rank[candidate, :half + 1]
-            candidate_backward_k_neigh_index = initial_rank[candidate_forward_k_neigh_index, :half + 1]
-            fi_candidate = np.where(candidate_backward_k_neigh_index == candidate)[0]
-            candidate_k_reciprocal_index = candidate_forward_k_neigh_index[fi_candidate]
-            if len(np.intersect1d(candidate_k_reciprocal_index, k_reciprocal_index)) > \
-                    2. / 3 * len(candidate_k_reciprocal_index):
-                k_reciprocal_expansion_index = np.append(k_reciprocal_expansion_index,
-                                                         candidate_k_reciprocal_index)
-        k_reciprocal_expansion_index = np.unique(k_reciprocal_expansion_index)
-        weight = np.exp(-original_dist[i, k_reciprocal_expansion_index])
-        V[i, k_reciprocal_expansion_index] = 1. * weight / np.sum(weight)
-    original_dist = original_dist[:query_num, ]
-    if k2 != 1:
-        V_qe = np.zeros_like(V, dtype=np.float32)
-        for i in range(all_num):
-            V_qe[i, :] = np.mean(V[initial_rank[i, :k2], :], axis=0)
-        V = V_qe
-        del V_qe
-    del initial_rank
-    invIndex = []
-    for i in range(gallery_num):
-        invIndex.append(np.where(V[:, i] != 0)[0])
-    jaccard_dist = np.zeros_like(original_dist, dtype=np.float32)
-    for i in range(query_num):
-        temp_min = np.zeros(shape=[1, gallery_num], dtype=np.float32)
-        indNonZero = np.where(V[i, :] != 0)[0]
-        indImages = [invIndex[ind] for ind in indNonZero]
-        for j in range(len(indNonZero)):
-            temp_min[0, indImages[j]] = temp_min[0, indImages[j]] + np.minimum(
-                V[i, indNonZero[j]], V[indImages[j], indNonZero[j]])
-        jaccard_dist[i] = 1 - temp_min / (2. - temp_min)
-    final_dist = jaccard_dist * (1 - lambda_value) + original_dist * lambda_value
-    return final_dist[:query_num, query_num:]
+    """The authors' dense algorithm in float32, as they ran it (the transcription the tests use)."""
+    return paper_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, dtype=np.float32,
+                            kind=kind)[0]
 
 
 def measure(fn, *args, memory=True, **kwargs):

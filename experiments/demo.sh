@@ -5,7 +5,7 @@
 #   make demo                          # creates .venv, installs trinet, runs this script
 #   bash experiments/demo.sh [DIR]     # in an environment where trinet is installed (default DIR: runs/demo)
 #
-# Hardware: any CPU; about 3-4 minutes on 2 cores (training is ~1,000 iterations of LuNet at 64x32).
+# Hardware: any CPU; about 3 minutes on 2 cores (training is 1,000 iterations of LuNet at 64x32).
 # Expect (seed 0): the trained model at roughly 70% mAP / 80% rank-1 on the demo query/gallery split,
 # against about 2% for the untrained network and for raw pixels. Exact figures vary a little with the
 # machine's math libraries.

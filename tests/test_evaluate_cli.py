@@ -12,6 +12,7 @@ import pytest
 from scipy.spatial.distance import cdist as scipy_cdist
 from sklearn.metrics import average_precision_score
 
+from test_metrics import official_market_ap
 from trinet.cli.evaluate import SHOW_RANKS, build_parser, main
 from trinet.h5io import write_embeddings
 from trinet.plots import MATCH_BGR, MISS_BGR
@@ -74,14 +75,6 @@ def expected_ranking(data, i):
     labels = data["gallery"]["pids"] == data["query"]["pids"][i]
     dist = scipy_cdist(data["query"]["emb"][i:i + 1].astype(float), data["gallery"]["emb"].astype(float))[0]
     return keep, labels, dist
-
-
-def official_market_ap(y_true, y_score):
-    y_true_sorted = y_true[np.argsort(-y_score, kind="mergesort")]
-    tp = np.cumsum(y_true_sorted)
-    recall = np.insert(tp / np.sum(y_true_sorted), 0, 0.0)
-    precision = np.insert(tp / np.arange(1, len(tp) + 1), 0, 1.0)
-    return np.sum(np.diff(recall) * ((precision[1:] + precision[:-1]) / 2))
 
 
 def test_end_to_end_console_json_plot_and_rank_pictures(data, capsys):
