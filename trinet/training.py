@@ -235,8 +235,8 @@ def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
         for key, value in sorted(vars(args).items()):
             log.info("%20s: %s", key, value)
         dataset = load_training_set(args)
-        started = args.resume and checkpoints.latest_checkpoint(root) is not None
-        initial = (None, None) if started else initial_weights(args.initial_checkpoint, args.model_name)
+        latest = checkpoints.latest_checkpoint(root) if args.resume else None
+        initial = (None, None) if latest else initial_weights(args.initial_checkpoint, args.model_name)
         if args.resume:
             experiment.check_writable(root)
         else:
@@ -252,13 +252,15 @@ def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
     if stale:
         log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
     try:
-        return _train(args, dataset, initial)
+        return _train(args, dataset, latest, initial)
     finally:
         trinet_log.removeHandler(handler)
         handler.close()
 
 
-def _train(args: argparse.Namespace, dataset: Dataset, initial: tuple[str | None, str | None]) -> int:
+def _train(args: argparse.Namespace, dataset: Dataset, latest: str | None,
+           initial: tuple[str | None, str | None]) -> int:
+    """The run itself, from `latest` checkpoint (None: from the start, with the `initial` weights)."""
     root = args.experiment_root
     sampler = PKSampler(dataset.pids, args.batch_p, args.batch_k, args.seed)
     keras_weights, source = initial
@@ -267,7 +269,6 @@ def _train(args: argparse.Namespace, dataset: Dataset, initial: tuple[str | None
     model = build_model(args.model_name, args.head_name, args.embedding_dim, weights=keras_weights)
     optimizer = make_optimizer(args)
     step, state = 0, {"next_batch": 0, "skipped_batches": 0}
-    latest = checkpoints.latest_checkpoint(root) if args.resume else None
     if latest is not None:
         step, state = checkpoints.restore(latest, model, optimizer)
         log.info("Restored %s: iteration %d, next batch %d.", os.path.basename(latest), step,
