@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 
 #: How many offending file names an error message lists.
 SHOW = 3
@@ -123,11 +123,10 @@ class NameRule:
             persons[i] = int(found.group("pid"))
             cameras[i] = int(found.group("cam"))
         if bad:
-            shown = "; ".join(bad[:SHOW]) + (f"; ... ({len(bad) - SHOW} more)" if len(bad) > SHOW else "")
             raise TrinetError(
                 f"{len(bad)} {role} file names do not follow the {self.dataset} naming {self.layout} "
                 f"(e.g. {self.example}; regex {self.regex!r} on the name without folder and extension): "
-                f"{shown}. Pick the excluder of your dataset, or `diagonal` / `none`.")
+                f"{listing(bad, SHOW, '; ')}. Pick the excluder of your dataset, or `diagonal` / `none`.")
         return persons, cameras
 
 

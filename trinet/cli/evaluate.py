@@ -23,7 +23,7 @@ from trinet.argtypes import positive_int, readable_directory, unit_float, writea
 from trinet.cli.common import run_main, setup_console_logging
 from trinet.datasets import Dataset, image_path, read_csv
 from trinet.distances import METRICS
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 from trinet.excluders import EXCLUDERS, Exclusion
 from trinet.fileio import write_json_atomic
 from trinet.h5io import read_embeddings, read_strings
@@ -37,9 +37,6 @@ TOP_K = (1, 5, 10)
 
 #: Gallery images shown per query by --show_ranks.
 SHOW_RANKS = 10
-
-#: How many paths a warning lists.
-LIST = 5
 
 
 def plot_file(text: str) -> str:
@@ -206,8 +203,7 @@ def show_ranks(directory: str, image_root: str, query: Dataset, gallery: Dataset
             progress.update()
     if unreadable:
         log.warning("%d images are missing or unreadable and are drawn as crossed boxes (check "
-                    "--image_root): %s%s", len(unreadable), ", ".join(unreadable[:LIST]),
-                    " ..." if len(unreadable) > LIST else "")
+                    "--image_root): %s", len(unreadable), listing(unreadable))
     return written
 
 
@@ -249,8 +245,8 @@ def _run(argv: Sequence[str] | None) -> int:
                           "identities of the two CSVs agree and that the excluder fits the dataset.")
     if results.num_skipped:
         skipped = query.fids[~results.evaluated]
-        log.warning("%d queries have no valid match in the gallery and are skipped from every average: %s%s",
-                    len(skipped), ", ".join(skipped[:LIST]), " ..." if len(skipped) > LIST else "")
+        log.warning("%d queries have no valid match in the gallery and are skipped from every average: %s",
+                    len(skipped), listing(skipped))
     print(_summary(results, gallery, exclusion), flush=True)
 
     if args.filename:
