@@ -1,4 +1,4 @@
-"""Image decoding and augmentation in TensorFlow (used inside tf.data pipelines).
+"""Image decoding and augmentation in TensorFlow (the training pipeline and embed.py's views).
 
 Images are float32 `(H, W, 3)` RGB in [0, 255]. Sizes are `(height, width)`.
 """
@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-#: Names and order of the five crops, as in the original embed.py.
-FIVE_CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
+from trinet.views import FIVE
 
 
 def decode(path: tf.Tensor) -> tf.Tensor:
@@ -72,5 +71,5 @@ def embedding_views(image: tf.Tensor, net_size: tuple[int, int], pre_crop_size: 
     if crop_mode in (None, "avgpool"):
         return tf.stack(bases)
     offsets = crop_offsets(pre_crop_size, net_size)
-    names = ("center",) if crop_mode == "center" else FIVE_CROPS
+    names = ("center",) if crop_mode == "center" else FIVE
     return tf.stack([crop(base, offsets[name], net_size) for base in bases for name in names])

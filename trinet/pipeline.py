@@ -1,4 +1,4 @@
-"""tf.data input pipelines: P x K training batches and test-time views for embedding."""
+"""The tf.data input pipeline of training (P x K batches), and the decode check shared with embedding."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from trinet.errors import TrinetError
 #: `--crop_augment` choices: `center` crop, the `five` crops (centre and corners), or `avgpool`: the
 #: whole pre-crop image through the network (global pooling absorbs the size).
 CROP_MODES = ("avgpool", "center", "five")
+#: Names and order of the five crops, as in the original embed.py (also the order they are cut in).
 FIVE = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
 
 
