@@ -1,0 +1,89 @@
+"""Global poolings of a backbone's feature map, `(B, H, W, C) -> (B, C)`, as a registry.
+
+- avg: global average pooling (the default; the Bag of Tricks baseline).
+- max: global max pooling.
+- gem: generalized-mean pooling with a learnable exponent p (Radenovic et al. 2018, "Fine-tuning CNN Image
+  Retrieval with No Human Annotation"): p = 1 is average pooling, p -> inf tends to max pooling.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import ops
+
+
+def generalized_mean(features, p, epsilon: float = 1e-6):
+    """`(mean over H, W of clip(x, epsilon)^p)^(1/p)`.
+
+    Args:
+        features: `(B, H, W, C)` float.
+        p: the exponent, a scalar (cast to the features' dtype).
+        epsilon: lower clip, so that the power of a zero or negative activation is defined.
+
+    Returns:
+        `(B, C)`, the features' dtype.
+    """
+    p = ops.cast(p, features.dtype)
+    powered = ops.power(ops.maximum(features, ops.cast(epsilon, features.dtype)), p)
+    return ops.power(ops.mean(powered, axis=(1, 2)), 1.0 / p)
+
+
+@keras.saving.register_keras_serializable(package="trinet")
+class GeneralizedMeanPooling(keras.layers.Layer):
+    """GeM pooling, `(B, H, W, C) -> (B, C)`: `generalized_mean` with a scalar weight "p".
+
+    The exponent is a float32 variable whatever the dtype policy; the pooling is computed in the layer's
+    compute dtype. In float16 large p may overflow (255^p): keep p moderate or pool in float32.
+
+    Args:
+        p: the initial exponent, > 0 (3 in the paper).
+        trainable_p: whether p is learnt.
+        epsilon: lower clip of the activations, > 0.
+    """
+
+    def __init__(self, p: float = 3.0, trainable_p: bool = True, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if not p > 0:
+            raise ValueError(f"`p` must be > 0. Received: p={p!r}")
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
+        self.p_init = float(p)
+        self.trainable_p = bool(trainable_p)
+        self.epsilon = float(epsilon)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def build(self, input_shape):
+        self.p = self.add_weight(name="p", shape=(), initializer=keras.initializers.Constant(self.p_init),
+                                 dtype="float32", trainable=self.trainable_p)
+
+    def call(self, features):
+        features = ops.cast(features, self.compute_dtype)
+        return generalized_mean(features, self.p, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "p": self.p_init, "trainable_p": self.trainable_p,
+                "epsilon": self.epsilon}
+
+
+#: Name -> constructor of the pooling layer, called with `name=`.
+POOLINGS: dict[str, Callable[..., keras.layers.Layer]] = {
+    "avg": lambda name: keras.layers.GlobalAveragePooling2D(name=name),
+    "max": lambda name: keras.layers.GlobalMaxPooling2D(name=name),
+    "gem": lambda name: GeneralizedMeanPooling(name=name),
+}
+
+
+def make_pooling(kind: str, name: str = "pooling") -> keras.layers.Layer:
+    """A new pooling layer of `kind` (one of `POOLINGS`), named `name`.
+
+    Raises:
+        ValueError: `kind` is not in `POOLINGS`.
+    """
+    if kind not in POOLINGS:
+        raise ValueError(f"Unknown pooling {kind!r}; expected one of {sorted(POOLINGS)}")
+    return POOLINGS[kind](name=name)
