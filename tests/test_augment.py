@@ -112,6 +112,7 @@ def test_pad_crop_is_a_window_of_the_zero_padded_image():
         offsets.append(found[0])
     assert len(set(offsets)) > 4  # 12 draws out of 49 offsets
     np.testing.assert_array_equal(pad_crop(IMAGE, seed(0), 0), IMAGE)
+    np.testing.assert_array_equal(pad_crop(IMAGE, seed(5), np.int64(3)), pad_crop(IMAGE, seed(5), 3))
 
 
 @pytest.mark.parametrize("call,message", [

@@ -78,6 +78,9 @@ def test_half_precision(input_dtype, policy, out_dtype):
     assert out.dtype == out_dtype and layer.p.dtype == "float32"
     reference = GeneralizedMeanPooling(p=3.0)(POSITIVE)
     np.testing.assert_allclose(tf.cast(out, "float32"), reference, rtol=2e-2)
+    # 100^3 = 1e6 overflows float16 (max 65504); the pooling of a constant 100 is 100 all the same
+    hundred = layer(tf.fill([1, 2, 2, 3], tf.constant(100.0, input_dtype)))
+    np.testing.assert_allclose(tf.cast(hundred, "float32"), np.full((1, 3), 100.0), rtol=1e-2)
 
 
 def test_registry_builds_each_pooling():

@@ -13,6 +13,8 @@ The Bag of Tricks (Luo et al. 2019) order: resize, flip, `pad_crop` (10 pixels),
 
 from __future__ import annotations
 
+import numbers
+
 import tensorflow as tf
 
 #: The ImageNet per-channel mean (0.485, 0.456, 0.406) in [0, 255], RGB: the Bag of Tricks' erasing
@@ -115,10 +117,11 @@ def pad_crop(image: tf.Tensor, seed: tf.Tensor, pad: int) -> tf.Tensor:
         `(H, W, C)`: the window of the padded image whose top-left corner is uniform in
         `[0, 2 * pad]^2`.
     """
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
         raise ValueError(f"`pad` must be an integer >= 0. Received: pad={pad!r}")
     if pad == 0:
         return image
+    pad = int(pad)
     offset = tf.random.stateless_uniform([2], _streams(seed, _PAD_CROP_STREAM, 1)[0], 0, 2 * pad + 1,
                                          dtype=tf.int32)
     padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])

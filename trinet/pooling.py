@@ -34,8 +34,9 @@ def generalized_mean(features, p, epsilon: float = 1e-6):
 class GeneralizedMeanPooling(keras.layers.Layer):
     """GeM pooling, `(B, H, W, C) -> (B, C)`: `generalized_mean` with a scalar weight "p".
 
-    The exponent is a float32 variable whatever the dtype policy; the pooling is computed in the layer's
-    compute dtype. In float16 large p may overflow (255^p): keep p moderate or pool in float32.
+    The exponent is a float32 variable whatever the dtype policy, and the output has the layer's compute
+    dtype. Under a float16 or bfloat16 policy the power and mean are still taken in float32 (as PyTorch's
+    autocast does for `pow`): in float16, x^3 overflows from x = 41 on.
 
     Args:
         p: the initial exponent, > 0 (3 in the paper).
@@ -59,8 +60,8 @@ class GeneralizedMeanPooling(keras.layers.Layer):
                                  dtype="float32", trainable=self.trainable_p)
 
     def call(self, features):
-        features = ops.cast(features, self.compute_dtype)
-        return generalized_mean(features, self.p, self.epsilon)
+        pooled = generalized_mean(ops.cast(features, "float32"), self.p, self.epsilon)
+        return ops.cast(pooled, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
