@@ -17,8 +17,9 @@ import numbers
 
 import tensorflow as tf
 
-#: The ImageNet per-channel mean (0.485, 0.456, 0.406) in [0, 255], RGB: the Bag of Tricks' erasing
-#: value. On raw pixels it becomes about 0 after the backbone's mean subtraction, as in Zhong et al.
+#: The ImageNet per-channel mean (0.485, 0.456, 0.406) in [0, 255], RGB: the default erasing value. The
+#: Bag of Tricks code writes these numbers into the already normalised image; here, on raw pixels, the
+#: erased area becomes about 0 after the backbone's mean subtraction, which is what Zhong et al. meant.
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 
 #: Candidate rectangles drawn at once for one erasing (the original retries up to 100 times).
@@ -82,7 +83,7 @@ def random_erasing(image: tf.Tensor, seed: tf.Tensor, probability: float,
     if probability == 0:
         return image
 
-    streams = _streams(seed, _ERASE_STREAM, 4)
+    streams = _streams(seed, _ERASE_STREAM, 3)
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     area = tf.cast(height * width, tf.float32)
@@ -91,7 +92,9 @@ def random_erasing(image: tf.Tensor, seed: tf.Tensor, probability: float,
     heights = tf.cast(tf.round(tf.sqrt(target * aspect)), tf.int32)
     widths = tf.cast(tf.round(tf.sqrt(target / aspect)), tf.int32)
     fits = (heights >= 1) & (widths >= 1) & (heights < height) & (widths < width)
-    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)  # 0 when none fits: masked below
+    # the first candidate that fits (tf.argmax does not promise the first of ties); the last when none
+    # fits, masked out below
+    first = tf.reduce_min(tf.where(fits, tf.range(ERASE_ATTEMPTS), ERASE_ATTEMPTS - 1))
     h, w = heights[first], widths[first]
     uniform = tf.random.stateless_uniform([3], streams[2])  # decision, y, x
     erase = (uniform[0] < probability) & tf.reduce_any(fits)
