@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from trinet import converters  # noqa: E402
 from trinet.argtypes import writeable_directory  # noqa: E402
-from trinet.cli.common import run_main  # noqa: E402
+from trinet.console import run_main  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

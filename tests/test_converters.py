@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from trinet import converters
-from trinet.cli.common import run_main
+from trinet.console import run_main
 from trinet.datasets import load_dataset
 from trinet.errors import TrinetError
 

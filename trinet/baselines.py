@@ -21,7 +21,7 @@ import numpy as np
 
 from trinet import __version__
 from trinet.argtypes import image_size as parse_size, readable_directory, readable_file, writeable_file
-from trinet.cli.common import run_main, setup_console_logging
+from trinet.console import run_main, setup_console_logging
 from trinet.datasets import Dataset, load_dataset
 from trinet.errors import TrinetError
 from trinet.h5io import write_embeddings

@@ -44,7 +44,7 @@ import numpy as np
 
 from trinet import __version__
 from trinet.argtypes import nonnegative_int, positive_int
-from trinet.cli.common import run_main
+from trinet.console import run_main
 from trinet.errors import TrinetError
 from trinet.fileio import temporary_name, write_json_atomic, write_text_atomic
 from trinet.progress import Progress

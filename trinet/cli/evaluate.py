@@ -20,7 +20,7 @@ import numpy as np
 
 from trinet import __version__
 from trinet.argtypes import positive_int, readable_directory, unit_float, writeable_directory, writeable_file
-from trinet.cli.common import run_main, setup_console_logging
+from trinet.console import run_main, setup_console_logging
 from trinet.datasets import Dataset, image_path, read_csv
 from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
