@@ -4,7 +4,7 @@ The multi-camera re-identification protocols (Market-1501, DukeMTMC-reID, MSMT17
 count a match found in *another* camera: gallery images of the query's person taken by the query's
 camera are ignored, and so are junk images (person `-1`). Distractors (person `0000`) stay in the
 ranking as negatives. For retrieval sets where query set = gallery set (Stanford Online Products),
-`diagonal` ignores only the query's own file.
+`diagonal` ignores only the query's own file. The releases' naming is described in `trinet.naming`.
 
 Each excluder is a function `(query paths, gallery paths) -> Exclusion` that parses the base names
 once (the folders of a path are ignored) and codes persons and cameras as integers, so the mask of a
@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trinet.errors import TrinetError, listing
+from trinet.naming import JUNK_PID, NAMINGS
 
 #: How many offending file names an error message lists.
 SHOW = 3
@@ -130,21 +131,11 @@ class NameRule:
         return persons, cameras
 
 
-#: The naming of each camera-based dataset (official releases).
-RULES = {
-    "market1501": NameRule("Market-1501", r"(?P<pid>-1|\d+)_c(?P<cam>\d+)s\d+_\S*",
-                           "PERSON_cCAMsSEQ_FRAME_BOX", "0002_c1s1_000451_03.jpg"),
-    "duke": NameRule("DukeMTMC-reID", r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*",
-                     "PERSON_cCAM_fFRAME", "0005_c2_f0046985.jpg"),
-    "msmt17": NameRule("MSMT17_V1", r"(?P<pid>-1|\d+)_\d+_(?P<cam>\d+)_\S*",
-                       "PERSON_INDEX_CAM_DATETIME_..., camera in the third field",
-                       "0000_000_01_0303morning_0015_0.jpg"),
-    "cuhk03": NameRule("CUHK03-NP", r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*",
-                       "PERSON_cCAM_INDEX", "0003_c1_22.png"),
-}
+#: The naming of each camera-based dataset (official releases), from `trinet.naming`.
+RULES = {name: NameRule(n.title, n.loose, n.layout, n.example) for name, n in NAMINGS.items()}
 
 #: The person id of junk images, ignored for every query.
-JUNK = -1
+JUNK = int(JUNK_PID)
 
 
 def camera_excluder(rule: NameRule) -> Callable[[Sequence[str], Sequence[str]], Exclusion]:
