@@ -84,7 +84,7 @@ def _run(argv: Sequence[str] | None) -> int:
     dataset = load_dataset(args.dataset, args.image_root)
     emb = pixel_embeddings(dataset, args.size, quiet=args.quiet)
     size = "x".join(map(str, args.size))
-    write_embeddings(args.filename, emb, pids=dataset.pids, fids=dataset.fids,
+    write_embeddings(args.filename, emb, pids=dataset.pids.tolist(), fids=dataset.fids.tolist(),
                      attrs={"baseline": "pixels", "size": size, "dataset": args.dataset,
                             "trinet": __version__})
     print(f"Wrote {emb.shape[0]} pixel embeddings ({size}, {emb.shape[1]} values) to {args.filename}")

@@ -51,9 +51,9 @@ def setup_console_logging(quiet: bool = False) -> None:
         handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
         handler._trinet_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    for handler in logger.handlers:
-        if getattr(handler, "_trinet_console", False):
-            handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    for existing in logger.handlers:
+        if getattr(existing, "_trinet_console", False):
+            existing.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,9 @@ from trinet.naming import JUNK_PID, NAMINGS
 #: How many offending file names an error message lists.
 SHOW = 3
 
+#: File names or identities: a sequence of strings, or a `(N,)` str array as `Dataset` holds them.
+Names = Sequence[str] | np.ndarray
+
 
 class KeyIndex:
     """The gallery grouped by an integer key, to list the `(query, gallery)` pairs whose keys are equal.
@@ -109,7 +112,7 @@ class NameRule:
     layout: str
     example: str
 
-    def parse(self, paths: Sequence[str], role: str) -> tuple[np.ndarray, np.ndarray]:
+    def parse(self, paths: Names, role: str) -> tuple[np.ndarray, np.ndarray]:
         """`(N,)` paths -> `(N,)` int64 persons and cameras; TrinetError naming the first misfits."""
         pattern = re.compile(self.regex)
         persons = np.empty(len(paths), np.int64)
@@ -138,10 +141,14 @@ RULES = {name: NameRule(n.title, n.loose, n.layout, n.example) for name, n in NA
 JUNK = int(JUNK_PID)
 
 
-def camera_excluder(rule: NameRule) -> Callable[[Sequence[str], Sequence[str]], Exclusion]:
+#: An excluder: `(query file names, gallery file names) -> Exclusion`.
+Excluder = Callable[[Names, Names], Exclusion]
+
+
+def camera_excluder(rule: NameRule) -> Excluder:
     """An excluder that ignores same-person-same-camera gallery entries and junk, by `rule`."""
 
-    def exclude(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusion:
+    def exclude(query_fids: Names, gallery_fids: Names) -> Exclusion:
         q_person, q_cam = rule.parse(query_fids, "query")
         g_person, g_cam = rule.parse(gallery_fids, "gallery")
         # One key per (person, camera): codes of the persons times the number of cameras, plus camera.
@@ -158,7 +165,7 @@ def camera_excluder(rule: NameRule) -> Callable[[Sequence[str], Sequence[str]], 
     return exclude
 
 
-def diagonal(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusion:
+def diagonal(query_fids: Names, gallery_fids: Names) -> Exclusion:
     """Ignore only the query's own file (same path) in the gallery; for query set = gallery set."""
     names, coded = np.unique(np.concatenate([np.asarray(query_fids, dtype=str),
                                              np.asarray(gallery_fids, dtype=str)]), return_inverse=True)
@@ -166,20 +173,20 @@ def diagonal(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusio
     return Exclusion(coded[:len(query_fids)], coded[len(query_fids):], np.zeros(len(gallery_fids), bool))
 
 
-def none(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusion:
+def none(query_fids: Names, gallery_fids: Names) -> Exclusion:
     """Ignore nothing: every gallery entry is ranked."""
     return Exclusion.nothing(len(query_fids), len(gallery_fids))
 
 
 #: The excluders by name: the one list of valid `--excluder` values.
-EXCLUDERS: dict[str, Callable[[Sequence[str], Sequence[str]], Exclusion]] = {
+EXCLUDERS: dict[str, Excluder] = {
     **{name: camera_excluder(rule) for name, rule in RULES.items()},
     "diagonal": diagonal,
     "none": none,
 }
 
 
-def get_excluder(name: str) -> Callable[[Sequence[str], Sequence[str]], Exclusion]:
+def get_excluder(name: str) -> Excluder:
     """The excluder called `name`; ValueError listing the valid names if there is none."""
     try:
         return EXCLUDERS[name]

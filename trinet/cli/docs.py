@@ -38,7 +38,8 @@ def flag_table(parser: argparse.ArgumentParser) -> str:
         elif action.metavar is None and action.choices is not None:
             value = " {" + ",".join(str(c) for c in action.choices) + "}"
         else:
-            value = " " + (action.metavar or action.dest.upper())
+            metavar = action.metavar or action.dest.upper()
+            value = " " + (metavar if isinstance(metavar, str) else " ".join(metavar))
         if action.required:
             default = "required"
         elif action.nargs == 0 or action.default in (None, argparse.SUPPRESS):

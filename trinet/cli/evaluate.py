@@ -26,7 +26,7 @@ from trinet.errors import TrinetError, listing
 from trinet.excluders import EXCLUDERS
 from trinet.fileio import write_json_atomic
 from trinet.h5io import read_embeddings, read_strings
-from trinet.metrics import EmbeddingDistances, evaluate
+from trinet.metrics import DistanceFn, EmbeddingDistances, evaluate
 from trinet.progress import Progress
 from trinet.reporting import SHOW_RANKS, results_json, show_ranks, summary
 
@@ -158,7 +158,7 @@ def _run(argv: Sequence[str] | None) -> int:
              len(query), len(gallery), exclusion.gallery_ignored.sum(), args.excluder, query_emb.shape[1],
              args.metric)
 
-    distances = EmbeddingDistances(query_emb, gallery_emb, args.metric)
+    distances: DistanceFn = EmbeddingDistances(query_emb, gallery_emb, args.metric)
     if args.rerank:
         from trinet.rerank import ReRanker
 

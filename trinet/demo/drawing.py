@@ -65,7 +65,7 @@ def _pattern_fill(canvas: np.ndarray, mask: np.ndarray, a: Appearance, view: str
     else:
         second = np.zeros_like(u, dtype=bool)
     alpha = (mask.astype(np.float32) / 255.0)[..., None]
-    paint = np.where(second[..., None], np.float32(a.top2), np.float32(a.top))
+    paint = np.where(second[..., None], np.asarray(a.top2, np.float32), np.asarray(a.top, np.float32))
     canvas[:] = (canvas * (1 - alpha) + paint * alpha + 0.5).astype(np.uint8)
 
 

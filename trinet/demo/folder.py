@@ -87,8 +87,9 @@ def render_all(plan: list[tuple], settings: dict, root: str, quiet: bool) -> Non
 
 
 def _result(root: str, manifest: dict, reused: bool, seconds: float) -> DemoDataset:
-    return DemoDataset(root, *(os.path.join(root, CSV_NAMES[s]) for s in ("train", "query", "test")),
-                       counts=dict(manifest["counts"]), reused=reused, seconds=seconds)
+    train, query, test = (os.path.join(root, CSV_NAMES[s]) for s in ("train", "query", "test"))
+    return DemoDataset(root, train, query, test, counts=dict(manifest["counts"]), reused=reused,
+                       seconds=seconds)
 
 
 def read_manifest(root: str) -> dict | None:
@@ -197,9 +198,9 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
         raise TrinetError(f"--out {root} is a file; expected a folder for the demo dataset")
     occupied = os.path.isdir(root) and bool(os.listdir(root))
     if occupied:
-        problem = _describe(root, settings)
-        if problem is None and not force:
-            return _result(root, read_manifest(root), reused=True, seconds=0.0)
+        problem, manifest = _describe(root, settings), read_manifest(root)
+        if problem is None and manifest is not None and not force:
+            return _result(root, manifest, reused=True, seconds=0.0)
         foreign = _foreign(root)  # checked before the long work, so that a refusal costs nothing
         if force and foreign is not None:
             raise TrinetError(f"--force will not delete {root}: it holds files that the demo does not write "
