@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python -m flake8 trinet tests benchmarks data experiments train.py embed.py evaluate.py
+	$(BIN)/python -m mypy trinet
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from trinet.argtypes import nonnegative_int  # noqa: E402
 from trinet.baselines import pixel_embeddings  # noqa: E402
-from trinet.cli.common import run_main  # noqa: E402
+from trinet.console import run_main  # noqa: E402
 from trinet.datasets import Dataset, read_csv  # noqa: E402
 from trinet.demo import generate  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Dataset converters and the combiner on tiny folders that mimic each official release."""
+"""Dataset converters on tiny folders that mimic each official release."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from trinet import converters
-from trinet.cli.common import run_main
+from trinet.console import run_main
 from trinet.datasets import load_dataset
 from trinet.errors import TrinetError
 
@@ -431,81 +431,6 @@ def test_msmt17_with_both_versions_is_refused(tmp_path):
         converters.convert("msmt17", root)
 
 
-# --- Combining training sets -----------------------------------------------------------------------------
-
-def converted(tmp_path, name, make) -> tuple[str, str]:
-    """Convert a mimic release under tmp_path/datasets; returns (train CSV, release folder)."""
-    release = make(tmp_path / "datasets")
-    written = converters.write_conversion(converters.convert(name, release), str(tmp_path / "csv"))
-    return written["train"], release
-
-
-def test_combine_prefixes_identities_and_reroots_paths(tmp_path):
-    market_csv, market = converted(tmp_path, "market1501", make_market)
-    duke_csv, duke = converted(tmp_path, "duke", make_duke)
-    sources = [converters.Source("market1501", market_csv, market), converters.Source("duke", duke_csv, duke)]
-    combined = converters.combine(sources)
-    assert combined.image_root == str(tmp_path / "datasets")
-    assert combined.rows == [
-        ("market1501/0002", "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000451_03.jpg"),
-        ("market1501/0002", "Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000551_01.jpg"),
-        ("market1501/0007", "Market-1501-v15.09.15/bounding_box_train/0007_c2s3_070952_01.jpg"),
-        ("duke/0005", "DukeMTMC-reID/bounding_box_train/0005_c2_f0046985.jpg"),
-        ("duke/0005", "DukeMTMC-reID/bounding_box_train/0005_c5_f0051341.jpg"),
-        ("duke/0008", "DukeMTMC-reID/bounding_box_train/0008_c1_f0052167.jpg"),
-    ]
-    stats = {prefix: (s.rows, s.identities) for prefix, s in combined.stats.items()}
-    assert stats == {"market1501": (3, 2), "duke": (3, 2)}
-
-    higher = converters.combine(sources, image_root=str(tmp_path))
-    assert higher.rows[0] == ("market1501/0002",
-                              "datasets/Market-1501-v15.09.15/bounding_box_train/0002_c1s1_000451_03.jpg")
-    out = str(tmp_path / "combined.csv")
-    converters.write_rows(out, combined.rows)
-    dataset = load_dataset(out, combined.image_root)  # every image is found under the common root
-    assert len(set(dataset.pids)) == 4
-
-
-def test_combine_keeps_equal_numbers_of_two_sets_apart(tmp_path):
-    root = make_cuhk03np(tmp_path)
-    sets = []
-    for subset in ("detected", "labeled"):
-        written = converters.write_conversion(converters.convert(f"cuhk03-{subset}", root), str(tmp_path))
-        sets.append(converters.Source(subset, written["train"], root))
-    combined = converters.combine(sets)
-    assert sorted({pid for pid, _ in combined.rows}) == ["detected/0001", "detected/0003",
-                                                         "labeled/0001", "labeled/0003"]
-    assert combined.rows[3] == ("labeled/0001", "labeled/bounding_box_train/0001_c1_1.png")
-
-
-def test_combine_refusals(tmp_path):
-    market_csv, market = converted(tmp_path, "market1501", make_market)
-    source = converters.Source("market1501", market_csv, market)
-    with pytest.raises(TrinetError, match=r"Source prefix\(es\) \['market1501'\] given more than once"):
-        converters.combine([source, converters.Source("market1501", market_csv, market)])
-    with pytest.raises(TrinetError, match="Bad source prefix 'a/b'"):
-        converters.combine([converters.Source("a/b", market_csv, market)])
-    with pytest.raises(TrinetError, match="is in both source 'market1501' and 'again'"):
-        converters.combine([source, converters.Source("again", market_csv, market)])
-    with pytest.raises(TrinetError, match="Nothing to combine"):
-        converters.combine([])
-    test_csv = os.path.join(os.path.dirname(market_csv), "market1501_test.csv")
-    with pytest.raises(TrinetError, match=r"market1501_test.csv: 2 row\(s\) with junk identities \['-1'\]"):
-        converters.combine([converters.Source("m", test_csv, market)])
-    with pytest.raises(TrinetError, match=r"identities \['-1', '0000'\]"):
-        converters.combine([converters.Source("m", test_csv, market)], junk_pids=["-1", "0000"])
-    with pytest.raises(TrinetError, match="Image root .*elsewhere of source 'm' is not a directory"):
-        converters.combine([converters.Source("m", market_csv, str(tmp_path / "elsewhere"))])
-    with pytest.raises(TrinetError, match="Dataset file not found"):
-        converters.combine([converters.Source("m", str(tmp_path / "nope.csv"), market)])
-    with pytest.raises(TrinetError, match="is not under the common image root"):
-        converters.combine([source], image_root=os.path.join(market, "query"))
-    os.remove(os.path.join(market, "bounding_box_train", "0007_c2s3_070952_01.jpg"))
-    with pytest.raises(TrinetError, match=r"1 of 3 images not found under image root .*: "
-                                          r"bounding_box_train/0007_c2s3_070952_01.jpg"):
-        converters.combine([source])
-
-
 # --- Command lines ---------------------------------------------------------------------------------------
 
 def load_script(name):
@@ -561,24 +486,6 @@ def test_convert_command_line_end_to_end(tmp_path):
     assert "missing labeled/bounding_box_train/" in wrong.stderr and "Traceback" not in wrong.stderr
     unknown = run_script("data/convert.py", "cuhk03", release)
     assert unknown.returncode == 2 and "invalid choice: 'cuhk03'" in unknown.stderr
-
-
-def test_combine_command_line_end_to_end(tmp_path):
-    market_csv, market = converted(tmp_path, "market1501", make_market)
-    duke_csv, duke = converted(tmp_path, "duke", make_duke)
-    out = tmp_path / "combined.csv"
-    script = os.path.join(REPO, "data", "combine.py")  # run from another folder
-    done = run_script(script, "--out", str(out), "--source", "market1501", market_csv, market,
-                      "--source", "duke", duke_csv, duke, cwd=str(tmp_path))
-    assert done.returncode == 0, done.stderr
-    assert f"Wrote {out}: 6 rows, 4 identities" in done.stdout
-    assert f"--image_root {tmp_path / 'datasets'}" in done.stdout
-    assert read_lines(out)[2:4] == [
-        "market1501/0007,Market-1501-v15.09.15/bounding_box_train/0007_c2s3_070952_01.jpg",
-        "duke/0005,DukeMTMC-reID/bounding_box_train/0005_c2_f0046985.jpg"]
-    twice = run_script("data/combine.py", "--out", str(out), "--source", "m", market_csv, market,
-                       "--source", "m", duke_csv, duke)
-    assert twice.returncode == 2 and "error: Source prefix(es) ['m'] given more than once" in twice.stderr
 
 
 def test_scripts_do_not_import_tensorflow():

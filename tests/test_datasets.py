@@ -7,6 +7,7 @@ import pytest
 
 from trinet.datasets import (check_files, find_non_images, image_format, load_dataset, read_any, read_csv,
                              read_image_list)
+from trinet.datasets import write_csv
 from trinet.errors import TrinetError
 
 
@@ -133,3 +134,15 @@ def test_absolute_paths_ignore_the_image_root(tmp_path):
     target.write_bytes(b"x")
     ds = read_csv(write(tmp_path, "d.csv", f"1,{target}\n"), "/somewhere/else")
     assert ds.paths() == [str(target)] and os.path.isfile(ds.paths()[0])
+
+
+def test_write_csv_is_read_back_row_for_row(tmp_path):
+    path = str(tmp_path / "set.csv")
+    pids, fids = ["0002", "-1", "market1501/0002"], ["a/b.jpg", "with,comma.jpg", 'quote".jpg']
+    write_csv(path, pids, fids)
+    dataset = read_csv(path)
+    assert dataset.pids.tolist() == pids and dataset.fids.tolist() == fids
+    assert open(path).read().splitlines()[0] == "0002,a/b.jpg"
+    with pytest.raises(ValueError):
+        write_csv(str(tmp_path / "other.csv"), pids, fids[:2])
+    assert sorted(os.listdir(tmp_path)) == ["set.csv"]  # no partial file, no temporary left

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from trinet import demo
+from trinet.demo import drawing, plan
 from trinet.datasets import image_format, read_csv
 from trinet.errors import TrinetError
 
@@ -86,7 +87,7 @@ def test_camera_sequence_frame_box_are_unique(data):
 
 
 def test_detections_of_one_frame_get_distinct_box_indices():
-    namer = demo._Namer(np.random.default_rng(0))
+    namer = plan._Namer(np.random.default_rng(0))
     names = [namer.name("0001", (2, 3, 450)) for _ in range(150)]
     assert len(set(names)) == 150
     assert all(NAME.match(n) and n.startswith(("0001_c2s3_000450_", "0001_c2s3_000451_")) for n in names)
@@ -253,12 +254,29 @@ def test_a_folder_with_other_files_is_never_deleted(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(TrinetError, match="--force") as error:
+    with pytest.raises(TrinetError, match="notes.txt.*remove the folder yourself") as error:
         demo.generate(str(out), quiet=True, **SMALL)
-    assert str(out) in str(error.value)
+    assert str(out) in str(error.value) and "Pass --force" not in str(error.value)
     with pytest.raises(TrinetError, match="notes.txt"):
         demo.generate(str(out), quiet=True, force=True, **SMALL)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_force_is_advised_only_where_it_works(tmp_path, capsys):
+    """Every refusal that says "Pass --force" is lifted by --force; the others are not."""
+    demo.generate(str(tmp_path / "other"), quiet=True, **SMALL)
+    demo.generate(str(tmp_path / "cluttered"), quiet=True, **SMALL)
+    (tmp_path / "cluttered" / "notes.txt").write_text("keep me")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("keep me")
+    advised = {}
+    for name in ("other", "cluttered", "foreign"):
+        assert demo.main(small_args(tmp_path / name, seed=9)) == 2
+        advised[name] = "Pass --force" in capsys.readouterr().err
+        worked = demo.main(small_args(tmp_path / name, seed=9) + ["--force"]) == 0
+        capsys.readouterr()
+        assert worked == advised[name], name
+    assert advised == {"other": True, "cluttered": False, "foreign": False}
 
 
 def test_an_empty_folder_is_used(tmp_path):
@@ -271,7 +289,7 @@ def test_an_empty_folder_is_used(tmp_path):
 def test_a_killed_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
     out = tmp_path / "d"
     calls = []
-    real = demo.apply_camera
+    real = drawing.apply_camera
 
     def dies_midway(*args):
         calls.append(1)
@@ -279,11 +297,11 @@ def test_a_killed_run_leaves_no_partial_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(demo, "apply_camera", dies_midway)
+    monkeypatch.setattr(drawing, "apply_camera", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         demo.generate(str(out), quiet=True, **SMALL)
     assert os.listdir(tmp_path) == []
-    monkeypatch.setattr(demo, "apply_camera", real)
+    monkeypatch.setattr(drawing, "apply_camera", real)
     assert not demo.generate(str(out), quiet=True, **SMALL).reused
 
 

@@ -4,7 +4,7 @@ import os
 import re
 
 from conftest import REPO
-from trinet import docs
+from trinet.cli import docs
 
 
 def readme():
@@ -13,7 +13,7 @@ def readme():
 
 
 def test_flag_reference_matches_the_parsers():
-    assert docs.current_block(readme()) == docs.flag_reference(), "run: python -m trinet.docs"
+    assert docs.current_block(readme()) == docs.flag_reference(), "run: python -m trinet.cli.docs"
 
 
 def test_every_flag_of_every_script_is_documented():

@@ -21,7 +21,7 @@ import numpy as np
 
 from trinet import __version__
 from trinet.argtypes import image_size as parse_size, readable_directory, readable_file, writeable_file
-from trinet.cli.common import run_main, setup_console_logging
+from trinet.console import run_main, setup_console_logging
 from trinet.datasets import Dataset, load_dataset
 from trinet.errors import TrinetError
 from trinet.h5io import write_embeddings
@@ -84,7 +84,7 @@ def _run(argv: Sequence[str] | None) -> int:
     dataset = load_dataset(args.dataset, args.image_root)
     emb = pixel_embeddings(dataset, args.size, quiet=args.quiet)
     size = "x".join(map(str, args.size))
-    write_embeddings(args.filename, emb, pids=dataset.pids, fids=dataset.fids,
+    write_embeddings(args.filename, emb, pids=dataset.pids.tolist(), fids=dataset.fids.tolist(),
                      attrs={"baseline": "pixels", "size": size, "dataset": args.dataset,
                             "trinet": __version__})
     print(f"Wrote {emb.shape[0]} pixel embeddings ({size}, {emb.shape[1]} values) to {args.filename}")

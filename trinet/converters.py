@@ -1,4 +1,4 @@
-"""Dataset converters: official person re-id releases to trinet CSVs, and combined training sets.
+"""Dataset converters: official person re-id releases to trinet CSVs.
 
 Each converter reads one extracted release (Market-1501, DukeMTMC-reID, CUHK03-NP detected or labeled,
 MSMT17) and returns its `pid,path` rows per split: `train`, `query` and `test` (the gallery; the original
@@ -11,10 +11,8 @@ Checks, all before anything is written: the folder has the release's layout (els
 missing, and the folder nearby that looks right); every image follows the release's naming (else an error
 naming the files and the pattern); row and identity counts that differ from the official release are
 returned as warnings (a subset is fine). Known clutter (`Thumbs.db`, `desktop.ini`, hidden files such as
-`.DS_Store` or `._*`) is skipped and counted.
-
-`combine` merges several training CSVs into one for combined-trainval training: each source's identities
-get a prefix (`market1501/0002`) so that they stay apart, and paths are re-rooted under one image root.
+`.DS_Store` or `._*`) is skipped and counted. The releases' naming lives in `trinet.naming`; combining
+training sets, in `trinet.combine`.
 
 References: Zheng et al., "Scalable Person Re-identification: A Benchmark", ICCV 2015 (Market-1501);
 Zheng et al., ICCV 2017 and Ristani et al., ECCVW 2016 (DukeMTMC-reID); Li et al., CVPR 2014 and Zhong et
@@ -25,16 +23,14 @@ al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import os
-import re
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
-from trinet.datasets import image_path, read_csv
+from trinet.datasets import write_csv
 from trinet.errors import TrinetError, listing
-from trinet.fileio import write_text_atomic
+from trinet.naming import (CUHK03NP, DUKE, MARKET1501, MARKET_FOLDERS, MARKET_LABELS, MSMT17, MSMT17_LAYOUTS,
+                           MSMT17_LISTS, Naming)
 
 #: One CSV row: (pid, path relative to the image root).
 Row = tuple[str, str]
@@ -45,59 +41,10 @@ SPLITS = ("train", "query", "test")
 #: File names (compared in lower case) that archives and file browsers leave behind; always skipped.
 CLUTTER_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 
-#: Identity labels that mean junk or distractor images (Market-1501 only; other releases have none).
-JUNK, DISTRACTOR = "junk", "distractor"
-
 
 def is_clutter(name: str) -> bool:
     """True for `Thumbs.db`, `desktop.ini` and hidden files (`.DS_Store`, macOS `._*` forks)."""
     return name.startswith(".") or name.lower() in CLUTTER_NAMES
-
-
-# ---------------------------------------------------------------------------------------------------------
-# File naming of the releases
-
-
-@dataclasses.dataclass(frozen=True)
-class Naming:
-    """How a release names its images: a regex with named groups `pid` and `camera`.
-
-    Attributes:
-        regex: matched against the whole basename.
-        template: the pattern in words for messages, e.g. `PPPP_cCsS_FFFFFF_BB.jpg`.
-        example: a real file name of the release.
-        fields: what each part of the template means.
-    """
-
-    regex: re.Pattern[str]
-    template: str
-    example: str
-    fields: str
-
-    def match(self, name: str) -> re.Match[str] | None:
-        return self.regex.fullmatch(name)
-
-    def describe(self) -> str:
-        return f"{self.template}, e.g. {self.example} ({self.fields})"
-
-
-MARKET_NAMING = Naming(
-    re.compile(r"(?P<pid>-1|\d{4})_c(?P<camera>[1-6])s\d+_\d+_\d+\.jpg"),
-    "PPPP_cCsS_FFFFFF_BB.jpg", "0002_c1s1_000451_03.jpg",
-    "PPPP person (0000 distractor, -1 junk), C camera 1-6, S sequence, FFFFFF frame, BB box")
-DUKE_NAMING = Naming(
-    re.compile(r"(?P<pid>\d{4})_c(?P<camera>[1-8])_f\d+\.jpg"),
-    "PPPP_cC_fFFFFFFF.jpg", "0005_c2_f0046985.jpg",
-    "PPPP person, C camera 1-8, FFFFFFF frame")
-CUHK03NP_NAMING = Naming(
-    re.compile(r"(?P<pid>\d{4})_c(?P<camera>[12])_\d+\.png"),
-    "PPPP_cC_N.png", "0001_c1_1.png",
-    "PPPP person, C camera 1-2 of the person's camera pair, N image number")
-MSMT17_NAMING = Naming(
-    re.compile(r"(?P<pid>\d{4})_\d+_(?P<camera>0[1-9]|1[0-5])_\d{4}[a-z]+_\d+_\d+(?:_ex)?\.jpe?g"),
-    "PPPP_NNN_CC_DDDDtime_FFFF_K[_ex].jpg", "0000_000_01_0303morning_0015_0.jpg",
-    "PPPP person (numbered separately in train/ and test/), NNN image number, CC camera 01-15, "
-    "DDDD date and time of day (morning, noon, afternoon), FFFF frame, K box")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -115,7 +62,7 @@ class Converter:
         csv_names: split -> output file name, e.g. `{"train": "market1501_train.csv", ...}`.
         expected: split -> (rows, identities) of the official release; identities do not count the
             junk and distractor labels.
-        labels: special identity labels -> JUNK or DISTRACTOR.
+        labels: special identity labels -> `trinet.naming.JUNK` or `DISTRACTOR`.
         label_splits: the splits where the protocol has junk and distractor images.
         read: `read(release_dir) -> (rows per split, skipped clutter paths)`; raises TrinetError.
     """
@@ -228,17 +175,10 @@ def folder_reader(folders: Mapping[str, str], naming: Naming, title: str, releas
     return read
 
 
-MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "test": "bounding_box_test"}
-
-
 def _cuhk03np_folders(subset: str) -> dict[str, str]:
     return {split: f"{subset}/{folder}" for split, folder in MARKET_FOLDERS.items()}
 
 
-# MSMT17: official lists `folder/name label`; V1 and V2 differ in the image folders (and V2 masks faces).
-MSMT17_LISTS = {"train": ("list_train.txt", "list_val.txt"), "query": ("list_query.txt",),
-                "test": ("list_gallery.txt",)}
-MSMT17_LAYOUTS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2")}
 MSMT17_RELEASE = ("the MSMT17_V1 folder (or MSMT17_V2, with mask_train_v2/ and mask_test_v2/ for train/ "
                   "and test/)")
 
@@ -257,9 +197,9 @@ def parse_msmt17_line(line: str, where: str) -> tuple[str, str] | None:
         raise TrinetError(f"{where}: expected `PPPP/NAME.jpg LABEL`, found {line.strip()!r}")
     relative, label = fields
     person, _, name = relative.rpartition("/")
-    match = MSMT17_NAMING.match(name)
+    match = MSMT17.match(name)
     if match is None:
-        raise TrinetError(f"{where}: {name!r} does not follow the MSMT17 naming {MSMT17_NAMING.describe()}")
+        raise TrinetError(f"{where}: {name!r} does not follow the MSMT17 naming {MSMT17.describe()}")
     pid = match["pid"]
     if person != pid:
         raise TrinetError(f"{where}: {relative!r} should be in folder {pid}/, the person of its name")
@@ -324,7 +264,6 @@ def read_msmt17(root: str) -> tuple[dict[str, list[Row]], list[str]]:
     return rows, []
 
 
-MARKET_LABELS = {"-1": JUNK, "0000": DISTRACTOR}
 CUHK03NP_RELEASE = "the cuhk03-np folder that holds detected/ and labeled/"
 
 
@@ -340,20 +279,20 @@ CONVERTERS: dict[str, Converter] = {
     "market1501": _folder_converter(
         "market1501", "Market-1501", "the Market-1501-v15.09.15 folder", _csv_names("market1501"),
         {"train": (12936, 751), "query": (3368, 750), "test": (19732, 750)},
-        MARKET_FOLDERS, MARKET_NAMING, MARKET_LABELS, ("test",)),
+        MARKET_FOLDERS, MARKET1501, MARKET_LABELS, ("test",)),
     "duke": _folder_converter(
         "duke", "DukeMTMC-reID", "the DukeMTMC-reID folder",
         {"train": "dukeMTMC_train.csv", "query": "dukeMTMC_query.csv", "test": "dukeMTMC_test.csv"},
         {"train": (16522, 702), "query": (2228, 702), "test": (17661, 1110)},
-        MARKET_FOLDERS, DUKE_NAMING),
+        MARKET_FOLDERS, DUKE),
     "cuhk03-detected": _folder_converter(
         "cuhk03-detected", "CUHK03-NP detected", CUHK03NP_RELEASE, _csv_names("cuhk03np_detected"),
         {"train": (7365, 767), "query": (1400, 700), "test": (5332, 700)},
-        _cuhk03np_folders("detected"), CUHK03NP_NAMING),
+        _cuhk03np_folders("detected"), CUHK03NP),
     "cuhk03-labeled": _folder_converter(
         "cuhk03-labeled", "CUHK03-NP labeled", CUHK03NP_RELEASE, _csv_names("cuhk03np_labeled"),
         {"train": (7368, 767), "query": (1400, 700), "test": (5328, 700)},
-        _cuhk03np_folders("labeled"), CUHK03NP_NAMING),
+        _cuhk03np_folders("labeled"), CUHK03NP),
     "msmt17": Converter(
         "msmt17", "MSMT17", MSMT17_RELEASE, _csv_names("msmt17"),
         {"train": (32621, 1041), "query": (11659, 3060), "test": (82161, 3060)},
@@ -439,25 +378,14 @@ def convert(name: str, release_dir: str) -> Conversion:
     return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)))
 
 
-def csv_text(rows: Iterable[Row]) -> str:
-    """Rows as headerless CSV text (`pid,path` lines; a path with a comma is quoted)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
-
-
-def write_rows(path: str, rows: Iterable[Row]) -> None:
-    """Write rows to the CSV file `path` atomically (it appears only complete)."""
-    write_text_atomic(path, csv_text(rows))
-
-
 def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
     """Write one CSV per split into `out_dir` (created if needed); returns split -> path written."""
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     for split in SPLITS:
         path = os.path.join(out_dir, conversion.converter.csv_names[split])
-        write_rows(path, conversion.rows[split])
+        rows = conversion.rows[split]
+        write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows])
         written[split] = path
     return written
 
@@ -478,111 +406,3 @@ def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[st
     lines.append(f"Paths are relative to the release folder: train and evaluate with "
                  f"--image_root {os.path.abspath(conversion.release_dir)}")
     return lines
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Combining training sets
-
-#: What a source prefix may look like: it becomes part of every identity (`prefix/pid`).
-PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-#: Identities refused in a training set by default: Market-1501's junk label. `0000` is not refused by
-#: default: it is Market-1501's distractor label but a real person in MSMT17's training set.
-DEFAULT_JUNK_PIDS = ("-1",)
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """One training set to combine: identities get `prefix/`, images are at `image_root/path`."""
-
-    prefix: str
-    csv: str
-    image_root: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Combined:
-    """The combined rows, the image root their paths are relative to, and per-source stats."""
-
-    rows: list[Row]
-    image_root: str
-    stats: dict[str, SplitStats]
-
-
-def _relative(path: str, root: str) -> str | None:
-    """`path` relative to `root` with `/` separators, or None if it is not under `root`."""
-    relative = os.path.relpath(path, root)
-    if relative == os.pardir or relative.startswith(os.pardir + os.sep) or os.path.isabs(relative):
-        return None
-    return relative.replace(os.sep, "/")
-
-
-def _check_prefixes(sources: Sequence[Source]) -> None:
-    if not sources:
-        raise TrinetError("Nothing to combine: give at least one source")
-    prefixes = [s.prefix for s in sources]
-    for prefix in prefixes:
-        if not PREFIX_PATTERN.fullmatch(prefix):
-            raise TrinetError(f"Bad source prefix {prefix!r}: use letters, digits, '.', '_' or '-', "
-                              "starting with a letter or digit")
-    repeated = sorted({p for p in prefixes if prefixes.count(p) > 1})
-    if repeated:
-        raise TrinetError(f"Source prefix(es) {repeated} given more than once; each source needs its own "
-                          "prefix to keep its identities apart")
-
-
-def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) -> list[Row]:
-    """The rows of one source's CSV, checked: no junk identity, every image exists.
-
-    Paths stay relative to the source's image root.
-    """
-    if not os.path.isdir(source.image_root):
-        raise TrinetError(f"Image root {source.image_root} of source {source.prefix!r} is not a directory")
-    dataset = read_csv(source.csv, source.image_root)
-    rows = list(zip(dataset.pids.tolist(), dataset.fids.tolist(), strict=True))
-    junk = set(junk_pids)
-    bad = [f"{pid},{fid}" for pid, fid in rows if pid in junk]
-    if bad:
-        raise TrinetError(f"{source.csv}: {len(bad)} row(s) with junk identities {sorted(junk)}, which a "
-                          f"training set must not have: {listing(bad)}. Give the *_train.csv file of the "
-                          "release.")
-    missing = [fid for fid in dataset.fids.tolist() if not os.path.isfile(image_path(source.image_root, fid))]
-    if missing:
-        raise TrinetError(f"{source.csv}: {len(missing)} of {len(rows)} images not found under image root "
-                          f"{source.image_root}: {listing(missing)}")
-    return rows
-
-
-def combine(sources: Sequence[Source], image_root: str | None = None,
-            junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) -> Combined:
-    """Merge training sets into one with identities kept apart (`prefix/pid`) under one image root.
-
-    Args:
-        sources: the sets to merge, in output order.
-        image_root: the common root of the output paths; by default the deepest folder that holds
-            every source's image root.
-        junk_pids: identities that must not appear in a training set.
-
-    Raises:
-        TrinetError: no source, a bad or repeated prefix, a missing CSV or image root, a junk identity, an
-            image that does not exist, an image outside `image_root`, or the same image in two sources.
-    """
-    _check_prefixes(sources)
-    source_rows = [read_source(source, junk_pids) for source in sources]
-    roots = [os.path.abspath(s.image_root) for s in sources]
-    root = os.path.abspath(image_root) if image_root is not None else os.path.commonpath(roots)
-    rows: list[Row] = []
-    owner: dict[str, str] = {}
-    for source, source_root, these in zip(sources, roots, source_rows, strict=True):
-        for pid, fid in these:
-            relative = _relative(os.path.normpath(image_path(source_root, fid)), root)
-            if relative is None:
-                raise TrinetError(f"Image {fid} of source {source.prefix!r} is not under the common image "
-                                  f"root {root}; pass an --image_root that holds every source's images")
-            if relative in owner:
-                raise TrinetError(f"Image {relative} is in both source {owner[relative]!r} and "
-                                  f"{source.prefix!r}; a training set must not hold an image twice")
-            owner[relative] = source.prefix
-            rows.append((f"{source.prefix}/{pid}", relative))
-    stats = {s.prefix: split_stats(these, {}) for s, these in zip(sources, source_rows, strict=True)}
-    return Combined(rows, root, stats)

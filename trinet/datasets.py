@@ -197,3 +197,19 @@ def find_non_images(dataset: Dataset) -> np.ndarray:
     behind a valid header needs a full decode to find.
     """
     return np.array([image_format(p) is None for p in dataset.paths()], dtype=bool)
+
+
+def write_csv(path: str, pids: Iterable[str], fids: Iterable[str]) -> None:
+    """Write a dataset CSV of `pid,path` rows (no header) that `read_csv` reads back, atomically: the file
+    appears only complete. A path with a comma or a quote is quoted.
+
+    Raises:
+        ValueError: `pids` and `fids` differ in length.
+    """
+    import io
+
+    from trinet.fileio import write_text_atomic
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(zip(pids, fids, strict=True))
+    write_text_atomic(path, buffer.getvalue())

@@ -4,7 +4,7 @@ The multi-camera re-identification protocols (Market-1501, DukeMTMC-reID, MSMT17
 count a match found in *another* camera: gallery images of the query's person taken by the query's
 camera are ignored, and so are junk images (person `-1`). Distractors (person `0000`) stay in the
 ranking as negatives. For retrieval sets where query set = gallery set (Stanford Online Products),
-`diagonal` ignores only the query's own file.
+`diagonal` ignores only the query's own file. The releases' naming is described in `trinet.naming`.
 
 Each excluder is a function `(query paths, gallery paths) -> Exclusion` that parses the base names
 once (the folders of a path are ignored) and codes persons and cameras as integers, so the mask of a
@@ -22,9 +22,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trinet.errors import TrinetError, listing
+from trinet.naming import JUNK_PID, NAMINGS
 
 #: How many offending file names an error message lists.
 SHOW = 3
+
+#: File names or identities: a sequence of strings, or a `(N,)` str array as `Dataset` holds them.
+Names = Sequence[str] | np.ndarray
 
 
 class KeyIndex:
@@ -108,7 +112,7 @@ class NameRule:
     layout: str
     example: str
 
-    def parse(self, paths: Sequence[str], role: str) -> tuple[np.ndarray, np.ndarray]:
+    def parse(self, paths: Names, role: str) -> tuple[np.ndarray, np.ndarray]:
         """`(N,)` paths -> `(N,)` int64 persons and cameras; TrinetError naming the first misfits."""
         pattern = re.compile(self.regex)
         persons = np.empty(len(paths), np.int64)
@@ -130,27 +134,21 @@ class NameRule:
         return persons, cameras
 
 
-#: The naming of each camera-based dataset (official releases).
-RULES = {
-    "market1501": NameRule("Market-1501", r"(?P<pid>-1|\d+)_c(?P<cam>\d+)s\d+_\S*",
-                           "PERSON_cCAMsSEQ_FRAME_BOX", "0002_c1s1_000451_03.jpg"),
-    "duke": NameRule("DukeMTMC-reID", r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*",
-                     "PERSON_cCAM_fFRAME", "0005_c2_f0046985.jpg"),
-    "msmt17": NameRule("MSMT17_V1", r"(?P<pid>-1|\d+)_\d+_(?P<cam>\d+)_\S*",
-                       "PERSON_INDEX_CAM_DATETIME_..., camera in the third field",
-                       "0000_000_01_0303morning_0015_0.jpg"),
-    "cuhk03": NameRule("CUHK03-NP", r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*",
-                       "PERSON_cCAM_INDEX", "0003_c1_22.png"),
-}
+#: The naming of each camera-based dataset (official releases), from `trinet.naming`.
+RULES = {name: NameRule(n.title, n.loose, n.layout, n.example) for name, n in NAMINGS.items()}
 
 #: The person id of junk images, ignored for every query.
-JUNK = -1
+JUNK = int(JUNK_PID)
 
 
-def camera_excluder(rule: NameRule) -> Callable[[Sequence[str], Sequence[str]], Exclusion]:
+#: An excluder: `(query file names, gallery file names) -> Exclusion`.
+Excluder = Callable[[Names, Names], Exclusion]
+
+
+def camera_excluder(rule: NameRule) -> Excluder:
     """An excluder that ignores same-person-same-camera gallery entries and junk, by `rule`."""
 
-    def exclude(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusion:
+    def exclude(query_fids: Names, gallery_fids: Names) -> Exclusion:
         q_person, q_cam = rule.parse(query_fids, "query")
         g_person, g_cam = rule.parse(gallery_fids, "gallery")
         # One key per (person, camera): codes of the persons times the number of cameras, plus camera.
@@ -167,7 +165,7 @@ def camera_excluder(rule: NameRule) -> Callable[[Sequence[str], Sequence[str]], 
     return exclude
 
 
-def diagonal(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusion:
+def diagonal(query_fids: Names, gallery_fids: Names) -> Exclusion:
     """Ignore only the query's own file (same path) in the gallery; for query set = gallery set."""
     names, coded = np.unique(np.concatenate([np.asarray(query_fids, dtype=str),
                                              np.asarray(gallery_fids, dtype=str)]), return_inverse=True)
@@ -175,20 +173,20 @@ def diagonal(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusio
     return Exclusion(coded[:len(query_fids)], coded[len(query_fids):], np.zeros(len(gallery_fids), bool))
 
 
-def none(query_fids: Sequence[str], gallery_fids: Sequence[str]) -> Exclusion:
+def none(query_fids: Names, gallery_fids: Names) -> Exclusion:
     """Ignore nothing: every gallery entry is ranked."""
     return Exclusion.nothing(len(query_fids), len(gallery_fids))
 
 
 #: The excluders by name: the one list of valid `--excluder` values.
-EXCLUDERS: dict[str, Callable[[Sequence[str], Sequence[str]], Exclusion]] = {
+EXCLUDERS: dict[str, Excluder] = {
     **{name: camera_excluder(rule) for name, rule in RULES.items()},
     "diagonal": diagonal,
     "none": none,
 }
 
 
-def get_excluder(name: str) -> Callable[[Sequence[str], Sequence[str]], Exclusion]:
+def get_excluder(name: str) -> Excluder:
     """The excluder called `name`; ValueError listing the valid names if there is none."""
     try:
         return EXCLUDERS[name]

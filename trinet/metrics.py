@@ -26,7 +26,7 @@ from typing import Callable, Protocol, Sequence
 import numpy as np
 
 from trinet.distances import cdist, get_metric
-from trinet.excluders import Exclusion, KeyIndex
+from trinet.excluders import Exclusion, KeyIndex, Names
 
 #: At most this many distances are held per block of queries (256 MB in float32): `--batch_size` is
 #: lowered for large galleries so memory stays bounded by this, not by queries x gallery. Blocks much
@@ -196,13 +196,13 @@ def block_rows(num_columns: int, batch_size: int) -> int:
     return max(1, min(batch_size, MAX_BLOCK_ENTRIES // max(1, num_columns)))
 
 
-def _codes(query_pids: Sequence[str], gallery_pids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _codes(query_pids: Names, gallery_pids: Names) -> tuple[np.ndarray, np.ndarray]:
     q, g = np.asarray(query_pids).astype(str), np.asarray(gallery_pids).astype(str)
     _, coded = np.unique(np.concatenate([q, g]), return_inverse=True)
     return coded[:len(q)].astype(np.int64), coded[len(q):].astype(np.int64)
 
 
-def rank_queries(distances: DistanceFn, query_pids: Sequence[str], gallery_pids: Sequence[str],
+def rank_queries(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
                  exclusion: Exclusion | None = None, *, batch_size: int = 256,
                  progress: Callable[[int], None] | None = None) -> MatchRanks:
     """The ranks of every query's valid matches, one block of queries at a time.
@@ -326,8 +326,8 @@ def summarize(ranks: MatchRanks, cmc_length: int, *, market_ap: bool = False) ->
                    cmc_curve(ranks, cmc_length), market_ap)
 
 
-def evaluate(query_emb: np.ndarray, gallery_emb: np.ndarray, query_pids: Sequence[str],
-             gallery_pids: Sequence[str], exclusion: Exclusion | None = None, *, metric: str = "euclidean",
+def evaluate(query_emb: np.ndarray, gallery_emb: np.ndarray, query_pids: Names,
+             gallery_pids: Names, exclusion: Exclusion | None = None, *, metric: str = "euclidean",
              batch_size: int = 256, market_ap: bool = False, distances: DistanceFn | None = None,
              progress: Callable[[int], None] | None = None) -> Results:
     """Evaluate query embeddings `(Q, D)` against gallery embeddings `(G, D)`, in blocks of queries.

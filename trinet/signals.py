@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Sequence
+from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class Uninterrupt:
         self.signals = tuple(signals)
         self.interrupted = False
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def _handler(self, signum, frame) -> None:
         self.release()

@@ -18,25 +18,19 @@ from typing import Sequence
 
 import numpy as np
 
-from trinet import __version__
 from trinet.argtypes import positive_int, readable_directory, unit_float, writeable_directory, writeable_file
-from trinet.cli.common import run_main, setup_console_logging
-from trinet.datasets import Dataset, image_path, read_csv
+from trinet.console import run_main, setup_console_logging
+from trinet.datasets import Dataset, read_csv
 from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
-from trinet.excluders import EXCLUDERS, Exclusion
+from trinet.excluders import EXCLUDERS
 from trinet.fileio import write_json_atomic
 from trinet.h5io import read_embeddings, read_strings
-from trinet.metrics import EmbeddingDistances, Results, evaluate, ranked_list
+from trinet.metrics import DistanceFn, EmbeddingDistances, evaluate
 from trinet.progress import Progress
+from trinet.reporting import SHOW_RANKS, results_json, show_ranks, summary
 
 log = logging.getLogger(__name__)
-
-#: The CMC ranks printed and stored as `top-k`.
-TOP_K = (1, 5, 10)
-
-#: Gallery images shown per query by --show_ranks.
-SHOW_RANKS = 10
 
 
 def plot_file(text: str) -> str:
@@ -134,77 +128,14 @@ def load_split(csv_path: str, h5_path: str) -> tuple[Dataset, np.ndarray]:
     return dataset, emb
 
 
-def _summary(results: Results, gallery: Dataset, exclusion: Exclusion) -> str:
-    tops = " ".join(f"top-{k}: {results.top(k):.2%}" for k in TOP_K)
-    ignored = int(exclusion.gallery_ignored.sum())
-    return (f"mAP: {results.mean_ap:.2%} | mINP: {results.mean_inp:.2%} | {tops}\n"
-            f"{results.num_evaluated} of {results.num_queries} queries evaluated, {results.num_skipped} "
-            f"skipped (no valid match) | gallery: {len(gallery)} images, {ignored} ignored for every query "
-            f"| AP: {'Market-1501' if results.market_ap else 'scikit-learn'}")
-
-
-def results_json(results: Results, query: Dataset, gallery: Dataset, exclusion: Exclusion,
-                 args: argparse.Namespace) -> dict:
-    """The content of --filename."""
-    evaluated = results.evaluated
+def _settings(args: argparse.Namespace) -> dict:
+    """The settings stored in the results JSON."""
     settings = {key: getattr(args, key) for key in (
         "excluder", "metric", "query_dataset", "query_embeddings", "gallery_dataset", "gallery_embeddings",
         "batch_size", "use_market_ap", "rerank")}
     if args.rerank:
         settings.update(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
-    out = {
-        "mAP": results.mean_ap,
-        "mINP": results.mean_inp,
-        "CMC": results.cmc.tolist(),
-        **{f"top-{k}": results.top(k) for k in TOP_K},
-        "aps": [{"query": str(fid), "ap": float(ap)}
-                for fid, ap in zip(query.fids[evaluated], results.aps[evaluated])],
-        "ap_definition": "market1501" if results.market_ap else "sklearn",
-        "num_queries": results.num_queries,
-        "num_evaluated": results.num_evaluated,
-        "num_skipped": results.num_skipped,
-        "skipped_queries": [str(fid) for fid in query.fids[~evaluated]],
-        "num_gallery": len(gallery),
-        "num_gallery_ignored": int(exclusion.gallery_ignored.sum()),
-        "settings": settings,
-        "trinet_version": __version__,
-    }
-    return out
-
-
-def show_ranks(directory: str, image_root: str, query: Dataset, gallery: Dataset, exclusion: Exclusion,
-               distances, results: Results, count: int, quiet: bool) -> list[str]:
-    """Write rank-list pictures of `count` evaluated queries; returns the files written."""
-    from trinet.plots import rank_picture, read_image, write_image
-
-    os.makedirs(directory, exist_ok=True)
-    evaluated = np.flatnonzero(results.evaluated)
-    chosen = evaluated[np.unique(np.linspace(0, len(evaluated) - 1, min(count, len(evaluated))).astype(int))]
-    columns = np.arange(len(gallery))
-    written, unreadable = [], []
-
-    def load(fid: str) -> np.ndarray | None:
-        image = read_image(image_path(image_root, fid))
-        if image is None:
-            unreadable.append(image_path(image_root, fid))
-        return image
-
-    with Progress(len(chosen), "Drawing rank lists", "queries", quiet=quiet) as progress:
-        for i in chosen:
-            row = distances(slice(i, i + 1), columns)[0]
-            matches = gallery.pids == query.pids[i]
-            top = ranked_list(row, matches, exclusion.mask(slice(i, i + 1))[0], SHOW_RANKS)
-            picture = rank_picture(load(query.fids[i]), [load(gallery.fids[j]) for j in top], matches[top],
-                                   [f"{k + 1}: {row[j]:.3g}" for k, j in enumerate(top)])
-            name = os.path.splitext(os.path.basename(query.fids[i]))[0]
-            path = os.path.join(directory, f"rank_{i:05d}_{name}.png")
-            write_image(path, picture)
-            written.append(path)
-            progress.update()
-    if unreadable:
-        log.warning("%d images are missing or unreadable and are drawn as crossed boxes (check "
-                    "--image_root): %s", len(unreadable), listing(unreadable))
-    return written
+    return settings
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -227,7 +158,7 @@ def _run(argv: Sequence[str] | None) -> int:
              len(query), len(gallery), exclusion.gallery_ignored.sum(), args.excluder, query_emb.shape[1],
              args.metric)
 
-    distances = EmbeddingDistances(query_emb, gallery_emb, args.metric)
+    distances: DistanceFn = EmbeddingDistances(query_emb, gallery_emb, args.metric)
     if args.rerank:
         from trinet.rerank import ReRanker
 
@@ -247,11 +178,11 @@ def _run(argv: Sequence[str] | None) -> int:
         skipped = query.fids[~results.evaluated]
         log.warning("%d queries have no valid match in the gallery and are skipped from every average: %s",
                     len(skipped), listing(skipped))
-    print(_summary(results, gallery, exclusion), flush=True)
+    print(summary(results, gallery, exclusion), flush=True)
 
     if args.filename:
         os.makedirs(os.path.dirname(os.path.abspath(args.filename)), exist_ok=True)
-        write_json_atomic(args.filename, results_json(results, query, gallery, exclusion, args))
+        write_json_atomic(args.filename, results_json(results, query, gallery, exclusion, _settings(args)))
         log.info("Results written to %s", args.filename)
     if args.plot:
         from trinet.plots import plot_cmc

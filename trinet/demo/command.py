@@ -1,0 +1,73 @@
+"""The demo's command: `python -m trinet.demo` (installed: `trinet-demo`) parses, generates and reports."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from trinet.argtypes import nonnegative_int, positive_int
+from trinet.console import run_main
+from trinet.demo.folder import generate
+from trinet.demo.plan import DEFAULTS, MAX_CAMERAS, MAX_PER_CAMERA, MAX_PID, MAX_SIDE, MIN_HEIGHT, MIN_WIDTH
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trinet.demo",
+        description="Generate the demo dataset: synthetic pedestrians in Market-1501's folder layout and "
+                    "file naming, with demo_train.csv, demo_query.csv and demo_test.csv. Re-running with "
+                    "the same settings reuses the dataset.")
+    parser.add_argument("--out", required=True,
+                        help="Output folder. It must not exist, be empty, or already hold a demo dataset.")
+    parser.add_argument("--seed", type=nonnegative_int, default=DEFAULTS["seed"],
+                        help="Random seed; the same seed and sizes give identical files. "
+                             "Default: %(default)s.")
+    parser.add_argument("--train_ids", type=positive_int, default=DEFAULTS["train_ids"],
+                        help="Number of training identities (>= 2). Default: %(default)s.")
+    parser.add_argument("--test_ids", type=positive_int, default=DEFAULTS["test_ids"],
+                        help="Number of query/gallery identities, disjoint from the training ones; "
+                             f"train_ids + test_ids <= {MAX_PID}. Default: %(default)s.")
+    parser.add_argument("--cameras", type=positive_int, default=DEFAULTS["cameras"],
+                        help=f"Number of cameras, 2 to {MAX_CAMERAS}; each identity is seen by 2 or more "
+                             "of them. Default: %(default)s.")
+    parser.add_argument("--images_per_camera", type=positive_int, default=DEFAULTS["images_per_camera"],
+                        help=f"Images of an identity in each camera that sees it (1 to {MAX_PER_CAMERA}). "
+                             "Default: %(default)s.")
+    parser.add_argument("--junk", type=nonnegative_int, default=DEFAULTS["junk"],
+                        help="Number of junk gallery images (pid -1, badly cropped people; ignored at "
+                             "evaluation). Default: %(default)s.")
+    parser.add_argument("--distractors", type=nonnegative_int, default=DEFAULTS["distractors"],
+                        help="Number of distractor gallery images (pid 0000, background and strangers; "
+                             "negatives at evaluation). Default: %(default)s.")
+    parser.add_argument("--height", type=positive_int, default=DEFAULTS["height"],
+                        help=f"Image height in pixels ({MIN_HEIGHT} to {MAX_SIDE}). Default: %(default)s.")
+    parser.add_argument("--width", type=positive_int, default=DEFAULTS["width"],
+                        help=f"Image width in pixels ({MIN_WIDTH} to {MAX_SIDE}). Default: %(default)s.")
+    parser.add_argument("--force", action="store_true",
+                        help="Generate even if --out holds a demo dataset: one with other settings, an "
+                             "incomplete one or this one is replaced. A folder with other files is never "
+                             "deleted.")
+    parser.add_argument("--quiet", action="store_true", help="No progress output.")
+    return parser
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    sizes = {k: getattr(args, k) for k in DEFAULTS}
+    result = generate(args.out, force=args.force, quiet=args.quiet, **sizes)
+    c = result.counts
+    what = (f"{c['train']} train images of {c['train_ids']} identities, {c['query']} query and {c['test']} "
+            f"gallery images of {c['test_ids']} identities (gallery: {c['junk']} junk, {c['distractors']} "
+            "distractors)")
+    if result.reused:
+        print(f"Reusing the demo dataset in {result.root} (same settings): {what}. "
+              "Pass --force to regenerate it.")
+    else:
+        print(f"Generated the demo dataset in {result.root} in {result.seconds:.1f} s: {what}.")
+    print("CSVs: " + ", ".join((result.train_csv, result.query_csv, result.test_csv)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m trinet.demo`: see `build_parser`."""
+    return run_main(_run, argv)

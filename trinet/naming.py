@@ -1,0 +1,104 @@
+"""How the official person re-id releases name their folders and images: the one home of that knowledge.
+
+Used by the converters (which check every file name strictly), the evaluation-time excluders (which read
+person and camera from the name, loosely) and the demo generator (which writes Market-1501 names). Pure
+data and regular expressions: no numpy, no TensorFlow.
+
+Market-1501 (Zheng et al., ICCV 2015) labels junk images (bad detections, ignored at evaluation) with
+person `-1` and distractors (false detections, kept as negatives) with person `0000`; the other releases
+have neither. MSMT17 (Wei et al., CVPR 2018) lists its splits in text files; CUHK03-NP (Zhong et al., CVPR
+2017) has Market-1501's folders under `detected/` and `labeled/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+#: The identity labels of Market-1501's junk and distractor images, as written in file names and CSVs.
+JUNK_PID, DISTRACTOR_PID = "-1", "0000"
+
+#: What those labels mean, for messages and counts.
+JUNK, DISTRACTOR = "junk", "distractor"
+
+#: Market-1501's special labels -> their meaning.
+MARKET_LABELS = {JUNK_PID: JUNK, DISTRACTOR_PID: DISTRACTOR}
+
+#: Split -> image folder of Market-1501 (also DukeMTMC-reID, and CUHK03-NP under each subset).
+MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "test": "bounding_box_test"}
+
+#: Market-1501 numbers people 1..1501 and has 6 cameras with up to 6 sequences each (one digit in names).
+MARKET_MAX_PID, MARKET_CAMERAS, MARKET_SEQUENCES = 1501, 6, 6
+
+#: The two subsets of CUHK03-NP, each a folder with MARKET_FOLDERS.
+CUHK03NP_SUBSETS = ("detected", "labeled")
+
+#: MSMT17's list files per split (lines `PPPP/NAME.jpg LABEL`); its training set is train + val.
+MSMT17_LISTS = {"train": ("list_train.txt", "list_val.txt"), "query": ("list_query.txt",),
+                "test": ("list_gallery.txt",)}
+
+#: The image folders (training, test) of each MSMT17 version; V2 masks the faces.
+MSMT17_LAYOUTS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """How a release names its images.
+
+    Attributes:
+        title: the dataset's name for messages.
+        regex: the official names, matched against the whole basename; groups `pid` and `camera`.
+        template: the pattern in words, e.g. `PPPP_cCsS_FFFFFF_BB.jpg`.
+        example: a real file name of the release.
+        fields: what each part of the template means.
+        loose: a regex over the basename without extension, groups `pid` and `cam`, that accepts any
+            number of digits and any tail after the camera (the evaluation reads renamed or re-encoded
+            copies too).
+        layout: `loose` in words.
+    """
+
+    title: str
+    regex: re.Pattern[str]
+    template: str
+    example: str
+    fields: str
+    loose: str
+    layout: str
+
+    def match(self, name: str) -> re.Match[str] | None:
+        """The match of a basename against the official naming, or None."""
+        return self.regex.fullmatch(name)
+
+    def describe(self) -> str:
+        return f"{self.template}, e.g. {self.example} ({self.fields})"
+
+
+MARKET1501 = Naming(
+    "Market-1501", re.compile(r"(?P<pid>-1|\d{4})_c(?P<camera>[1-6])s\d+_\d+_\d+\.jpg"),
+    "PPPP_cCsS_FFFFFF_BB.jpg", "0002_c1s1_000451_03.jpg",
+    "PPPP person (0000 distractor, -1 junk), C camera 1-6, S sequence, FFFFFF frame, BB box",
+    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)s\d+_\S*", "PERSON_cCAMsSEQ_FRAME_BOX")
+DUKE = Naming(
+    "DukeMTMC-reID", re.compile(r"(?P<pid>\d{4})_c(?P<camera>[1-8])_f\d+\.jpg"),
+    "PPPP_cC_fFFFFFFF.jpg", "0005_c2_f0046985.jpg",
+    "PPPP person, C camera 1-8, FFFFFFF frame",
+    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*", "PERSON_cCAM_fFRAME")
+CUHK03NP = Naming(
+    "CUHK03-NP", re.compile(r"(?P<pid>\d{4})_c(?P<camera>[12])_\d+\.png"),
+    "PPPP_cC_N.png", "0001_c1_1.png",
+    "PPPP person, C camera 1-2 of the person's camera pair, N image number",
+    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*", "PERSON_cCAM_INDEX")
+MSMT17 = Naming(
+    "MSMT17", re.compile(r"(?P<pid>\d{4})_\d+_(?P<camera>0[1-9]|1[0-5])_\d{4}[a-z]+_\d+_\d+(?:_ex)?\.jpe?g"),
+    "PPPP_NNN_CC_DDDDtime_FFFF_K[_ex].jpg", "0000_000_01_0303morning_0015_0.jpg",
+    "PPPP person (numbered separately in train/ and test/), NNN image number, CC camera 01-15, "
+    "DDDD date and time of day (morning, noon, afternoon), FFFF frame, K box",
+    r"(?P<pid>-1|\d+)_\d+_(?P<cam>\d+)_\S*", "PERSON_INDEX_CAM_DATETIME_..., camera in the third field")
+
+#: The naming of each release by the name the excluders use.
+NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": CUHK03NP}
+
+
+def market_name(pid: str, camera: int, sequence: int, frame: int, box: int) -> str:
+    """A Market-1501 file name, e.g. `market_name("0002", 1, 1, 451, 3)` -> `0002_c1s1_000451_03.jpg`."""
+    return f"{pid}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"
