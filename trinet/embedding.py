@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from trinet import checkpoints, experiment
 from trinet.errors import TrinetError, listing
-from trinet.fileio import atomic_path
+from trinet.fileio import AtomicTarget
 from trinet.h5io import EmbeddingWriter
 from trinet.images import decode, embedding_views
 from trinet.models import build_model, embedding_model, load_embedding_model
@@ -150,15 +150,19 @@ def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_pe
 
 
 class CsvWriter:
-    """`path,v1,...,vD` lines (the format of the paper's trinet_embed.py), written atomically."""
+    """`path,v1,...,vD` lines (the format of the paper's trinet_embed.py), written atomically: a failed
+    write or close (a full disk) raises `WriteError` and leaves an existing file under `path` as it was."""
 
     def __init__(self, path: str, fids: list[str]):
         self.path, self.fids, self.written = path, fids, 0
 
     def __enter__(self) -> "CsvWriter":
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._atomic = atomic_path(self.path)
-        self._file = open(self._atomic.__enter__(), "w", encoding="utf-8")
+        self._target = AtomicTarget(self.path)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._file = open(self._target.tmp, "w", encoding="utf-8")
+        except BaseException as e:
+            raise self._target.abort(e) from None
         return self
 
     def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
@@ -167,9 +171,18 @@ class CsvWriter:
         self.written += len(emb)
 
     def __exit__(self, kind, value, traceback) -> bool:
-        self._file.close()
-        self._atomic.__exit__(kind, value, traceback)
-        return False
+        failure = value
+        try:
+            self._file.close()  # writes what is buffered: a full disk often shows only here
+        except OSError as e:
+            failure = failure or e
+        if failure is None:
+            self._target.commit()
+            return False
+        error = self._target.abort(failure)
+        if error is value:
+            return False  # the with statement raises it
+        raise error from None
 
 
 def embed_to_file(model: keras.Model, paths: list[str], fids: list[str], pids: list[str] | None, *,
@@ -188,12 +201,8 @@ def embed_to_file(model: keras.Model, paths: list[str], fids: list[str], pids: l
                                  fids=fids, attrs=attrs)
     blocks = embed_batches(model, paths, views, images_per_batch=images_per_batch, net_size=net_size,
                            pre_crop_size=pre_crop_size, flip=flip, crop_mode=crop_mode, threads=threads)
-    try:
-        with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
-            for emb_aug in blocks:
-                writer.write(combine(emb_aug), emb_aug)
-                progress.update(emb_aug.shape[1])
-    except OSError as e:
-        kept = "the previous file there is unchanged" if os.path.exists(filename) else "nothing was written"
-        raise TrinetError(f"Could not write {filename}: {e.strerror or e}; {kept}.") from None
+    with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
+        for emb_aug in blocks:
+            writer.write(combine(emb_aug), emb_aug)
+            progress.update(emb_aug.shape[1])
     return len(paths), dim

@@ -15,3 +15,19 @@ def listing(items, show: int = 5, sep: str = ", ") -> str:
     items = [str(item) for item in items]
     shown = sep.join(items[:show])
     return shown + (f"{sep}... ({len(items) - show} more)" if len(items) > show else "")
+
+
+class WriteError(TrinetError, OSError):
+    """A file could not be written (a full disk, a lost mount, no permission).
+
+    A `TrinetError`, so scripts print its message without a traceback; also an `OSError` that keeps
+    `errno` and `strerror` of the cause, so code that handles I/O failures still catches it.
+    """
+
+    def __init__(self, message: str, cause: OSError | None = None):
+        super().__init__(message)
+        if cause is not None:
+            self.errno, self.strerror, self.filename = cause.errno, cause.strerror, cause.filename
+
+    def __str__(self) -> str:  # OSError would print "[Errno 28] ..." instead of the message
+        return str(self.args[0])

@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 from typing import Any, Iterator
+
+from trinet.errors import WriteError
 
 
 def _fsync_dir(directory: str) -> None:
@@ -27,28 +31,66 @@ def temporary_name(path: str) -> str:
     return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
 
 
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicTarget:
+    """The steps of `atomic_path`, for writers that are context managers themselves.
+
+    Write `tmp`, then call `commit()` once everything was written and closed without an error, or
+    `abort(error)` after any failure (of a write, a flush or a close): it removes `tmp`, never
+    renames, and returns the exception to raise.
+    """
+
+    def __init__(self, path: str):
+        self.path, self.tmp = path, temporary_name(path)
+
+    def commit(self) -> None:
+        """Flush `tmp` to disk and rename it to `path` in one step.
+
+        Raises:
+            WriteError: the flush or the rename failed; `tmp` is removed and `path` unchanged.
+        """
+        try:
+            _fsync_file(self.tmp)
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise self.abort(e) from None
+        _fsync_dir(os.path.dirname(os.path.abspath(self.path)))
+
+    def abort(self, error: BaseException) -> BaseException:
+        """Remove `tmp`; return `error`, or for an `OSError` a `WriteError` naming `path` and the cause."""
+        with contextlib.suppress(OSError):
+            os.remove(self.tmp)
+        if not isinstance(error, OSError) or isinstance(error, WriteError):
+            return error
+        kept = "the previous file there is unchanged" if os.path.exists(self.path) else "nothing was written"
+        return WriteError(f"Could not write {self.path}: {error.strerror or error}; {kept}.", error)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path to write; on success it replaces `path` in one step.
 
     Readers see either the old file or the complete new one, never a partial file, even if the
     process is killed at any moment. On an exception the temporary file is removed and `path` is
-    left untouched.
+    left untouched; an `OSError` (a full disk while writing, flushing or renaming) becomes a
+    `WriteError` that names `path` and the cause.
     """
-    tmp = temporary_name(path)
+    target = AtomicTarget(path)
     try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+        yield target.tmp
+    except BaseException as e:
+        failure = target.abort(e)
+        if failure is e:
+            raise
+        raise failure from None
+    target.commit()
 
 
 def write_text_atomic(path: str, text: str) -> None:
@@ -73,18 +115,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: str) -> list[str]:
-    """Delete the temporary files (see `temporary_name`) that killed processes left in `directory`.
+#: A temporary name of `temporary_name` (`.NAME.tmp-PID`), with any suffix a writer adds (`.keras`, `-old`).
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?:[.-].*)?")
 
-    Only names of the form `.NAME.tmp-PID[...]` whose process no longer exists are removed.
+
+def remove_stale_temporaries(directory: str, name: str | None = None) -> list[str]:
+    """Delete the temporary files and folders (see `temporary_name`) that killed processes left in
+    `directory`; returns their names.
+
+    Only entries `.NAME.tmp-PID...` whose process no longer exists on this machine are removed
+    (those of this process and of live processes are kept); with `name`, only those of that `NAME`.
     """
     removed = []
-    for name in os.listdir(directory):
-        if not name.startswith(".") or ".tmp-" not in name:
+    try:
+        entries = os.listdir(directory or ".")
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry)
+        if not match or (name is not None and match["name"] != name):
             continue
-        pid = name.rsplit(".tmp-", 1)[1].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(directory, name))
-                removed.append(name)
-    return removed
+        pid = int(match["pid"])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except OSError:
+            continue
+        removed.append(entry)
+    return sorted(removed)

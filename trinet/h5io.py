@@ -10,21 +10,85 @@ Layout (compatible with the original triplet-reid, plus self-description):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
 
-from trinet.errors import TrinetError
-from trinet.fileio import atomic_path
+from trinet.errors import TrinetError, listing
+from trinet.fileio import AtomicTarget
+
+log = logging.getLogger(__name__)
+
+
+class _GuardedFile:
+    """The file object under HDF5 while it writes: it records the first failed write and reports
+    success to HDF5.
+
+    HDF5 cannot recover from a failed write (a full disk): it raises RuntimeError from unrelated calls
+    and then crashes the process (a segmentation fault) when the file is closed or Python exits. So
+    HDF5 is never told: after the first `OSError` nothing more is written, reads return zeros, and
+    `EmbeddingWriter` discards the file and raises the recorded error once HDF5 has let go of it.
+    """
+
+    def __init__(self, path: str):
+        self.raw = open(path, "w+b", buffering=0)
+        self.error: OSError | None = None
+
+    def _guard(self, step) -> None:
+        if self.error is None:
+            try:
+                step()
+            except OSError as e:
+                self.error = e
+
+    def write(self, data) -> int:
+        def write_all():
+            view = memoryview(data).cast("B")
+            while len(view):
+                view = view[self.raw.write(view):]
+        self._guard(write_all)
+        return memoryview(data).nbytes
+
+    def readinto(self, buffer) -> int:
+        if self.error is not None:
+            view = memoryview(buffer).cast("B")
+            view[:] = bytes(len(view))
+            return len(view)
+        return self.raw.readinto(buffer)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.raw.read(size) if self.error is None else b""
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        self._guard(lambda: self.raw.truncate(size))
+        return self.raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass  # unbuffered; `AtomicTarget.commit` flushes the file to disk
+
+    def close(self) -> None:
+        self._guard(self.raw.close)
+        if not self.raw.closed:
+            with contextlib.suppress(OSError):
+                self.raw.close()
 
 
 class EmbeddingWriter:
     """Write an embedding file row block by row block; it appears under `path` only when complete.
 
-    Memory stays bounded by the block size, whatever N. Use as a context manager: on an exception
-    (or a kill) nothing is left under `path` and an existing file there is kept.
+    Memory stays bounded by the block size, whatever N. Use as a context manager: on an exception,
+    a failed write (a full disk) or a kill, nothing is left under `path` and an existing file there
+    is kept; a failed write raises `WriteError` naming the file and the cause.
 
     Args:
         rows, dim: N and D.
@@ -43,11 +107,12 @@ class EmbeddingWriter:
         self.written = 0
 
     def __enter__(self) -> "EmbeddingWriter":
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
+        self._target = AtomicTarget(self.path)
+        self._sink = self._file = None
         try:
-            self._file = h5py.File(tmp, "w")
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._sink = _GuardedFile(self._target.tmp)
+            self._file = h5py.File(self._sink, "w")
             f = self._file
             chunk = (max(1, min(self.rows, 4096)), self.dim)
             self._emb = f.create_dataset("emb", (self.rows, self.dim), np.float32, chunks=chunk)
@@ -61,12 +126,18 @@ class EmbeddingWriter:
             for key, value in self._attrs.items():
                 f.attrs[key] = "" if value is None else value
         except BaseException as e:
-            self._atomic.__exit__(type(e), e, e.__traceback__)
-            raise
+            failure = self._close(e)
+            raise self._target.abort(failure) from None
         return self
 
     def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
-        """Append rows: `emb` `(b, D)` and, when M > 1, `emb_aug` `(M, b, D)`."""
+        """Append rows: `emb` `(b, D)` and, when M > 1, `emb_aug` `(M, b, D)`.
+
+        Raises:
+            OSError: an earlier write failed (the file is then discarded on exit).
+        """
+        if self._sink.error is not None:
+            raise self._sink.error
         start, stop = self.written, self.written + len(emb)
         if stop > self.rows:
             raise ValueError(f"{self.path}: writing rows up to {stop} of {self.rows}")
@@ -75,18 +146,31 @@ class EmbeddingWriter:
             self._aug[:, start:stop] = emb_aug
         self.written = stop
 
+    def _close(self, failure: BaseException | None) -> BaseException | None:
+        """Close HDF5 and the file under it; returns what went wrong first (None if nothing)."""
+        self._emb = self._aug = None
+        if self._file is not None:
+            try:
+                self._file.close()
+            except Exception as e:  # noqa: BLE001 (h5py raises RuntimeError for I/O failures)
+                failure = failure or e
+        if self._sink is not None:
+            self._sink.close()
+            if self._sink.error is not None and (failure is None or isinstance(failure, Exception)):
+                failure = self._sink.error  # the cause, rather than what HDF5 or a write made of it
+        return failure
+
     def __exit__(self, kind, value, traceback) -> bool:
-        try:
-            self._file.close()
-            if kind is None and self.written != self.rows:
-                kind = ValueError
-                value = ValueError(f"{self.path}: only {self.written} of {self.rows} rows were written")
-                traceback = None
-        finally:
-            self._atomic.__exit__(kind, value, traceback)
-        if kind is not None and value is not None and traceback is None:
-            raise value
-        return False
+        failure = self._close(value)
+        if failure is None and self.written != self.rows:
+            failure = ValueError(f"{self.path}: only {self.written} of {self.rows} rows were written")
+        if failure is None:
+            self._target.commit()
+            return False
+        error = self._target.abort(failure)
+        if error is value:
+            return False  # the with statement raises it
+        raise error from None  # a WriteError names the file and the cause
 
 
 def write_embeddings(path: str, emb: np.ndarray, *, emb_aug: np.ndarray | None = None,
@@ -111,19 +195,24 @@ def write_embeddings(path: str, emb: np.ndarray, *, emb_aug: np.ndarray | None =
 
 
 def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str | None = None,
-                    key: str = "emb") -> np.ndarray:
+                    key: str = "emb", fids: Sequence[str] | None = None) -> np.ndarray:
     """Read and validate the `(N, D)` float32 embeddings `key` of an HDF5 file.
 
     Args:
         expected_rows: the row count of the matching dataset CSV (named by `partner`).
         partner: the CSV the rows belong to, for the message.
+        fids: the image paths of the CSV's rows. When the file stores `fids` in another order, the
+            rows are returned in the CSV's order (with a warning naming the file); see `match_rows`.
 
     Raises:
         TrinetError: the file is missing or not HDF5, lacks `key`, has the wrong shape or row count,
-            or holds NaN or infinite values.
+            holds no rows, ends in rows of zeros (never written: an interrupted or failed write),
+            holds NaN or infinite values, or stores image paths that are not those of `fids`.
     """
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise TrinetError(f"Embedding file not found: {path}")
+    if os.path.isdir(path):
+        raise TrinetError(f"Embedding file {path} is a folder; expected an HDF5 file written by embed.py")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -136,15 +225,64 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
         if emb.ndim != 2:
             raise TrinetError(f"{path}: dataset {key!r} must be 2-D (N, D), found shape {emb.shape}")
         values = np.asarray(emb[()], dtype=np.float32)
+    if len(values) == 0 or values.shape[1] == 0:
+        raise TrinetError(f"{path} holds no embeddings (shape {values.shape}); embed the CSV again.")
     if expected_rows is not None and len(values) != expected_rows:
         raise TrinetError(f"{path} has {len(values)} embeddings but {partner or 'its dataset'} has "
                           f"{expected_rows} rows; embed that CSV again.")
+    written = np.flatnonzero(values.any(axis=1))
+    end = written[-1] + 1 if len(written) else 0
+    if end < len(values):
+        raise TrinetError(f"{path}: rows {end + 1} to {len(values)} (of {len(values)}) are all zeros: the "
+                          "file was not written to the end (an interrupted or failed embed.py); embed the "
+                          "CSV again.")
     finite = np.isfinite(values).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise TrinetError(f"{path}: {len(bad)} rows hold NaN or infinite values (first: row {bad[0]}); "
                           "the model that wrote them has diverged or the file is damaged.")
+    if fids is not None:
+        order = match_rows(path, fids, partner)
+        if order is not None:
+            values = values[order]
     return values
+
+
+def match_rows(path: str, fids: Sequence[str], partner: str | None = None) -> np.ndarray | None:
+    """The order that puts the rows of embedding file `path` into the order of `fids` (a CSV's paths),
+    or None when they are in that order already or the file stores no paths (files of the original
+    triplet-reid).
+
+    Rows stored in another order are reordered by their stored `fids`, with a warning naming the file.
+
+    Raises:
+        TrinetError: the stored paths are not those of `fids` in any order (the message names the file
+            and the first differing rows); metrics on such rows would be wrong.
+    """
+    stored = read_strings(path, "fids")
+    if stored is None:
+        return None
+    stored_fids, wanted = np.asarray(stored, dtype=str), np.asarray(list(fids), dtype=str)
+    partner = partner or "its dataset"
+    if len(stored_fids) != len(wanted):
+        raise TrinetError(f"{path} stores {len(stored_fids)} image paths but {partner} has {len(wanted)} "
+                          "rows; embed that CSV again.")
+    differ = np.flatnonzero(stored_fids != wanted)
+    if not len(differ):
+        return None
+    stored_order, wanted_order = np.argsort(stored_fids, kind="stable"), np.argsort(wanted, kind="stable")
+    if not np.array_equal(stored_fids[stored_order], wanted[wanted_order]):
+        rows = listing([f"row {i + 1}: {str(wanted[i])!r} in the CSV, {str(stored_fids[i])!r} in the file"
+                        for i in differ], show=3, sep="; ")
+        raise TrinetError(f"{path}: the image paths stored with the embeddings are not those of {partner} "
+                          f"({len(differ)} of {len(wanted)} rows differ; {rows}); were they embedded from "
+                          "another CSV? Embed that CSV again.")
+    order = np.empty(len(wanted), dtype=np.int64)
+    order[wanted_order] = stored_order
+    log.warning("%s: the rows are in another order than %s (%d of %d rows differ, first at row %d); "
+                "they are reordered by their stored image paths.", path, partner, len(differ), len(wanted),
+                differ[0] + 1)
+    return order
 
 
 def read_strings(path: str, key: str) -> list[str] | None:

@@ -25,7 +25,7 @@ from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
 from trinet.excluders import EXCLUDERS
 from trinet.fileio import write_json_atomic
-from trinet.h5io import read_embeddings, read_strings
+from trinet.h5io import read_embeddings
 from trinet.metrics import DistanceFn, EmbeddingDistances, evaluate
 from trinet.progress import Progress
 from trinet.reporting import SHOW_RANKS, results_json, show_ranks, summary
@@ -114,18 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_split(csv_path: str, h5_path: str) -> tuple[Dataset, np.ndarray]:
-    """The dataset of a CSV and its `(N, D)` embeddings, checked against each other."""
+    """The dataset of a CSV and its `(N, D)` embeddings in the CSV's row order (see `read_embeddings`)."""
     dataset = read_csv(csv_path)
-    emb = read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path)
-    stored = read_strings(h5_path, "fids")
-    if stored is not None and len(stored) == len(dataset) and stored:
-        differ = np.flatnonzero(np.asarray(stored, dtype=str) != dataset.fids)
-        if len(differ):
-            row = differ[0]
-            log.warning("%s: %d of the image paths stored with the embeddings differ from the rows of %s "
-                        "(first at row %d: %r vs %r); were they embedded from another CSV?", h5_path,
-                        len(differ), csv_path, row + 1, stored[row], dataset.fids[row])
-    return dataset, emb
+    return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path, fids=dataset.fids)
 
 
 def _settings(args: argparse.Namespace) -> dict:

@@ -1,0 +1,217 @@
+"""Faults outside training: a full disk while writing, rows that do not belong to their CSV, two writers
+on one experiment root, leftovers of killed runs, and messages that must name the real problem."""
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO
+from trinet import fileio, h5io
+from trinet.cli import evaluate
+from trinet.errors import TrinetError, WriteError
+
+ENOSPC = OSError(errno.ENOSPC, "No space left on device")
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture(autouse=True)
+def fresh_console_logging():
+    """Each test gets its own console handler (bound to that test's captured stderr)."""
+    yield
+    logger = logging.getLogger("trinet")
+    for handler in [h for h in logger.handlers if getattr(h, "_trinet_console", False)]:
+        logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def file_size_limit(size):
+    """Writes past `size` bytes fail with EFBIG ("File too large"), as on a full disk, but for this
+    process only. Keep the block short: any file this process writes meanwhile is limited too."""
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def hidden(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith("."))
+
+
+# Defect 1: a failing write never publishes a broken file and never replaces a good one.
+
+def test_atomic_write_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    fileio.write_json_atomic(str(path), {"mAP": 0.5})
+    monkeypatch.setattr(os, "fsync", no_space)  # delayed allocation: the disk fills at the flush
+    with pytest.raises(WriteError, match=f"Could not write {path}: No space left on device; the previous "
+                                         "file there is unchanged"):
+        fileio.write_json_atomic(str(path), {"mAP": 0.9})
+    assert json.loads(path.read_text()) == {"mAP": 0.5} and hidden(tmp_path) == []
+
+
+def test_atomic_path_names_the_file_when_the_writer_fails(tmp_path):
+    """As `model.keras` is written: a library writes the temporary path and fails with ENOSPC."""
+    path = tmp_path / "model.keras"
+    with pytest.raises(WriteError) as info:
+        with fileio.atomic_path(str(path)) as tmp:
+            open(tmp, "wb").write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(info.value) == f"Could not write {path}: No space left on device; nothing was written."
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, TrinetError)
+    assert os.listdir(tmp_path) == []
+
+
+def test_hdf5_write_failure_neither_crashes_nor_publishes(tmp_path):
+    """A real failed write under HDF5 (the file size limit of a child process): HDF5 used to crash the
+    process (SIGSEGV) and the half-written file replaced the good one."""
+    code = textwrap.dedent("""
+        import resource, signal, sys
+        import numpy as np
+        from trinet import h5io
+        path = sys.argv[1]
+        h5io.write_embeddings(path, np.ones((3, 4), np.float32))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))
+        try:
+            h5io.write_embeddings(path, np.ones((2000, 64), np.float32), fids=[str(i) for i in range(2000)])
+        except Exception as e:
+            print(type(e).__name__, e)
+    """)
+    path = tmp_path / "emb.h5"
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": REPO})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"WriteError Could not write {path}: File too large; the previous file there is "
+                           "unchanged.\n")
+    assert h5io.read_embeddings(str(path)).shape == (3, 4) and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing", ["write", "close"])
+def test_embedding_writer_that_fails_keeps_the_previous_file(tmp_path, monkeypatch, failing):
+    path = tmp_path / "emb.h5"
+    h5io.write_embeddings(str(path), np.ones((3, 4), np.float32))
+    close = h5py.File.close
+
+    def close_then_fail(self):
+        close(self)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if failing == "close":
+        monkeypatch.setattr(h5py.File, "close", close_then_fail)
+    else:
+        monkeypatch.setattr(h5io.EmbeddingWriter, "write", no_space)
+    with pytest.raises(WriteError, match="No space left on device; the previous file there is unchanged"):
+        h5io.write_embeddings(str(path), np.full((5, 4), 2, np.float32))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(h5io.read_embeddings(str(path)), np.ones((3, 4)))
+    assert hidden(tmp_path) == []
+
+
+def test_csv_embeddings_whose_close_fails_keep_the_previous_file(tmp_path):
+    from trinet.embedding import CsvWriter
+
+    path = tmp_path / "emb.csv"
+    path.write_text("a.jpg,1,2\n")
+    fids = [f"images/{i:04d}.jpg" for i in range(20)]
+    with pytest.raises(WriteError, match=f"Could not write {path}: File too large; the previous file"):
+        with file_size_limit(100):
+            with CsvWriter(str(path), fids) as writer:
+                writer.write(np.ones((20, 8), np.float32))  # buffered: the failure comes at the close
+    assert path.read_text() == "a.jpg,1,2\n" and hidden(tmp_path) == []
+
+
+@pytest.fixture
+def split(tmp_path):
+    """A Market-style query/gallery pair of CSVs and embedding files, in matching order."""
+    rng = np.random.default_rng(0)
+    cells = [(p, c) for p in (1, 2, 3) for c in (1, 2, 3)]
+    fids = [f"{p:04d}_c{c}s1_{i:06d}_00.jpg" for i, (p, c) in enumerate(cells)]
+    pids = [f[:4] for f in fids]
+    emb = (np.repeat(np.eye(3, 6) * 4, 3, axis=0) + rng.normal(0, 1, (9, 6))).astype(np.float32)
+    csv = tmp_path / "set.csv"
+    csv.write_text("".join(f"{p},{f}\n" for p, f in zip(pids, fids)))
+    h5 = tmp_path / "set.h5"
+    h5io.write_embeddings(str(h5), emb, pids=pids, fids=fids)
+    return dict(csv=csv, h5=h5, fids=fids, pids=pids, emb=emb, tmp=tmp_path)
+
+
+def evaluate_argv(split, gallery_h5=None, *extra):
+    return [str(a) for a in ["--excluder", "market1501", "--query_dataset", split["csv"],
+                             "--query_embeddings", split["h5"], "--gallery_dataset", split["csv"],
+                             "--gallery_embeddings", gallery_h5 or split["h5"], "--quiet", *extra]]
+
+
+@pytest.mark.parametrize("flag, name", [("--filename", "results.json"), ("--plot", "cmc.png")])
+def test_evaluate_on_a_full_disk_names_the_file(split, monkeypatch, capsys, flag, name):
+    out = split["tmp"] / name
+    out.write_bytes(b"previous")
+    monkeypatch.setattr(os, "fsync", no_space)
+    assert evaluate.main(evaluate_argv(split, None, flag, out)) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: Could not write {out}: No space left on device; the previous file there is "
+                   "unchanged.\n")
+    assert out.read_bytes() == b"previous" and hidden(split["tmp"]) == []
+
+
+# Defect 7 and partial files: metrics are never computed on rows that do not belong to the CSV.
+
+def test_rows_in_another_order_are_reordered_by_their_paths(split, capsys, caplog):
+    order = np.random.default_rng(1).permutation(9)
+    shuffled = split["tmp"] / "shuffled.h5"
+    h5io.write_embeddings(str(shuffled), split["emb"][order], pids=np.array(split["pids"])[order],
+                          fids=np.array(split["fids"])[order])
+    np.testing.assert_array_equal(h5io.read_embeddings(str(shuffled), fids=split["fids"]), split["emb"])
+    assert f"{shuffled}: the rows are in another order than its dataset" in caplog.text
+    assert evaluate.main(evaluate_argv(split)) == 0
+    expected = capsys.readouterr().out
+    assert evaluate.main(evaluate_argv(split, shuffled)) == 0
+    captured = capsys.readouterr()
+    assert captured.out == expected
+    assert f"{shuffled}: the rows are in another order than {split['csv']}" in captured.err
+    assert "reordered by their stored image paths" in captured.err
+
+
+def test_rows_of_another_csv_are_refused(split, capsys):
+    other = split["tmp"] / "other.h5"
+    fids = list(split["fids"])
+    fids[4] = "0002_c9s1_000099_00.jpg"
+    h5io.write_embeddings(str(other), split["emb"], pids=split["pids"], fids=fids)
+    assert evaluate.main(evaluate_argv(split, other)) == 2
+    err = capsys.readouterr().err
+    assert f"error: {other}: the image paths stored with the embeddings are not those of {split['csv']}" \
+        in err
+    assert "(1 of 9 rows differ; row 5: '0002_c2s1_000004_00.jpg' in the CSV, '0002_c9s1_000099_00.jpg' in " \
+           "the file)" in err
+    assert "mAP" not in capsys.readouterr().out
+
+
+def test_partial_or_empty_embedding_files_are_refused(split, capsys):
+    partial = split["tmp"] / "partial.h5"
+    with h5py.File(partial, "w") as f:  # what the old writer published when the disk filled
+        f.create_dataset("emb", (9, 6), np.float32, chunks=(3, 6))[:4] = split["emb"][:4]
+    assert evaluate.main(evaluate_argv(split, partial)) == 2
+    assert (f"{partial}: rows 5 to 9 (of 9) are all zeros: the file was not written to the end"
+            in capsys.readouterr().err)
+    empty = split["tmp"] / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f.create_dataset("emb", (0, 6), np.float32)
+    with pytest.raises(TrinetError, match=r"empty.h5 holds no embeddings \(shape \(0, 6\)\)"):
+        h5io.read_embeddings(str(empty))
