@@ -32,4 +32,4 @@ lint: $(STAMP)
 	$(BIN)/python -m mypy trinet
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

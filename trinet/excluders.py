@@ -135,7 +135,7 @@ class NameRule:
 
 
 #: The naming of each camera-based dataset (official releases), from `trinet.naming`.
-RULES = {name: NameRule(n.title, n.loose, n.layout, n.example) for name, n in NAMINGS.items()}
+RULES = {name: NameRule(n.title, n.loose, n.template, n.example) for name, n in NAMINGS.items()}
 
 #: The person id of junk images, ignored for every query.
 JUNK = int(JUNK_PID)

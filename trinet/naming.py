@@ -54,7 +54,6 @@ class Naming:
         loose: a regex over the basename without extension, groups `pid` and `cam`, that accepts any
             number of digits and any tail after the camera (the evaluation reads renamed or re-encoded
             copies too).
-        layout: `loose` in words.
     """
 
     title: str
@@ -63,7 +62,6 @@ class Naming:
     example: str
     fields: str
     loose: str
-    layout: str
 
     def match(self, name: str) -> re.Match[str] | None:
         """The match of a basename against the official naming, or None."""
@@ -77,23 +75,23 @@ MARKET1501 = Naming(
     "Market-1501", re.compile(r"(?P<pid>-1|\d{4})_c(?P<camera>[1-6])s\d+_\d+_\d+\.jpg"),
     "PPPP_cCsS_FFFFFF_BB.jpg", "0002_c1s1_000451_03.jpg",
     "PPPP person (0000 distractor, -1 junk), C camera 1-6, S sequence, FFFFFF frame, BB box",
-    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)s\d+_\S*", "PERSON_cCAMsSEQ_FRAME_BOX")
+    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)s\d+_\S*")
 DUKE = Naming(
     "DukeMTMC-reID", re.compile(r"(?P<pid>\d{4})_c(?P<camera>[1-8])_f\d+\.jpg"),
     "PPPP_cC_fFFFFFFF.jpg", "0005_c2_f0046985.jpg",
     "PPPP person, C camera 1-8, FFFFFFF frame",
-    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*", "PERSON_cCAM_fFRAME")
+    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*")
 CUHK03NP = Naming(
     "CUHK03-NP", re.compile(r"(?P<pid>\d{4})_c(?P<camera>[12])_\d+\.png"),
     "PPPP_cC_N.png", "0001_c1_1.png",
     "PPPP person, C camera 1-2 of the person's camera pair, N image number",
-    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*", "PERSON_cCAM_INDEX")
+    r"(?P<pid>-1|\d+)_c(?P<cam>\d+)_\S*")
 MSMT17 = Naming(
     "MSMT17", re.compile(r"(?P<pid>\d{4})_\d+_(?P<camera>0[1-9]|1[0-5])_\d{4}[a-z]+_\d+_\d+(?:_ex)?\.jpe?g"),
     "PPPP_NNN_CC_DDDDtime_FFFF_K[_ex].jpg", "0000_000_01_0303morning_0015_0.jpg",
     "PPPP person (numbered separately in train/ and test/), NNN image number, CC camera 01-15, "
     "DDDD date and time of day (morning, noon, afternoon), FFFF frame, K box",
-    r"(?P<pid>-1|\d+)_\d+_(?P<cam>\d+)_\S*", "PERSON_INDEX_CAM_DATETIME_..., camera in the third field")
+    r"(?P<pid>-1|\d+)_\d+_(?P<cam>\d+)_\S*")
 
 #: The naming of each release by the name the excluders use.
 NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": CUHK03NP}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Sequence
 
 from trinet import combine
@@ -67,7 +66,3 @@ def _run(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """`trinet-combine`: see `build_parser`; an input error exits with status 2."""
     return run_main(_run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

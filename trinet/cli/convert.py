@@ -53,7 +53,3 @@ def _run(argv: Sequence[str] | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """`trinet-convert`: see `build_parser`; an input error exits with status 2."""
     return run_main(_run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
