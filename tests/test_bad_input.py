@@ -132,7 +132,7 @@ def test_undecodable_images_during_training_skip_their_batches(files, tmp_path):
     root = tmp_path / "e"
     assert status(train.main, train_args(files, root, files["runtime_bad"], "--train_iterations", "6")) == 0
     log = open(root / "train.log").read()
-    assert "an image failed to decode" in log and "--validate_images" in log
+    assert "could not decode" in log and "--validate_images" in log
     assert "Training finished after 6 iterations" in log
     state = checkpoints.read_info(str(root / "checkpoint-6.h5"))[1]
     assert state["skipped_batches"] >= 1 and state["next_batch"] == 6 + state["skipped_batches"]
@@ -146,7 +146,8 @@ def test_batch_p_larger_than_identities(files, tmp_path, capsys):
 @pytest.mark.parametrize("content, words", [(None, "args.json not found"),
                                             ("{not json", "args.json is damaged: Expecting"),
                                             ("[1, 2]", "expected a JSON object of arguments"),
-                                            ('{"batch_p": "many"}', "holds values this version rejects")])
+                                            ('{"batch_p": "many"}',
+                                             "setting 'batch_p' has the value 'many'; expected int")])
 def test_resume_with_missing_or_damaged_args_json(tmp_path, capsys, content, words):
     root = tmp_path / "e"
     root.mkdir()

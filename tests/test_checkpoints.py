@@ -21,7 +21,7 @@ def small_model(seed=0):
 
 def trained(seed=0):
     model = small_model(seed)
-    optimizer = keras.optimizers.Adam(1e-2)
+    optimizer = keras.optimizers.Adam(1e-2, name="adam")
     x = np.random.default_rng(seed).normal(size=(8, 4)).astype(np.float32)
     import tensorflow as tf
     for _ in range(3):
@@ -32,13 +32,18 @@ def trained(seed=0):
     return model, optimizer
 
 
+def groups(model, optimizer=None):
+    return {"model": model.weights, **({"optimizer": optimizer.variables} if optimizer else {})}
+
+
 def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
     model, optimizer = trained(0)
-    path = checkpoints.save_checkpoint(str(tmp_path), 3, model, optimizer, {"next_batch": 7})
+    path = checkpoints.save_checkpoint(str(tmp_path), 3, groups(model, optimizer), {"next_batch": 7})
     assert os.path.basename(path) == "checkpoint-3.h5"
     assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []  # no temporary file left
-    other, other_optimizer = small_model(1), keras.optimizers.Adam(1e-2)
-    step, state = checkpoints.restore(path, other, other_optimizer)
+    other, other_optimizer = small_model(1), keras.optimizers.Adam(1e-2, name="adam")
+    other_optimizer.build(other.trainable_variables)
+    step, state = checkpoints.restore(path, groups(other, other_optimizer))
     assert (step, state) == (3, {"next_batch": 7})
     for a, b in zip(model.weights, other.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -49,18 +54,67 @@ def test_round_trip_restores_weights_optimizer_and_state(tmp_path):
 
 def test_mismatching_model_is_a_clear_error(tmp_path):
     model, optimizer = trained(0)
-    path = checkpoints.save_checkpoint(str(tmp_path), 1, model, optimizer)
+    path = checkpoints.save_checkpoint(str(tmp_path), 1, groups(model, optimizer))
     inputs = keras.Input((5,))
-    wrong = keras.Model(inputs, keras.layers.Dense(2, name="d1")(inputs))
-    with pytest.raises(TrinetError, match="has 8 variables but the model built from the settings has 2"):
-        checkpoints.restore(path, wrong)
+    wrong = keras.Model(inputs, keras.layers.Dense(2, name="d9")(inputs))
+    with pytest.raises(TrinetError, match=r"does not fit the model built from the settings: 2 variables the "
+                                          r"model has are not in the file \(d9/kernel, d9/bias\); 8 "
+                                          r"variables in the file are not in the model \(d1/kernel, d1/bias"):
+        checkpoints.restore(path, {"model": wrong.weights})
+    inputs = keras.Input((4,))
+    x = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(5, name="d1")(inputs))
+    reshaped = keras.Model(inputs, keras.layers.Dense(2, name="d2")(x))
+    with pytest.raises(TrinetError, match=r"model variable d1/kernel has shape \(4, 3\) in the file, the "
+                                          r"model expects \(4, 5\)"):
+        checkpoints.restore(path, {"model": reshaped.weights})
+    with pytest.raises(TrinetError, match="holds no training variables"):
+        checkpoints.restore(path, {"training": []})
+
+
+def test_matching_is_by_path_not_by_position(tmp_path):
+    model, optimizer = trained(0)
+    path = checkpoints.save_checkpoint(str(tmp_path), 1, {"model": model.weights[::-1]})
+    other = small_model(1)
+    checkpoints.restore(path, {"model": other.weights})
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_corrupted_variable_fails_its_checksum_and_points_to_the_previous_checkpoint(tmp_path):
+    model, optimizer = trained(0)
+    root = str(tmp_path)
+    checkpoints.save_checkpoint(root, 5, groups(model, optimizer))
+    path = checkpoints.save_checkpoint(root, 10, groups(model, optimizer))
+    with h5py.File(path, "r") as f:  # find the bytes of d1/kernel in the file and overwrite one in place
+        data = next(f["model"][k] for k in f["model"] if f["model"][k].attrs["path"] == "d1/kernel")
+        offset, size = data.id.get_offset(), data.id.get_storage_size()
+    with open(path, "r+b") as f:
+        f.seek(offset + size // 2)
+        byte = f.read(1)
+        f.seek(offset + size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    before = [v.numpy().copy() for v in small_model(1).weights]
+    target = small_model(1)
+    with pytest.raises(TrinetError, match=r"checkpoint-10.h5 is corrupt: model variable d1/kernel fails its "
+                                          r"checksum. Remove the file to use the previous checkpoint "
+                                          r"\(.*checkpoint-5.h5\)"):
+        checkpoints.restore(path, {"model": target.weights})
+    for a, b in zip(before, target.weights):  # nothing was assigned
+        np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_old_format_without_checksums_still_loads():
+    path = os.path.join(os.path.dirname(__file__), "fixtures", "v1_experiment", "exp", "checkpoint-2.h5")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "trinet-checkpoint-1"
+    assert checkpoints.read_info(path) == (2, {"next_batch": 2, "skipped_batches": 0})
 
 
 def test_latest_skips_damaged_and_foreign_files(tmp_path):
     model, optimizer = trained(0)
     root = str(tmp_path)
     for step in (0, 5, 10):
-        checkpoints.save_checkpoint(root, step, model, optimizer)
+        checkpoints.save_checkpoint(root, step, groups(model, optimizer))
     (tmp_path / "checkpoint-15.h5").write_bytes(b"half a file")
     with h5py.File(tmp_path / "checkpoint-12.h5", "w") as f:
         f["x"] = 1
@@ -74,7 +128,7 @@ def test_prune_keeps_the_newest_and_step_zero(tmp_path):
     model, optimizer = trained(0)
     root = str(tmp_path)
     for step in (0, 1, 2, 3, 4):
-        checkpoints.save_checkpoint(root, step, model)
+        checkpoints.save_checkpoint(root, step, groups(model))
     checkpoints.prune(root, keep=2)
     assert [s for s, _ in checkpoints.list_checkpoints(root)] == [0, 3, 4]
 
@@ -82,8 +136,8 @@ def test_prune_keeps_the_newest_and_step_zero(tmp_path):
 def test_resolve_names(tmp_path):
     model, _ = trained(0)
     root = str(tmp_path)
-    checkpoints.save_checkpoint(root, 0, model)
-    checkpoints.save_checkpoint(root, 20, model)
+    checkpoints.save_checkpoint(root, 0, groups(model))
+    checkpoints.save_checkpoint(root, 20, groups(model))
     expected = os.path.join(root, "checkpoint-20.h5")
     for name in (None, "20", "checkpoint-20", "checkpoint-20.h5", expected):
         assert checkpoints.resolve(root, name) == expected
@@ -96,7 +150,7 @@ def test_resolve_names(tmp_path):
 
 def test_restore_by_path_loads_matching_variables_only(tmp_path):
     model, _ = trained(0)
-    path = checkpoints.save_checkpoint(str(tmp_path), 1, model)
+    path = checkpoints.save_checkpoint(str(tmp_path), 1, groups(model))
     inputs = keras.Input((4,))
     target = keras.Model(inputs, keras.layers.Dense(7, name="d2")(keras.layers.Dense(3, name="d1")(inputs)))
     loaded, missing = checkpoints.restore_by_path(path, target.weights)

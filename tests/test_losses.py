@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trinet.losses import LOSSES, METRICS, apply_margin, batch_all, batch_hard, cdist, get_loss
+from trinet.losses import METRICS, apply_margin, batch_all, batch_hard, cdist
+from trinet.registries import LOSSES
 from trinet.monitoring import active_fraction, batch_stats
 
 # Four 1-D points on a line (as 2-D vectors): identities 0, 0, 1, 1 at x = 0, 1, 3, 5.5.
@@ -100,10 +101,11 @@ def test_margin_and_registry_errors():
         apply_margin(tf.constant([0.0]), -1.0)
     with pytest.raises(ValueError,
                        match=r"Unknown loss 'batch_semi'; expected one of \['batch_all', 'batch_hard'\]"):
-        get_loss("batch_semi")
+        LOSSES.resolve("batch_semi")
     with pytest.raises(ValueError, match="Unknown metric 'l2'"):
         cdist(tf.constant(POINTS), tf.constant(POINTS), "l2")
     assert sorted(LOSSES) == ["batch_all", "batch_hard"]
+    assert LOSSES.resolve("batch_hard") is batch_hard and LOSSES.resolve("batch_all") is batch_all
 
 
 def test_monitoring_on_a_hand_built_batch():

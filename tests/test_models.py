@@ -1,4 +1,5 @@
-"""Every registered backbone and head: output shapes, preprocessing inside the model, save and reload."""
+"""Every registered backbone, pooling and head: output shapes, preprocessing inside the model, BNNeck, the
+classifier, last stride 1, save and reload."""
 
 import os
 
@@ -8,27 +9,38 @@ import pytest
 
 from trinet import backbones
 from trinet.backbones import ALIASES, BACKBONES, CHOICES, build_backbone, canonical_name
-from trinet.cli.train import BACKBONE_CHOICES, HEAD_CHOICES
+from trinet import registries
+from trinet.cli.train import build_parser
 from trinet.errors import TrinetError
-from trinet.heads import HEADS, get_head
+from trinet.heads import CLASSIFIER_INIT_STD, HEADS, get_head
 from trinet.layers import ImagePreprocessing
-from trinet.models import build_model, embedding_model, load_embedding_model
+from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
 
 IMAGES = np.random.default_rng(0).uniform(0, 255, (2, 64, 32, 3)).astype(np.float32)
 
 
 def test_command_line_choices_are_the_registries():
-    assert sorted(BACKBONE_CHOICES) == sorted(CHOICES)
-    assert HEAD_CHOICES == sorted(HEADS)
+    choices = {a.dest: a.choices for a in build_parser()._actions if a.choices}
+    assert sorted(choices["model_name"]) == sorted(CHOICES)
+    assert sorted(choices["head_name"]) == sorted(HEADS)
+    for dest, registry in [("pooling", registries.POOLINGS), ("loss", registries.LOSSES),
+                           ("optimizer", registries.OPTIMIZERS), ("lr_schedule", registries.SCHEDULES)]:
+        assert sorted(choices[dest]) == sorted(registry)
+        for name in registry:  # every entry resolves to its implementation
+            assert callable(registry.resolve(name))
+
+
+def spec(head="fc1024", dim=16, **kwargs):
+    return ModelSpec("lunet", head, dim, **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_backbone_features(name):
     model = build_backbone(name)
     out = model(IMAGES, training=False)
-    assert tuple(out.shape) == (2, BACKBONES[name].features)
+    assert out.shape[0] == 2 and out.shape[-1] == BACKBONES[name].features and len(out.shape) == 4
     other = model(np.random.default_rng(1).uniform(0, 255, (1, 96, 48, 3)).astype(np.float32))
-    assert tuple(other.shape) == (1, BACKBONES[name].features)  # any input size (global pooling)
+    assert other.shape[-1] == BACKBONES[name].features  # any input size
     momenta = {layer.momentum for layer in model._flatten_layers()
                if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {backbones.BN_MOMENTUM}
@@ -61,34 +73,93 @@ def test_aliases_and_unknown_names():
         get_head("fc2048")
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
+@pytest.mark.parametrize("head", sorted(set(HEADS) - {"bnneck"}))
 def test_heads(head):
-    model = build_model("lunet", head, 16)
+    model = build_model(spec(head))
     out = model(IMAGES, training=False)
-    assert tuple(out["emb"].shape) == (2, 16) and tuple(out["emb_raw"].shape) == (2, 16)
-    norms = np.linalg.norm(out["emb"], axis=1)
+    assert set(out) == {"features", "metric", "embedding", "raw"}  # no classifier without classes
+    assert tuple(out["embedding"].shape) == (2, 16) and tuple(out["raw"].shape) == (2, 16)
+    assert tuple(out["features"].shape) == (2, 256)
+    np.testing.assert_array_equal(out["metric"], out["embedding"])
+    norms = np.linalg.norm(out["embedding"], axis=1)
     if head.endswith("_normalize"):
         np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
-        assert not np.allclose(np.linalg.norm(out["emb_raw"], axis=1), 1.0)
+        assert not np.allclose(np.linalg.norm(out["raw"], axis=1), 1.0)
     else:
-        np.testing.assert_array_equal(out["emb"], out["emb_raw"])
-    names = {layer.name for layer in model.layers if layer.name not in ("image", "backbone")}
+        np.testing.assert_array_equal(out["embedding"], out["raw"])
+    names = {layer.name for layer in model.layers if layer.name not in ("image", "backbone", "pooling")}
     assert all(name.startswith("head_") for name in names)
     assert ("head_fc1024" in names) == head.startswith("fc1024")
 
 
+def test_bnneck_outputs_and_classifier():
+    model = build_model(spec("bnneck", num_classes=5, test_feature="after"))
+    out = model(IMAGES, training=False)
+    bn = model.get_layer("head_bnneck")
+    assert not bn.center and bn.beta is None  # bias frozen at 0: no shift is learnt
+    features = np.asarray(out["features"])
+    by_hand = (features - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon) \
+        * bn.gamma.numpy()
+    np.testing.assert_allclose(out["embedding"], by_hand, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out["metric"], features)  # the metric losses see the feature before BN
+    kernel = model.get_layer("head_classifier").kernel.numpy()
+    assert kernel.shape == (256, 5) and model.get_layer("head_classifier").bias is None
+    assert 0.5 * CLASSIFIER_INIT_STD < kernel.std() < 1.5 * CLASSIFIER_INIT_STD
+    np.testing.assert_allclose(out["logits"], by_hand @ kernel, rtol=1e-4, atol=1e-6)  # on the BN feature
+    before = build_model(spec("bnneck", test_feature="before"))(IMAGES, training=False)
+    np.testing.assert_array_equal(before["embedding"], before["features"])
+
+
+def test_the_inference_model_has_no_classifier(tmp_path):
+    model = build_model(spec("bnneck", num_classes=5))
+    inference = embedding_model(model)
+    assert "head_classifier" not in {layer.name for layer in inference._flatten_layers()}
+    assert len(inference.weights) == len(model.weights) - 1
+    path = str(tmp_path / "model.keras")
+    inference.save(path)
+    reloaded = load_embedding_model(path)
+    assert all("classifier" not in v.path for v in reloaded.weights)
+    np.testing.assert_allclose(reloaded(IMAGES), model(IMAGES, training=False)["embedding"], rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lunet", "resnet50"])
+def test_last_stride_one_doubles_the_feature_map(name):
+    two = build_backbone(name)
+    one = build_backbone(name, last_stride=1)
+    big = np.random.default_rng(2).uniform(0, 255, (1, 128, 64, 3)).astype(np.float32)
+    h2, w2 = two(big).shape[1:3]
+    h1, w1 = one(big).shape[1:3]
+    assert (h1, w1) == (2 * h2, 2 * w2)
+    assert [v.path for v in one.weights] == [v.path for v in two.weights]  # same variables: weights load
+    two_weights = [v.numpy() for v in two.weights]
+    one.set_weights(two_weights)
+    with pytest.raises(ValueError, match="has no last stride to remove"):
+        build_backbone("mobilenet_v2", last_stride=1)
+
+
+def test_gem_with_p_one_equals_average_pooling():
+    feature_map = np.abs(build_backbone("lunet")(IMAGES, training=False))  # GeM is defined on x >= epsilon
+    gem = registries.POOLINGS.resolve("gem")(name="gem")
+    gem(feature_map)
+    gem.p.assign(1.0)
+    average = registries.POOLINGS.resolve("avg")(name="avg")
+    np.testing.assert_allclose(gem(feature_map), average(feature_map), rtol=1e-5, atol=1e-6)
+    assert build_model(spec(pooling="gem")).get_layer("pooling").p.trainable
+
+
 def test_saved_embedding_model_reloads_in_safe_mode_with_the_same_output(tmp_path):
-    model = build_model("lunet", "fc1024_normalize", 8)
+    model = build_model(spec("fc1024_normalize", 8, pooling="gem"))
     path = str(tmp_path / "model.keras")
     embedding_model(model).save(path)
     reloaded = load_embedding_model(path)
-    np.testing.assert_allclose(reloaded(IMAGES, training=False), model(IMAGES, training=False)["emb"],
+    np.testing.assert_allclose(reloaded(IMAGES, training=False), model(IMAGES, training=False)["embedding"],
                                rtol=1e-5, atol=1e-6)
 
 
 def test_imagenet_offline_fails_at_once_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(backbones.keras.utils, "get_file",
+    monkeypatch.setattr(keras.utils, "get_file",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("Network is unreachable")))
     with pytest.raises(TrinetError) as e:
         backbones.imagenet_weights("resnet_v1_50")
@@ -104,7 +175,7 @@ def test_imagenet_weights_in_the_cache_are_used_without_network(tmp_path, monkey
     cached = tmp_path / "models" / "mobilenet_1_0_224_tf_no_top.h5"
     cached.parent.mkdir()
     cached.write_bytes(b"placeholder")
-    monkeypatch.setattr(backbones.keras.utils, "get_file", lambda *a, **k: pytest.fail("no download"))
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("no download"))
     assert backbones.imagenet_weights("mobilenet_v1_1_224") == str(cached)
 
 

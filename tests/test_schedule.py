@@ -84,7 +84,7 @@ def test_warmup_on_cosine_and_exponential():
 
 def test_make_schedule_without_warmup_builds_the_plain_schedule():
     assert type(make_schedule("exponential", learning_rate=1e-3, train_iterations=10)) is TrinetSchedule
-    assert ExponentialDecay is TrinetSchedule is SCHEDULES["exponential"]
+    assert ExponentialDecay is TrinetSchedule is SCHEDULES.resolve("exponential")
     assert type(make_schedule("cosine", learning_rate=1e-3, train_iterations=10)) is Cosine
     assert sorted(SCHEDULES) == ["cosine", "exponential", "multistep"]
 

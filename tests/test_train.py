@@ -205,9 +205,9 @@ def test_sigint_then_resume_reproduces_the_uninterrupted_run(tmp_path, image_set
 
 
 def test_offline_imagenet_fails_before_anything_is_written(tmp_path, image_set, capsys, monkeypatch):
-    from trinet import backbones
+    import keras
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(backbones.keras.utils, "get_file",
+    monkeypatch.setattr(keras.utils, "get_file",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("Name or service not known")))
     root = tmp_path / "exp"
     assert train(root, image_set, "--model_name", "mobilenet_v2", "--initial_checkpoint", "imagenet") == 2

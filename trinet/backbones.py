@@ -1,8 +1,12 @@
-"""Backbones: networks that map raw RGB images `(B, H, W, 3)` in [0, 255] to pooled features `(B, F)`.
+"""Backbones: networks that map raw RGB images `(B, H, W, 3)` in [0, 255] to feature maps `(B, h, w, F)`.
 
 Each backbone carries its own input preprocessing, so a saved model takes raw pixels. The ImageNet
 networks come from `keras.applications`; `lunet` is a small residual network trained from scratch,
-in the spirit of the paper's LuNet, for small inputs (128x64) and for the CPU.
+in the spirit of the paper's LuNet, for small inputs (128x64) and for the CPU. The global pooling
+that follows is chosen separately (`--pooling`, `trinet.registries.POOLINGS`); it has no weights, so
+checkpoints of backbones that pooled inside load unchanged.
+
+Keras is imported inside the builders: this registry is cheap to import (`train.py --help`).
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from typing import Callable
-
-import keras
+from typing import TYPE_CHECKING, Callable
 
 from trinet.errors import TrinetError
-from trinet.layers import ImagePreprocessing
+
+if TYPE_CHECKING:
+    import keras
 
 #: Batch-norm momentum of every backbone (the original's `batch_norm_decay=0.9`).
 BN_MOMENTUM = 0.9
@@ -28,36 +32,70 @@ class Backbone:
     """A registry entry.
 
     Attributes:
-        build: `weights -> keras.Model` (weights: None, or the path of a Keras weights file).
-        features: the dimension F of the pooled output.
+        build: `(weights, last_stride) -> keras.Model` (weights: None, or the path of a Keras weights
+            file; last_stride: 2, or 1 to keep the resolution of the last stage).
+        features: the dimension F of the feature map.
+        last_stride: whether `last_stride=1` is available.
         imagenet_url: where Keras publishes the ImageNet weights without the classifier (None: none).
         imagenet_hash: the file's md5 as published by keras.applications (None: not checked).
     """
 
-    build: Callable[[str | None], keras.Model]
+    build: Callable[[str | None, int], "keras.Model"]
     features: int
     imagenet_url: str | None = None
     imagenet_hash: str | None = None
+    last_stride: bool = False
 
 
-def _set_bn_momentum(model: keras.Model) -> keras.Model:
+def _set_bn_momentum(model: "keras.Model") -> "keras.Model":
+    import keras
+
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
     return model
 
 
-def _application(constructor: Callable[..., keras.Model], preprocessing: str) -> Callable:
-    def build(weights: str | None) -> keras.Model:
+#: The layers whose stride of 2 `last_stride=1` removes: the first block of the last stage of the
+#: keras.applications ResNets (its 1x1 convolution and its projection shortcut).
+RESNET_LAST_STRIDE_LAYERS = ("conv5_block1_1_conv", "conv5_block1_0_conv")
+
+
+def _with_stride_one(net: "keras.Model", layers: tuple[str, ...]) -> "keras.Model":
+    """A copy of the functional `net` whose `layers` have stride 1 (same variables, same weights)."""
+    import keras
+
+    config = net.get_config()
+    found = [layer for layer in config["layers"] if layer["name"] in layers]
+    if len(found) != len(layers):
+        raise ValueError(f"{net.name} lacks the layers {layers} whose stride --last_stride 1 removes")
+    for layer in found:
+        layer["config"]["strides"] = [1, 1]
+    copy = keras.Model.from_config(config)
+    copy.set_weights(net.get_weights())
+    return copy
+
+
+def _application(constructor: str, preprocessing: str) -> Callable:
+    def build(weights: str | None, last_stride: int = 2) -> "keras.Model":
+        import keras
+
+        from trinet.layers import ImagePreprocessing
+
         inputs = keras.Input((None, None, 3), name="image")
         x = ImagePreprocessing(preprocessing, name="preprocessing")(inputs)
-        net = constructor(include_top=False, weights=weights, input_shape=(None, None, 3), pooling="avg")
+        net = getattr(keras.applications, constructor)(include_top=False, weights=weights,
+                                                       input_shape=(None, None, 3))
+        if last_stride == 1:
+            net = _with_stride_one(net, RESNET_LAST_STRIDE_LAYERS)
         _set_bn_momentum(net)
         return keras.Model(inputs, net(x), name="backbone")
     return build
 
 
 def _conv_bn(x, filters: int, kernel: int, name: str, activate: bool = True):
+    import keras
+
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.3, name=f"{name}_act")(x) if activate else x
@@ -65,6 +103,8 @@ def _conv_bn(x, filters: int, kernel: int, name: str, activate: bool = True):
 
 def _residual(x, mid: int, out: int, name: str):
     """Bottleneck block: 1x1 to `mid`, 3x3, 1x1 to `out`, plus a (projected) shortcut."""
+    import keras
+
     shortcut = x if x.shape[-1] == out else _conv_bn(x, out, 1, f"{name}_proj", activate=False)
     y = _conv_bn(x, mid, 1, f"{name}_a")
     y = _conv_bn(y, mid, 3, f"{name}_b")
@@ -77,11 +117,16 @@ def _residual(x, mid: int, out: int, name: str):
 LUNET_STAGES = (((16, 64),), ((32, 128),), ((64, 256),), ((128, 256), (128, 256)))
 
 
-def lunet(weights: str | None = None) -> keras.Model:
-    """A small residual network with leaky ReLUs and max-pooling (about 1M parameters, 256-d output).
+def lunet(weights: str | None = None, last_stride: int = 2) -> "keras.Model":
+    """A small residual network with leaky ReLUs and max-pooling (about 1M parameters, 256 channels).
 
-    Cheap enough to train on a CPU at 128x64 or 64x32; global average pooling accepts any size.
+    Cheap enough to train on a CPU at 128x64 or 64x32. `last_stride=1` gives the pooling before the
+    last stage a stride of 1 (the feature map keeps twice the height and width).
     """
+    import keras
+
+    from trinet.layers import ImagePreprocessing
+
     inputs = keras.Input((None, None, 3), name="image")
     x = ImagePreprocessing("tf", name="preprocessing")(inputs)
     x = _conv_bn(x, 32, 3, "lunet_stem")
@@ -90,8 +135,8 @@ def lunet(weights: str | None = None) -> keras.Model:
         for b, (mid, out) in enumerate(stage, 1):
             x = _residual(x, mid, out, f"lunet_s{s}b{b}")
         if s < len(LUNET_STAGES):
-            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"lunet_s{s}_pool")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="lunet_pool")(x)
+            stride = last_stride if s == len(LUNET_STAGES) - 1 else 2
+            x = keras.layers.MaxPooling2D(3, strides=stride, padding="same", name=f"lunet_s{s}_pool")(x)
     model = keras.Model(inputs, x, name="backbone")
     if weights is not None:
         model.load_weights(weights)
@@ -103,20 +148,20 @@ _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 #: Backbones by name.
 BACKBONES: dict[str, Backbone] = {
     "resnet50": Backbone(
-        _application(keras.applications.ResNet50, "caffe"), 2048,
+        _application("ResNet50", "caffe"), 2048,
         _KERAS + "resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "4d473c1dd8becc155b73f8504c6f6626"),
+        "4d473c1dd8becc155b73f8504c6f6626", last_stride=True),
     "resnet101": Backbone(
-        _application(keras.applications.ResNet101, "caffe"), 2048,
+        _application("ResNet101", "caffe"), 2048,
         _KERAS + "resnet/resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "88cf7a10940856eca736dc7b7e228a21"),
+        "88cf7a10940856eca736dc7b7e228a21", last_stride=True),
     "mobilenet_v1": Backbone(
-        _application(keras.applications.MobileNet, "tf"), 1024,
+        _application("MobileNet", "tf"), 1024,
         _KERAS + "mobilenet/mobilenet_1_0_224_tf_no_top.h5"),
     "mobilenet_v2": Backbone(
-        _application(keras.applications.MobileNetV2, "tf"), 1280,
+        _application("MobileNetV2", "tf"), 1280,
         _KERAS + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
-    "lunet": Backbone(lunet, 256),
+    "lunet": Backbone(lunet, 256, last_stride=True),
 }
 
 #: The original code's names for the same networks.
@@ -124,6 +169,13 @@ ALIASES = {"resnet_v1_50": "resnet50", "resnet_v1_101": "resnet101", "mobilenet_
 
 #: Every accepted `--model_name`.
 CHOICES = sorted(BACKBONES) + sorted(ALIASES)
+#: The backbones that accept `--last_stride 1`.
+LAST_STRIDE_CHOICES = sorted(name for name, entry in BACKBONES.items() if entry.last_stride)
+
+
+def supports_last_stride(name: str) -> bool:
+    """Whether backbone `name` (or its alias) has a last stride that `--last_stride 1` can remove."""
+    return BACKBONES[canonical_name(name)].last_stride
 
 
 def canonical_name(name: str) -> str:
@@ -147,6 +199,8 @@ def imagenet_weights(name: str) -> str:
         TrinetError: no ImageNet weights exist for `name`, or the download failed (offline): the
             message says which file to put where.
     """
+    import keras
+
     name = canonical_name(name)
     spec = BACKBONES[name]
     if spec.imagenet_url is None:
@@ -170,13 +224,17 @@ def imagenet_weights(name: str) -> str:
         socket.setdefaulttimeout(previous)
 
 
-def build_backbone(name: str, weights: str | None = None) -> keras.Model:
-    """The backbone `name` as a Keras model `(B, H, W, 3) raw RGB -> (B, F)`.
+def build_backbone(name: str, weights: str | None = None, last_stride: int = 2) -> "keras.Model":
+    """The backbone `name` as a Keras model `(B, H, W, 3) raw RGB -> (B, h, w, F)`.
 
     Args:
         weights: None (random), 'imagenet', or the path of a Keras weights file for the network.
+        last_stride: 2, or 1 for backbones that support it (`supports_last_stride`).
     """
     name = canonical_name(name)
+    if last_stride == 1 and not BACKBONES[name].last_stride:
+        raise ValueError(f"Backbone {name!r} has no last stride to remove; last_stride=1 is available for "
+                         f"{LAST_STRIDE_CHOICES}")
     if weights == "imagenet":
         weights = imagenet_weights(name)
-    return BACKBONES[name].build(weights)
+    return BACKBONES[name].build(weights, last_stride)

@@ -1,8 +1,12 @@
-"""Training checkpoints: model weights, optimizer state and run state in one HDF5 file.
+"""Training checkpoints: model weights, optimizer state, other training variables and run state in one
+HDF5 file.
 
 `checkpoint-<step>.h5` in the experiment root, written under a temporary name and renamed, so a
-kill at any moment leaves every existing checkpoint readable. Arrays are stored with their variable
-paths; nothing is pickled.
+kill at any moment leaves every existing checkpoint readable. Variables are stored in named groups
+(`model`, `optimizer`, `training`) with their variable paths and a CRC-32 checksum each, and restored
+by path, strictly: a variable missing from the file, one the model lacks, a shape that differs or a
+checksum that fails is an error that names it. Nothing is pickled. Files of the first format (no
+checksums) still load.
 """
 
 from __future__ import annotations
@@ -11,17 +15,22 @@ import json
 import logging
 import os
 import re
-from typing import Any
+import zlib
+from typing import Any, Sequence
 
 import h5py
 import numpy as np
 
-from trinet.errors import TrinetError
+from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
-FORMAT = "trinet-checkpoint-1"
+FORMAT = "trinet-checkpoint-2"
+#: Formats this version reads (1: no checksums).
+READABLE_FORMATS = ("trinet-checkpoint-1", FORMAT)
+#: The file that `--checkpoint best` names (validation during training keeps it).
+BEST = "best"
 _NAME = re.compile(r"^checkpoint-(\d+)\.h5$")
 
 
@@ -29,29 +38,39 @@ def checkpoint_path(root: str, step: int) -> str:
     return os.path.join(root, f"checkpoint-{step}.h5")
 
 
+def _checksum(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).tobytes())
+
+
 def _write_variables(group: h5py.Group, variables) -> None:
+    paths = [v.path for v in variables]
+    duplicates = sorted({p for p in paths if paths.count(p) > 1})
+    if duplicates:
+        raise ValueError(f"variables share the paths {duplicates}; checkpoints need unique paths")
     for i, variable in enumerate(variables):
-        data = group.create_dataset(f"{i:05d}", data=np.asarray(variable.numpy()))
+        array = np.asarray(variable.numpy())
+        data = group.create_dataset(f"{i:05d}", data=array)
         data.attrs["path"] = variable.path
+        data.attrs["crc32"] = _checksum(array)
 
 
-def save_checkpoint(root: str, step: int, model, optimizer=None, state: dict[str, Any] | None = None) -> str:
-    """Write `checkpoint-<step>.h5` atomically and return its path.
+def save_checkpoint(root: str, step: int, groups: dict[str, Sequence], state: dict[str, Any] | None = None,
+                    path: str | None = None) -> str:
+    """Write `checkpoint-<step>.h5` (or `path`) atomically and return its path.
 
     Args:
-        model: a Keras model; all its weights (trainable and not) are stored in order.
-        optimizer: a built Keras optimizer whose variables (step count, moments) are stored too.
+        groups: variables by group name, e.g. `{"model": model.weights, "optimizer":
+            optimizer.variables}`; each variable's path must be unique within its group.
         state: JSON-serialisable run state (e.g. the input pipeline's position).
     """
-    path = checkpoint_path(root, step)
+    path = path or checkpoint_path(root, step)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["step"] = int(step)
             f.attrs["state"] = json.dumps(state or {})
-            _write_variables(f.create_group("model"), model.weights)
-            if optimizer is not None:
-                _write_variables(f.create_group("optimizer"), optimizer.variables)
+            for name, variables in groups.items():
+                _write_variables(f.create_group(name), variables)
     return path
 
 
@@ -72,7 +91,7 @@ def read_info(path: str) -> tuple[int, dict[str, Any]]:
     """
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT or "model" not in f:
+            if f.attrs.get("format") not in READABLE_FORMATS or "model" not in f:
                 raise TrinetError(f"{path} is not a trinet checkpoint")
             return int(f.attrs["step"]), json.loads(f.attrs["state"])
     except (OSError, KeyError, ValueError) as e:
@@ -93,8 +112,8 @@ def latest_checkpoint(root: str) -> str | None:
 
 
 def resolve(root: str, name: str | None) -> str:
-    """The checkpoint `name` (a step, `checkpoint-<step>`, a file name or a path) in `root`, or the
-    latest one when `name` is None."""
+    """The checkpoint `name` (a step, `checkpoint-<step>`, `best`, a file name or a path) in `root`, or
+    the latest one when `name` is None."""
     if name is None:
         path = latest_checkpoint(root)
         if path is None:
@@ -107,32 +126,58 @@ def resolve(root: str, name: str | None) -> str:
         if os.path.isfile(candidate):
             return candidate
     available = ", ".join(os.path.basename(p) for _, p in list_checkpoints(root)) or "none"
+    if name == BEST:
+        raise TrinetError(f"--checkpoint best: {root} has no {BEST}.h5; it is written by validation during "
+                          f"training (train.py --val_query ...). Available: {available}")
     raise TrinetError(f"Checkpoint {name!r} not found in {root}; available: {available}")
 
 
+def _previous(path: str) -> str:
+    root = os.path.dirname(os.path.abspath(path))
+    older = [p for step, p in list_checkpoints(root) if os.path.abspath(p) != os.path.abspath(path)]
+    return older[-1] if older else "none"
+
+
 def _assign(variables, group: h5py.Group, what: str, path: str) -> None:
-    keys = sorted(group.keys())
-    if len(keys) != len(variables):
-        raise TrinetError(f"{path}: the {what} has {len(keys)} variables but the model built from the "
-                          f"settings has {len(variables)}; was it written by another model?")
-    for variable, key in zip(variables, keys):
-        data = group[key]
+    """Assign each variable the array stored under its path; strict about missing, extra and shapes."""
+    stored = {group[key].attrs["path"]: group[key] for key in group}
+    wanted = {v.path: v for v in variables}
+    missing = [p for p in wanted if p not in stored]
+    extra = [p for p in stored if p not in wanted]
+    if missing or extra:
+        parts = ([f"{len(missing)} variables the model has are not in the file ({listing(missing)})"]
+                 if missing else []) + ([f"{len(extra)} variables in the file are not in the model "
+                                         f"({listing(extra)})"] if extra else [])
+        raise TrinetError(f"{path} does not fit the {what} built from the settings: {'; '.join(parts)}. "
+                          "Was it written by another model or with other settings?")
+    arrays = {}
+    for variable_path, variable in wanted.items():
+        data = stored[variable_path]
         if tuple(data.shape) != tuple(variable.shape):
-            raise TrinetError(f"{path}: {what} variable {data.attrs.get('path')} has shape {data.shape}, "
-                              f"the model expects {tuple(variable.shape)} for {variable.path}")
-        variable.assign(data[()])
+            raise TrinetError(f"{path}: {what} variable {variable_path} has shape {data.shape} in the file, "
+                              f"the model expects {tuple(variable.shape)}")
+        array = data[()]
+        if "crc32" in data.attrs and _checksum(array) != int(data.attrs["crc32"]):
+            raise TrinetError(f"{path} is corrupt: {what} variable {variable_path} fails its checksum. "
+                              f"Remove the file to use the previous checkpoint ({_previous(path)}).")
+        arrays[variable_path] = array
+    for variable_path, variable in wanted.items():  # assign only once everything has been checked
+        variable.assign(arrays[variable_path])
 
 
-def restore(path: str, model, optimizer=None) -> tuple[int, dict[str, Any]]:
-    """Load a checkpoint into `model` (and `optimizer`, which is built first); returns `(step, state)`."""
+def restore(path: str, groups: dict[str, Sequence]) -> tuple[int, dict[str, Any]]:
+    """Load the named variable groups of a checkpoint (groups of the file not asked for are ignored);
+    returns `(step, state)`.
+
+    Raises:
+        TrinetError: the file is not a checkpoint, lacks a group, or does not fit (see `_assign`).
+    """
     step, state = read_info(path)
     with h5py.File(path, "r") as f:
-        _assign(model.weights, f["model"], "model", path)
-        if optimizer is not None:
-            if "optimizer" not in f:
-                raise TrinetError(f"{path} holds no optimizer state")
-            optimizer.build(model.trainable_variables)
-            _assign(optimizer.variables, f["optimizer"], "optimizer", path)
+        for name, variables in groups.items():
+            if name not in f:
+                raise TrinetError(f"{path} holds no {name} variables (it has: {', '.join(sorted(f))})")
+            _assign(list(variables), f[name], name, path)
     return step, state
 
 

@@ -24,7 +24,7 @@ from trinet.errors import TrinetError, listing
 from trinet.fileio import AtomicTarget
 from trinet.h5io import EmbeddingWriter
 from trinet.images import decode, embedding_views
-from trinet.models import build_model, embedding_model, load_embedding_model
+from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
 from trinet.pipeline import decodable
 from trinet.progress import Progress
 from trinet.views import AGGREGATORS, view_names
@@ -51,8 +51,12 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     if missing:
         raise TrinetError(f"Rebuilding the model of {path} needs {', '.join(missing)} from "
                           f"{os.path.join(root, experiment.ARGS_FILE)}, which lacks them.")
-    model = build_model(settings["model_name"], settings["head_name"], settings["embedding_dim"])
-    checkpoints.restore(path, model)
+    from trinet.settings import TrainSettings
+
+    train_settings, _ = TrainSettings.from_saved(settings, os.path.join(root, experiment.ARGS_FILE))
+    _, state = checkpoints.read_info(path)
+    model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0))))
+    checkpoints.restore(path, {"model": model.weights})
     return embedding_model(model), path
 
 

@@ -1,63 +1,110 @@
-"""Embedding heads: layers that map pooled features `(B, F)` to embeddings `(B, D)`.
+"""Embedding heads: layers that map pooled features `(B, F)` to the model's outputs.
 
-Each head returns `(emb, emb_raw)`: the embedding and its value before any L2 normalisation (whose
-norms are monitored). Layer names start with `head_` so that weights can be transferred selectively.
+A head returns a dict of `(B, ·)` tensors:
+    metric: the feature the metric losses (triplet, centre) see;
+    embedding: the inference embedding (what embed.py writes);
+    raw: the embedding before any L2 normalisation (its norms are monitored);
+    neck: the feature the identification classifier sees.
+
+Layer names start with `head_` so that weights can be transferred selectively. Keras is imported
+inside the builders: this registry is cheap to import (`train.py --help`).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
-import keras
+#: Standard deviation of the classifier's initial weights (open-reid, the Bag of Tricks).
+CLASSIFIER_INIT_STD = 0.001
 
 
 def _linear(x, embedding_dim: int):
+    import keras
+
     return keras.layers.Dense(embedding_dim, kernel_initializer=keras.initializers.Orthogonal(),
                               name="head_emb")(x)
 
 
 def _normalize(x):
+    import keras
+
     return keras.layers.UnitNormalization(axis=-1, name="head_normalize")(x)
 
 
 def _fc1024(x):
     """FC-1024 (no bias: batch norm follows), batch norm, ReLU: the TriNet head's hidden layer."""
+    import keras
+
     x = keras.layers.Dense(1024, use_bias=False, name="head_fc1024")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="head_bn")(x)
     return keras.layers.ReLU(name="head_relu")(x)
 
 
-def direct(x, embedding_dim: int):
+def _outputs(emb, raw) -> dict[str, Any]:
+    return {"metric": emb, "embedding": emb, "raw": raw, "neck": raw}
+
+
+def direct(x, embedding_dim: int, **_):
+    """One linear layer to the embedding."""
     emb = _linear(x, embedding_dim)
-    return emb, emb
+    return _outputs(emb, emb)
 
 
-def direct_normalize(x, embedding_dim: int):
+def direct_normalize(x, embedding_dim: int, **_):
+    """One linear layer, then L2 normalisation."""
     emb = _linear(x, embedding_dim)
-    return _normalize(emb), emb
+    return _outputs(_normalize(emb), emb)
 
 
-def fc1024(x, embedding_dim: int):
+def fc1024(x, embedding_dim: int, **_):
+    """The paper's TriNet head: FC-1024, batch norm, ReLU, linear."""
     emb = _linear(_fc1024(x), embedding_dim)
-    return emb, emb
+    return _outputs(emb, emb)
 
 
-def fc1024_normalize(x, embedding_dim: int):
+def fc1024_normalize(x, embedding_dim: int, **_):
+    """The TriNet head, then L2 normalisation."""
     emb = _linear(_fc1024(x), embedding_dim)
-    return _normalize(emb), emb
+    return _outputs(_normalize(emb), emb)
 
 
-#: Heads by name: `(features tensor (B, F), embedding_dim) -> (emb, emb_raw)` tensors `(B, D)`.
-HEADS: dict[str, Callable] = {
+def bnneck(x, embedding_dim: int, test_feature: str | None = "after", **_):
+    """BNNeck (Luo et al. 2019): the pooled feature (which the metric losses see) goes through batch
+    norm without a learnt shift (the bias is frozen at 0), then the classifier. The embedding is the
+    feature after the batch norm (`test_feature='after'`, the default) or before it. `embedding_dim`
+    is not used: the embedding has the backbone's F dimensions."""
+    import keras
+
+    bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, name="head_bnneck")(x)
+    return {"metric": x, "embedding": x if test_feature == "before" else bn, "raw": x, "neck": bn}
+
+
+def classifier(x, num_classes: int):
+    """A bias-free linear classifier `(B, F) -> (B, num_classes)` logits, initialised with std 0.001."""
+    import keras
+
+    init = keras.initializers.RandomNormal(stddev=CLASSIFIER_INIT_STD)
+    return keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=init,
+                              name="head_classifier")(x)
+
+
+#: Heads by name: `(features (B, F), embedding_dim, test_feature=...) -> dict of tensors`.
+HEADS: dict[str, Callable[..., dict[str, Any]]] = {
     "direct": direct,
     "direct_normalize": direct_normalize,
     "fc1024": fc1024,
     "fc1024_normalize": fc1024_normalize,
+    "bnneck": bnneck,
 }
 
 
-def get_head(name: str) -> Callable:
+def get_head(name: str) -> Callable[..., dict[str, Any]]:
     """The head registered as `name`."""
     if name not in HEADS:
         raise ValueError(f"Unknown head {name!r}; expected one of {sorted(HEADS)}")
     return HEADS[name]
+
+
+def help_text() -> str:
+    """`name: first docstring line; ...` for train.py's help."""
+    return "; ".join(f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in HEADS.items())

@@ -45,17 +45,27 @@ def crop(image: tf.Tensor, offset: tuple[int, int], size: tuple[int, int]) -> tf
 
 
 def train_augment(image: tf.Tensor, seed: tf.Tensor, net_size: tuple[int, int],
-                  pre_crop_size: tuple[int, int], flip: bool, random_crop: bool) -> tf.Tensor:
-    """Resize, then random flip and random crop, deterministic in `seed` (`(2,)` int).
+                  pre_crop_size: tuple[int, int], flip: bool, random_crop: bool, pad: int = 0,
+                  erasing_prob: float = 0.0) -> tf.Tensor:
+    """Resize, then random flip, random crop, pad-and-crop and random erasing, deterministic in `seed`
+    (`(2,)` int).
 
     Without crop augmentation the image is resized to `net_size`; with it, to `pre_crop_size` and a
-    random `net_size` crop is taken.
+    random `net_size` crop is taken. `pad` > 0 pads by that many pixels and crops the size back at a
+    random place; `erasing_prob` > 0 erases a random rectangle with that probability
+    (`trinet.augment`). Each draw derives its own seed from `seed`.
     """
     image = resize(image, pre_crop_size if random_crop else net_size)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, seed=seed)
     if random_crop:
         image = tf.image.stateless_random_crop(image, (*net_size, 3), seed=seed[::-1])
+    if pad:
+        from trinet.augment import pad_crop
+        image = pad_crop(image, seed, pad)
+    if erasing_prob:
+        from trinet.augment import random_erasing
+        image = random_erasing(image, seed, erasing_prob)
     return image
 
 

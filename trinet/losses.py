@@ -1,9 +1,13 @@
-"""Triplet losses as pure TensorFlow functions of (distances, labels).
+"""Losses as pure TensorFlow functions.
 
-Batch-hard and batch-all triplet losses from "In Defense of the Triplet Loss for Person
-Re-Identification" (Hermans, Beyer, Leibe 2017, arXiv:1703.07737). Every loss takes a `(B, B)`
-distance matrix and `(B,)` labels and returns `(loss, per_anchor)`: the scalar to minimise and a
-`(B,)` vector for monitoring. In-batch monitoring lives in `trinet.monitoring`.
+Triplet losses: batch-hard and batch-all from "In Defense of the Triplet Loss for Person
+Re-Identification" (Hermans, Beyer, Leibe 2017, arXiv:1703.07737). Each takes a `(B, B)` distance
+matrix and `(B,)` labels and returns `(loss, per_anchor)`: the scalar to minimise and a `(B,)` vector.
+
+Identification and centre losses (Luo et al. 2019, "Bag of Tricks and a Strong Baseline for Deep
+Person Re-identification"; Wen et al. 2016, "A Discriminative Feature Learning Approach for Deep Face
+Recognition") return per-sample `(B,)` losses. How they are weighted and summed is
+`trinet.objectives`; in-batch monitoring lives in `trinet.monitoring`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-#: Added under the square root of the euclidean distance: sqrt is not differentiable at 0, and the
-#: distance of an embedding to itself (or a duplicate image) is 0. Same value as `trinet.distances`.
-EUCLIDEAN_EPSILON = 1e-12
-#: Guards the norms of the cosine distance against zero vectors. Same value as `trinet.distances`.
-COSINE_EPSILON = 1e-12
+from trinet.distances import COSINE_EPSILON, EUCLIDEAN_EPSILON
+
 #: A per-anchor loss above this counts as an "active" (non-zero) triplet, as in the original code.
 ACTIVE_THRESHOLD = 1e-5
 
@@ -108,6 +109,16 @@ def batch_hard(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft"
     return tf.reduce_mean(per_anchor), per_anchor
 
 
+def _batch_all_terms(dists: tf.Tensor, labels: tf.Tensor, margin: float | str):
+    """`(losses (B, B, B), valid (B, B, B), active count)` of every triplet (a, p, n)."""
+    positive, negative = label_masks(labels)
+    diff = tf.expand_dims(dists, 2) - tf.expand_dims(dists, 1)  # (a, p, n): d(a,p) - d(a,n)
+    valid = tf.logical_and(tf.expand_dims(positive, 2), tf.expand_dims(negative, 1))
+    losses = tf.where(valid, apply_margin(diff, margin), tf.zeros_like(diff))
+    active = tf.reduce_sum(tf.cast(tf.logical_and(valid, losses > 1e-16), losses.dtype))
+    return losses, valid, active
+
+
 def batch_all(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft") -> tuple[tf.Tensor,
                                                                                           tf.Tensor]:
     """Batch-all triplet loss: every valid triplet (a, p, n) of the batch, averaged over the
@@ -116,26 +127,40 @@ def batch_all(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft")
     Returns:
         `(loss, per_anchor)`: the loss and the `(B,)` mean loss of each anchor's valid triplets.
     """
-    positive, negative = label_masks(labels)
-    diff = tf.expand_dims(dists, 2) - tf.expand_dims(dists, 1)  # (a, p, n): d(a,p) - d(a,n)
-    valid = tf.logical_and(tf.expand_dims(positive, 2), tf.expand_dims(negative, 1))
-    losses = tf.where(valid, apply_margin(diff, margin), tf.zeros_like(diff))
-    active = tf.logical_and(valid, losses > 1e-16)
-    loss = tf.math.divide_no_nan(tf.reduce_sum(losses), tf.reduce_sum(tf.cast(active, losses.dtype)))
+    losses, valid, active = _batch_all_terms(dists, labels, margin)
+    loss = tf.math.divide_no_nan(tf.reduce_sum(losses), active)
     per_anchor = tf.math.divide_no_nan(tf.reduce_sum(losses, axis=[1, 2]),
                                        tf.reduce_sum(tf.cast(valid, losses.dtype), axis=[1, 2]))
     return loss, per_anchor
 
 
-#: Loss functions by name: `(dists (B,B), labels (B,), margin) -> (loss, per_anchor (B,))`.
-LOSSES: dict[str, Callable[..., tuple[tf.Tensor, tf.Tensor]]] = {
-    "batch_hard": batch_hard,
-    "batch_all": batch_all,
-}
+def batch_all_contributions(dists: tf.Tensor, labels: tf.Tensor, margin: float | str = "soft") -> tf.Tensor:
+    """`(B,)` share of each anchor in the batch-all loss: B x (its triplets' summed loss) / (number of
+    active triplets), so that the mean over the batch is `batch_all`'s loss."""
+    losses, _, active = _batch_all_terms(dists, labels, margin)
+    size = tf.cast(tf.shape(dists)[0], losses.dtype)
+    return tf.math.divide_no_nan(tf.reduce_sum(losses, axis=[1, 2]) * size, active)
 
 
-def get_loss(name: str) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
-    """The loss function registered as `name`."""
-    if name not in LOSSES:
-        raise ValueError(f"Unknown loss {name!r}; expected one of {sorted(LOSSES)}")
-    return LOSSES[name]
+def cross_entropy(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
+    """Softmax cross-entropy with label smoothing, `(B, C)` logits and `(B,)` int labels -> `(B,)`.
+
+    The target is `(1 - e) * one_hot + e / C` (Szegedy et al. 2016; the Bag of Tricks uses e = 0.1),
+    the same as Keras' `CategoricalCrossentropy(label_smoothing=e)`.
+    """
+    classes = tf.shape(logits)[-1]
+    target = tf.one_hot(labels, classes, dtype=logits.dtype)
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + label_smoothing / tf.cast(classes, logits.dtype)
+    return -tf.reduce_sum(target * tf.nn.log_softmax(logits, axis=-1), axis=-1)
+
+
+#: Bounds of each sample's squared distance to its centre (the Bag of Tricks' clamp).
+CENTER_CLIP = (1e-12, 1e12)
+
+
+def center_loss(features: tf.Tensor, labels: tf.Tensor, centers: tf.Tensor) -> tf.Tensor:
+    """Centre loss: `(B, D)` features, `(B,)` int labels, `(C, D)` centres -> `(B,)` squared
+    euclidean distance of each feature to its class centre, clipped to `CENTER_CLIP`."""
+    own = tf.gather(centers, labels)
+    return tf.clip_by_value(tf.reduce_sum(tf.square(features - own), axis=-1), *CENTER_CLIP)

@@ -1,32 +1,78 @@
-"""The trinet model: backbone + head, taking raw RGB `(B, H, W, 3)` in [0, 255]."""
+"""The trinet model: backbone, global pooling, head and (for identification losses) a classifier.
+
+It takes raw RGB `(B, H, W, 3)` in [0, 255] and returns a dict of tensors (see `build_model`). The
+inference model (`embedding_model`, what `model.keras` and embed.py use) has no classifier.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import keras
 
 from trinet.backbones import build_backbone
-from trinet.heads import get_head
+from trinet.heads import classifier, get_head
+from trinet.registries import POOLINGS
+
+#: The outputs of the training model.
+OUTPUTS = ("features", "metric", "embedding", "raw", "logits")
 
 
-def build_model(model_name: str, head_name: str, embedding_dim: int,
-                weights: str | None = None) -> keras.Model:
-    """The training model: raw images -> `{"emb": (B, D), "emb_raw": (B, D)}`.
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What determines the model's architecture (and so its variables)."""
+
+    model_name: str
+    head_name: str
+    embedding_dim: int
+    pooling: str = "avg"
+    last_stride: int = 2
+    test_feature: str | None = None
+    num_classes: int = 0
+
+    @classmethod
+    def from_settings(cls, settings, num_classes: int = 0) -> "ModelSpec":
+        """The spec of a `TrainSettings` run; `num_classes` > 0 adds the classifier."""
+        return cls(settings.model_name, settings.head_name, settings.embedding_dim, settings.pooling,
+                   settings.last_stride, settings.test_feature, num_classes)
+
+
+def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
+    """The training model: raw images -> dict of
+        features `(B, F)`: the pooled backbone features;
+        metric `(B, D)`: the feature the metric losses see;
+        embedding `(B, D')`: the inference embedding;
+        raw `(B, D)`: the embedding before L2 normalisation (monitoring);
+        logits `(B, num_classes)`: only when `spec.num_classes` > 0.
 
     Args:
         weights: the backbone's initial weights (None, 'imagenet' or a Keras weights file).
     """
-    backbone = build_backbone(model_name, weights)
+    backbone = build_backbone(spec.model_name, weights, spec.last_stride)
     inputs = keras.Input((None, None, 3), name="image")
-    emb, emb_raw = get_head(head_name)(backbone(inputs), embedding_dim)
-    return keras.Model(inputs, {"emb": emb, "emb_raw": emb_raw}, name="trinet")
+    features = POOLINGS.resolve(spec.pooling)(name="pooling")(backbone(inputs))
+    head = get_head(spec.head_name)(features, spec.embedding_dim, test_feature=spec.test_feature)
+    outputs = {"features": features, "metric": head["metric"], "embedding": head["embedding"],
+               "raw": head["raw"]}
+    if spec.num_classes:
+        outputs["logits"] = classifier(head["neck"], spec.num_classes)
+    return keras.Model(inputs, outputs, name="trinet")
+
+
+def new_layer_variables(model: keras.Model) -> list:
+    """The trainable variables outside the backbone: head, pooling and classifier."""
+    backbone = {id(v) for v in model.get_layer("backbone").trainable_variables}
+    return [v for v in model.trainable_variables if id(v) not in backbone]
 
 
 def embedding_model(model: keras.Model) -> keras.Model:
-    """The inference model `(B, H, W, 3) -> (B, D)` sharing `model`'s layers (and weights)."""
-    return keras.Model(model.inputs[0], model.output["emb"], name="trinet_embedding")
+    """The inference model `(B, H, W, 3) -> (B, D)` sharing `model`'s layers (and weights), without
+    the classifier."""
+    return keras.Model(model.inputs[0], model.output["embedding"], name="trinet_embedding")
 
 
 def load_embedding_model(path: str) -> keras.Model:
     """Load a model saved by `train.py` (`model.keras`) in Keras' safe mode."""
     import trinet.layers  # noqa: F401  (registers the custom layers)
+    import trinet.pooling  # noqa: F401
     return keras.saving.load_model(path, compile=False, safe_mode=True)

@@ -9,15 +9,29 @@ from trinet.images import decode, train_augment
 from trinet.sampling import PKSampler, element_seeds
 
 
+#: The generator stops when it is this many batches ahead of the last batch delivered to the trainer:
+#: only a long run of batches that all failed to decode gets there (prefetching stays far below).
+MAX_AHEAD = 32
+
+
+class Delivered:
+    """The index of the last batch the trainer received (shared with the generator)."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+
 def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int | None, *,
                      net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
-                     crop: bool, threads: int) -> tf.data.Dataset:
+                     crop: bool, threads: int, pad: int = 0, erasing_prob: float = 0.0,
+                     delivered: Delivered | None = None) -> tf.data.Dataset:
     """Batches `start <= index < stop` (forever if None) of `sampler` as `(index, images, labels)`.
 
     `index` is the batch index (int64 scalar), `images` `(P*K, H, W, 3)` float32 in [0, 255],
     `labels` `(P*K,)` int32 identity codes. Images are decoded and augmented in parallel, in order,
-    and prefetched. A batch with an image that fails to decode is skipped (tf.data logs a warning);
-    the caller sees the gap in `index`.
+    and prefetched. A batch with an image that fails to decode is skipped; the caller sees the gap in
+    `index`. With `delivered`, the stream ends once it runs `MAX_AHEAD` batches ahead of the last
+    delivered one (every batch failing would otherwise never yield, and never end).
     """
     batch = sampler.batch_size
     seed = sampler.seed
@@ -26,6 +40,8 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
 
     def generate():
         for index, rows in sampler.batches(start, stop):
+            if delivered is not None and index - delivered.index > MAX_AHEAD:
+                return
             yield np.full(batch, index, np.int64), rows, element_seeds(seed, index, batch)
 
     signature = (tf.TensorSpec((batch,), tf.int64), tf.TensorSpec((batch,), tf.int64),
@@ -33,12 +49,12 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
 
     def load(index, row, element_seed):
         image = train_augment(decode(tf.gather(all_paths, row)), element_seed, net_size, pre_crop_size,
-                              flip, crop)
+                              flip, crop, pad, erasing_prob)
         return index, image, tf.gather(codes, row)
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
     ds = ds.map(load, num_parallel_calls=threads, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)
+    ds = ds.ignore_errors()  # the trainer names the files of a skipped batch
     # Re-form the batches by index: a batch that lost an image never completes and is dropped,
     # instead of shifting every later batch.
     ds = ds.group_by_window(key_func=lambda index, image, label: index,

@@ -1,4 +1,5 @@
-"""Global poolings of a backbone's feature map, `(B, H, W, C) -> (B, C)`, as a registry.
+"""Global poolings of a backbone's feature map, `(B, H, W, C) -> (B, C)` (the builders of the registry
+`trinet.registries.POOLINGS`).
 
 - avg: global average pooling (the default; the Bag of Tricks baseline).
 - max: global max pooling.
@@ -8,10 +9,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 from keras import ops
+
+from trinet.registries import POOLINGS
 
 
 def generalized_mean(features, p, epsilon: float = 1e-6):
@@ -71,20 +72,25 @@ class GeneralizedMeanPooling(keras.layers.Layer):
                 "epsilon": self.epsilon}
 
 
-#: Name -> constructor of the pooling layer, called with `name=`.
-POOLINGS: dict[str, Callable[..., keras.layers.Layer]] = {
-    "avg": lambda name: keras.layers.GlobalAveragePooling2D(name=name),
-    "max": lambda name: keras.layers.GlobalMaxPooling2D(name=name),
-    "gem": lambda name: GeneralizedMeanPooling(name=name),
-}
+def average_pooling(name: str = "pooling") -> keras.layers.Layer:
+    """Global average pooling `(B, H, W, C) -> (B, C)`."""
+    return keras.layers.GlobalAveragePooling2D(name=name)
+
+
+def max_pooling(name: str = "pooling") -> keras.layers.Layer:
+    """Global max pooling `(B, H, W, C) -> (B, C)`."""
+    return keras.layers.GlobalMaxPooling2D(name=name)
+
+
+def gem_pooling(name: str = "pooling") -> keras.layers.Layer:
+    """Generalised mean pooling with a learnable p (initially 3)."""
+    return GeneralizedMeanPooling(name=name)
 
 
 def make_pooling(kind: str, name: str = "pooling") -> keras.layers.Layer:
-    """A new pooling layer of `kind` (one of `POOLINGS`), named `name`.
+    """A new pooling layer of `kind` (one of `trinet.registries.POOLINGS`), named `name`.
 
     Raises:
-        ValueError: `kind` is not in `POOLINGS`.
+        ValueError: `kind` is not a registered pooling.
     """
-    if kind not in POOLINGS:
-        raise ValueError(f"Unknown pooling {kind!r}; expected one of {sorted(POOLINGS)}")
-    return POOLINGS[kind](name=name)
+    return POOLINGS.resolve(kind)(name=name)

@@ -18,6 +18,8 @@ import bisect
 import math
 
 import keras
+
+from trinet.registries import SCHEDULES
 from keras import ops
 
 
@@ -212,14 +214,10 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-#: Name -> schedule class; `make_schedule` builds them from the training settings.
-SCHEDULES: dict[str, type] = {"exponential": TrinetSchedule, "multistep": MultiStep, "cosine": Cosine}
-
-
 def make_schedule(name: str, *, learning_rate: float, train_iterations: int, decay_start_iteration: int = -1,
                   milestones: tuple[int, ...] = (), gamma: float = 0.1, warmup_iterations: int = 0,
                   warmup_factor: float = 0.1) -> keras.optimizers.schedules.LearningRateSchedule:
-    """The schedule `name` of `SCHEDULES`, wrapped in `Warmup` when `warmup_iterations > 0`.
+    """The schedule `name` of `trinet.registries.SCHEDULES`, wrapped in `Warmup` when `warmup_iterations > 0`.
 
     Each schedule reads only its own arguments: exponential `decay_start_iteration` (-1: no decay),
     multistep `milestones` and `gamma`, cosine none (it ends at 0 at `train_iterations`).
@@ -227,8 +225,7 @@ def make_schedule(name: str, *, learning_rate: float, train_iterations: int, dec
     Raises:
         ValueError: an unknown name, or an argument outside its allowed values (named in the message).
     """
-    if name not in SCHEDULES:
-        raise ValueError(f"Unknown schedule {name!r}; expected one of {sorted(SCHEDULES)}")
+    SCHEDULES[name]  # raises ValueError naming the registered schedules
     _check(learning_rate > 0, "learning_rate", learning_rate, "> 0")
     _check(train_iterations >= 1, "train_iterations", train_iterations, ">= 1")
     _check(warmup_iterations >= 0, "warmup_iterations", warmup_iterations, ">= 0 (0: no warm-up)")

@@ -1,16 +1,18 @@
-"""The training run: data checks, model, optimiser, the loop, checkpoints, logs and the final model.
+"""The training run: checks, building, the loop and its bookkeeping (checkpoints, logs, validation).
 
-`train(args, saved_args)` is called by `train.py` once the arguments are parsed (and, on --resume,
-reloaded from args.json). The loop follows the original triplet-reid train.py: Adam on the mean
-batch-hard loss of P x K batches, a checkpoint every --checkpoint_frequency iterations, and a clean
-stop on SIGINT/SIGTERM. Batches are a pure function of (seed, batch index) and augmentation uses
-stateless random ops, so a resumed run continues exactly where it stopped.
+`train(settings)` is called by `train.py` once the settings are resolved (on --resume, from
+args.json). Everything that can be checked is checked before anything is written: the training set,
+the validation sets, the initial weights and the model. The loop follows the original triplet-reid
+train.py (a checkpoint every --checkpoint_frequency iterations, a clean stop on SIGINT/SIGTERM) with
+a weighted list of objectives (`trinet.objectives`). Batches are a pure function of (seed, batch
+index), augmentation uses stateless random ops and every variable is saved, so a resumed run
+continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -23,23 +25,28 @@ import tensorflow as tf
 import keras
 
 from trinet import checkpoints, experiment
-from trinet.cli.common import LOG_FORMAT
+from trinet.console import LOG_FORMAT
 from trinet.datasets import Dataset, check_files, find_non_images, read_csv
 from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path, remove_stale_temporaries
-from trinet.losses import cdist, get_loss
-from trinet.models import build_model, embedding_model
+from trinet.losses import cdist
+from trinet.models import ModelSpec, build_model, embedding_model, new_layer_variables
 from trinet.monitoring import active_fraction, batch_stats
-from trinet.pipeline import decodable, training_dataset
+from trinet.objectives import build_objectives, evaluate as evaluate_objectives
+from trinet.optimizers import make_optimizer, schedule_from_settings
+from trinet.pipeline import Delivered, MAX_AHEAD, decodable, training_dataset
 from trinet.progress import format_seconds
-from trinet.sampling import PKSampler
-from trinet.schedule import TrinetSchedule, learning_rate
+from trinet.runlock import ExperimentLock
+from trinet.sampling import SAMPLERS, PKSampler
+from trinet.settings import TrainSettings
 from trinet.signals import Uninterrupt
 
 log = logging.getLogger("trinet.train")
 
 #: Seconds per iteration (and the ETA) are averaged over this many recent iterations.
 ETA_WINDOW = 20
+#: Training stops with an error when this many batches in a row could not be formed.
+MAX_CONSECUTIVE_SKIPS = 10
 
 
 def _add_file_log(root: str) -> logging.Handler:
@@ -50,42 +57,31 @@ def _add_file_log(root: str) -> logging.Handler:
     return handler
 
 
-def load_training_set(args: argparse.Namespace) -> Dataset:
+def load_training_set(s: TrainSettings) -> Dataset:
     """Read and check the training CSV before any long work: missing files, non-image files,
-    (with --validate_images) undecodable images, single-image identities, P larger than the
-    number of identities."""
-    dataset = check_files(read_csv(args.train_set, args.image_root), skip_missing=args.skip_missing)
+    (with --validate_images) undecodable images and single-image identities."""
+    assert s.train_set is not None  # TrainSettings.validate requires it
+    dataset = check_files(read_csv(s.train_set, s.image_root), skip_missing=s.skip_missing)
     bad = find_non_images(dataset)
     what = "empty or not an image file (JPEG, PNG, BMP or GIF)"
-    if args.validate_images:
+    if s.validate_images:
         log.info("Decoding all %d training images (--validate_images)...", len(dataset))
-        bad |= ~decodable(dataset.paths(), threads=args.loading_threads)
+        bad |= ~decodable(dataset.paths(), threads=s.loading_threads)
         what = "empty, not an image file, or not decodable"
     if bad.any():
-        message = (f"{args.train_set}: {bad.sum()} of {len(dataset)} images are {what}: "
+        message = (f"{s.train_set}: {bad.sum()} of {len(dataset)} images are {what}: "
                    f"{listing(dataset.fids[bad])}")
-        if args.on_bad_image == "error":
+        if s.on_bad_image == "error":
             raise TrinetError(message + ". Remove them from the CSV, or pass --on_bad_image skip.")
         log.warning("%s. Skipping them.", message)
         dataset = dataset.subset(~bad)
     pids, counts = np.unique(dataset.pids, return_counts=True)
-    if len(pids) < args.batch_p:
-        raise TrinetError(f"--batch_p {args.batch_p} is larger than the number of identities in "
-                          f"{args.train_set} ({len(pids)}); use --batch_p {len(pids)} or less.")
     single = pids[counts == 1]
-    if len(single):
+    if len(single) and s.triplet_loss_weight:
         log.warning("%d identities have a single image (%s): they serve as negatives, and as anchors only "
                     "against augmented copies of themselves.", len(single), listing(single))
-    log.info("Training set: %d images of %d identities (%s).", len(dataset), len(pids), args.train_set)
+    log.info("Training set: %d images of %d identities (%s).", len(dataset), len(pids), s.train_set)
     return dataset
-
-
-def make_optimizer(args: argparse.Namespace) -> keras.optimizers.Optimizer:
-    """Adam (epsilon 1e-8 as TF1's AdamOptimizer) or AdamW on the original schedule."""
-    schedule = TrinetSchedule(args.learning_rate, args.train_iterations, args.decay_start_iteration)
-    if args.optimizer == "adamw":
-        return keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay, epsilon=1e-8)
-    return keras.optimizers.Adam(schedule, epsilon=1e-8)
 
 
 def _is_trinet_checkpoint(path: str) -> bool:
@@ -118,48 +114,37 @@ def initial_weights(spec: str | None, model_name: str) -> tuple[str | None, str 
     return (None, spec) if _is_trinet_checkpoint(spec) else (spec, None)
 
 
-def transfer(model: keras.Model, path: str, args: argparse.Namespace) -> None:
+def transfer(model: keras.Model, path: str, s: TrainSettings) -> None:
     """Start from another trinet run's checkpoint: its backbone, and its head if it is the same."""
     root = os.path.dirname(os.path.abspath(path))
     source = experiment.load_args(root) if os.path.isfile(os.path.join(root, experiment.ARGS_FILE)) else {}
     from trinet.backbones import canonical_name
-    if source and canonical_name(source.get("model_name", "")) != canonical_name(args.model_name):
+    if source and canonical_name(source.get("model_name", "")) != canonical_name(s.model_name):
         raise TrinetError(f"--initial_checkpoint {path} was trained with --model_name "
-                          f"{source.get('model_name')}, not {args.model_name}")
+                          f"{source.get('model_name')}, not {s.model_name}")
     backbone = model.get_layer("backbone").weights
     backbone_paths = {v.path for v in backbone}
-    head = [v for v in model.weights if v.path not in backbone_paths]
-    same_head = (source.get("head_name") == args.head_name
-                 and source.get("embedding_dim") == args.embedding_dim)
+    head = [v for v in model.weights
+            if v.path not in backbone_paths and not v.path.startswith("head_classifier")]
+    same_head = (source.get("head_name") == s.head_name and source.get("embedding_dim") == s.embedding_dim)
     loaded, missing = checkpoints.restore_by_path(path, backbone + (head if same_head else []))
     missing_backbone = [m for m in missing if m in backbone_paths]
     if missing_backbone:
-        raise TrinetError(f"--initial_checkpoint {path} does not fit the {args.model_name} backbone: "
+        raise TrinetError(f"--initial_checkpoint {path} does not fit the {s.model_name} backbone: "
                           f"{len(missing_backbone)} variables missing or of another shape "
                           f"({listing(missing_backbone)})")
     log.info("Initialised the backbone%s from %s.", " and the head" if same_head else "", path)
 
 
-def make_train_step(model: keras.Model, optimizer, args: argparse.Namespace):
-    """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step."""
-    loss_fn = get_loss(args.loss)
-    k = args.batch_k - 1
-
-    @tf.function
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            out = model(images, training=True)
-            emb = tf.cast(out["emb"], tf.float32)
-            dists = cdist(emb, emb, args.metric)
-            loss, per_anchor = loss_fn(dists, labels, args.margin)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        stats = batch_stats(dists, labels, k)
-        stats.update(loss=loss, per_anchor=per_anchor, active=active_fraction(per_anchor), emb=emb,
-                     norms=tf.norm(tf.cast(out["emb_raw"], tf.float32), axis=1))
-        return stats
-
-    return step
+def load_keras_weights(model: keras.Model, path: str) -> None:
+    """Load a Keras weights file into the backbone, with a clear error if it is not one that fits."""
+    try:
+        model.get_layer("backbone").load_weights(path)
+    except Exception as e:  # noqa: BLE001 (Keras raises ValueError, OSError, KeyError... for a bad file)
+        raise TrinetError(f"--initial_checkpoint {path} is not a Keras weights file that fits the "
+                          f"backbone ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                          "expected 'imagenet', a Keras weights file (.weights.h5 or .h5) of the same "
+                          "network, or a trinet experiment root or checkpoint") from None
 
 
 class DetailedLogs:
@@ -184,31 +169,21 @@ class DetailedLogs:
             array.flush()
 
 
-def save(root: str, step: int, model, optimizer, state: dict[str, Any], keep: int) -> str:
-    """Write a checkpoint; a failed write keeps every earlier checkpoint and says so."""
-    try:
-        path = checkpoints.save_checkpoint(root, step, model, optimizer, state)
-    except OSError as e:
-        previous = checkpoints.latest_checkpoint(root)
-        raise TrinetError(f"Could not write the checkpoint of iteration {step} in {root}: {e.strerror or e}. "
-                          f"The previous checkpoint ({previous or 'none'}) is intact; free space or fix the "
-                          "folder, then run again with --resume.") from None
-    checkpoints.prune(root, keep)
-    log.info("Saved checkpoint %s.", os.path.basename(path))
-    return path
-
-
 def export(root: str, model: keras.Model) -> str:
-    """Save the embedding model as `model.keras` (raw RGB in, embedding out), atomically."""
+    """Save the inference model as `model.keras` (raw RGB in, embedding out), atomically."""
     path = os.path.join(root, experiment.MODEL_FILE)
-    with atomic_path(path) as tmp:
-        keras_tmp = tmp + ".keras"  # Keras insists on the extension
-        try:
-            embedding_model(model).save(keras_tmp)
-            os.replace(keras_tmp, tmp)
-        finally:
-            if os.path.exists(keras_tmp):
-                os.remove(keras_tmp)
+    try:
+        with atomic_path(path) as tmp:
+            keras_tmp = tmp + ".keras"  # Keras insists on the extension
+            try:
+                embedding_model(model).save(keras_tmp)
+                os.replace(keras_tmp, tmp)
+            finally:
+                if os.path.exists(keras_tmp):
+                    os.remove(keras_tmp)
+    except OSError as e:
+        raise TrinetError(f"Could not write {path}: {e.strerror or e}. The checkpoints are intact; free "
+                          "space, then run again with --resume to write it.") from None
     return path
 
 
@@ -218,104 +193,238 @@ def _scalars(writer, step: int, values: dict[str, float]) -> None:
             tf.summary.scalar(name, value)
 
 
-def train(args: argparse.Namespace, saved_args: dict[str, Any]) -> int:
-    """Run (or resume) training as configured by `args`; returns the exit status.
+def make_train_step(model: keras.Model, optimizer, objectives, variables, metric: str, k: int,
+                    centers=None, center_scale: float = 0.0):
+    """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step that updates
+    `variables` with `optimizer`, and `centers` (if any) by plain SGD on the unweighted centre loss
+    (`center_scale` = centre learning rate / centre loss weight), as the Bag of Tricks."""
+    watched = list(variables) + ([centers] if centers is not None else [])
 
-    The training set is checked before anything is written; the log lines of that check are kept
-    and written to train.log once the experiment root exists.
+    @tf.function
+    def step(images, labels):
+        with tf.GradientTape() as tape:
+            outputs = {name: tf.cast(t, tf.float32) for name, t in model(images, training=True).items()}
+            outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+            loss, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
+        grads = tape.gradient(loss, watched)
+        optimizer.apply_gradients(zip(grads[:len(variables)], variables))
+        if centers is not None:
+            centers.assign_sub(center_scale * grads[-1])
+        stats = batch_stats(outputs["dists"], labels, k)
+        stats.update(loss=loss, per_sample=per_sample, emb=outputs["embedding"],
+                     norms=tf.norm(outputs["raw"], axis=1),
+                     active=active_fraction(terms.get("triplet", per_sample)))
+        stats.update({f"loss_{name}": tf.reduce_mean(values) for name, values in terms.items()})
+        return stats
+
+    return step
+
+
+class _Run:
+    """The objects of one training run, built from the settings before anything is written."""
+
+    def __init__(self, s: TrainSettings, dataset: Dataset, latest: str | None):
+        self.s, self.dataset = s, dataset
+        self.root = s.experiment_root
+        assert s.seed is not None
+        self.sampler: PKSampler = SAMPLERS[s.sampler](dataset.pids, s.batch_p, s.batch_k, s.seed)
+        self.num_classes = len(self.sampler.unique_pids) if s.id_loss_weight else 0
+        keras_weights, source = ((None, None) if latest else
+                                 initial_weights(s.initial_checkpoint, s.model_name))
+        keras.utils.set_random_seed(s.seed)
+        self.model = build_model(ModelSpec.from_settings(s, self.num_classes))
+        if keras_weights is not None:
+            load_keras_weights(self.model, keras_weights)
+        if source is not None:
+            transfer(self.model, source, s)
+        self.inference = embedding_model(self.model)
+        self.optimizer = make_optimizer(s)
+        self.schedule = schedule_from_settings(s)
+        self.optimizer.build(self.model.trainable_variables)
+        self.centers = None
+        if s.center_loss_weight:
+            dim = int(self.model.output["metric"].shape[-1])
+            rng = np.random.default_rng([s.seed, 3])
+            self.centers = keras.Variable(rng.standard_normal((len(self.sampler.unique_pids), dim),
+                                                              dtype=np.float32), name="centers")
+        self.objectives = build_objectives(s, self.centers)
+        self.validator = None
+        if s.validation:
+            from trinet.validation import Validator
+            assert s.val_query is not None and s.val_gallery is not None and s.val_excluder is not None
+            self.validator = Validator(s.val_query, s.val_gallery, s.val_image_root or s.image_root,
+                                       s.val_excluder, s.embedding_metric, net_size=s.net_size,
+                                       threads=min(4, s.loading_threads))
+
+    def groups(self) -> dict[str, list]:
+        groups = {"model": self.model.weights, "optimizer": self.optimizer.variables}
+        if self.centers is not None:
+            groups["training"] = [self.centers]
+        return groups
+
+    def save(self, step: int, state: dict[str, Any], path: str | None = None) -> str:
+        """Write a checkpoint; a failed write keeps every earlier checkpoint and says so."""
+        try:
+            path = checkpoints.save_checkpoint(self.root, step, self.groups(), state, path=path)
+        except OSError as e:
+            previous = checkpoints.latest_checkpoint(self.root)
+            raise TrinetError(f"Could not write the checkpoint of iteration {step} in {self.root}: "
+                              f"{e.strerror or e}. The previous checkpoint ({previous or 'none'}) is intact; "
+                              "free space or fix the folder, then run again with --resume.") from None
+        if path is None or os.path.basename(path).startswith("checkpoint-"):
+            checkpoints.prune(self.root, self.s.keep_checkpoints)
+        log.info("Saved checkpoint %s.", os.path.basename(path))
+        return path
+
+
+def train(s: TrainSettings) -> int:
+    """Run (or resume) training as configured by `s`; returns the exit status.
+
+    Everything is checked and built before the experiment root is written; the log lines of that
+    phase are kept and written to train.log once it exists.
     """
-    root = args.experiment_root
-    if not args.resume and args.seed is None:
-        args.seed = saved_args["seed"] = random.SystemRandom().randrange(2**31)
+    root = s.experiment_root
+    if not s.resume and s.seed is None:
+        s = s.replace(seed=random.SystemRandom().randrange(2**31))
     trinet_log = logging.getLogger("trinet")
     early = logging.handlers.MemoryHandler(capacity=100000, flushLevel=logging.CRITICAL + 1)
     trinet_log.addHandler(early)
-    try:
-        log.info("%s training with the following parameters:", "Resuming" if args.resume else "Starting")
-        for key, value in sorted(vars(args).items()):
-            log.info("%20s: %s", key, value)
-        dataset = load_training_set(args)
-        latest = checkpoints.latest_checkpoint(root) if args.resume else None
-        initial = (None, None) if latest else initial_weights(args.initial_checkpoint, args.model_name)
-        if args.resume:
-            experiment.check_writable(root)
-        else:
-            experiment.prepare_fresh(root)
-            experiment.save_args(root, saved_args)
-        handler = _add_file_log(root)
-        early.setTarget(handler)
-        early.flush()
-    finally:
-        trinet_log.removeHandler(early)
-        early.close()
-    stale = remove_stale_temporaries(root)
-    if stale:
-        log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
-    try:
-        return _train(args, dataset, latest, initial)
-    finally:
-        trinet_log.removeHandler(handler)
-        handler.close()
+    with contextlib.ExitStack() as stack:
+        try:
+            log.info("%s training with the following parameters:", "Resuming" if s.resume else "Starting")
+            for key, value in sorted(s.saved().items()):
+                log.info("%20s: %s", key, value)
+            dataset = load_training_set(s)
+            if s.resume:
+                experiment.check_writable(root)
+                stack.enter_context(ExperimentLock(root))
+                latest = checkpoints.latest_checkpoint(root)
+            else:
+                latest = None
+            run = _Run(s, dataset, latest)
+            if not s.resume:
+                experiment.prepare_fresh(root)
+                stack.enter_context(ExperimentLock(root))
+                experiment.save_args(root, s.saved())
+            handler = _add_file_log(root)
+            stack.callback(handler.close)
+            stack.callback(trinet_log.removeHandler, handler)
+            early.setTarget(handler)
+            early.flush()
+        finally:
+            trinet_log.removeHandler(early)
+            early.close()
+        stale = remove_stale_temporaries(root)
+        if stale:
+            log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
+        return _loop(run, latest)
 
 
-def _train(args: argparse.Namespace, dataset: Dataset, latest: str | None,
-           initial: tuple[str | None, str | None]) -> int:
-    """The run itself, from `latest` checkpoint (None: from the start, with the `initial` weights)."""
-    root = args.experiment_root
-    sampler = PKSampler(dataset.pids, args.batch_p, args.batch_k, args.seed)
-    keras_weights, source = initial
+def _find_undecodable(run: _Run, sampler: PKSampler, first: int, stop: int) -> np.ndarray:
+    """The dataset rows of batches `first <= index < stop` whose images do not decode."""
+    rows = np.unique(np.concatenate([sampler.batch(i) for i in range(first, stop)]))
+    ok = decodable([run.dataset.paths()[r] for r in rows], threads=run.s.loading_threads)
+    return rows[~ok]
 
-    keras.utils.set_random_seed(args.seed)
-    model = build_model(args.model_name, args.head_name, args.embedding_dim, weights=keras_weights)
-    optimizer = make_optimizer(args)
-    step, state = 0, {"next_batch": 0, "skipped_batches": 0}
+
+def _loop(run: _Run, latest: str | None) -> int:
+    """The training loop, from `latest` checkpoint (None: from the start)."""
+    s, root, model, optimizer = run.s, run.root, run.model, run.optimizer
+    step, state = 0, {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
+                      "num_classes": run.num_classes}
     if latest is not None:
-        step, state = checkpoints.restore(latest, model, optimizer)
+        step, saved_state = checkpoints.restore(latest, run.groups())
+        state.update(saved_state)
         log.info("Restored %s: iteration %d, next batch %d.", os.path.basename(latest), step,
                  state["next_batch"])
     else:
-        if args.resume:
+        if s.resume:
             log.warning("No checkpoint in %s: starting from the beginning.", root)
-        if source is not None:
-            transfer(model, source, args)
-        optimizer.build(model.trainable_variables)
-        save(root, 0, model, optimizer, state, args.keep_checkpoints)
+        run.save(0, state)
 
-    total = args.train_iterations
+    total = s.train_iterations
     if step >= total:
         log.info("Training already finished (%d of %d iterations).", step, total)
         if not os.path.isfile(os.path.join(root, experiment.MODEL_FILE)):
             export(root, model)
         return 0
 
-    train_step = make_train_step(model, optimizer, args)
-    net_size = (args.net_input_height, args.net_input_width)
-    data = training_dataset(dataset.paths(), sampler, state["next_batch"], None, net_size=net_size,
-                            pre_crop_size=(args.pre_crop_height, args.pre_crop_width),
-                            flip=args.flip_augment, crop=args.crop_augment, threads=args.loading_threads)
+    assert s.seed is not None
+    k = max(1, s.batch_k - 1)
+    steps = {}
+    variables = {"all": model.trainable_variables, "new": new_layer_variables(model)}
+    center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
+
+    def train_step(images, labels, iteration):
+        phase = "new" if iteration < s.freeze_backbone_iterations else "all"
+        if phase not in steps:
+            if phase == "new":
+                log.info("Training only the new layers (%d variables) until iteration %d.",
+                         len(variables["new"]), s.freeze_backbone_iterations)
+            steps[phase] = make_train_step(model, optimizer, run.objectives, variables[phase], s.metric, k,
+                                           run.centers, center_scale)
+        return steps[phase](images, labels)
+
     writer = tf.summary.create_file_writer(root)
-    detailed = (DetailedLogs(root, total, sampler.batch_size, args.embedding_dim,
-                             max(len(f.encode()) for f in dataset.fids)) if args.detailed_logs else None)
-    k = args.batch_k - 1
+    dim = int(model.output["embedding"].shape[-1])
+    detailed = (DetailedLogs(root, total, s.batch_size, dim, max(len(f.encode()) for f in run.dataset.fids))
+                if s.detailed_logs else None)
+    excluded = set(state["excluded_rows"])
+    delivered = Delivered(state["next_batch"] - 1)
+
+    def open_data(start: int):
+        sampler = (run.sampler if not excluded else
+                   SAMPLERS[s.sampler](run.dataset.pids, s.batch_p, s.batch_k, s.seed, excluded))
+        data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
+                                pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
+                                threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
+                                delivered=delivered)
+        return sampler, iter(data)
+
+    sampler, data = open_data(state["next_batch"])
     times: collections.deque = collections.deque(maxlen=ETA_WINDOW)
     last_saved = step
-    log.info("Training iterations %d to %d (batches of %d x %d = %d images of %dx%d).", step + 1, total,
-             args.batch_p, args.batch_k, sampler.batch_size, *net_size)
+    log.info("Training iterations %d to %d (batches of %d x %d = %d images of %dx%d; objective: %s).",
+             step + 1, total, s.batch_p, s.batch_k, s.batch_size, *s.net_size,
+             " + ".join(f"{o.weight:g} x {o.name}" for o in run.objectives))
 
     with Uninterrupt() as interrupt, writer.as_default():
         tick = time.perf_counter()
-        for index, images, labels in data:
-            index = int(index)
+        while step < total and not interrupt.interrupted:
+            item = next(data, None)
+            if item is None:  # the generator gave up: a long run of batches that all failed
+                first = delivered.index + 1
+                bad = _find_undecodable(run, sampler, first, first + MAX_AHEAD)
+                run.save(step, state)
+                raise TrinetError(f"No batch could be formed from batch {first} on: each holds an image that "
+                                  f"fails to decode ({listing(run.dataset.fids[bad]) or 'unknown'}). Remove "
+                                  "them from the CSV, or run with --validate_images to drop them up front.")
+            index, images, labels = int(item[0]), item[1], item[2]
+            reopen = False
             if index != state["next_batch"]:
                 skipped = index - state["next_batch"]
+                bad = _find_undecodable(run, sampler, state["next_batch"], index)
                 state["skipped_batches"] += skipped
-                log.warning("Skipped %d batch(es) (%d so far): an image failed to decode; see the warning "
-                            "above, or run with --validate_images to drop such images up front.",
-                            skipped, state["skipped_batches"])
-            out = train_step(images, labels)
+                excluded.update(int(r) for r in bad)
+                state["excluded_rows"] = sorted(excluded)
+                names = listing(run.dataset.fids[bad]) if len(bad) else "no image failed when checked again"
+                log.warning("Skipped %d batch(es) (%d so far) at iteration %d: could not decode %s. Such "
+                            "images are left out from now on (%d so far); --validate_images drops them up "
+                            "front.",
+                            skipped, state["skipped_batches"], step + 1, names, len(excluded))
+                if skipped >= MAX_CONSECUTIVE_SKIPS:
+                    run.save(step, state)
+                    raise TrinetError(f"{skipped} batches in a row could not be formed (images that fail to "
+                                      f"decode: {names}). Remove them from {s.train_set} or run with "
+                                      "--validate_images, then --resume.")
+                reopen = True
+            delivered.index = index
+            out = train_step(images, labels, step)
             step += 1
             state["next_batch"] = index + 1
-            per_anchor = out["per_anchor"].numpy()
+            if reopen:  # later batches are drawn without the undecodable images
+                sampler, data = open_data(state["next_batch"])
+            per_sample = out["per_sample"].numpy()
             loss = float(out["loss"])
             if not np.isfinite(loss):
                 raise TrinetError(f"The loss became {loss} at iteration {step}; the last good checkpoint "
@@ -324,41 +433,68 @@ def _train(args: argparse.Namespace, dataset: Dataset, latest: str | None,
             times.append(now - tick)
             tick = now
             if detailed is not None:
-                detailed.write(step - 1, out["emb"].numpy(), per_anchor,
-                               dataset.fids[sampler.batch(index)])
-            if step % args.log_frequency == 0 or step == total:
-                seconds = float(np.mean(times))
-                lr = learning_rate(step - 1, args.learning_rate, total, args.decay_start_iteration)
-                log.info("iter: %6d, loss min|avg|max: %.3f|%.3f|%6.3f, batch-p@%d: %.2f%%, active: %.0f%%, "
-                         "lr: %.3g, ETA: %s (%.2fs/it)", step, per_anchor.min(), loss, per_anchor.max(), k,
-                         100 * float(out["prec_at_k"]), 100 * float(out["active"]), lr,
-                         format_seconds((total - step) * seconds), seconds)
-                _scalars(writer, step, {"loss": loss, "batch_top1": float(out["top1"]),
-                                        f"batch_prec_at_{k}": float(out["prec_at_k"]),
-                                        "active_fraction": float(out["active"]), "learning_rate": lr,
-                                        "secs_per_iter": seconds,
-                                        "embedding_norm_mean": float(tf.reduce_mean(out["norms"]))})
-            if args.histogram_frequency and step % args.histogram_frequency == 0:
-                tf.summary.histogram("loss_distribution", out["per_anchor"], step=step)
+                detailed.write(step - 1, out["emb"].numpy(), per_sample,
+                               run.dataset.fids[sampler.batch(index)])
+            if step % s.log_frequency == 0 or step == total:
+                _log_step(run, writer, out, step, per_sample, loss, float(np.mean(times)), k)
+            if s.histogram_frequency and step % s.histogram_frequency == 0:
+                tf.summary.histogram("loss_distribution", out["per_sample"], step=step)
                 tf.summary.histogram("embedding_pos_dists", out["pos_dists"], step=step)
                 tf.summary.histogram("embedding_neg_dists", out["neg_dists"], step=step)
                 tf.summary.histogram("embedding_lengths", out["norms"], step=step)
-            if args.checkpoint_frequency and step % args.checkpoint_frequency == 0 and step < total:
+            if run.validator is not None and (step % s.val_frequency == 0 or step == total):
+                _validate(run, writer, step, state)
+            if s.checkpoint_frequency and step % s.checkpoint_frequency == 0 and step < total:
                 if detailed is not None:
                     detailed.flush()
-                save(root, step, model, optimizer, state, args.keep_checkpoints)
+                run.save(step, state)
                 last_saved = step
-            if step >= total or interrupt.interrupted:
-                break
     writer.flush()
     if detailed is not None:
         detailed.flush()
     if step != last_saved or step >= total:
-        save(root, step, model, optimizer, state, args.keep_checkpoints)
+        run.save(step, state)
     if step < total:
         log.info("Stopped at iteration %d of %d. To continue: train.py --experiment_root %s --resume",
                  step, total, root)
         return 0
     path = export(root, model)
     log.info("Training finished after %d iterations; the embedding model is in %s.", step, path)
+    if state.get("best"):
+        best = state["best"]
+        log.info("Best validation at iteration %d: mAP %.2f%%, rank-1 %.2f%% (embed it with --checkpoint "
+                 "best).", best["step"], 100 * best["mAP"], 100 * best["rank1"])
     return 0
+
+
+def _log_step(run: _Run, writer, out: dict, step: int, per_sample: np.ndarray, loss: float, seconds: float,
+              k: int) -> None:
+    s = run.s
+    lr = run.schedule.value(step - 1)
+    terms = {name[5:]: float(value) for name, value in out.items() if name.startswith("loss_")}
+    detail = f" ({', '.join(f'{n} {v:.3f}' for n, v in terms.items())})" if len(terms) > 1 else ""
+    log.info("iter: %6d, loss min|avg|max: %.3f|%.3f|%6.3f%s, batch-p@%d: %.2f%%, active: %.0f%%, lr: %.3g, "
+             "ETA: %s (%.2fs/it)", step, per_sample.min(), loss, per_sample.max(), detail, k,
+             100 * float(out["prec_at_k"]), 100 * float(out["active"]), lr,
+             format_seconds((s.train_iterations - step) * seconds), seconds)
+    values = {"loss": loss, "batch_top1": float(out["top1"]), f"batch_prec_at_{k}": float(out["prec_at_k"]),
+              "active_fraction": float(out["active"]), "learning_rate": lr, "secs_per_iter": seconds,
+              "embedding_norm_mean": float(tf.reduce_mean(out["norms"]))}
+    values.update({f"loss_{name}": value for name, value in terms.items()})
+    _scalars(writer, step, values)
+
+
+def _validate(run: _Run, writer, step: int, state: dict[str, Any]) -> None:
+    """Evaluate on the validation sets; keep `best.h5` when the score is the best so far."""
+    assert run.validator is not None
+    tick = time.perf_counter()
+    scores = run.validator.evaluate(run.inference)
+    best = state.get("best")
+    improved = best is None or scores.score > best["score"]
+    log.info("validation at iter %d: mAP %.2f%%, mINP %.2f%%, rank-1 %.2f%% (%.1fs)%s", step,
+             100 * scores.mean_ap, 100 * scores.mean_inp, 100 * scores.rank1, time.perf_counter() - tick,
+             ", the best so far" if improved else f"; the best is iteration {best['step']}" if best else "")
+    _scalars(writer, step, {f"val_{name}": value for name, value in scores.as_dict().items()})
+    if improved:
+        state["best"] = {"step": step, **scores.as_dict()}
+        run.save(step, state, path=os.path.join(run.root, checkpoints.BEST + ".h5"))

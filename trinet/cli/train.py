@@ -1,39 +1,46 @@
-"""train.py: learn an embedding with the batch-hard triplet loss on P x K batches.
+"""train.py: learn an embedding with the batch-hard triplet loss on P x K batches, and optionally the
+identification, centre and other losses of the Bag of Tricks recipe.
 
-Every flag of the original triplet-reid train.py keeps its name and meaning.
+Every flag of the original triplet-reid train.py keeps its name and meaning. The command line is
+converted once into a `TrainSettings` (what args.json holds); choices and their help come from the
+registries.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
-from trinet import argtypes
-from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
+from trinet import argtypes, backbones, heads, registries, sampling
+from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.distances import METRICS
 from trinet.errors import TrinetError
+from trinet.excluders import EXCLUDERS
+from trinet.settings import NOT_SAVED, TrainSettings
 
 log = logging.getLogger("trinet.train")
 
-#: Registries, imported lazily from the TensorFlow modules would slow `--help`; these are checked
-#: against them by the tests.
-BACKBONE_CHOICES = ["lunet", "mobilenet_v1", "mobilenet_v2", "resnet101", "resnet50",
-                    "mobilenet_v1_1_224", "resnet_v1_101", "resnet_v1_50"]
-HEAD_CHOICES = ["direct", "direct_normalize", "fc1024", "fc1024_normalize"]
-LOSS_CHOICES = ["batch_all", "batch_hard"]
-OPTIMIZER_CHOICES = ["adam", "adamw"]
+#: The defaults live in one place: the settings dataclass.
+D = TrainSettings()
+#: Settings holding paths: made absolute, so that the run resumes from any working folder.
+PATH_SETTINGS = ("train_set", "image_root", "val_query", "val_gallery", "val_image_root")
 
-#: Arguments that are not part of a run's identity: on --resume they come from the command line.
-NOT_SAVED = ("experiment_root", "resume")
+
+def _milestones(text: str) -> tuple[int, ...]:
+    """Comma- or space-separated iterations, e.g. `4000,7000`."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    return tuple(argtypes.positive_int(p) for p in parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train an embedding with the triplet loss on P x K batches (P identities, K images "
-                    "each). Everything about the run goes to --experiment_root: args.json, checkpoints, "
+                    "each), optionally with the identification and centre losses of the Bag of Tricks. "
+                    "Everything about the run goes to --experiment_root: args.json, checkpoints, "
                     "train.log, TensorBoard events and, at the end, model.keras. Ctrl+C or SIGTERM "
                     "finishes the current step, saves and exits; --resume continues exactly there.")
     g = p.add_argument_group("experiment")
@@ -43,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Continue the run in --experiment_root from its latest checkpoint, with the "
                         "arguments saved in its args.json (other flags given are ignored, with a warning "
                         "if they differ).")
-    g.add_argument("--seed", type=argtypes.nonnegative_int, default=None,
+    g.add_argument("--seed", type=argtypes.nonnegative_int, default=D.seed,
                    help="Seed of the sampling, augmentation and initialisation; with a fixed seed a run "
                         "is reproducible on the CPU. Default: a random seed, saved in args.json.")
     g = p.add_argument_group("data")
@@ -56,135 +63,222 @@ def build_parser() -> argparse.ArgumentParser:
                         "of stopping with an error.")
     g.add_argument("--validate_images", action="store_true",
                    help="Decode every training image before training starts. Without it only the first "
-                        "bytes of each file are checked, and a batch holding an image that fails to "
-                        "decode is skipped during training (logged and counted).")
-    g.add_argument("--on_bad_image", choices=["skip", "error"], default="skip",
+                        "bytes of each file are checked; a batch holding an image that fails to decode is "
+                        "skipped during training (the file is named, counted and left out from then on).")
+    g.add_argument("--on_bad_image", choices=["skip", "error"], default=D.on_bad_image,
                    help="What to do before training with images that are empty, not images, or (with "
                         "--validate_images) undecodable: skip them with a warning, or stop with an error.")
-    g.add_argument("--loading_threads", type=argtypes.positive_int, default=8,
+    g.add_argument("--loading_threads", type=argtypes.positive_int, default=D.loading_threads,
                    help="Number of threads that decode and augment images in parallel.")
     g = p.add_argument_group("model")
-    g.add_argument("--model_name", choices=BACKBONE_CHOICES, default="resnet50", metavar="MODEL_NAME",
-                   help=f"Backbone network, one of {', '.join(BACKBONE_CHOICES)} (resnet_v1_50, "
+    g.add_argument("--model_name", choices=backbones.CHOICES, default=D.model_name, metavar="MODEL_NAME",
+                   help=f"Backbone network, one of {', '.join(backbones.CHOICES)} (resnet_v1_50, "
                         "resnet_v1_101 and mobilenet_v1_1_224 are the original's names).")
-    g.add_argument("--head_name", choices=HEAD_CHOICES, default="fc1024",
-                   help="Embedding head: fc1024 is the paper's TriNet head (FC-1024, batch norm, ReLU, "
-                        "linear); direct is one linear layer; *_normalize adds L2 normalisation.")
-    g.add_argument("--embedding_dim", type=argtypes.positive_int, default=128,
-                   help="Dimensionality of the embedding space.")
-    g.add_argument("--initial_checkpoint", default=None,
+    g.add_argument("--head_name", choices=sorted(heads.HEADS), default=D.head_name,
+                   help="Embedding head. " + heads.help_text() + ".")
+    g.add_argument("--embedding_dim", type=argtypes.positive_int, default=D.embedding_dim,
+                   help="Dimensionality of the embedding space (not used by bnneck, whose embedding is the "
+                        "backbone's pooled feature).")
+    g.add_argument("--pooling", choices=sorted(registries.POOLINGS), default=D.pooling,
+                   help="Global pooling of the backbone's feature map. " + registries.POOLINGS.help() + ".")
+    g.add_argument("--last_stride", type=int, choices=[1, 2], default=D.last_stride,
+                   help="Stride of the backbone's last stage; 1 doubles the final feature map's height "
+                        "and width (the Bag of Tricks). Available for "
+                        f"{', '.join(backbones.LAST_STRIDE_CHOICES)}.")
+    g.add_argument("--test_feature", choices=["before", "after"], default=D.test_feature,
+                   help="With --head_name bnneck: the embedding is the feature before or after its batch "
+                        "norm. Default: after.")
+    g.add_argument("--test_metric", choices=sorted(METRICS), default=D.test_metric,
+                   help="The distance to compare the embeddings with at test time, stored with them by "
+                        "embed.py and used by evaluate.py by default (cosine is usual for bnneck's feature "
+                        "after the batch norm). Default: --metric.")
+    g.add_argument("--initial_checkpoint", default=D.initial_checkpoint,
                    help="Initial backbone weights: 'imagenet' (downloaded by Keras; offline, put the "
                         "file where the error message says), the path of a Keras weights file for the "
                         "backbone, or another trinet experiment root or checkpoint file (its backbone, "
                         "and its head if it has the same head). Default: random initialisation.")
     g = p.add_argument_group("batches and augmentation")
-    g.add_argument("--batch_p", type=argtypes.positive_int, default=32,
+    g.add_argument("--sampler", choices=sorted(sampling.SAMPLERS), default=D.sampler,
+                   help="pk: P identities x K images per batch; random: batch_p x batch_k images drawn at "
+                        "random (identification-only training, --triplet_loss_weight 0).")
+    g.add_argument("--batch_p", type=argtypes.positive_int, default=D.batch_p,
                    help="P: identities per batch (at least 2).")
-    g.add_argument("--batch_k", type=argtypes.positive_int, default=4,
-                   help="K: images per identity in a batch (identities with fewer images repeat them).")
-    g.add_argument("--net_input_height", type=argtypes.positive_int, default=256,
+    g.add_argument("--batch_k", type=argtypes.positive_int, default=D.batch_k,
+                   help="K: images per identity in a batch (at least 2 with the triplet loss; identities "
+                        "with fewer images repeat them).")
+    g.add_argument("--net_input_height", type=argtypes.positive_int, default=D.net_input_height,
                    help="Height of the images fed to the network.")
-    g.add_argument("--net_input_width", type=argtypes.positive_int, default=128,
+    g.add_argument("--net_input_width", type=argtypes.positive_int, default=D.net_input_width,
                    help="Width of the images fed to the network.")
-    g.add_argument("--pre_crop_height", type=argtypes.positive_int, default=288,
+    g.add_argument("--pre_crop_height", type=argtypes.positive_int, default=D.pre_crop_height,
                    help="Height images are resized to before a random crop; used only with "
                         "--crop_augment.")
-    g.add_argument("--pre_crop_width", type=argtypes.positive_int, default=144,
+    g.add_argument("--pre_crop_width", type=argtypes.positive_int, default=D.pre_crop_width,
                    help="Width images are resized to before a random crop; used only with --crop_augment.")
     g.add_argument("--flip_augment", action="store_true",
                    help="Randomly mirror training images left-right.")
     g.add_argument("--crop_augment", action="store_true",
                    help="Resize to the pre-crop size and take a random crop of the net input size.")
-    g = p.add_argument_group("loss")
-    g.add_argument("--loss", choices=LOSS_CHOICES, default="batch_hard",
-                   help="batch_hard: per anchor, the hardest positive and hardest negative of the batch; "
-                        "batch_all: every valid triplet, averaged over the non-zero ones.")
-    g.add_argument("--margin", type=argtypes.margin, default="soft",
+    g.add_argument("--pad_crop", type=argtypes.nonnegative_int, default=D.pad_crop,
+                   help="Pad by this many pixels, then take a random crop of the input size (the Bag of "
+                        "Tricks uses 10); 0: off.")
+    g.add_argument("--random_erasing_prob", type=argtypes.unit_float, default=D.random_erasing_prob,
+                   help="Probability of erasing a random rectangle (2-40%% of the area, aspect 0.3-3.33, "
+                        "filled with the ImageNet mean; Zhong et al. 2017); the Bag of Tricks uses 0.5.")
+    g = p.add_argument_group("objectives")
+    g.add_argument("--loss", choices=sorted(registries.LOSSES), default=D.loss,
+                   help="The triplet loss. " + registries.LOSSES.help() + ".")
+    g.add_argument("--margin", type=argtypes.margin, default=D.margin,
                    help="A number >= 0 for a hinge max(0, m + d_ap - d_an); 'soft' for the soft margin "
                         "ln(1 + exp(d_ap - d_an)); 'none' for the raw difference.")
-    g.add_argument("--metric", choices=sorted(METRICS), default="euclidean",
-                   help="Distance between embeddings.")
+    g.add_argument("--metric", choices=sorted(METRICS), default=D.metric,
+                   help="Distance between embeddings in the triplet loss.")
+    g.add_argument("--triplet_loss_weight", type=argtypes.nonnegative_float, default=D.triplet_loss_weight,
+                   help="Weight of the triplet loss; 0 trains with the identification loss only.")
+    g.add_argument("--id_loss_weight", type=argtypes.nonnegative_float, default=D.id_loss_weight,
+                   help="Weight of the identification loss: softmax cross-entropy of a bias-free classifier "
+                        "over the training identities (initialised with std 0.001); 0: off.")
+    g.add_argument("--label_smoothing", type=argtypes.nonnegative_float, default=D.label_smoothing,
+                   help="Label smoothing of the identification loss (the Bag of Tricks uses 0.1).")
+    g.add_argument("--center_loss_weight", type=argtypes.nonnegative_float, default=D.center_loss_weight,
+                   help="Weight of the centre loss on the metric feature (the Bag of Tricks uses 0.0005); "
+                        "0: off.")
+    g.add_argument("--center_learning_rate", type=argtypes.positive_float, default=D.center_learning_rate,
+                   help="Learning rate of the centres' own SGD update (on the unweighted centre loss).")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, default="adam",
-                   help="adam as in the paper; adamw adds decoupled weight decay (--weight_decay).")
-    g.add_argument("--weight_decay", type=argtypes.nonnegative_float, default=0.0,
-                   help="Decoupled weight decay of adamw (ignored by adam).")
-    g.add_argument("--learning_rate", type=argtypes.positive_float, default=3e-4,
-                   help="Initial learning rate, kept until --decay_start_iteration.")
-    g.add_argument("--train_iterations", type=argtypes.positive_int, default=25000,
+    g.add_argument("--optimizer", choices=sorted(registries.OPTIMIZERS), default=D.optimizer,
+                   help=registries.OPTIMIZERS.help() + ".")
+    g.add_argument("--weight_decay", type=argtypes.nonnegative_float, default=D.weight_decay,
+                   help="Decoupled weight decay of adamw and sgd.")
+    g.add_argument("--momentum", type=argtypes.unit_float, default=D.momentum, help="Momentum of sgd.")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd).")
+    g.add_argument("--learning_rate", type=argtypes.positive_float, default=D.learning_rate,
+                   help="Initial learning rate.")
+    g.add_argument("--train_iterations", type=argtypes.positive_int, default=D.train_iterations,
                    help="Number of training iterations (batches).")
-    g.add_argument("--decay_start_iteration", type=int, default=15000,
-                   help="Iteration at which the learning rate starts decaying exponentially, reaching "
+    g.add_argument("--lr_schedule", choices=sorted(registries.SCHEDULES), default=D.lr_schedule,
+                   help=registries.SCHEDULES.help() + ".")
+    g.add_argument("--decay_start_iteration", type=int, default=D.decay_start_iteration,
+                   help="exponential: the iteration at which the learning rate starts decaying, reaching "
                         "0.001x at --train_iterations; -1 disables decay.")
+    g.add_argument("--lr_milestones", type=_milestones, default=D.lr_milestones,
+                   help="multistep: the iterations at which the learning rate is multiplied by --lr_gamma, "
+                        "e.g. 4000,7000.")
+    g.add_argument("--lr_gamma", type=argtypes.positive_float, default=D.lr_gamma,
+                   help="multistep: the factor applied at each milestone.")
+    g.add_argument("--warmup_iterations", type=argtypes.nonnegative_int, default=D.warmup_iterations,
+                   help="Linear warm-up over this many iterations, from --warmup_factor x the learning "
+                        "rate (with any schedule); 0: off.")
+    g.add_argument("--warmup_factor", type=argtypes.positive_float, default=D.warmup_factor,
+                   help="The learning-rate factor the warm-up starts from, in (0, 1].")
+    g.add_argument("--freeze_backbone_iterations", type=argtypes.nonnegative_int,
+                   default=D.freeze_backbone_iterations,
+                   help="Train only the new layers (head, pooling, classifier) for this many iterations "
+                        "first; the backbone's batch-norm statistics still update.")
+    g = p.add_argument_group("validation during training")
+    g.add_argument("--val_query", type=argtypes.readable_file, default=D.val_query,
+                   help="CSV of validation queries; with --val_gallery and --val_excluder, the run embeds "
+                        "and evaluates them every --val_frequency iterations, logs mAP, mINP and rank-1, "
+                        "and keeps the best model as best.h5 (by (mAP + rank-1) / 2; embed.py --checkpoint "
+                        "best).")
+    g.add_argument("--val_gallery", type=argtypes.readable_file, default=D.val_gallery,
+                   help="CSV of the validation gallery.")
+    g.add_argument("--val_image_root", type=argtypes.readable_directory, default=D.val_image_root,
+                   help="Folder the validation CSVs' paths are relative to. Default: --image_root.")
+    g.add_argument("--val_excluder", choices=sorted(EXCLUDERS), default=D.val_excluder,
+                   help="The validation set's protocol, as evaluate.py's --excluder.")
+    g.add_argument("--val_frequency", type=argtypes.positive_int, default=D.val_frequency,
+                   help="Validate every this many iterations (and at the end).")
     g = p.add_argument_group("checkpoints and logs")
-    g.add_argument("--checkpoint_frequency", type=argtypes.nonnegative_int, default=1000,
+    g.add_argument("--checkpoint_frequency", type=argtypes.nonnegative_int, default=D.checkpoint_frequency,
                    help="Save a checkpoint every this many iterations; 0 saves only at the end (and at "
                         "an interruption).")
-    g.add_argument("--keep_checkpoints", type=argtypes.positive_int, default=5,
+    g.add_argument("--keep_checkpoints", type=argtypes.positive_int, default=D.keep_checkpoints,
                    help="How many of the newest checkpoints to keep (checkpoint-0, the untrained model, "
                         "is always kept).")
-    g.add_argument("--log_frequency", type=argtypes.positive_int, default=1,
+    g.add_argument("--log_frequency", type=argtypes.positive_int, default=D.log_frequency,
                    help="Write a log line and TensorBoard scalars every this many iterations.")
-    g.add_argument("--histogram_frequency", type=argtypes.nonnegative_int, default=100,
+    g.add_argument("--histogram_frequency", type=argtypes.nonnegative_int, default=D.histogram_frequency,
                    help="Write TensorBoard histograms (losses, distances, embedding norms) every this "
                         "many iterations; 0 disables them.")
     g.add_argument("--detailed_logs", action="store_true",
-                   help="Also store every batch's embeddings, per-anchor losses and image paths as "
+                   help="Also store every batch's embeddings, per-sample losses and image paths as "
                         "memory-mapped .npy files in the experiment root, one row per iteration.")
     return p
 
 
-def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Checks that involve several flags (parser.error exits with status 2)."""
-    if args.train_set is None:
-        parser.error("--train_set is required (unless --resume)")
-    if args.batch_p < 2:
-        parser.error(f"--batch_p must be at least 2 (a batch needs negatives), got {args.batch_p}")
-    if args.crop_augment and (args.pre_crop_height < args.net_input_height
-                              or args.pre_crop_width < args.net_input_width):
-        parser.error(f"--crop_augment needs a pre-crop size ({args.pre_crop_height}x{args.pre_crop_width}) "
-                     f"at least the net input size ({args.net_input_height}x{args.net_input_width})")
-    if args.decay_start_iteration < -1:
-        parser.error("--decay_start_iteration must be -1 (no decay) or >= 0, "
-                     f"got {args.decay_start_iteration}")
+def _given(parser: argparse.ArgumentParser, argv: Sequence[str], dests: Sequence[str]) -> dict[str, Any]:
+    """The values of the options actually given in `argv`: a second parse into a namespace that already
+    holds a marker for every option (argparse fills in defaults only for options missing from it, and
+    resolves abbreviations and `--flag=value` itself)."""
+    unset = object()
+    namespace = parser.parse_args(argv, namespace=argparse.Namespace(**{dest: unset for dest in dests}))
+    return {dest: value for dest, value in vars(namespace).items() if value is not unset}
 
 
-def resolve_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """Parse `argv`; on --resume, replace the run's arguments with those saved in args.json."""
+def _settings(values: dict[str, Any]) -> TrainSettings:
+    values = dict(values)
+    for key in PATH_SETTINGS:
+        if values.get(key) is not None:
+            values[key] = os.path.abspath(values[key])
+    return TrainSettings(**values)
+
+
+def _check(settings: TrainSettings, parser: argparse.ArgumentParser) -> None:
+    try:
+        settings.validate()
+    except TrinetError as e:
+        parser.error(str(e))
+
+
+def resolve_settings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> TrainSettings:
+    """Parse `argv` into settings; on --resume, the settings saved in args.json (flags given that differ
+    are reported and ignored)."""
     from trinet import experiment
 
     args = parser.parse_args(argv)
     if not args.resume:
-        validate(args, parser)
-        return args
-    saved = experiment.load_args(args.experiment_root)
-    given = experiment.explicit_dests(parser, argv) - set(NOT_SAVED)
-    known = {k: v for k, v in saved.items() if k not in NOT_SAVED}
+        if args.test_feature is None and args.head_name == "bnneck":
+            args.test_feature = "after"
+        settings = _settings(vars(args))
+        _check(settings, parser)
+        return settings
+    root = args.experiment_root
+    saved = experiment.load_args(root)
+    path = os.path.join(root, experiment.ARGS_FILE)
+    settings, lacking = TrainSettings.from_saved(saved, path, experiment_root=root, resume=True)
+    if lacking and len(lacking) < len(TrainSettings.__dataclass_fields__) - len(NOT_SAVED):
+        log.info("%s predates %d settings (%s); they keep their defaults, which train as that version did.",
+                 path, len(lacking), ", ".join(lacking))
+    elif lacking:
+        raise TrinetError(f"{path} holds none of the run's settings; restore it (its values are also listed "
+                          "at the top of train.log).")
+    for key, value in sorted(_given(parser, argv, list(vars(args))).items()):
+        if key not in NOT_SAVED and value != getattr(settings, key):
+            log.warning("--%s %s differs from the resumed run's %r; using the saved value.", key, value,
+                        getattr(settings, key))
     try:
-        merged = parser.parse_args(["--experiment_root", args.experiment_root, "--resume"]
-                                   + experiment.to_argv(parser, known))
-    except SystemExit:
-        raise TrinetError(f"{args.experiment_root}/args.json holds values this version rejects "
-                          "(see the message above); fix or restore the file.") from None
-    for key in sorted(given):
-        if key in saved and getattr(args, key) != saved[key]:
-            log.warning("--%s %s differs from the resumed run's %r; using the saved value.",
-                        key, getattr(args, key), saved[key])
-    for key in sorted(set(vars(merged)) - set(saved) - set(NOT_SAVED)):
-        setattr(merged, key, getattr(args, key))
-        log.warning("--%s is not in args.json (added since that run); using %r.", key, getattr(args, key))
-    validate(merged, parser)
-    return merged
+        settings.validate()
+    except TrinetError as e:
+        raise TrinetError(f"{path} holds settings this version refuses: {e}. Fix or restore the "
+                          "file.") from None
+    for key in PATH_SETTINGS:
+        value = getattr(settings, key)
+        if value is not None and not os.path.exists(value):
+            hint = (" (a relative path, from the folder the run was started in: run from there, or make it "
+                    "absolute in args.json)" if not os.path.isabs(value) else "")
+            raise TrinetError(f"{path}: --{key} {value} does not exist{hint}.")
+    return settings
 
 
 def _run(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_console_logging()
     parser = build_parser()
-    args = resolve_args(parser, argv)
+    settings = resolve_settings(parser, argv)
     import_tensorflow_quietly()
     from trinet.training import train  # TensorFlow is imported only now, after the arguments are checked
-    return train(args, {k: v for k, v in vars(args).items() if k not in NOT_SAVED})
+    return train(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,81 @@
+"""The training objective: a weighted list of loss terms.
+
+Each term is a pure function of `(outputs, labels)` returning a `(B,)` per-sample loss whose batch
+mean is the term's value. `outputs` is the model's dict (float32) plus `dists`, the `(B, B)` distance
+matrix of the `metric` outputs. The total loss is the weighted sum of the terms' means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import tensorflow as tf
+
+from trinet import losses
+from trinet.registries import LOSSES
+
+#: `(outputs, labels (B,)) -> (B,)` per-sample loss.
+TermFn = Callable[[dict[str, tf.Tensor], tf.Tensor], tf.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One weighted term of the training loss (its name appears in train.log and TensorBoard)."""
+
+    name: str
+    weight: float
+    fn: TermFn
+
+
+def triplet_term(loss: str, margin: float | str) -> TermFn:
+    """The triplet loss `loss` (batch_hard, batch_all) on `outputs['dists']`."""
+    if loss == "batch_all":
+        return lambda outputs, labels: losses.batch_all_contributions(outputs["dists"], labels, margin)
+    loss_fn = LOSSES.resolve(loss)
+    return lambda outputs, labels: loss_fn(outputs["dists"], labels, margin)[1]
+
+
+def identification_term(label_smoothing: float) -> TermFn:
+    """Softmax cross-entropy of `outputs['logits']` with label smoothing."""
+    return lambda outputs, labels: losses.cross_entropy(outputs["logits"], labels, label_smoothing)
+
+
+def center_term(centers: tf.Variable) -> TermFn:
+    """Squared distance of `outputs['metric']` to its identity's centre (a `(C, D)` variable)."""
+    return lambda outputs, labels: losses.center_loss(outputs["metric"], labels, centers)
+
+
+def build_objectives(settings, centers: tf.Variable | None = None) -> list[Objective]:
+    """The weighted terms of a `TrainSettings` run (terms of weight 0 are left out)."""
+    terms = []
+    if settings.triplet_loss_weight:
+        terms.append(Objective("triplet", settings.triplet_loss_weight,
+                               triplet_term(settings.loss, settings.margin)))
+    if settings.id_loss_weight:
+        terms.append(Objective("id", settings.id_loss_weight, identification_term(settings.label_smoothing)))
+    if settings.center_loss_weight:
+        if centers is None:
+            raise ValueError("the centre loss needs its centres variable")
+        terms.append(Objective("center", settings.center_loss_weight, center_term(centers)))
+    return terms
+
+
+def evaluate(objectives: list[Objective], outputs: dict[str, tf.Tensor],
+             labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+    """`(total loss, (B,) weighted per-sample total, {term name: its (B,) per-sample values})`.
+
+    A weight of 1 is not multiplied in, so the triplet-only objective computes exactly the original's
+    `mean(per_anchor)`.
+    """
+    if not objectives:
+        raise ValueError("the objective has no terms")
+    total, per_sample, values = None, None, {}
+    for term in objectives:
+        values[term.name] = term_values = term.fn(outputs, labels)
+        mean = tf.reduce_mean(term_values)
+        if term.weight != 1:
+            mean, term_values = term.weight * mean, term.weight * term_values
+        total = mean if total is None else total + mean
+        per_sample = term_values if per_sample is None else per_sample + term_values
+    return total, per_sample, values

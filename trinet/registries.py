@@ -1,0 +1,90 @@
+"""Registries of the training choices whose code needs TensorFlow: losses, poolings, optimizers, schedules.
+
+Each registry is the one list of its choices. An entry names its implementation as `module:attribute`
+and imports it only when it is used, so that `train.py --help` and the checks at parse time stay fast.
+The command line takes its `choices` and help text from here. Backbones (`trinet.backbones`), heads
+(`trinet.heads`) and samplers (`trinet.sampling`) keep their registries beside their code, which is
+cheap to import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Iterable, Iterator, Mapping
+
+from trinet.errors import TrinetError
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A registered choice: where its implementation is, and a one-line description for `--help`."""
+
+    target: str
+    help: str
+
+
+class Registry(Mapping[str, Entry]):
+    """Name -> `Entry`; `resolve(name)` imports and returns the implementation."""
+
+    def __init__(self, family: str, entries: dict[str, Entry]):
+        self.family, self._entries = family, dict(entries)
+
+    def __getitem__(self, name: str) -> Entry:
+        if name not in self._entries:
+            raise ValueError(f"Unknown {self.family} {name!r}; expected one of {sorted(self._entries)}")
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def resolve(self, name: str) -> Any:
+        module, attribute = self[name].target.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def help(self) -> str:
+        """`name: description; ...` for an argparse help string."""
+        return "; ".join(f"{name}: {entry.help}" for name, entry in self._entries.items())
+
+
+def check(flag: str, value: Any, choices: Iterable[str]) -> None:
+    """Raise TrinetError unless `value` is one of `choices` (the message names the flag and the choices)."""
+    choices = sorted(choices)
+    if value not in choices:
+        raise TrinetError(f"{flag} {value!r} is not one of {', '.join(choices)}")
+
+
+#: Triplet losses: `(dists (B, B), labels (B,), margin) -> (loss, per_anchor (B,))`.
+LOSSES = Registry("loss", {
+    "batch_hard": Entry("trinet.losses:batch_hard",
+                        "per anchor, the hardest positive and the hardest negative of the batch"),
+    "batch_all": Entry("trinet.losses:batch_all",
+                       "every valid triplet of the batch, averaged over the non-zero ones"),
+})
+
+#: Global poolings of the backbone's feature map: `name=... -> keras layer (B, H, W, C) -> (B, C)`.
+POOLINGS = Registry("pooling", {
+    "avg": Entry("trinet.pooling:average_pooling", "global average pooling (the original)"),
+    "max": Entry("trinet.pooling:max_pooling", "global max pooling"),
+    "gem": Entry("trinet.pooling:gem_pooling", "generalised mean pooling with a learnable power p"),
+})
+
+#: Optimizers: `(learning-rate schedule, settings) -> keras optimizer`.
+OPTIMIZERS = Registry("optimizer", {
+    "adam": Entry("trinet.optimizers:adam", "Adam (epsilon 1e-8, as the original)"),
+    "adamw": Entry("trinet.optimizers:adamw", "Adam with decoupled weight decay (--weight_decay)"),
+    "sgd": Entry("trinet.optimizers:sgd", "SGD with --momentum (and --nesterov), with --weight_decay"),
+})
+
+#: Learning-rate schedules (Keras LearningRateSchedule classes; `trinet.schedule.make_schedule` builds them).
+SCHEDULES = Registry("schedule", {
+    "exponential": Entry("trinet.schedule:TrinetSchedule",
+                         "the original: constant, then exponential decay from --decay_start_iteration "
+                         "to 0.001x at the end"),
+    "multistep": Entry("trinet.schedule:MultiStep",
+                       "multiplied by --lr_gamma at each of --lr_milestones"),
+    "cosine": Entry("trinet.schedule:Cosine", "half a cosine from the learning rate to 0"),
+})

@@ -1,0 +1,239 @@
+"""The settings of a training run: one frozen dataclass, written to and read from `args.json`.
+
+The command line converts its arguments into a `TrainSettings` once; the library never sees an
+`argparse.Namespace`. Every default reproduces the behaviour of the original triplet-reid (and of
+trinet before the field was added), so an `args.json` written by an older version loads with the
+defaults for the fields it lacks and trains exactly as before.
+
+Cheap to import (no TensorFlow): `train.py --help` and the checks at parse time use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from trinet.errors import TrinetError
+
+#: Settings that are not part of a run's identity: on --resume they come from the command line.
+NOT_SAVED = ("experiment_root", "resume")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Everything that defines a training run (the flags of train.py, by the same names)."""
+
+    # experiment
+    experiment_root: str = ""
+    resume: bool = False
+    seed: int | None = None
+    # data
+    train_set: str | None = None
+    image_root: str | None = None
+    skip_missing: bool = False
+    validate_images: bool = False
+    on_bad_image: str = "skip"
+    loading_threads: int = 8
+    # model
+    model_name: str = "resnet50"
+    head_name: str = "fc1024"
+    embedding_dim: int = 128
+    initial_checkpoint: str | None = None
+    pooling: str = "avg"
+    last_stride: int = 2
+    test_feature: str | None = None
+    test_metric: str | None = None
+    # batches and augmentation
+    sampler: str = "pk"
+    batch_p: int = 32
+    batch_k: int = 4
+    net_input_height: int = 256
+    net_input_width: int = 128
+    pre_crop_height: int = 288
+    pre_crop_width: int = 144
+    flip_augment: bool = False
+    crop_augment: bool = False
+    pad_crop: int = 0
+    random_erasing_prob: float = 0.0
+    # objectives
+    loss: str = "batch_hard"
+    margin: float | str = "soft"
+    metric: str = "euclidean"
+    triplet_loss_weight: float = 1.0
+    id_loss_weight: float = 0.0
+    label_smoothing: float = 0.0
+    center_loss_weight: float = 0.0
+    center_learning_rate: float = 0.5
+    # optimisation
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    learning_rate: float = 3e-4
+    train_iterations: int = 25000
+    decay_start_iteration: int = 15000
+    lr_schedule: str = "exponential"
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    warmup_iterations: int = 0
+    warmup_factor: float = 0.1
+    freeze_backbone_iterations: int = 0
+    # checkpoints and logs
+    checkpoint_frequency: int = 1000
+    keep_checkpoints: int = 5
+    log_frequency: int = 1
+    histogram_frequency: int = 100
+    detailed_logs: bool = False
+    # validation during training
+    val_query: str | None = None
+    val_gallery: str | None = None
+    val_image_root: str | None = None
+    val_excluder: str | None = None
+    val_frequency: int = 1000
+
+    # -- derived values ------------------------------------------------------------------------------
+    @property
+    def net_size(self) -> tuple[int, int]:
+        return self.net_input_height, self.net_input_width
+
+    @property
+    def pre_crop_size(self) -> tuple[int, int]:
+        return self.pre_crop_height, self.pre_crop_width
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_p * self.batch_k
+
+    @property
+    def embedding_metric(self) -> str:
+        """The metric to compare the inference embeddings with (`--test_metric`, else `--metric`)."""
+        return self.test_metric or self.metric
+
+    @property
+    def validation(self) -> bool:
+        return self.val_query is not None
+
+    # -- conversions ---------------------------------------------------------------------------------
+    def replace(self, **changes: Any) -> "TrainSettings":
+        return dataclasses.replace(self, **changes)
+
+    def saved(self) -> dict[str, Any]:
+        """The JSON object of `args.json`: every field but those in `NOT_SAVED`."""
+        values = dataclasses.asdict(self)
+        values["lr_milestones"] = list(self.lr_milestones)
+        return {k: v for k, v in values.items() if k not in NOT_SAVED}
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any], source: str = "args.json",
+                   **overrides: Any) -> tuple["TrainSettings", list[str]]:
+        """Settings from an `args.json` object; returns `(settings, names of fields it lacked)`.
+
+        Raises:
+            TrinetError: an unknown key (written by a newer trinet?) or a value of the wrong type.
+        """
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise TrinetError(f"{source}: unknown setting(s) {', '.join(unknown)}; it was written by another "
+                              f"version of trinet. Known settings: {', '.join(sorted(known))}")
+        kwargs = {k: v for k, v in values.items() if k not in NOT_SAVED}
+        if kwargs.get("lr_milestones") is not None:
+            kwargs["lr_milestones"] = tuple(kwargs["lr_milestones"])
+        for name, value in kwargs.items():
+            _check_type(name, value, cls.__dataclass_fields__[name].default, source)
+        lacking = sorted(set(known) - set(values) - set(NOT_SAVED))
+        return cls(**kwargs, **overrides), lacking
+
+    def validate(self) -> None:
+        """Check the combinations of settings; raises TrinetError naming the flags and what is allowed."""
+        for problem in _problems(self):
+            raise TrinetError(problem)
+
+
+def _check_type(name: str, value: Any, default: Any, source: str) -> None:
+    if value is None or default is None:
+        return
+    kinds: tuple[type, ...] = (type(default),)
+    if isinstance(default, float):
+        kinds = (int, float) if name != "margin" else (int, float, str)
+    if name == "margin":
+        kinds = (int, float, str)
+    if isinstance(default, bool):
+        kinds = (bool,)
+    elif isinstance(value, bool):
+        kinds = kinds if bool in kinds else ()
+    if not isinstance(value, kinds):
+        raise TrinetError(f"{source}: setting {name!r} has the value {value!r}; expected "
+                          f"{' or '.join(k.__name__ for k in kinds) or type(default).__name__}")
+
+
+def _problems(s: TrainSettings):
+    """Yield a message for each invalid combination (the first one is raised)."""
+    from trinet import backbones, heads, registries, sampling
+
+    if s.train_set is None:
+        yield "--train_set is required (unless --resume)"
+    registries.check("--model_name", s.model_name, backbones.CHOICES)
+    registries.check("--head_name", s.head_name, heads.HEADS)
+    registries.check("--pooling", s.pooling, registries.POOLINGS)
+    registries.check("--loss", s.loss, registries.LOSSES)
+    registries.check("--optimizer", s.optimizer, registries.OPTIMIZERS)
+    registries.check("--lr_schedule", s.lr_schedule, registries.SCHEDULES)
+    registries.check("--sampler", s.sampler, sampling.SAMPLERS)
+    if s.batch_p < 2:
+        yield f"--batch_p must be at least 2 (a batch needs negatives), got {s.batch_p}"
+    if s.sampler == "pk" and s.triplet_loss_weight > 0 and s.batch_k < 2:
+        yield (f"--batch_k must be at least 2 with the triplet loss (an anchor needs a positive in its "
+               f"batch), got {s.batch_k}")
+    if s.sampler == "random" and s.triplet_loss_weight > 0:
+        yield ("--sampler random gives batches without guaranteed positives, which the triplet loss needs: "
+               "use --sampler pk, or --triplet_loss_weight 0 for identification-only training")
+    if s.triplet_loss_weight == 0 and s.id_loss_weight == 0:
+        yield "--triplet_loss_weight and --id_loss_weight are both 0: there is nothing to train"
+    if s.label_smoothing and not s.id_loss_weight:
+        yield f"--label_smoothing {s.label_smoothing} needs the identification loss (--id_loss_weight > 0)"
+    if not 0 <= s.label_smoothing < 1:
+        yield f"--label_smoothing must be in [0, 1), got {s.label_smoothing}"
+    if s.test_feature is not None and s.head_name != "bnneck":
+        yield (f"--test_feature {s.test_feature} applies to --head_name bnneck only (the feature before or "
+               f"after its batch norm), not to --head_name {s.head_name}")
+    if s.test_feature not in (None, "before", "after"):
+        yield f"--test_feature must be 'before' or 'after', got {s.test_feature!r}"
+    if s.last_stride not in (1, 2):
+        yield f"--last_stride must be 1 or 2, got {s.last_stride}"
+    if s.last_stride == 1 and not backbones.supports_last_stride(s.model_name):
+        yield (f"--last_stride 1 is not available for --model_name {s.model_name}; backbones with a last "
+               f"stride to remove: {', '.join(backbones.LAST_STRIDE_CHOICES)}")
+    if s.crop_augment and (s.pre_crop_height < s.net_input_height or s.pre_crop_width < s.net_input_width):
+        yield (f"--crop_augment needs a pre-crop size ({s.pre_crop_height}x{s.pre_crop_width}) at least the "
+               f"net input size ({s.net_input_height}x{s.net_input_width})")
+    if not 0 <= s.random_erasing_prob <= 1:
+        yield f"--random_erasing_prob must be in [0, 1], got {s.random_erasing_prob}"
+    if s.decay_start_iteration < -1:
+        yield f"--decay_start_iteration must be -1 (no decay) or >= 0, got {s.decay_start_iteration}"
+    if s.lr_milestones and s.lr_schedule != "multistep":
+        yield f"--lr_milestones applies to --lr_schedule multistep only, not to {s.lr_schedule}"
+    if s.lr_schedule == "multistep":
+        m = s.lr_milestones
+        if not m or list(m) != sorted(set(m)) or m[0] < 1 or m[-1] >= s.train_iterations:
+            yield (f"--lr_schedule multistep needs --lr_milestones: increasing iterations between 1 and "
+                   f"--train_iterations {s.train_iterations} - 1, got {list(m)}")
+    if s.warmup_iterations >= s.train_iterations and s.warmup_iterations:
+        yield (f"--warmup_iterations {s.warmup_iterations} must be smaller than --train_iterations "
+               f"{s.train_iterations}")
+    if not 0 < s.warmup_factor <= 1:
+        yield f"--warmup_factor must be in (0, 1], got {s.warmup_factor}"
+    if s.freeze_backbone_iterations and s.freeze_backbone_iterations >= s.train_iterations:
+        yield (f"--freeze_backbone_iterations {s.freeze_backbone_iterations} must be smaller than "
+               f"--train_iterations {s.train_iterations}")
+    if s.optimizer != "sgd" and s.nesterov:
+        yield f"--nesterov applies to --optimizer sgd only, not to {s.optimizer}"
+    if s.optimizer == "adam" and s.weight_decay:
+        yield (f"--weight_decay {s.weight_decay} is not used by --optimizer adam; use --optimizer adamw "
+               "(decoupled weight decay) or sgd")
+    if (s.val_query is None) != (s.val_gallery is None):
+        yield "--val_query and --val_gallery go together: give both, or neither"
+    if s.val_query is not None and s.val_excluder is None:
+        yield "--val_query needs --val_excluder (the dataset's protocol, as evaluate.py's --excluder)"
+    if s.val_query is None and s.val_excluder is not None:
+        yield f"--val_excluder {s.val_excluder} needs --val_query and --val_gallery"
