@@ -1,7 +1,6 @@
 """evaluate.py end to end on small generated CSV/HDF5 files: console, JSON, pictures, errors."""
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -18,15 +17,6 @@ from trinet.h5io import write_embeddings
 from trinet.plots import MATCH_BGR, MISS_BGR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def fresh_console_logging():
-    """Each test gets its own console handler (bound to that test's captured stderr)."""
-    yield
-    logger = logging.getLogger("trinet")
-    for handler in [h for h in logger.handlers if getattr(h, "_trinet_console", False)]:
-        logger.removeHandler(handler)
 
 
 def market_name(person, cam, index):

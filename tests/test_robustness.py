@@ -4,7 +4,6 @@ on one experiment root, leftovers of killed runs, and messages that must name th
 import contextlib
 import errno
 import json
-import logging
 import os
 import resource
 import signal
@@ -26,15 +25,6 @@ ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
 def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
-
-
-@pytest.fixture(autouse=True)
-def fresh_console_logging():
-    """Each test gets its own console handler (bound to that test's captured stderr)."""
-    yield
-    logger = logging.getLogger("trinet")
-    for handler in [h for h in logger.handlers if getattr(h, "_trinet_console", False)]:
-        logger.removeHandler(handler)
 
 
 @contextlib.contextmanager

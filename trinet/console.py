@@ -42,17 +42,32 @@ def import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted (it may be replaced after set-up, e.g. by a
+    caller capturing the output), never to a stream that has since been closed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_console_logging(quiet: bool = False) -> None:
     """INFO (or WARNING when quiet) to stderr for the `trinet` loggers."""
     logger = logging.getLogger("trinet")
     logger.setLevel(logging.DEBUG)
-    if not any(getattr(h, "_trinet_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
-        handler._trinet_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     for existing in logger.handlers:
-        if getattr(existing, "_trinet_console", False):
+        if isinstance(existing, _StderrHandler):
             existing.setLevel(logging.WARNING if quiet else logging.INFO)
 
 

@@ -209,7 +209,7 @@ def make_train_step(model: keras.Model, optimizer, objectives, variables, metric
         grads = tape.gradient(loss, watched)
         optimizer.apply_gradients(zip(grads[:len(variables)], variables))
         if centers is not None:
-            centers.assign_sub(center_scale * grads[-1])
+            centers.assign_sub(center_scale * tf.convert_to_tensor(grads[-1]))  # gathered: sparse
         stats = batch_stats(outputs["dists"], labels, k)
         stats.update(loss=loss, per_sample=per_sample, emb=outputs["embedding"],
                      norms=tf.norm(outputs["raw"], axis=1),
@@ -317,7 +317,11 @@ def train(s: TrainSettings) -> int:
         stale = remove_stale_temporaries(root)
         if stale:
             log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
-        return _loop(run, latest)
+        try:
+            return _loop(run, latest)
+        except TrinetError as e:
+            log.debug("Stopped with an error: %s", e)  # into train.log; the console shows the error itself
+            raise
 
 
 def _find_undecodable(run: _Run, sampler: PKSampler, first: int, stop: int) -> np.ndarray:

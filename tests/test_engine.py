@@ -1,0 +1,238 @@
+"""The training engine: the recipe's flags end to end, exact resume with every option on, old experiments,
+validation during training, parse-time refusals, undecodable images and the experiment lock."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import TINY, train, write_image_set
+from trinet import checkpoints
+from trinet.cli import embed, train as train_cli
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "v1_experiment")
+
+#: Every option of the recipe switched on (on the TINY LuNet run).
+RECIPE = ["--id_loss_weight", "1", "--label_smoothing", "0.1", "--head_name", "bnneck", "--test_metric",
+          "cosine", "--last_stride", "1", "--pooling", "gem", "--warmup_iterations", "2", "--warmup_factor",
+          "0.1", "--lr_schedule", "multistep", "--lr_milestones", "4", "--optimizer", "sgd", "--momentum",
+          "0.9",
+          "--nesterov", "--weight_decay", "0.0005", "--learning_rate", "0.01", "--random_erasing_prob", "0.5",
+          "--pad_crop", "2", "--center_loss_weight", "0.0005", "--freeze_backbone_iterations", "2",
+          "--margin", "0.3"]
+
+
+def status(argv):
+    try:
+        return train_cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
+@pytest.fixture(scope="module")
+def val_set(tmp_path_factory):
+    """`(query csv, gallery csv, image root)`: two images of each of 6 identities as queries, 3 in the
+    gallery."""
+    root = str(tmp_path_factory.mktemp("val"))
+    rows = open(write_image_set(root, identities=6, per_identity=5, seed=7)).read().splitlines()
+    query = os.path.join(root, "query.csv")
+    gallery = os.path.join(root, "gallery.csv")
+    with open(query, "w") as q, open(gallery, "w") as g:
+        for i, row in enumerate(rows):
+            (q if i % 5 < 2 else g).write(row + "\n")
+    return query, gallery, root
+
+
+def val_flags(val_set, frequency=3):
+    query, gallery, root = val_set
+    return ["--val_query", query, "--val_gallery", gallery, "--val_image_root", root, "--val_excluder",
+            "none",
+            "--val_frequency", str(frequency)]
+
+
+def state(path):
+    return checkpoints.read_info(str(path))[1]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--batch_k", "1"], "--batch_k must be at least 2 with the triplet loss"),
+    (["--test_feature", "before"], "--test_feature before applies to --head_name bnneck only"),
+    (["--last_stride", "1", "--model_name", "mobilenet_v2"], "--last_stride 1 is not available for "
+                                                             "--model_name mobilenet_v2"),
+    (["--label_smoothing", "0.1"], "--label_smoothing 0.1 needs the identification loss (--id_loss_weight"),
+    (["--sampler", "random"], "--sampler random gives batches without guaranteed positives"),
+    (["--triplet_loss_weight", "0"], "--triplet_loss_weight and --id_loss_weight are both 0"),
+    (["--lr_schedule", "multistep"], "--lr_schedule multistep needs --lr_milestones"),
+    (["--lr_milestones", "5"], "--lr_milestones applies to --lr_schedule multistep only"),
+    (["--nesterov"], "--nesterov applies to --optimizer sgd only"),
+    (["--weight_decay", "0.1"], "is not used by --optimizer adam; use --optimizer adamw"),
+    (["--warmup_iterations", "50", "--train_iterations", "10"], "--warmup_iterations 50 must be smaller"),
+    (["--val_query", __file__], "--val_query and --val_gallery go together"),
+    (["--pooling", "mean"], "argument --pooling: invalid choice: 'mean'"),
+])
+def test_invalid_combinations_are_refused_at_parse_time(tmp_path, image_set, capsys, flags, words):
+    assert status(["--experiment_root", tmp_path / "e", "--train_set", image_set[0], *flags]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+
+
+def test_full_recipe_trains_logs_every_term_and_resumes_bit_for_bit(tmp_path, image_set, val_set):
+    """Every option on (with validation): a run killed after its checkpoint at 3 and resumed ends with the
+    same weights, optimizer state, centres and best model as the uninterrupted run."""
+    reference = tmp_path / "reference"
+    assert train(reference, image_set, *RECIPE, *val_flags(val_set), "--train_iterations", "6",
+                 "--checkpoint_frequency", "3", "--detailed_logs") == 0
+    log = open(reference / "train.log").read()
+    assert "objective: 1 x triplet + 1 x id + 0.0005 x center" in log
+    assert "(triplet " in log and ", id " in log and ", center " in log
+    assert "Training only the new layers" in log
+    assert "validation at iter 3: mAP" in log and "validation at iter 6: mAP" in log
+    args = json.load(open(reference / "args.json"))
+    assert args["head_name"] == "bnneck" and args["test_feature"] == "after" and args["lr_milestones"] == [4]
+    final = state(reference / "checkpoint-6.h5")
+    assert final["num_classes"] == 6 and final["best"]["step"] in (3, 6)
+    assert (reference / "best.h5").exists()
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    for name in ("checkpoint-6.h5", "model.keras", "best.h5"):  # as if killed right after checkpoint 3
+        os.remove(resumed / name)
+    if state(reference / "checkpoint-3.h5")["best"]["step"] == 3:
+        shutil.copy(reference / "best.h5", resumed / "best.h5")  # best.h5 of iteration 3 existed then
+    assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 0
+    with h5py.File(reference / "checkpoint-6.h5") as a, h5py.File(resumed / "checkpoint-6.h5") as b:
+        assert sorted(a) == sorted(b) == ["model", "optimizer", "training"]
+        for group in a:
+            for key in a[group]:
+                np.testing.assert_array_equal(a[group][key][()], b[group][key][()], err_msg=f"{group}/{key}")
+    assert state(resumed / "checkpoint-6.h5") == final
+    np.testing.assert_array_equal(np.load(resumed / "detailed_losses.npy"),
+                                  np.load(reference / "detailed_losses.npy"))
+
+    # the best checkpoint embeds; the embedding is the BN feature (256-d), stored with the test metric
+    out = tmp_path / "best.h5"
+    assert embed.main(["--experiment_root", str(reference), "--dataset", val_set[0], "--image_root",
+                       val_set[2], "--checkpoint", "best", "--filename", str(out)]) == 0
+    with h5py.File(out) as f:
+        assert f["emb"].shape == (12, 256) and f.attrs["checkpoint"].endswith("best.h5")
+
+
+def test_freezing_trains_only_the_new_layers_first(tmp_path, image_set):
+    root = tmp_path / "e"
+    assert train(root, image_set, "--id_loss_weight", "1", "--head_name", "bnneck",
+                 "--freeze_backbone_iterations", "2", "--train_iterations", "3", "--checkpoint_frequency",
+                 "2") == 0
+
+    def arrays(path):
+        with h5py.File(path) as f:
+            return {f["model"][k].attrs["path"]: f["model"][k][()] for k in f["model"]}
+    start, frozen, end = (arrays(root / f"checkpoint-{i}.h5") for i in (0, 2, 3))
+    kernels = [p for p in start if p.endswith("/kernel")]
+    backbone = [p for p in kernels if not p.startswith("head_")]
+    assert backbone and all(np.array_equal(start[p], frozen[p]) for p in backbone)
+    assert not np.array_equal(start["head_classifier/kernel"], frozen["head_classifier/kernel"])
+    assert any(not np.array_equal(frozen[p], end[p]) for p in backbone)  # trained after iteration 2
+
+
+def test_identification_only_with_random_batches(tmp_path, image_set):
+    root = tmp_path / "e"
+    assert train(root, image_set, "--triplet_loss_weight", "0", "--id_loss_weight", "1", "--sampler",
+                 "random",
+                 "--batch_k", "1", "--batch_p", "6", "--train_iterations", "3") == 0
+    log = open(root / "train.log").read()
+    assert "objective: 1 x id" in log and "Training finished after 3 iterations" in log
+
+
+def test_an_experiment_of_the_previous_version_resumes_and_embeds(tmp_path):
+    """tests/fixtures/v1_experiment was written by trinet before the engine (format 1, args.json without the
+    new settings), stopped after its checkpoint at 2 of 4 iterations. The embeddings of the old code are
+    stored beside it."""
+    root = tmp_path / "v1"
+    shutil.copytree(FIXTURE, root)
+    args_path = root / "exp" / "args.json"
+    args = json.load(open(args_path))
+    args.update(train_set=str(root / "train.csv"), image_root=str(root))  # where the data is now
+    args_path.write_text(json.dumps(args))
+    images = sorted(os.listdir(root / "images"))[:3]
+    listing = root / "three.txt"
+    listing.write_text("".join(f"images/{name}\n" for name in images))
+
+    def embedding(checkpoint):
+        out = tmp_path / f"emb-{checkpoint}.h5"
+        assert embed.main(["--experiment_root", str(root / "exp"), "--dataset", str(listing), "--image_root",
+                           str(root), "--checkpoint", checkpoint, "--filename", str(out)]) == 0
+        with h5py.File(out) as f:
+            return f["emb"][()]
+    np.testing.assert_allclose(embedding("2"), np.load(root / "expected_checkpoint2_emb.npy"), rtol=1e-5,
+                               atol=1e-6)
+    assert train_cli.main(["--experiment_root", str(root / "exp"), "--resume"]) == 0
+    # bit for bit: the resumed model.keras on the same inputs as the old code's uninterrupted run
+    from trinet.images import decode, resize
+    from trinet.models import load_embedding_model
+    batch = np.stack([resize(decode(str(root / "images" / name)), (32, 16)).numpy() for name in images])
+    final = load_embedding_model(str(root / "exp" / "model.keras"))(batch, training=False)
+    np.testing.assert_array_equal(final, np.load(root / "expected_final_emb.npy"))
+    np.testing.assert_allclose(embedding("4"), final, rtol=1e-5, atol=1e-6)
+    # and it still serves as the initial checkpoint of a new run (backbone and same head)
+    csv, image_root = str(root / "train.csv"), str(root)
+    assert train(tmp_path / "new", (csv, image_root), "--train_iterations", "1", "--initial_checkpoint",
+                 str(root / "exp"), "--batch_p", "2", "--batch_k", "2", "--embedding_dim", "8") == 0
+
+
+def test_a_run_of_undecodable_batches_ends_with_an_error_naming_the_files(tmp_path):
+    """Every batch holds an image that fails to decode: training stops with a clear error instead of
+    hanging, and the checkpoint it writes resumes."""
+    root = str(tmp_path / "data")
+    csv = write_image_set(root, identities=2, per_identity=3)
+    rows = open(csv).read().splitlines()
+    for j in range(3):  # every image of identity 0000 truncated: each 2 x 2 batch draws one
+        path = os.path.join(root, "images", f"0000_{j:02d}.jpg")
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[:len(data) // 3])
+    assert len(rows) == 6
+    exp = tmp_path / "e"
+    assert status(["--experiment_root", exp, "--train_set", csv, "--image_root", root, *TINY, "--batch_p",
+                   "2",
+                   "--batch_k", "2", "--train_iterations", "5"]) == 2
+    log = open(exp / "train.log").read()
+    assert "No batch could be formed from batch 0 on" in log or "batches in a row" in log
+    assert "images/0000_0" in log
+
+
+def test_undecodable_images_are_named_and_left_out(tmp_path):
+    root = str(tmp_path / "data")
+    csv = write_image_set(root, identities=4, per_identity=4)
+    path = os.path.join(root, "images", "0001_02.jpg")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 3])
+    exp = tmp_path / "e"
+    assert status(["--experiment_root", exp, "--train_set", csv, "--image_root", root, *TINY, "--batch_p",
+                   "4",
+                   "--batch_k", "2", "--train_iterations", "6"]) == 0
+    log = open(exp / "train.log").read()
+    assert "could not decode images/0001_02.jpg" in log and "left out from now on (1 so far)" in log
+    assert log.count("could not decode") == 1  # it is never drawn again
+    assert state(exp / "checkpoint-6.h5")["excluded_rows"] == [6]
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(finished, tmp_path, capsys):
+    root = tmp_path / "e"
+    shutil.copytree(finished, root)
+    first = subprocess.Popen(["sleep", "60"])  # stands for a first train.py still running there
+    try:
+        owner = {"pid": first.pid, "host": socket.gethostname(), "since": "2026-11-30 10:00:00 UTC",
+                 "command": "train.py"}
+        (root / ".trinet.lock").write_text(json.dumps(owner))
+        assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "is in use by" in err and str(first.pid) in err and "train.py" in err
+    finally:
+        first.kill()
+        first.wait()
+    assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 0  # its owner is gone: broken
+    assert not (root / ".trinet.lock").exists()
