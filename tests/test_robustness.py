@@ -215,3 +215,65 @@ def test_partial_or_empty_embedding_files_are_refused(split, capsys):
         f.create_dataset("emb", (0, 6), np.float32)
     with pytest.raises(TrinetError, match=r"empty.h5 holds no embeddings \(shape \(0, 6\)\)"):
         h5io.read_embeddings(str(empty))
+
+
+# Misleading messages: a folder or a link loop is not "not found"; encodings name the line.
+
+def test_folders_and_link_loops_are_named_as_such(tmp_path):
+    import argparse
+
+    from trinet import argtypes
+    from trinet.datasets import check_files, read_csv
+
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [(argtypes.readable_file, tmp_path / "folder.csv", "is a directory; expected a file"),
+             (argtypes.readable_file, loop, "is a symbolic link loop; expected a file"),
+             (argtypes.readable_directory, tmp_path / "file", "is a file; expected a directory"),
+             (argtypes.readable_directory, loop, "is a symbolic link loop; expected a directory")]
+    for check, path, words in cases:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            check(str(path))
+    with pytest.raises(TrinetError, match=f"Dataset path {loop} is a symbolic link loop; expected a CSV"):
+        read_csv(str(loop))
+    with pytest.raises(TrinetError, match=f"Embedding file {loop} is a symbolic link loop"):
+        h5io.read_embeddings(str(loop))
+    with pytest.raises(TrinetError, match=f"Embedding file {tmp_path / 'folder.csv'} is a directory"):
+        h5io.read_embeddings(str(tmp_path / "folder.csv"))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").mkdir()
+    (tmp_path / "images" / "b.jpg").symlink_to("b.jpg")
+    (tmp_path / "d.csv").write_text("1,images/a.jpg\n1,images/b.jpg\n2,images/c.jpg\n")
+    with pytest.raises(TrinetError) as info:
+        check_files(read_csv(str(tmp_path / "d.csv"), str(tmp_path)))
+    assert str(info.value) == (
+        f"{tmp_path / 'd.csv'}: 1 of 3 images not found under image root {tmp_path}: images/c.jpg; 2 of 3 "
+        f"image paths are not files under image root {tmp_path}: images/a.jpg (a directory), images/b.jpg (a "
+        "symbolic link loop). Check --image_root, or pass --skip_missing to drop them.")
+
+
+def test_an_encoding_error_names_the_line_of_a_large_file(tmp_path):
+    from trinet.datasets import read_csv
+
+    path = tmp_path / "big.csv"
+    rows = [f"{i % 50},images/{i:06d}.jpg" for i in range(20000)]
+    rows[14999] = "7,images/caf\xe9.jpg"
+    path.write_bytes("\n".join(rows).encode("latin-1"))
+    with pytest.raises(TrinetError, match=r"big.csv:15000: not a UTF-8 text file \(invalid continuation byte "
+                                          r"at byte 13 of line 15000, near b'7,images/caf\\xe9.jpg'\)"):
+        read_csv(str(path))
+
+
+# Conflicting data: one image under two identities; EXIF orientation.
+
+def test_an_image_under_two_identities_is_named(tmp_path, caplog):
+    from trinet.datasets import read_csv
+
+    path = tmp_path / "d.csv"
+    path.write_text("pid,path\n1,a.jpg\n1,b.jpg\n2,a.jpg\n2,c.jpg\n2,c.jpg\n")
+    read_csv(str(path))
+    assert f"{path}: 1 rows list an image under a second identity, so one of the two labels is wrong: " \
+           "a.jpg as 1 (line 2) and 2 (line 4)" in caplog.text
+    assert "c.jpg" not in caplog.text  # listed twice under one identity: harmless

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from trinet.errors import TrinetError, listing
-from trinet.fileio import AtomicTarget
+from trinet.fileio import AtomicTarget, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -209,10 +209,11 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
             holds no rows, ends in rows of zeros (never written: an interrupted or failed write),
             holds NaN or infinite values, or stores image paths that are not those of `fids`.
     """
-    if not os.path.exists(path):
+    problem = path_problem(path, "file")
+    if problem == "not found":
         raise TrinetError(f"Embedding file not found: {path}")
-    if os.path.isdir(path):
-        raise TrinetError(f"Embedding file {path} is a folder; expected an HDF5 file written by embed.py")
+    if problem is not None:
+        raise TrinetError(f"Embedding file {path} is {problem}; expected an HDF5 file written by embed.py")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
