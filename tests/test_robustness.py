@@ -217,6 +217,24 @@ def test_partial_or_empty_embedding_files_are_refused(split, capsys):
         h5io.read_embeddings(str(empty))
 
 
+# Defect 6 (embed): a bad --filename is refused up front, not with a traceback after the work.
+
+def test_embed_filename_that_is_a_folder_or_below_a_file(tmp_path, capsys):
+    from trinet.cli import embed
+
+    root = tmp_path / "exp"  # no args.json: the check must come before anything is read from it
+    root.mkdir()
+    (tmp_path / "list.txt").write_text("a.jpg\n")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    for filename, words in ((tmp_path, f"'{tmp_path}' is a directory, expected a file name"),
+                            (blocker / "out.h5", f"'{blocker}' is not a directory ('{blocker}' is a file)")):
+        argv = ["--experiment_root", str(root), "--dataset", str(tmp_path / "list.txt"), "--filename",
+                str(filename)]
+        assert embed.main(argv) == 2
+        assert capsys.readouterr().err == f"error: --filename {filename}: {words}\n"
+
+
 # Misleading messages: a folder or a link loop is not "not found"; encodings name the line.
 
 def test_folders_and_link_loops_are_named_as_such(tmp_path):
@@ -277,3 +295,52 @@ def test_an_image_under_two_identities_is_named(tmp_path, caplog):
     assert f"{path}: 1 rows list an image under a second identity, so one of the two labels is wrong: " \
            "a.jpg as 1 (line 2) and 2 (line 4)" in caplog.text
     assert "c.jpg" not in caplog.text  # listed twice under one identity: harmless
+
+
+# Leftovers of killed runs.
+
+def dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = dead_pid()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        names = [f".emb.h5.tmp-{dead}", f".model.keras.tmp-{dead}.keras", f".emb.h5.tmp-{live.pid}",
+                 f".emb.h5.tmp-{os.getpid()}", "emb.h5", ".hidden", f"emb.tmp-{dead}"]
+        for name in names:
+            (tmp_path / name).write_text("x")
+        (tmp_path / f".demo.tmp-{dead}-old").mkdir()  # a folder, as demo.py renders into
+        (tmp_path / f".demo.tmp-{dead}-old" / "a.jpg").write_text("x")
+        assert fileio.remove_stale_temporaries(str(tmp_path), "demo") == [f".demo.tmp-{dead}-old"]
+        removed = fileio.remove_stale_temporaries(str(tmp_path))
+        assert removed == [f".emb.h5.tmp-{dead}", f".model.keras.tmp-{dead}.keras"]
+        assert sorted(os.listdir(tmp_path)) == sorted(names[2:])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_embed_removes_temporaries_of_killed_runs_and_suggests_only_its_flags(
+        finished, image_set, tmp_path, capsys, caplog):
+    from trinet.cli import embed
+
+    csv, images = image_set
+    dead = dead_pid()
+    (tmp_path / f".out.h5.tmp-{dead}").write_bytes(b"left by a SIGKILL")
+    (tmp_path / "dir.keras").mkdir()
+    argv = ["--experiment_root", str(finished), "--dataset", csv, "--image_root", images, "--filename",
+            str(tmp_path / "out.h5")]
+    assert embed.main(argv) == 0
+    assert f"Removed 1 temporary files left by killed runs: .out.h5.tmp-{dead}" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["dir.keras", "out.h5"]
+    assert embed.main(argv + ["--checkpoint", str(tmp_path / "dir.keras")]) == 2
+    assert f"--checkpoint {tmp_path / 'dir.keras'}: {tmp_path / 'dir.keras'} is a directory; expected a " \
+           "model file" in capsys.readouterr().err
+    (tmp_path / "missing.csv").write_text("1,images/nope.jpg\n")
+    assert embed.main(argv[:2] + ["--dataset", str(tmp_path / "missing.csv")] + argv[4:]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 1 images not found" in err and "--skip_missing" not in err
