@@ -297,6 +297,37 @@ def test_an_image_under_two_identities_is_named(tmp_path, caplog):
     assert "c.jpg" not in caplog.text  # listed twice under one identity: harmless
 
 
+def jpeg_with_orientation(path, image, orientation):
+    """Write `image` as a JPEG whose EXIF says to rotate it (6: 90 degrees clockwise)."""
+    import struct
+
+    import cv2
+
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # tag Orientation, SHORT, 1 value
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01" + entry + bytes(4)
+    exif = b"Exif\x00\x00" + tiff
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+
+
+def test_exif_orientation_is_ignored_by_training_embedding_and_rank_pictures(tmp_path):
+    import cv2
+    import tensorflow as tf
+
+    from trinet.images import decode
+    from trinet.plots import read_image
+
+    image = np.zeros((32, 16, 3), np.uint8)
+    image[:8] = 255  # a white top band
+    path = tmp_path / "rotated.jpg"
+    jpeg_with_orientation(path, image, 6)
+    assert cv2.imread(str(path)).shape == (16, 32, 3)  # OpenCV's default applies the orientation
+    decoded = decode(tf.constant(str(path))).numpy()
+    shown = read_image(str(path))
+    assert decoded.shape == shown.shape == (32, 16, 3)
+    assert decoded[:8].mean() > 200 and shown[:8].mean() > 200 and shown[-8:].mean() < 50
+
+
 # Leftovers of killed runs.
 
 def dead_pid():
