@@ -328,6 +328,22 @@ def test_exif_orientation_is_ignored_by_training_embedding_and_rank_pictures(tmp
     assert decoded[:8].mean() > 200 and shown[:8].mean() > 200 and shown[-8:].mean() < 50
 
 
+# Re-ranking parameters larger than the data.
+
+@pytest.mark.parametrize("k1, k2, words", [
+    (20, 6, "k1=20 asks for the 21 nearest neighbours of each image but there are only 18 images (Q=9 + "
+            "G=9)"),
+    (10, 6, "k1=10 is larger than the gallery (G=9)"),
+    (4, 30, "k2=30 is larger than the 18 images (Q=9 + G=9); it acts as k2=18"),
+])
+def test_rerank_parameters_larger_than_the_data_are_named(split, capsys, k1, k2, words):
+    assert evaluate.main(evaluate_argv(split, None, "--rerank", "--k1", k1, "--k2", k2)) == 0
+    err = capsys.readouterr().err
+    assert f"--rerank: {words}" in err and "Lower --k1/--k2" in err
+    assert evaluate.main(evaluate_argv(split, None, "--rerank", "--k1", 3, "--k2", 2)) == 0
+    assert "--rerank" not in capsys.readouterr().err
+
+
 # Leftovers of killed runs.
 
 def dead_pid():

@@ -220,8 +220,11 @@ def _run(argv: Sequence[str] | None) -> int:
 
     distances = EmbeddingDistances(query_emb, gallery_emb, args.metric)
     if args.rerank:
-        from trinet.rerank import ReRanker
+        from trinet.rerank import ReRanker, parameter_warnings
 
+        for warning in parameter_warnings(args.k1, args.k2, len(query), len(gallery)):
+            log.warning("--rerank: %s. Lower --k1/--k2 (the paper's 20 and 6 suit galleries of thousands).",
+                        warning)
         total = len(query) + len(gallery)
         with Progress(total, "Re-ranking: nearest neighbours", "images", quiet=args.quiet) as progress:
             distances = ReRanker.from_embeddings(query_emb, gallery_emb, args.metric, k1=args.k1, k2=args.k2,
