@@ -138,6 +138,19 @@ def test_csv_embeddings_whose_close_fails_keep_the_previous_file(tmp_path):
     assert path.read_text() == "a.jpg,1,2\n" and hidden(tmp_path) == []
 
 
+def test_a_full_disk_while_saving_model_keras_names_the_file(image_set, tmp_path, monkeypatch, capsys):
+    import keras
+
+    from conftest import train
+
+    monkeypatch.setattr(keras.Model, "save", no_space)
+    root = tmp_path / "e"
+    assert train(root, image_set, "--train_iterations", "1", "--checkpoint_frequency", "1") == 2
+    assert (f"error: Could not write {root / 'model.keras'}: No space left on device; nothing was written."
+            in capsys.readouterr().err)
+    assert [n for n in os.listdir(root) if ".tmp-" in n or n == "model.keras"] == []
+
+
 @pytest.fixture
 def split(tmp_path):
     """A Market-style query/gallery pair of CSVs and embedding files, in matching order."""
