@@ -184,6 +184,14 @@ def test_evaluate_on_a_full_disk_names_the_file(split, monkeypatch, capsys, flag
     assert out.read_bytes() == b"previous" and hidden(split["tmp"]) == []
 
 
+def test_evaluate_names_a_folder_it_cannot_create(split, monkeypatch, capsys):
+    out = split["tmp"] / "ranks"
+    monkeypatch.setattr(os, "makedirs", no_space)
+    assert evaluate.main(evaluate_argv(split, None, "--show_ranks", out, "--image_root", split["tmp"])) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: Could not create the directory {out}: No space left on device\n"
+
+
 # Defect 7 and partial files: metrics are never computed on rows that do not belong to the CSV.
 
 def test_rows_in_another_order_are_reordered_by_their_paths(split, capsys, caplog):

@@ -54,6 +54,18 @@ def path_problem(path: str, kind: str = "file") -> str | None:
     return None
 
 
+def make_directory(path: str) -> None:
+    """Create the directory `path` and its parents if needed.
+
+    Raises:
+        WriteError: it cannot be created (a full disk, no permission, a file in the way).
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"Could not create the directory {path}: {e.strerror or e}", e) from None
+
+
 def temporary_name(path: str) -> str:
     """A hidden name next to `path` that is unique to this process."""
     directory, name = os.path.split(os.path.abspath(path))

@@ -11,6 +11,7 @@ Layout (compatible with the original triplet-reid, plus self-description):
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from typing import Any, Mapping, Sequence
@@ -49,7 +50,10 @@ class _GuardedFile:
         def write_all():
             view = memoryview(data).cast("B")
             while len(view):
-                view = view[self.raw.write(view):]
+                written = self.raw.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
         self._guard(write_all)
         return memoryview(data).nbytes
 

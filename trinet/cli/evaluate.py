@@ -25,7 +25,7 @@ from trinet.datasets import Dataset, image_path, read_csv
 from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
 from trinet.excluders import EXCLUDERS, Exclusion
-from trinet.fileio import write_json_atomic
+from trinet.fileio import make_directory, write_json_atomic
 from trinet.h5io import read_embeddings
 from trinet.metrics import EmbeddingDistances, Results, evaluate, ranked_list
 from trinet.progress import Progress
@@ -168,7 +168,7 @@ def show_ranks(directory: str, image_root: str, query: Dataset, gallery: Dataset
     """Write rank-list pictures of `count` evaluated queries; returns the files written."""
     from trinet.plots import rank_picture, read_image, write_image
 
-    os.makedirs(directory, exist_ok=True)
+    make_directory(directory)
     evaluated = np.flatnonzero(results.evaluated)
     chosen = evaluated[np.unique(np.linspace(0, len(evaluated) - 1, min(count, len(evaluated))).astype(int))]
     columns = np.arange(len(gallery))
@@ -244,13 +244,13 @@ def _run(argv: Sequence[str] | None) -> int:
     print(_summary(results, gallery, exclusion), flush=True)
 
     if args.filename:
-        os.makedirs(os.path.dirname(os.path.abspath(args.filename)), exist_ok=True)
+        make_directory(os.path.dirname(os.path.abspath(args.filename)))
         write_json_atomic(args.filename, results_json(results, query, gallery, exclusion, args))
         log.info("Results written to %s", args.filename)
     if args.plot:
         from trinet.plots import plot_cmc
 
-        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        make_directory(os.path.dirname(os.path.abspath(args.plot)))
         title = f"CMC: {os.path.basename(args.query_dataset)} vs {os.path.basename(args.gallery_dataset)}"
         plot_cmc(args.plot, results.cmc, label=f"mAP {results.mean_ap:.1%}", title=title)
         log.info("CMC curve drawn into %s", args.plot)
