@@ -231,6 +231,9 @@ def test_partial_or_empty_embedding_files_are_refused(split, capsys):
     assert evaluate.main(evaluate_argv(split, partial)) == 2
     assert (f"{partial}: rows 5 to 9 (of 9) are all zeros: the file was not written to the end"
             in capsys.readouterr().err)
+    complete = split["tmp"] / "complete.h5"  # zero rows are accepted in a file marked complete
+    h5io.write_embeddings(str(complete), np.concatenate([split["emb"][:4], np.zeros((5, 6), np.float32)]))
+    assert h5io.read_embeddings(str(complete))[4:].sum() == 0
     empty = split["tmp"] / "empty.h5"
     with h5py.File(empty, "w") as f:
         f.create_dataset("emb", (0, 6), np.float32)
@@ -335,6 +338,8 @@ def test_exif_orientation_is_ignored_by_training_embedding_and_rank_pictures(tmp
     import cv2
     import tensorflow as tf
 
+    from trinet.baselines import pixel_embeddings
+    from trinet.datasets import Dataset
     from trinet.images import decode
     from trinet.plots import read_image
 
@@ -347,6 +352,8 @@ def test_exif_orientation_is_ignored_by_training_embedding_and_rank_pictures(tmp
     shown = read_image(str(path))
     assert decoded.shape == shown.shape == (32, 16, 3)
     assert decoded[:8].mean() > 200 and shown[:8].mean() > 200 and shown[-8:].mean() < 50
+    pixels = pixel_embeddings(Dataset(np.array(["1"]), np.array([str(path)])), (32, 16)).reshape(32, 16, 3)
+    assert pixels[:8].mean() > 0.8 and pixels[-8:].mean() < 0.2  # the pixel baseline agrees
 
 
 # Re-ranking parameters larger than the data.
