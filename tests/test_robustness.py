@@ -259,6 +259,17 @@ def test_embed_filename_that_is_a_folder_or_below_a_file(tmp_path, capsys):
         assert capsys.readouterr().err == f"error: --filename {filename}: {words}\n"
 
 
+def test_embed_names_an_args_json_that_is_a_folder(tmp_path, capsys):
+    from trinet.cli import embed
+
+    (tmp_path / "args.json").mkdir()
+    (tmp_path / "list.txt").write_text("a.jpg\n")
+    assert embed.main(["--experiment_root", str(tmp_path), "--dataset", str(tmp_path / "list.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {tmp_path / 'args.json'} is a directory; expected the settings file written by "
+                   "train.py\n")
+
+
 # Misleading messages: a folder or a link loop is not "not found"; encodings name the line.
 
 def test_folders_and_link_loops_are_named_as_such(tmp_path):

@@ -69,8 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(root: str) -> dict:
     from trinet import experiment
-    if os.path.isfile(os.path.join(root, experiment.ARGS_FILE)):
+    from trinet.fileio import path_problem
+
+    path = os.path.join(root, experiment.ARGS_FILE)
+    problem = path_problem(path, "file")
+    if problem is None:
         return experiment.load_args(root)
+    if problem != "not found":
+        raise TrinetError(f"{path} is {problem}; expected the settings file written by train.py")
     log.warning("%s has no %s; the model must be model.keras and the sizes given as flags.", root,
                 experiment.ARGS_FILE)
     return {}
