@@ -215,7 +215,7 @@ def evaluation(tmp_path_factory):
     nan = emb.copy()
     nan[2, 5] = np.nan
     h5io.write_embeddings(str(root / "nan.h5"), nan)
-    h5io.write_embeddings(str(root / "dim16.h5"), np.ones((4, 16), np.float32))
+    h5io.write_embeddings(str(root / "dim16.h5"), np.zeros((4, 16), np.float32))
     (root / "text.h5").write_text("not hdf5")
     return root
 

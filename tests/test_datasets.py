@@ -87,7 +87,9 @@ def test_missing_images_are_counted_and_listed(tmp_path):
     message = str(e.value)
     assert "8 of 9 images not found" in message
     assert "missing0.jpg, missing1.jpg, missing2.jpg, missing3.jpg, missing4.jpg, ... (3 more)" in message
-    assert "--skip_missing" in message
+    assert message.endswith(". Check --image_root.")  # baselines (load_dataset) has no --skip_missing
+    with pytest.raises(TrinetError, match=r"Check --image_root, or pass --skip_missing to drop them\.$"):
+        check_files(read_csv(path, str(tmp_path / "img")))  # as train.py calls it
 
 
 def test_skip_missing_drops_them_and_keeps_order(tmp_path):

@@ -149,7 +149,7 @@ def test_rerank_flags(data):
 
 
 def test_dimension_mismatch_names_both_files(data, capsys):
-    write_embeddings(data["gallery"]["h5"], np.ones((len(data["gallery"]["rows"]), 3), np.float32))
+    write_embeddings(data["gallery"]["h5"], np.zeros((len(data["gallery"]["rows"]), 3), np.float32))
     results = data["tmp"] / "never.json"
     assert main(arguments(data, "--filename", str(results))) == 2
     err = capsys.readouterr().err

@@ -128,6 +128,19 @@ def test_csv_embeddings_whose_close_fails_keep_the_previous_file(tmp_path):
     assert path.read_text() == "a.jpg,1,2\n" and hidden(tmp_path) == []
 
 
+def test_a_full_disk_while_saving_model_keras_names_the_file(image_set, tmp_path, monkeypatch, capsys):
+    import keras
+
+    from conftest import train
+
+    monkeypatch.setattr(keras.Model, "save", no_space)
+    root = tmp_path / "e"
+    assert train(root, image_set, "--train_iterations", "1", "--checkpoint_frequency", "1") == 2
+    assert (f"error: Could not write {root / 'model.keras'}: No space left on device; nothing was written."
+            in capsys.readouterr().err)
+    assert [n for n in os.listdir(root) if ".tmp-" in n or n == "model.keras"] == []
+
+
 @pytest.fixture
 def split(tmp_path):
     """A Market-style query/gallery pair of CSVs and embedding files, in matching order."""
@@ -159,6 +172,14 @@ def test_evaluate_on_a_full_disk_names_the_file(split, monkeypatch, capsys, flag
     assert err == (f"error: Could not write {out}: No space left on device; the previous file there is "
                    "unchanged.\n")
     assert out.read_bytes() == b"previous" and hidden(split["tmp"]) == []
+
+
+def test_evaluate_names_a_folder_it_cannot_create(split, monkeypatch, capsys):
+    out = split["tmp"] / "ranks"
+    monkeypatch.setattr(os, "makedirs", no_space)
+    assert evaluate.main(evaluate_argv(split, None, "--show_ranks", out, "--image_root", split["tmp"])) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: Could not create the directory {out}: No space left on device\n"
 
 
 # Defect 7 and partial files: metrics are never computed on rows that do not belong to the CSV.
@@ -200,8 +221,202 @@ def test_partial_or_empty_embedding_files_are_refused(split, capsys):
     assert evaluate.main(evaluate_argv(split, partial)) == 2
     assert (f"{partial}: rows 5 to 9 (of 9) are all zeros: the file was not written to the end"
             in capsys.readouterr().err)
+    complete = split["tmp"] / "complete.h5"  # zero rows are accepted in a file marked complete
+    h5io.write_embeddings(str(complete), np.concatenate([split["emb"][:4], np.zeros((5, 6), np.float32)]))
+    assert h5io.read_embeddings(str(complete))[4:].sum() == 0
     empty = split["tmp"] / "empty.h5"
     with h5py.File(empty, "w") as f:
         f.create_dataset("emb", (0, 6), np.float32)
     with pytest.raises(TrinetError, match=r"empty.h5 holds no embeddings \(shape \(0, 6\)\)"):
         h5io.read_embeddings(str(empty))
+
+
+# Defect 6 (embed): a bad --filename is refused up front, not with a traceback after the work.
+
+def test_embed_filename_that_is_a_folder_or_below_a_file(tmp_path, capsys):
+    from trinet.cli import embed
+
+    root = tmp_path / "exp"  # no args.json: the check must come before anything is read from it
+    root.mkdir()
+    (tmp_path / "list.txt").write_text("a.jpg\n")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    for filename, words in ((tmp_path, f"'{tmp_path}' is a directory, expected a file name"),
+                            (blocker / "out.h5", f"'{blocker}' is not a directory ('{blocker}' is a file)")):
+        argv = ["--experiment_root", str(root), "--dataset", str(tmp_path / "list.txt"), "--filename",
+                str(filename)]
+        assert embed.main(argv) == 2
+        assert capsys.readouterr().err == f"error: --filename {filename}: {words}\n"
+
+
+def test_embed_names_an_args_json_that_is_a_folder(tmp_path, capsys):
+    from trinet.cli import embed
+
+    (tmp_path / "args.json").mkdir()
+    (tmp_path / "list.txt").write_text("a.jpg\n")
+    assert embed.main(["--experiment_root", str(tmp_path), "--dataset", str(tmp_path / "list.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {tmp_path / 'args.json'} is a directory; expected the settings file written by "
+                   "train.py\n")
+
+
+# Misleading messages: a folder or a link loop is not "not found"; encodings name the line.
+
+def test_folders_and_link_loops_are_named_as_such(tmp_path):
+    import argparse
+
+    from trinet import argtypes
+    from trinet.datasets import check_files, read_csv
+
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "file").write_text("x")
+    cases = [(argtypes.readable_file, tmp_path / "folder.csv", "is a directory; expected a file"),
+             (argtypes.readable_file, loop, "is a symbolic link loop; expected a file"),
+             (argtypes.readable_directory, tmp_path / "file", "is a file; expected a directory"),
+             (argtypes.readable_directory, loop, "is a symbolic link loop; expected a directory")]
+    for check, path, words in cases:
+        with pytest.raises(argparse.ArgumentTypeError, match=words):
+            check(str(path))
+    with pytest.raises(TrinetError, match=f"Dataset path {loop} is a symbolic link loop; expected a CSV"):
+        read_csv(str(loop))
+    with pytest.raises(TrinetError, match=f"Embedding file {loop} is a symbolic link loop"):
+        h5io.read_embeddings(str(loop))
+    with pytest.raises(TrinetError, match=f"Embedding file {tmp_path / 'folder.csv'} is a directory"):
+        h5io.read_embeddings(str(tmp_path / "folder.csv"))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").mkdir()
+    (tmp_path / "images" / "b.jpg").symlink_to("b.jpg")
+    (tmp_path / "d.csv").write_text("1,images/a.jpg\n1,images/b.jpg\n2,images/c.jpg\n")
+    with pytest.raises(TrinetError) as info:
+        check_files(read_csv(str(tmp_path / "d.csv"), str(tmp_path)))
+    assert str(info.value) == (
+        f"{tmp_path / 'd.csv'}: 1 of 3 images not found under image root {tmp_path}: images/c.jpg; 2 of 3 "
+        f"image paths are not files under image root {tmp_path}: images/a.jpg (a directory), images/b.jpg (a "
+        "symbolic link loop). Check --image_root, or pass --skip_missing to drop them.")
+
+
+def test_an_encoding_error_names_the_line_of_a_large_file(tmp_path):
+    from trinet.datasets import read_csv
+
+    path = tmp_path / "big.csv"
+    rows = [f"{i % 50},images/{i:06d}.jpg" for i in range(20000)]
+    rows[14999] = "7,images/caf\xe9.jpg"
+    path.write_bytes("\n".join(rows).encode("latin-1"))
+    with pytest.raises(TrinetError, match=r"big.csv:15000: not a UTF-8 text file \(invalid continuation byte "
+                                          r"at byte 13 of line 15000, near b'7,images/caf\\xe9.jpg'\)"):
+        read_csv(str(path))
+
+
+# Conflicting data: one image under two identities; EXIF orientation.
+
+def test_an_image_under_two_identities_is_named(tmp_path, caplog):
+    from trinet.datasets import read_csv
+
+    path = tmp_path / "d.csv"
+    path.write_text("pid,path\n1,a.jpg\n1,b.jpg\n2,a.jpg\n2,c.jpg\n2,c.jpg\n")
+    read_csv(str(path))
+    assert f"{path}: 1 rows list an image under a second identity, so one of the two labels is wrong: " \
+           "a.jpg as 1 (line 2) and 2 (line 4)" in caplog.text
+    assert "c.jpg" not in caplog.text  # listed twice under one identity: harmless
+
+
+def jpeg_with_orientation(path, image, orientation):
+    """Write `image` as a JPEG whose EXIF says to rotate it (6: 90 degrees clockwise)."""
+    import struct
+
+    import cv2
+
+    data = cv2.imencode(".jpg", image)[1].tobytes()
+    entry = struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # tag Orientation, SHORT, 1 value
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01" + entry + bytes(4)
+    exif = b"Exif\x00\x00" + tiff
+    path.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + data[2:])
+
+
+def test_exif_orientation_is_ignored_by_training_embedding_and_rank_pictures(tmp_path):
+    import cv2
+    import tensorflow as tf
+
+    from trinet.baselines import pixel_embeddings
+    from trinet.datasets import Dataset
+    from trinet.images import decode
+    from trinet.plots import read_image
+
+    image = np.zeros((32, 16, 3), np.uint8)
+    image[:8] = 255  # a white top band
+    path = tmp_path / "rotated.jpg"
+    jpeg_with_orientation(path, image, 6)
+    assert cv2.imread(str(path)).shape == (16, 32, 3)  # OpenCV's default applies the orientation
+    decoded = decode(tf.constant(str(path))).numpy()
+    shown = read_image(str(path))
+    assert decoded.shape == shown.shape == (32, 16, 3)
+    assert decoded[:8].mean() > 200 and shown[:8].mean() > 200 and shown[-8:].mean() < 50
+    pixels = pixel_embeddings(Dataset(np.array(["1"]), np.array([str(path)])), (32, 16)).reshape(32, 16, 3)
+    assert pixels[:8].mean() > 0.8 and pixels[-8:].mean() < 0.2  # the pixel baseline agrees
+
+
+# Re-ranking parameters larger than the data.
+
+@pytest.mark.parametrize("k1, k2, words", [
+    (20, 6, "k1=20 asks for the 21 nearest neighbours of each image but there are only 18 images (Q=9 + "
+            "G=9)"),
+    (10, 6, "k1=10 is larger than the gallery (G=9)"),
+    (4, 30, "k2=30 is larger than the 18 images (Q=9 + G=9); it acts as k2=18"),
+])
+def test_rerank_parameters_larger_than_the_data_are_named(split, capsys, k1, k2, words):
+    assert evaluate.main(evaluate_argv(split, None, "--rerank", "--k1", k1, "--k2", k2)) == 0
+    err = capsys.readouterr().err
+    assert f"--rerank: {words}" in err and "Lower --k1/--k2" in err
+    assert evaluate.main(evaluate_argv(split, None, "--rerank", "--k1", 3, "--k2", 2)) == 0
+    assert "--rerank" not in capsys.readouterr().err
+
+
+# Leftovers of killed runs.
+
+def dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = dead_pid()
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        names = [f".emb.h5.tmp-{dead}", f".model.keras.tmp-{dead}.keras", f".emb.h5.tmp-{live.pid}",
+                 f".emb.h5.tmp-{os.getpid()}", "emb.h5", ".hidden", f"emb.tmp-{dead}"]
+        for name in names:
+            (tmp_path / name).write_text("x")
+        (tmp_path / f".demo.tmp-{dead}-old").mkdir()  # a folder, as demo.py renders into
+        (tmp_path / f".demo.tmp-{dead}-old" / "a.jpg").write_text("x")
+        assert fileio.remove_stale_temporaries(str(tmp_path), "demo") == [f".demo.tmp-{dead}-old"]
+        removed = fileio.remove_stale_temporaries(str(tmp_path))
+        assert removed == [f".emb.h5.tmp-{dead}", f".model.keras.tmp-{dead}.keras"]
+        assert sorted(os.listdir(tmp_path)) == sorted(names[2:])
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_embed_removes_temporaries_of_killed_runs_and_suggests_only_its_flags(
+        finished, image_set, tmp_path, capsys, caplog):
+    from trinet.cli import embed
+
+    csv, images = image_set
+    dead = dead_pid()
+    (tmp_path / f".out.h5.tmp-{dead}").write_bytes(b"left by a SIGKILL")
+    (tmp_path / "dir.keras").mkdir()
+    argv = ["--experiment_root", str(finished), "--dataset", csv, "--image_root", images, "--filename",
+            str(tmp_path / "out.h5")]
+    assert embed.main(argv) == 0
+    assert f"Removed 1 temporary files left by killed runs: .out.h5.tmp-{dead}" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["dir.keras", "out.h5"]
+    assert embed.main(argv + ["--checkpoint", str(tmp_path / "dir.keras")]) == 2
+    assert f"--checkpoint {tmp_path / 'dir.keras'}: {tmp_path / 'dir.keras'} is a directory; expected a " \
+           "model file" in capsys.readouterr().err
+    (tmp_path / "missing.csv").write_text("1,images/nope.jpg\n")
+    assert embed.main(argv[:2] + ["--dataset", str(tmp_path / "missing.csv")] + argv[4:]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 1 images not found" in err and "--skip_missing" not in err

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import os
+import re
+
+from trinet.fileio import path_problem
 
 
 def _number(text: str, kind: type, what: str):
@@ -75,8 +77,11 @@ def margin(text: str) -> float | str:
 
 def readable_file(text: str) -> str:
     """An existing, readable regular file."""
-    if not os.path.isfile(text):
+    problem = path_problem(text, "file")
+    if problem == "not found":
         raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is {problem}; expected a file")
     if not os.access(text, os.R_OK):
         raise argparse.ArgumentTypeError(f"file is not readable: {text!r}")
     return text
@@ -84,8 +89,11 @@ def readable_file(text: str) -> str:
 
 def readable_directory(text: str) -> str:
     """An existing, readable directory."""
-    if not os.path.isdir(text):
+    problem = path_problem(text, "folder")
+    if problem == "not found":
         raise argparse.ArgumentTypeError(f"no such directory: {text!r}")
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} is {problem}; expected a directory")
     if not os.access(text, os.R_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"directory is not readable: {text!r}")
     return text

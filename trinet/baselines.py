@@ -51,7 +51,7 @@ def pixel_embeddings(dataset: Dataset, size: tuple[int, int] = DEFAULT_SIZE, *,
     out = np.empty((len(dataset), height * width * 3), np.float32)
     with Progress(len(dataset), "pixel baseline", unit="img", quiet=quiet) as progress:
         for i, path in enumerate(dataset.paths()):
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # as images.decode
             if image is None:
                 raise TrinetError(f"{dataset.source}: cannot read image {path} (missing, or not an image)")
             small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)

@@ -17,6 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from trinet.errors import TrinetError, listing
+from trinet.fileio import path_problem
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,29 @@ def image_path(image_root: str | None, fid: str) -> str:
 
 
 def _open_text(path: str):
-    if not os.path.exists(path):
+    problem = path_problem(path, "file")
+    if problem == "not found":
         raise TrinetError(f"Dataset file not found: {path}")
-    if os.path.isdir(path):
-        raise TrinetError(f"Dataset path {path} is a directory; expected a CSV file of `pid,path` rows")
+    if problem is not None:
+        raise TrinetError(f"Dataset path {path} is {problem}; expected a CSV file of `pid,path` rows")
     # utf-8-sig: a byte-order mark written by spreadsheet programs is not part of the first pid.
     return open(path, newline="", encoding="utf-8-sig")
+
+
+def _decode_error(path: str, error: UnicodeDecodeError) -> TrinetError:
+    """The message for a file that is not UTF-8: the line and column of the first bad byte.
+
+    (The error's own offset counts from the start of the block being decoded, not of the file.)
+    """
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                near = line[max(0, e.start - 20):e.start + 20].rstrip(b"\r\n")
+                return TrinetError(f"{path}:{number}: not a UTF-8 text file ({e.reason} at byte "
+                                   f"{e.start + 1} of line {number}, near {near!r}); save it as UTF-8.")
+    return TrinetError(f"{path}: not a UTF-8 text file ({error.reason})")
 
 
 def _text_rows(path: str) -> Iterable[tuple[int, list[str]]]:
@@ -85,7 +103,7 @@ def _text_rows(path: str) -> Iterable[tuple[int, list[str]]]:
                     continue
                 yield reader.line_num, [field.strip() for field in row]
         except UnicodeDecodeError as e:
-            raise TrinetError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+            raise _decode_error(path, e) from None
         except csv.Error as e:
             raise TrinetError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
 
@@ -99,6 +117,7 @@ def read_csv(path: str, image_root: str | None = None) -> Dataset:
     """
     pids: list[str] = []
     fids: list[str] = []
+    lines: list[int] = []
     for number, row in _text_rows(path):
         if not pids and not fids and tuple(field.lower() for field in row) == HEADER:
             continue
@@ -113,9 +132,25 @@ def read_csv(path: str, image_root: str | None = None) -> Dataset:
             raise TrinetError(f"{path}:{number}: empty image path in row {','.join(row)!r}")
         pids.append(pid)
         fids.append(fid)
+        lines.append(number)
     if not fids:
         raise TrinetError(f"{path}: the dataset is empty (no `pid,path` rows)")
+    _warn_conflicts(path, pids, fids, lines)
     return Dataset(np.array(pids, dtype=str), np.array(fids, dtype=str), path, image_root)
+
+
+def _warn_conflicts(path: str, pids: list[str], fids: list[str], lines: list[int]) -> None:
+    """Warn about images listed under more than one identity (the same path twice with one identity is
+    harmless and passes)."""
+    first: dict[str, tuple[str, int]] = {}
+    conflicts = []
+    for pid, fid, line in zip(pids, fids, lines):
+        seen = first.setdefault(fid, (pid, line))
+        if seen[0] != pid:
+            conflicts.append(f"{fid} as {seen[0]} (line {seen[1]}) and {pid} (line {line})")
+    if conflicts:
+        log.warning("%s: %d rows list an image under a second identity, so one of the two labels is wrong: "
+                    "%s", path, len(conflicts), listing(conflicts, show=3, sep="; "))
 
 
 def read_image_list(path: str, image_root: str | None = None) -> Dataset:
@@ -131,7 +166,7 @@ def read_image_list(path: str, image_root: str | None = None) -> Dataset:
                 if line:
                     fids.append(line)
         except UnicodeDecodeError as e:
-            raise TrinetError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+            raise _decode_error(path, e) from None
     if not fids:
         raise TrinetError(f"{path}: the image list is empty")
     return Dataset(np.full(len(fids), "", dtype=str), np.array(fids, dtype=str), path, image_root)
@@ -144,36 +179,51 @@ def read_any(path: str, image_root: str | None = None) -> Dataset:
     return read_image_list(path, image_root)
 
 
-def check_files(dataset: Dataset, *, skip_missing: bool = False) -> Dataset:
-    """Check that every image of `dataset` exists under its image root.
+def check_files(dataset: Dataset, *, skip_missing: bool = False,
+                skip_flag: str | None = "--skip_missing") -> Dataset:
+    """Check that every image of `dataset` exists under its image root (a folder or a link loop in its
+    place is named as such, not as missing).
 
     Args:
         skip_missing: drop missing images with a warning instead of failing.
+        skip_flag: the flag of the calling command that sets `skip_missing`, suggested by the message;
+            None for a command without one.
 
     Raises:
         TrinetError: images are missing (the count and the first few paths), or none is left.
     """
-    if dataset.image_root is not None and not os.path.isdir(dataset.image_root):
-        raise TrinetError(f"Image root {dataset.image_root} is not a directory")
+    if dataset.image_root is not None:
+        problem = path_problem(dataset.image_root, "folder")
+        if problem is not None:
+            raise TrinetError(f"Image root {dataset.image_root} is not a directory ({problem})")
     exists = np.array([os.path.isfile(p) for p in dataset.paths()], dtype=bool)
     if exists.all():
         return dataset
-    missing = list(dataset.fids[~exists])
+    problems = {fid: path_problem(full, "file") or "not readable"
+                for fid, full, ok in zip(dataset.fids, dataset.paths(), exists) if not ok}
+    missing = [fid for fid, problem in problems.items() if problem == "not found"]
+    other = [f"{fid} ({problem})" for fid, problem in problems.items() if problem != "not found"]
     where = f" under image root {dataset.image_root}" if dataset.image_root else ""
-    message = (f"{dataset.source}: {len(missing)} of {len(dataset)} images not found{where}: "
-               f"{listing(missing)}")
+    parts = [f"{len(missing)} of {len(dataset)} images not found{where}: {listing(missing)}"][:len(missing)]
+    if other:
+        parts.append(f"{len(other)} of {len(dataset)} image paths are not files{where}: {listing(other)}")
+    message = f"{dataset.source}: " + "; ".join(parts)
     if not skip_missing:
-        raise TrinetError(message + ". Check --image_root, or pass --skip_missing to drop them.")
+        advice = f", or pass {skip_flag} to drop them" if skip_flag else ""
+        raise TrinetError(f"{message}. Check --image_root{advice}.")
     if not exists.any():
         raise TrinetError(message + ". No image is left.")
-    log.warning("%s. Dropping them (--skip_missing).", message)
+    log.warning("%s. Dropping them%s.", message, f" ({skip_flag})" if skip_flag else "")
     return dataset.subset(exists)
 
 
-def load_dataset(path: str, image_root: str | None = None, *, skip_missing: bool = False) -> Dataset:
-    """Read a dataset CSV and, if `image_root` is given, check that its images exist."""
+def load_dataset(path: str, image_root: str | None = None, *, skip_missing: bool = False,
+                 skip_flag: str | None = None) -> Dataset:
+    """Read a dataset CSV and, if `image_root` is given, check that its images exist (see `check_files`)."""
     dataset = read_csv(path, image_root)
-    return check_files(dataset, skip_missing=skip_missing) if image_root is not None else dataset
+    if image_root is None:
+        return dataset
+    return check_files(dataset, skip_missing=skip_missing, skip_flag=skip_flag)
 
 
 def image_format(path: str) -> str | None:

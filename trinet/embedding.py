@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from trinet import checkpoints, experiment
 from trinet.errors import TrinetError, listing
-from trinet.fileio import AtomicTarget
+from trinet.fileio import AtomicTarget, path_problem
 from trinet.h5io import EmbeddingWriter
 from trinet.images import decode, embedding_views
 from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
@@ -37,14 +37,21 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     the experiment's settings, or a saved `model.keras`. Returns `(model, source path)`."""
     if checkpoint is None and not checkpoints.list_checkpoints(root):
         keras_file = os.path.join(root, experiment.MODEL_FILE)
-        if not os.path.isfile(keras_file):
+        problem = path_problem(keras_file, "file")
+        if problem == "not found":
             raise TrinetError(f"No checkpoint and no {experiment.MODEL_FILE} in {root}; "
                               "has train.py run there?")
+        if problem is not None:
+            raise TrinetError(f"No checkpoint in {root}, and {keras_file} is {problem}; expected the model "
+                              "file written by train.py")
         checkpoint = keras_file
     if checkpoint is not None and checkpoint.endswith(".keras"):
-        path = checkpoint if os.path.isfile(checkpoint) else os.path.join(root, checkpoint)
-        if not os.path.isfile(path):
+        path = checkpoint if os.path.lexists(checkpoint) else os.path.join(root, checkpoint)
+        problem = path_problem(path, "file")
+        if problem == "not found":
             raise TrinetError(f"--checkpoint {checkpoint}: no such model file")
+        if problem is not None:
+            raise TrinetError(f"--checkpoint {checkpoint}: {path} is {problem}; expected a model file")
         return load_embedding_model(path), path
     path = checkpoints.resolve(root, checkpoint)
     missing = [k for k in ("model_name", "head_name", "embedding_dim") if settings.get(k) is None]

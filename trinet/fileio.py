@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
+import stat
 from typing import Any, Iterator
 
 from trinet.errors import WriteError
@@ -23,6 +25,45 @@ def _fsync_dir(directory: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def path_problem(path: str, kind: str = "file") -> str | None:
+    """Why `path` is not an existing `kind` ('file' or 'folder'), in words for a message, or None if it
+    is one: 'not found', 'a directory', 'a file', 'a symbolic link loop', 'a broken symbolic link', ...
+
+    A directory or a link loop is not reported as missing: the words say what is really there.
+    """
+    if kind not in ("file", "folder"):
+        raise ValueError(f"kind must be 'file' or 'folder'. Received: kind={kind!r}")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if os.path.islink(path):
+            return f"a broken symbolic link (to {os.readlink(path)})"
+        if e.errno == errno.ENOTDIR:
+            return "a path below a file"
+        if e.errno == errno.ENOENT:
+            return "not found"
+        return f"not accessible ({e.strerror})"
+    if kind == "file" and stat.S_ISDIR(mode):
+        return "a directory"
+    if kind == "folder" and not stat.S_ISDIR(mode):
+        return "a file" if stat.S_ISREG(mode) else "not a folder"
+    return None
+
+
+def make_directory(path: str) -> None:
+    """Create the directory `path` and its parents if needed.
+
+    Raises:
+        WriteError: it cannot be created (a full disk, no permission, a file in the way).
+    """
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"Could not create the directory {path}: {e.strerror or e}", e) from None
 
 
 def temporary_name(path: str) -> str:

@@ -5,12 +5,14 @@ Layout (compatible with the original triplet-reid, plus self-description):
     emb_aug             (M, N, D) float32  every test-time view; only when M > 1
     augmentation_types  (M,) bytes       view names, e.g. b'original_center', b'original_flip_top_left'
     pids, fids          (N,) utf-8 str   identity and path of each row (pids empty for plain lists)
-    attrs               free-form settings (experiment, checkpoint, aggregator, trinet version)
+    attrs               free-form settings (experiment, checkpoint, aggregator, trinet version), and
+                        `rows_written` = N, set last by `EmbeddingWriter`: the file is complete
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from typing import Any, Mapping, Sequence
@@ -19,9 +21,12 @@ import h5py
 import numpy as np
 
 from trinet.errors import TrinetError, listing
-from trinet.fileio import AtomicTarget
+from trinet.fileio import AtomicTarget, path_problem
 
 log = logging.getLogger(__name__)
+
+#: The attribute that marks a complete file (its value is N); files of older versions lack it.
+ROWS_WRITTEN = "rows_written"
 
 
 class _GuardedFile:
@@ -49,7 +54,10 @@ class _GuardedFile:
         def write_all():
             view = memoryview(data).cast("B")
             while len(view):
-                view = view[self.raw.write(view):]
+                written = self.raw.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
         self._guard(write_all)
         return memoryview(data).nbytes
 
@@ -161,9 +169,15 @@ class EmbeddingWriter:
         return failure
 
     def __exit__(self, kind, value, traceback) -> bool:
-        failure = self._close(value)
+        failure = value
         if failure is None and self.written != self.rows:
             failure = ValueError(f"{self.path}: only {self.written} of {self.rows} rows were written")
+        if failure is None:
+            try:
+                self._file.attrs[ROWS_WRITTEN] = self.rows
+            except Exception as e:  # noqa: BLE001 (h5py raises RuntimeError for I/O failures)
+                failure = e
+        failure = self._close(failure)
         if failure is None:
             self._target.commit()
             return False
@@ -206,13 +220,15 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
 
     Raises:
         TrinetError: the file is missing or not HDF5, lacks `key`, has the wrong shape or row count,
-            holds no rows, ends in rows of zeros (never written: an interrupted or failed write),
+            holds no rows, ends in rows of zeros without the mark of a complete write (the rows an
+            interrupted or failed write of an older version left),
             holds NaN or infinite values, or stores image paths that are not those of `fids`.
     """
-    if not os.path.exists(path):
+    problem = path_problem(path, "file")
+    if problem == "not found":
         raise TrinetError(f"Embedding file not found: {path}")
-    if os.path.isdir(path):
-        raise TrinetError(f"Embedding file {path} is a folder; expected an HDF5 file written by embed.py")
+    if problem is not None:
+        raise TrinetError(f"Embedding file {path} is {problem}; expected an HDF5 file written by embed.py")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -225,6 +241,7 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
         if emb.ndim != 2:
             raise TrinetError(f"{path}: dataset {key!r} must be 2-D (N, D), found shape {emb.shape}")
         values = np.asarray(emb[()], dtype=np.float32)
+        marked = f.attrs.get(ROWS_WRITTEN)
     if len(values) == 0 or values.shape[1] == 0:
         raise TrinetError(f"{path} holds no embeddings (shape {values.shape}); embed the CSV again.")
     if expected_rows is not None and len(values) != expected_rows:
@@ -232,7 +249,8 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
                           f"{expected_rows} rows; embed that CSV again.")
     written = np.flatnonzero(values.any(axis=1))
     end = written[-1] + 1 if len(written) else 0
-    if end < len(values):
+    if end < len(values) and not (np.ndim(marked) == 0 and marked == len(values)):
+        # What an unwritten end looks like in a file without the mark of a complete write.
         raise TrinetError(f"{path}: rows {end + 1} to {len(values)} (of {len(values)}) are all zeros: the "
                           "file was not written to the end (an interrupted or failed embed.py); embed the "
                           "CSV again.")

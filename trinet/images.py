@@ -13,7 +13,9 @@ from trinet.views import FIVE
 def decode(path: tf.Tensor) -> tf.Tensor:
     """Read and decode a JPEG, PNG, BMP or GIF file to `(H, W, 3)` float32 in [0, 255].
 
-    Grayscale images are replicated to three channels; an alpha channel is dropped.
+    Grayscale images are replicated to three channels; an alpha channel is dropped. The EXIF
+    orientation of a JPEG is ignored (TensorFlow's decoder does not apply it): training, embedding and
+    the rank pictures of evaluate.py (`plots.read_image`) all use the stored pixels, so they agree.
     """
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     return tf.cast(image, tf.float32)

@@ -73,10 +73,16 @@ def _tile(image: np.ndarray | None, colour: tuple[int, int, int], caption: str, 
 
 
 def read_image(path: str) -> np.ndarray | None:
-    """The BGR image at `path`, or None if it is missing or cannot be decoded."""
+    """The BGR image at `path`, or None if it is missing or cannot be decoded.
+
+    The EXIF orientation of a JPEG is ignored, as `images.decode` ignores it for training and
+    embedding: the picture shows the pixels the model saw.
+    """
     import cv2
 
-    return cv2.imread(path, cv2.IMREAD_COLOR) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    return cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
 def rank_picture(query: np.ndarray | None, gallery: Sequence[np.ndarray | None], matches: Sequence[bool],

@@ -14,6 +14,7 @@ import numpy as np
 from trinet import __version__
 from trinet.datasets import Dataset, image_path
 from trinet.errors import listing
+from trinet.fileio import make_directory
 from trinet.excluders import Exclusion
 from trinet.metrics import Results, ranked_list
 from trinet.progress import Progress
@@ -73,7 +74,7 @@ def show_ranks(directory: str, image_root: str, query: Dataset, gallery: Dataset
     """
     from trinet.plots import rank_picture, read_image, write_image
 
-    os.makedirs(directory, exist_ok=True)
+    make_directory(directory)
     evaluated = np.flatnonzero(results.evaluated)
     chosen = evaluated[np.unique(np.linspace(0, len(evaluated) - 1, min(count, len(evaluated))).astype(int))]
     columns = np.arange(len(gallery))

@@ -99,6 +99,23 @@ class _Matrices:
         return self.full[i, j]
 
 
+def parameter_warnings(k1: int, k2: int, num_queries: int, num_gallery: int) -> list[str]:
+    """What makes `k1` and `k2` too large for `num_queries` + `num_gallery` images, in words that name
+    the values (empty when they fit). Such values are still computed as the paper's code would."""
+    n = num_queries + num_gallery
+    sizes = f"{n} images (Q={num_queries} + G={num_gallery})"
+    found = []
+    if k1 + 1 > n:
+        found.append(f"k1={k1} asks for the {k1 + 1} nearest neighbours of each image but there are only "
+                     f"{sizes}: every image is in every neighbourhood, so the k-reciprocal sets tell nothing")
+    elif k1 > num_gallery:
+        found.append(f"k1={k1} is larger than the gallery (G={num_gallery}): the k-reciprocal "
+                     "neighbourhoods reach past every gallery image into the queries")
+    if k2 > n:
+        found.append(f"k2={k2} is larger than the {sizes}; it acts as k2={n}")
+    return found
+
+
 def smallest(block: np.ndarray, k: int) -> np.ndarray:
     """`(B, N) -> (B, k)` column indices of each row's k smallest entries, by value, then index.
 

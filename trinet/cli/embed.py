@@ -69,8 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(root: str) -> dict:
     from trinet import experiment
-    if os.path.isfile(os.path.join(root, experiment.ARGS_FILE)):
+    from trinet.fileio import path_problem
+
+    path = os.path.join(root, experiment.ARGS_FILE)
+    problem = path_problem(path, "file")
+    if problem is None:
         return experiment.load_args(root)
+    if problem != "not found":
+        raise TrinetError(f"{path} is {problem}; expected the settings file written by train.py")
     log.warning("%s has no %s; the model must be model.keras and the sizes given as flags.", root,
                 experiment.ARGS_FILE)
     return {}
@@ -80,8 +86,17 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_console_logging(quiet=args.quiet)
     from trinet.datasets import check_files, find_non_images, read_any
+    from trinet.fileio import remove_stale_temporaries
 
     root = args.experiment_root
+    output_format = args.output_format or ("csv" if (args.filename or "").lower().endswith(".csv") else "h5")
+    filename = args.filename or (os.path.splitext(os.path.basename(args.dataset))[0]
+                                 + ("_embeddings.csv" if output_format == "csv" else "_embeddings.h5"))
+    filename = os.path.join(root, filename)
+    try:
+        argtypes.writeable_file(filename)
+    except argparse.ArgumentTypeError as e:
+        raise TrinetError(f"--filename {args.filename or filename}: {e}") from None
     settings = _settings(root)
     for flag in SIZE_FLAGS:
         if getattr(args, flag) is None:
@@ -98,18 +113,15 @@ def _run(argv: Sequence[str] | None) -> int:
                     bool(settings["crop_augment"]), args.crop_augment)
 
     image_root = args.image_root or settings.get("image_root")
-    dataset = check_files(read_any(args.dataset, image_root))
+    dataset = check_files(read_any(args.dataset, image_root), skip_flag=None)
     bad = find_non_images(dataset)
     if bad.any():
         raise TrinetError(f"{args.dataset}: {bad.sum()} files are empty or not images: "
                           f"{listing(dataset.fids[bad])}")
 
-    output_format = args.output_format or ("csv" if (args.filename or "").lower().endswith(".csv") else "h5")
-    filename = args.filename or (os.path.splitext(os.path.basename(args.dataset))[0]
-                                 + ("_embeddings.csv" if output_format == "csv" else "_embeddings.h5"))
-    filename = os.path.join(root, filename)
-    argtypes.writeable_file(filename)
-
+    stale = remove_stale_temporaries(os.path.dirname(os.path.abspath(filename)))
+    if stale:
+        log.info("Removed %d temporary files left by killed runs: %s", len(stale), listing(stale))
     from trinet import __version__
     import_tensorflow_quietly()
     from trinet.embedding import embed_to_file, load_model

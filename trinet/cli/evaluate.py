@@ -24,7 +24,7 @@ from trinet.datasets import Dataset, read_csv
 from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
 from trinet.excluders import EXCLUDERS
-from trinet.fileio import write_json_atomic
+from trinet.fileio import make_directory, write_json_atomic
 from trinet.h5io import read_embeddings
 from trinet.metrics import DistanceFn, EmbeddingDistances, evaluate
 from trinet.progress import Progress
@@ -151,8 +151,11 @@ def _run(argv: Sequence[str] | None) -> int:
 
     distances: DistanceFn = EmbeddingDistances(query_emb, gallery_emb, args.metric)
     if args.rerank:
-        from trinet.rerank import ReRanker
+        from trinet.rerank import ReRanker, parameter_warnings
 
+        for warning in parameter_warnings(args.k1, args.k2, len(query), len(gallery)):
+            log.warning("--rerank: %s. Lower --k1/--k2 (the paper's 20 and 6 suit galleries of thousands).",
+                        warning)
         total = len(query) + len(gallery)
         with Progress(total, "Re-ranking: nearest neighbours", "images", quiet=args.quiet) as progress:
             distances = ReRanker.from_embeddings(query_emb, gallery_emb, args.metric, k1=args.k1, k2=args.k2,
@@ -172,13 +175,13 @@ def _run(argv: Sequence[str] | None) -> int:
     print(summary(results, gallery, exclusion), flush=True)
 
     if args.filename:
-        os.makedirs(os.path.dirname(os.path.abspath(args.filename)), exist_ok=True)
+        make_directory(os.path.dirname(os.path.abspath(args.filename)))
         write_json_atomic(args.filename, results_json(results, query, gallery, exclusion, _settings(args)))
         log.info("Results written to %s", args.filename)
     if args.plot:
         from trinet.plots import plot_cmc
 
-        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        make_directory(os.path.dirname(os.path.abspath(args.plot)))
         title = f"CMC: {os.path.basename(args.query_dataset)} vs {os.path.basename(args.gallery_dataset)}"
         plot_cmc(args.plot, results.cmc, label=f"mAP {results.mean_ap:.1%}", title=title)
         log.info("CMC curve drawn into %s", args.plot)
