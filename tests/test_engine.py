@@ -120,6 +120,7 @@ def test_full_recipe_trains_logs_every_term_and_resumes_bit_for_bit(tmp_path, im
                        val_set[2], "--checkpoint", "best", "--filename", str(out)]) == 0
     with h5py.File(out) as f:
         assert f["emb"].shape == (12, 256) and f.attrs["checkpoint"].endswith("best.h5")
+        assert f.attrs["metric"] == "cosine"  # --test_metric travels with the embeddings
 
 
 def test_freezing_trains_only_the_new_layers_first(tmp_path, image_set):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist as scipy_cdist
@@ -241,3 +242,21 @@ def test_command_does_not_import_tensorflow(data):
     assert "STATUS 0" in done.stdout, done.stderr
     assert "HEAVY []" in done.stdout
     assert "mAP:" in done.stdout
+
+
+def test_the_metric_stored_with_the_embeddings_is_the_default(data, capsys, caplog):
+    out = data["tmp"] / "out"
+    assert main(arguments(data, "--metric", "cosine", "--filename", str(out / "cosine.json"))) == 0
+    for role in ("query", "gallery"):
+        with h5py.File(data[role]["h5"], "a") as f:
+            f.attrs["metric"] = "cosine"
+    assert main(arguments(data, "--filename", str(out / "stored.json"))) == 0
+    assert "Using the cosine distance stored with the embeddings" in caplog.text
+    cosine, stored = (json.load(open(out / name)) for name in ("cosine.json", "stored.json"))
+    assert stored["settings"]["metric"] == "cosine" and stored["mAP"] == cosine["mAP"]
+    assert main(arguments(data, "--metric", "euclidean", "--filename", str(out / "euclidean.json"))) == 0
+    assert json.load(open(out / "euclidean.json"))["mAP"] != cosine["mAP"]  # the flag still overrides
+    with h5py.File(data["gallery"]["h5"], "a") as f:
+        f.attrs["metric"] = "sqeuclidean"
+    assert main(arguments(data)) == 2
+    assert "were made for the cosine distance but the gallery embeddings" in capsys.readouterr().err

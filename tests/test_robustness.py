@@ -136,8 +136,8 @@ def test_a_full_disk_while_saving_model_keras_names_the_file(image_set, tmp_path
     monkeypatch.setattr(keras.Model, "save", no_space)
     root = tmp_path / "e"
     assert train(root, image_set, "--train_iterations", "1", "--checkpoint_frequency", "1") == 2
-    assert (f"error: Could not write {root / 'model.keras'}: No space left on device; nothing was written."
-            in capsys.readouterr().err)
+    assert (f"error: Could not write {root / 'model.keras'}: No space left on device. The checkpoints are "
+            "intact; free space, then run again with --resume to write it." in capsys.readouterr().err)
     assert [n for n in os.listdir(root) if ".tmp-" in n or n == "model.keras"] == []
 
 

@@ -303,6 +303,19 @@ def match_rows(path: str, fids: Sequence[str], partner: str | None = None) -> np
     return order
 
 
+#: The attribute holding the distance the embeddings are meant to be compared with (the run's test metric).
+METRIC_ATTRIBUTE = "metric"
+
+
+def read_metric(path: str) -> str | None:
+    """The metric stored with an embedding file by embed.py, or None (older files, other tools)."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get(METRIC_ATTRIBUTE)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return str(value) if value else None
+
+
 def read_strings(path: str, key: str) -> list[str] | None:
     """A string dataset of an embedding file (e.g. 'fids', 'augmentation_types'), or None if absent."""
     with h5py.File(path, "r") as f:

@@ -15,6 +15,7 @@ from typing import Sequence
 from trinet import argtypes
 from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.errors import TrinetError, listing
+from trinet.h5io import METRIC_ATTRIBUTE
 from trinet.views import AGGREGATORS, CROP_MODES, check_views
 
 log = logging.getLogger("trinet.embed")
@@ -138,7 +139,8 @@ def _run(argv: Sequence[str] | None) -> int:
         attrs={"experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
                "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
                "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
-               "trinet_version": __version__})
+               "trinet_version": __version__,
+               METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")})
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
     return 0
 

@@ -25,7 +25,7 @@ from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
 from trinet.excluders import EXCLUDERS
 from trinet.fileio import make_directory, write_json_atomic
-from trinet.h5io import read_embeddings
+from trinet.h5io import read_embeddings, read_metric
 from trinet.metrics import DistanceFn, EmbeddingDistances, evaluate
 from trinet.progress import Progress
 from trinet.reporting import SHOW_RANKS, results_json, show_ranks, summary
@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery_embeddings", required=True,
                         help="Path to the HDF5 file with the gallery embeddings (dataset `emb`, one row "
                              "per CSV row).")
-    parser.add_argument("--metric", default="euclidean", choices=sorted(METRICS),
-                        help="Distance between embeddings; use the one the model was trained with. "
-                             "Default: %(default)s.")
+    parser.add_argument("--metric", default=None, choices=sorted(METRICS),
+                        help="Distance between embeddings. Default: the metric embed.py stored with the "
+                             "embeddings (the training run's --test_metric, else its --metric), or euclidean "
+                             "for files without one.")
     parser.add_argument("--filename", type=writeable_file, default=None,
                         help="JSON file to store the results in (mAP, mINP, CMC curve, top-k, per-query "
                              "AP with the query path, skipped queries, settings). Written when the "
@@ -119,6 +120,24 @@ def load_split(csv_path: str, h5_path: str) -> tuple[Dataset, np.ndarray]:
     return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path, fids=dataset.fids)
 
 
+def stored_metric(query_h5: str, gallery_h5: str) -> str:
+    """The metric stored with both embedding files (said in the log), else euclidean."""
+    query, gallery = read_metric(query_h5), read_metric(gallery_h5)
+    if query and gallery and query != gallery:
+        raise TrinetError(f"The query embeddings {query_h5} were made for the {query} distance but the "
+                          f"gallery embeddings {gallery_h5} for {gallery}; embed both with the same model, "
+                          "or choose with --metric.")
+    metric = query or gallery
+    if metric is None:
+        return "euclidean"
+    if metric not in METRICS:
+        raise TrinetError(f"{query_h5 if query else gallery_h5} stores the metric {metric!r}, which this "
+                          f"version does not know; choose one of {', '.join(sorted(METRICS))} with --metric.")
+    log.info("Using the %s distance stored with the embeddings (the training run's test metric; --metric "
+             "overrides it).", metric)
+    return metric
+
+
 def _settings(args: argparse.Namespace) -> dict:
     """The settings stored in the results JSON."""
     settings = {key: getattr(args, key) for key in (
@@ -140,6 +159,7 @@ def _run(argv: Sequence[str] | None) -> int:
         raise TrinetError(f"The query embeddings {args.query_embeddings} have dimension {query_emb.shape[1]} "
                           f"but the gallery embeddings {args.gallery_embeddings} have dimension "
                           f"{gallery_emb.shape[1]}; embed both with the same model.")
+    args.metric = args.metric or stored_metric(args.query_embeddings, args.gallery_embeddings)
     try:
         exclusion = EXCLUDERS[args.excluder](query.fids, gallery.fids)
     except TrinetError as e:
