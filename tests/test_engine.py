@@ -237,3 +237,46 @@ def test_a_second_writer_is_refused_while_the_first_runs(finished, tmp_path, cap
         first.wait()
     assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 0  # its owner is gone: broken
     assert not (root / ".trinet.lock").exists()
+
+
+def test_initial_weights_that_are_not_weights_fail_before_anything_is_written(tmp_path, image_set, capsys):
+    bogus = tmp_path / "weights.h5"
+    bogus.write_text("not a weights file")
+    root = tmp_path / "e"
+    assert train(root, image_set, "--initial_checkpoint", str(bogus)) == 2
+    assert f"--initial_checkpoint {bogus} is not a Keras weights file that fits the backbone" in \
+        capsys.readouterr().err
+    assert not root.exists()  # so the corrected command is not refused as "not empty"
+
+
+def test_a_single_identity_gets_advice_that_trinet_accepts(tmp_path, capsys):
+    root = str(tmp_path / "data")
+    csv = write_image_set(root, identities=1, per_identity=4)
+    assert status(["--experiment_root", tmp_path / "e", "--train_set", csv, "--image_root", root, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "a batch needs at least 2 identities" in err and "--batch_p 1" not in err
+
+
+def test_resume_with_partial_relative_or_empty_args_json(finished, tmp_path, capsys, caplog, monkeypatch):
+    root = tmp_path / "e"
+    shutil.copytree(finished, root)
+    args = json.load(open(root / "args.json"))
+    for new in ("pooling", "sampler", "id_loss_weight", "lr_schedule"):  # as written by an older version
+        del args[new]
+    (root / "args.json").write_text(json.dumps(args))
+    caplog.clear()
+    assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 0
+    assert "predates 4 settings (id_loss_weight, lr_schedule, pooling, sampler)" in caplog.text
+    assert "added since" not in caplog.text and caplog.text.count("WARNING") == 0
+
+    args["train_set"] = os.path.relpath(args["train_set"], "/")  # relative to a folder we are not in
+    (root / "args.json").write_text(json.dumps(args))
+    monkeypatch.chdir(tmp_path)
+    assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 2
+    assert "a relative path, from the folder the run was started in" in capsys.readouterr().err
+    monkeypatch.chdir("/")
+    assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 0  # from there it works
+
+    (root / "args.json").write_text("{}")
+    assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 2
+    assert "holds none of the run's settings" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import zlib
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -54,7 +54,7 @@ def _write_variables(group: h5py.Group, variables) -> None:
         data.attrs["crc32"] = _checksum(array)
 
 
-def save_checkpoint(root: str, step: int, groups: dict[str, Sequence], state: dict[str, Any] | None = None,
+def save_checkpoint(root: str, step: int, groups: Mapping[str, Sequence], state: dict[str, Any] | None = None,
                     path: str | None = None) -> str:
     """Write `checkpoint-<step>.h5` (or `path`) atomically and return its path.
 
@@ -165,7 +165,7 @@ def _assign(variables, group: h5py.Group, what: str, path: str) -> None:
         variable.assign(arrays[variable_path])
 
 
-def restore(path: str, groups: dict[str, Sequence]) -> tuple[int, dict[str, Any]]:
+def restore(path: str, groups: Mapping[str, Sequence]) -> tuple[int, dict[str, Any]]:
     """Load the named variable groups of a checkpoint (groups of the file not asked for are ignored);
     returns `(step, state)`.
 

@@ -46,8 +46,10 @@ class PKSampler:
         if batch_p > len(self._identities):
             left = " left after excluding undecodable images" if self.excluded else ""
             count = len(self._identities)
+            advice = (f"use --batch_p {count} or less" if count >= 2 else
+                      "a batch needs at least 2 identities: add identities to the training set")
             raise TrinetError(f"--batch_p {batch_p} is larger than the number of identities{left} in the "
-                              f"training set ({count}); use --batch_p {count} or less.")
+                              f"training set ({count}); {advice}.")
         self.batches_per_epoch = len(self._identities) // batch_p
         self._epoch_cache: tuple[int, np.ndarray] | None = None
 

@@ -334,8 +334,9 @@ def _find_undecodable(run: _Run, sampler: PKSampler, first: int, stop: int) -> n
 def _loop(run: _Run, latest: str | None) -> int:
     """The training loop, from `latest` checkpoint (None: from the start)."""
     s, root, model, optimizer = run.s, run.root, run.model, run.optimizer
-    step, state = 0, {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
-                      "num_classes": run.num_classes}
+    step = 0
+    state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
+                             "num_classes": run.num_classes}
     if latest is not None:
         step, saved_state = checkpoints.restore(latest, run.groups())
         state.update(saved_state)
@@ -373,12 +374,13 @@ def _loop(run: _Run, latest: str | None) -> int:
     dim = int(model.output["embedding"].shape[-1])
     detailed = (DetailedLogs(root, total, s.batch_size, dim, max(len(f.encode()) for f in run.dataset.fids))
                 if s.detailed_logs else None)
-    excluded = set(state["excluded_rows"])
+    excluded: set[int] = set(state["excluded_rows"])
+    seed = s.seed
     delivered = Delivered(state["next_batch"] - 1)
 
     def open_data(start: int):
         sampler = (run.sampler if not excluded else
-                   SAMPLERS[s.sampler](run.dataset.pids, s.batch_p, s.batch_k, s.seed, excluded))
+                   SAMPLERS[s.sampler](run.dataset.pids, s.batch_p, s.batch_k, seed, excluded))
         data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
