@@ -313,6 +313,18 @@ def test_temporaries_of_dead_runs_are_removed(tmp_path):
     assert os.listdir(tmp_path) == ["d"]
 
 
+def test_own_pids_temporaries_are_replaced_and_live_runs_ones_kept(tmp_path):
+    own = tmp_path / f".d.tmp-{os.getpid()}"
+    for folder in (own / "query", tmp_path / f"{own.name}-old" / "query"):  # e.g. a killed run of this pid
+        folder.mkdir(parents=True)
+        (folder / "left.jpg").write_bytes(b"x")
+    live = tmp_path / f".d.tmp-{os.getppid()}"  # the folder another run is rendering into right now
+    live.mkdir()
+    result = demo.generate(str(tmp_path / "d"), quiet=True, **SMALL)
+    assert sorted(os.listdir(tmp_path)) == [live.name, "d"] and not result.reused
+    assert not (tmp_path / "d" / "query" / "left.jpg").exists()
+
+
 def test_progress_is_reported(tmp_path, capsys):
     assert demo.main([a for a in small_args(tmp_path / "d") if a != "--quiet"]) == 0
     assert "demo: rendering" in capsys.readouterr().err

@@ -116,16 +116,42 @@ def test_embedding_writer_that_fails_keeps_the_previous_file(tmp_path, monkeypat
 
 
 def test_csv_embeddings_whose_close_fails_keep_the_previous_file(tmp_path):
-    from trinet.embedding import CsvWriter
-
     path = tmp_path / "emb.csv"
     path.write_text("a.jpg,1,2\n")
     fids = [f"images/{i:04d}.jpg" for i in range(20)]
     with pytest.raises(WriteError, match=f"Could not write {path}: File too large; the previous file"):
         with file_size_limit(100):
-            with CsvWriter(str(path), fids) as writer:
+            with h5io.CsvWriter(str(path), fids) as writer:
                 writer.write(np.ones((20, 8), np.float32))  # buffered: the failure comes at the close
     assert path.read_text() == "a.jpg,1,2\n" and hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("output_format", sorted(h5io.EMBEDDING_FORMATS))
+def test_every_embedding_format_publishes_only_a_complete_file(tmp_path, output_format):
+    path, fids = tmp_path / f"emb.{output_format}", ["a.jpg", "b.jpg", "c.jpg"]
+    emb = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with pytest.raises(KeyboardInterrupt):
+        with h5io.open_writer(output_format, str(path), fids=fids, dim=4) as writer:
+            writer.write(emb[:2])
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+    with h5io.open_writer(output_format, str(path), fids=fids, dim=4, attrs={"metric": "cosine"}) as writer:
+        assert isinstance(writer, h5io.EmbeddingFileWriter)
+        writer.write(emb[:2])
+        assert not path.exists()
+        writer.write(emb[2:])
+    assert os.listdir(tmp_path) == [path.name]
+    if output_format == "csv":
+        assert path.read_text().splitlines() == ["a.jpg,0,1,2,3", "b.jpg,4,5,6,7", "c.jpg,8,9,10,11"]
+    else:
+        np.testing.assert_array_equal(h5io.read_embeddings(str(path), fids=fids), emb)
+        assert h5io.read_metric(str(path)) == "cosine"
+
+
+def test_an_unknown_embedding_format_is_refused_with_the_valid_ones():
+    expected = r"Unknown embedding file format 'npy'; expected one of \['csv', 'h5'\]"
+    with pytest.raises(ValueError, match=expected):
+        h5io.open_writer("npy", "emb.npy", fids=["a.jpg"], dim=4)
 
 
 def test_a_full_disk_while_saving_model_keras_names_the_file(image_set, tmp_path, monkeypatch, capsys):

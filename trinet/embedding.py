@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from trinet import checkpoints, experiment
 from trinet.errors import TrinetError, listing
-from trinet.fileio import AtomicTarget, path_problem
-from trinet.h5io import EmbeddingWriter
+from trinet.fileio import path_problem
+from trinet.h5io import open_writer
 from trinet.images import decode, embedding_views
 from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
 from trinet.pipeline import decodable
@@ -160,56 +160,18 @@ def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_pe
                           f"{listing(bad)}") from None
 
 
-class CsvWriter:
-    """`path,v1,...,vD` lines (the format of the paper's trinet_embed.py), written atomically: a failed
-    write or close (a full disk) raises `WriteError` and leaves an existing file under `path` as it was."""
-
-    def __init__(self, path: str, fids: list[str]):
-        self.path, self.fids, self.written = path, fids, 0
-
-    def __enter__(self) -> "CsvWriter":
-        self._target = AtomicTarget(self.path)
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self._file = open(self._target.tmp, "w", encoding="utf-8")
-        except BaseException as e:
-            raise self._target.abort(e) from None
-        return self
-
-    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
-        for fid, row in zip(self.fids[self.written:self.written + len(emb)], emb):
-            self._file.write(fid + "," + ",".join(f"{v:.9g}" for v in row) + "\n")
-        self.written += len(emb)
-
-    def __exit__(self, kind, value, traceback) -> bool:
-        failure = value
-        try:
-            self._file.close()  # writes what is buffered: a full disk often shows only here
-        except OSError as e:
-            failure = failure or e
-        if failure is None:
-            self._target.commit()
-            return False
-        error = self._target.abort(failure)
-        if error is value:
-            return False  # the with statement raises it
-        raise error from None
-
-
 def embed_to_file(model: keras.Model, paths: list[str], fids: list[str], pids: list[str] | None, *,
                   filename: str, output_format: str, view_names: list[str], aggregator: str | None,
                   batch_size: int, threads: int, net_size: tuple[int, int], pre_crop_size: tuple[int, int],
                   flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False) -> tuple[int, int]:
-    """Embed `paths` and write `filename` (HDF5 or CSV); returns `(N, D)`."""
+    """Embed `paths` and write `filename` in `output_format` (see `h5io.EMBEDDING_FORMATS`); returns
+    `(N, D)`."""
     views = len(view_names)
     images_per_batch = max(1, batch_size // views)
     dim = int(model.output.shape[-1])
     combine = AGGREGATORS[aggregator] if aggregator else (lambda v: v[0])
-    if output_format == "csv":
-        writer = CsvWriter(filename, fids)
-    else:
-        writer = EmbeddingWriter(filename, len(paths), dim, augmentation_types=view_names, pids=pids,
-                                 fids=fids, attrs=attrs)
+    writer = open_writer(output_format, filename, fids=fids, dim=dim, augmentation_types=view_names,
+                         pids=pids, attrs=attrs)
     blocks = embed_batches(model, paths, views, images_per_batch=images_per_batch, net_size=net_size,
                            pre_crop_size=pre_crop_size, flip=flip, crop_mode=crop_mode, threads=threads)
     with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:

@@ -146,12 +146,13 @@ def write_json_atomic(path: str, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
 
 
-def _alive(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # another user's process
         return True
     return True
 
@@ -167,7 +168,7 @@ def remove_stale_temporaries(directory: str, name: str | None = None) -> list[st
     Only entries `.NAME.tmp-PID...` whose process no longer exists on this machine are removed
     (those of this process and of live processes are kept); with `name`, only those of that `NAME`.
     """
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.listdir(directory or ".")
     except OSError:
@@ -177,7 +178,7 @@ def remove_stale_temporaries(directory: str, name: str | None = None) -> list[st
         if not match or (name is not None and match["name"] != name):
             continue
         pid = int(match["pid"])
-        if pid == os.getpid() or _alive(pid):
+        if pid == os.getpid() or pid_exists(pid):
             continue
         path = os.path.join(directory, entry)
         try:

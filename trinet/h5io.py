@@ -1,21 +1,26 @@
-"""The HDF5 embedding file, as written by `embed.py` and read by `evaluate.py` (numpy and h5py only).
+"""The embedding files, as written by `embed.py` and read by `evaluate.py` (numpy and h5py only).
 
-Layout (compatible with the original triplet-reid, plus self-description):
+Two formats, one writer type (`EmbeddingFileWriter`, made by `open_writer`); both publish the file only
+when it is complete. The HDF5 file is what `evaluate.py` reads; its layout (compatible with the original
+triplet-reid, plus self-description):
     emb                 (N, D) float32   final embedding of each row, in dataset order
     emb_aug             (M, N, D) float32  every test-time view; only when M > 1
     augmentation_types  (M,) bytes       view names, e.g. b'original_center', b'original_flip_top_left'
     pids, fids          (N,) utf-8 str   identity and path of each row (pids empty for plain lists)
     attrs               free-form settings (experiment, checkpoint, aggregator, trinet version), and
                         `rows_written` = N, set last by `EmbeddingWriter`: the file is complete
+
+The CSV file (`CsvWriter`) holds `path,v1,...,vD` lines, the format of the paper's trinet_embed.py.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import logging
 import os
-from typing import Any, Mapping, Sequence
+from typing import IO, Any, Callable, Mapping, Self, Sequence
 
 import h5py
 import numpy as np
@@ -91,12 +96,61 @@ class _GuardedFile:
                 self.raw.close()
 
 
-class EmbeddingWriter:
-    """Write an embedding file row block by row block; it appears under `path` only when complete.
+class EmbeddingFileWriter(abc.ABC):
+    """The common type of the embedding file writers: a context manager that writes rows block by block
+    and publishes the file under `path` only when it is complete.
 
-    Memory stays bounded by the block size, whatever N. Use as a context manager: on an exception,
-    a failed write (a full disk) or a kill, nothing is left under `path` and an existing file there
-    is kept; a failed write raises `WriteError` naming the file and the cause.
+    On an exception in the with block, a failed write or close (a full disk) or a kill, nothing is left
+    under `path` and an existing file there is kept; a failed write raises `WriteError` naming the file
+    and the cause. A format implements `_open`, `write` and `_close`, and `_complete` if it marks a
+    complete file.
+    """
+
+    path: str
+
+    def __enter__(self) -> Self:
+        self._target = AtomicTarget(self.path)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._open(self._target.tmp)
+        except BaseException as e:
+            failure = self._close(e) or e
+            raise self._target.abort(failure) from None
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        failure = value if value is not None else self._complete()
+        failure = self._close(failure)
+        if failure is None:
+            self._target.commit()
+            return
+        error = self._target.abort(failure)
+        if error is not value:
+            raise error from None  # a WriteError names the file and the cause
+        # else the with statement raises `value`
+
+    @abc.abstractmethod
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
+        """Append rows: `emb` `(b, D)` and, where the format stores them, `emb_aug` `(M, b, D)`."""
+
+    @abc.abstractmethod
+    def _open(self, tmp: str) -> None:
+        """Create the file `tmp` (the temporary name of `path`) and start writing."""
+
+    def _complete(self) -> BaseException | None:
+        """After the last `write` without an exception: finish the file; returns what went wrong."""
+        return None
+
+    @abc.abstractmethod
+    def _close(self, failure: BaseException | None) -> BaseException | None:
+        """Close what `_open` opened (as far as it got); returns `failure`, or what went wrong first."""
+
+
+class EmbeddingWriter(EmbeddingFileWriter):
+    """Write an HDF5 embedding file row block by row block; it appears under `path` only when complete.
+
+    Memory stays bounded by the block size, whatever N. Use as a context manager (see
+    `EmbeddingFileWriter`); exiting without an exception before all N rows are written is an error.
 
     Args:
         rows, dim: N and D.
@@ -113,30 +167,28 @@ class EmbeddingWriter:
         self.views = len(augmentation_types)
         self._types, self._pids, self._fids, self._attrs = augmentation_types, pids, fids, attrs or {}
         self.written = 0
+        self._sink: _GuardedFile | None = None
+        self._file: Any = None
 
-    def __enter__(self) -> "EmbeddingWriter":
-        self._target = AtomicTarget(self.path)
-        self._sink = self._file = None
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self._sink = _GuardedFile(self._target.tmp)
-            self._file = h5py.File(self._sink, "w")
-            f = self._file
-            chunk = (max(1, min(self.rows, 4096)), self.dim)
-            self._emb = f.create_dataset("emb", (self.rows, self.dim), np.float32, chunks=chunk)
-            self._aug = (f.create_dataset("emb_aug", (self.views, self.rows, self.dim), np.float32,
-                                          chunks=(1, *chunk)) if self.views > 1 else None)
-            f.create_dataset("augmentation_types", data=np.array(list(self._types), dtype="S"))
-            text = h5py.string_dtype("utf-8")
-            for name, values in (("pids", self._pids), ("fids", self._fids)):
-                if values is not None:
-                    f.create_dataset(name, data=np.array(list(values), dtype=object), dtype=text)
-            for key, value in self._attrs.items():
-                f.attrs[key] = "" if value is None else value
-        except BaseException as e:
-            failure = self._close(e)
-            raise self._target.abort(failure) from None
-        return self
+    def _open(self, tmp: str) -> None:
+        self._sink = _GuardedFile(tmp)
+        self._file = f = h5py.File(self._sink, "w")
+        chunk = (max(1, min(self.rows, 4096)), self.dim)
+        self._emb = f.create_dataset("emb", (self.rows, self.dim), np.float32, chunks=chunk)
+        self._aug = (f.create_dataset("emb_aug", (self.views, self.rows, self.dim), np.float32,
+                                      chunks=(1, *chunk)) if self.views > 1 else None)
+        f.create_dataset("augmentation_types", data=np.array(list(self._types), dtype="S"))
+        text = h5py.string_dtype("utf-8")
+        for name, values in (("pids", self._pids), ("fids", self._fids)):
+            if values is not None:
+                f.create_dataset(name, data=np.array(list(values), dtype=object), dtype=text)
+        for key, value in self._attrs.items():
+            f.attrs[key] = "" if value is None else value
+
+    def _opened(self) -> tuple[_GuardedFile, Any]:
+        if self._sink is None or self._file is None:
+            raise RuntimeError(f"{self.path}: the writer is not open; use it in a with statement")
+        return self._sink, self._file
 
     def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
         """Append rows: `emb` `(b, D)` and, when M > 1, `emb_aug` `(M, b, D)`.
@@ -144,8 +196,9 @@ class EmbeddingWriter:
         Raises:
             OSError: an earlier write failed (the file is then discarded on exit).
         """
-        if self._sink.error is not None:
-            raise self._sink.error
+        sink, _ = self._opened()
+        if sink.error is not None:
+            raise sink.error
         start, stop = self.written, self.written + len(emb)
         if stop > self.rows:
             raise ValueError(f"{self.path}: writing rows up to {stop} of {self.rows}")
@@ -153,6 +206,15 @@ class EmbeddingWriter:
         if self._aug is not None:
             self._aug[:, start:stop] = emb_aug
         self.written = stop
+
+    def _complete(self) -> BaseException | None:
+        if self.written != self.rows:
+            return ValueError(f"{self.path}: only {self.written} of {self.rows} rows were written")
+        try:
+            self._opened()[1].attrs[ROWS_WRITTEN] = self.rows
+        except Exception as e:  # noqa: BLE001 (h5py raises RuntimeError for I/O failures)
+            return e
+        return None
 
     def _close(self, failure: BaseException | None) -> BaseException | None:
         """Close HDF5 and the file under it; returns what went wrong first (None if nothing)."""
@@ -168,23 +230,67 @@ class EmbeddingWriter:
                 failure = self._sink.error  # the cause, rather than what HDF5 or a write made of it
         return failure
 
-    def __exit__(self, kind, value, traceback) -> bool:
-        failure = value
-        if failure is None and self.written != self.rows:
-            failure = ValueError(f"{self.path}: only {self.written} of {self.rows} rows were written")
-        if failure is None:
+
+class CsvWriter(EmbeddingFileWriter):
+    """Write `path,v1,...,vD` lines (the format of the paper's trinet_embed.py), one per row of `fids`,
+    atomically (see `EmbeddingFileWriter`); `emb_aug` and the settings are not stored."""
+
+    def __init__(self, path: str, fids: Sequence[str]):
+        self.path, self.fids, self.written = path, fids, 0
+        self._file: IO[str] | None = None
+
+    def _open(self, tmp: str) -> None:
+        self._file = open(tmp, "w", encoding="utf-8")
+
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
+        if self._file is None:
+            raise RuntimeError(f"{self.path}: the writer is not open; use it in a with statement")
+        for fid, row in zip(self.fids[self.written:self.written + len(emb)], emb):
+            self._file.write(fid + "," + ",".join(f"{v:.9g}" for v in row) + "\n")
+        self.written += len(emb)
+
+    def _close(self, failure: BaseException | None) -> BaseException | None:
+        if self._file is not None:
             try:
-                self._file.attrs[ROWS_WRITTEN] = self.rows
-            except Exception as e:  # noqa: BLE001 (h5py raises RuntimeError for I/O failures)
-                failure = e
-        failure = self._close(failure)
-        if failure is None:
-            self._target.commit()
-            return False
-        error = self._target.abort(failure)
-        if error is value:
-            return False  # the with statement raises it
-        raise error from None  # a WriteError names the file and the cause
+                self._file.close()  # writes what is buffered: a full disk often shows only here
+            except OSError as e:
+                failure = failure or e
+        return failure
+
+
+def _hdf5_writer(path: str, *, fids: Sequence[str], dim: int, augmentation_types: Sequence[str],
+                 pids: Sequence[str] | None, attrs: Mapping[str, Any] | None) -> EmbeddingFileWriter:
+    return EmbeddingWriter(path, len(fids), dim, augmentation_types=augmentation_types, pids=pids,
+                           fids=fids, attrs=attrs)
+
+
+def _csv_writer(path: str, *, fids: Sequence[str], **_) -> EmbeddingFileWriter:
+    return CsvWriter(path, fids)
+
+
+#: The embedding file formats (`embed.py --output_format`): name -> writer constructor.
+EMBEDDING_FORMATS: dict[str, Callable[..., EmbeddingFileWriter]] = {"h5": _hdf5_writer, "csv": _csv_writer}
+
+
+def open_writer(output_format: str, path: str, *, fids: Sequence[str], dim: int,
+                augmentation_types: Sequence[str] = ("original_resize",), pids: Sequence[str] | None = None,
+                attrs: Mapping[str, Any] | None = None) -> EmbeddingFileWriter:
+    """A writer of an embedding file in `output_format` (see `EMBEDDING_FORMATS`), to use as a context
+    manager: one row per image path of `fids`, of D = `dim` values.
+
+    Args:
+        augmentation_types: the M view names (HDF5 stores `emb_aug` when M > 1).
+        pids: `(N,)` identities of the rows, stored by HDF5.
+        attrs: settings, stored by HDF5 as attributes.
+
+    Raises:
+        ValueError: an unknown format (the message lists the valid ones).
+    """
+    if output_format not in EMBEDDING_FORMATS:
+        raise ValueError(f"Unknown embedding file format {output_format!r}; expected one of "
+                         f"{sorted(EMBEDDING_FORMATS)}")
+    return EMBEDDING_FORMATS[output_format](path, fids=fids, dim=dim, augmentation_types=augmentation_types,
+                                            pids=pids, attrs=attrs)
 
 
 def write_embeddings(path: str, emb: np.ndarray, *, emb_aug: np.ndarray | None = None,
@@ -209,7 +315,7 @@ def write_embeddings(path: str, emb: np.ndarray, *, emb_aug: np.ndarray | None =
 
 
 def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str | None = None,
-                    key: str = "emb", fids: Sequence[str] | None = None) -> np.ndarray:
+                    key: str = "emb", fids: Sequence[str] | np.ndarray | None = None) -> np.ndarray:
     """Read and validate the `(N, D)` float32 embeddings `key` of an HDF5 file.
 
     Args:
@@ -266,7 +372,8 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
     return values
 
 
-def match_rows(path: str, fids: Sequence[str], partner: str | None = None) -> np.ndarray | None:
+def match_rows(path: str, fids: Sequence[str] | np.ndarray,
+               partner: str | None = None) -> np.ndarray | None:
     """The order that puts the rows of embedding file `path` into the order of `fids` (a CSV's paths),
     or None when they are in that order already or the file stores no paths (files of the original
     triplet-reid).

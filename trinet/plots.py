@@ -60,6 +60,7 @@ def _tile(image: np.ndarray | None, colour: tuple[int, int, int], caption: str, 
 
     tile = np.full((height + 2 * border + 16, width + 2 * border, 3), 255, np.uint8)
     tile[:height + 2 * border] = colour
+    inner: np.ndarray  # uint8 (H, W, 3), like `image`
     if image is None:
         inner = np.full((height, width, 3), 200, np.uint8)
         cv2.line(inner, (0, 0), (width - 1, height - 1), (90, 90, 90), 1)

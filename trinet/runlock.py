@@ -24,6 +24,7 @@ import uuid
 from typing import Any
 
 from trinet.errors import TrinetError, WriteError
+from trinet.fileio import pid_exists
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,6 @@ def _process_start(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _describe(owner: dict[str, Any]) -> str:
@@ -85,9 +76,8 @@ class ExperimentLock:
         self.acquire()
         return self
 
-    def __exit__(self, kind, value, traceback) -> bool:
+    def __exit__(self, kind, value, traceback) -> None:
         self.release()
-        return False
 
     def acquire(self) -> None:
         """Take the lock (see the class); breaks the lock of a dead owner on this host, with a log line."""
@@ -169,7 +159,7 @@ class ExperimentLock:
                               "delete that file and start again.")
         pid = owner["pid"]
         recorded = owner.get("process_start")
-        alive = _pid_exists(pid) and (recorded is None or _process_start(pid) in (None, recorded))
+        alive = pid_exists(pid) and (recorded is None or _process_start(pid) in (None, recorded))
         if alive:
             raise TrinetError(f"{self.root} is in use by {_describe(owner)}; two runs in one experiment root "
                               f"overwrite each other. Wait for it to end or stop it (kill {pid}); the lock "

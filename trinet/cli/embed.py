@@ -15,7 +15,7 @@ from typing import Sequence
 from trinet import argtypes
 from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.errors import TrinetError, listing
-from trinet.h5io import METRIC_ATTRIBUTE
+from trinet.h5io import EMBEDDING_FORMATS, METRIC_ATTRIBUTE
 from trinet.views import AGGREGATORS, CROP_MODES, check_views
 
 log = logging.getLogger("trinet.embed")
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filename", default=None,
                    help="Output file, relative to the experiment root (or absolute). Default: the dataset's "
                         "name with _embeddings.h5 (or .csv with --output_format csv).")
-    p.add_argument("--output_format", choices=["h5", "csv"], default=None,
+    p.add_argument("--output_format", choices=list(EMBEDDING_FORMATS), default=None,
                    help="h5 (for evaluate.py) or csv (lines of path,v1,...,vD). Default: csv if --filename "
                         "ends with .csv, else h5.")
     p.add_argument("--flip_augment", action="store_true",

@@ -21,7 +21,7 @@ from trinet.demo.drawing import render_distractor, render_junk, render_person
 from trinet.demo.people import make_camera, random_appearance, rng_stream
 from trinet.demo.plan import CSV_NAMES, DEFAULTS, QUERY_DIR, TEST_DIR, TRAIN_DIR, count, make_plan, validate
 from trinet.errors import TrinetError
-from trinet.fileio import temporary_name, write_json_atomic
+from trinet.fileio import remove_stale_temporaries, temporary_name, write_json_atomic
 from trinet.progress import Progress
 
 #: Bumped whenever the images change for the same settings, so that an old dataset is not reused.
@@ -138,29 +138,6 @@ def _foreign(root: str) -> str | None:
     return ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
 
 
-def _alive(pid: int) -> bool:
-    """Whether process `pid` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _remove_stale_temporaries(root: str) -> None:
-    """Delete the temporary folders (`.NAME.tmp-PID`, `.NAME.tmp-PID-old`) of killed runs."""
-    parent, name = os.path.split(os.path.abspath(root))
-    prefix = f".{name}.tmp-"
-    for entry in os.listdir(parent):
-        owner = entry[len(prefix):].split("-")[0]
-        if not entry.startswith(prefix) or not owner.isdigit():
-            continue
-        if int(owner) == os.getpid() or not _alive(int(owner)):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-
-
 def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEFAULTS["train_ids"],
              test_ids: int = DEFAULTS["test_ids"], cameras: int = DEFAULTS["cameras"],
              images_per_camera: int = DEFAULTS["images_per_camera"], junk: int = DEFAULTS["junk"],
@@ -213,10 +190,15 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
             raise TrinetError(f"{problem}. {advice}")
 
     start = time.perf_counter()
-    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
-    _remove_stale_temporaries(root)
+    parent, name = os.path.split(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_temporaries(parent, name)  # the folders `tmp` and `old` of killed runs
     tmp = temporary_name(root)
     old = tmp + "-old"
+    # The helper keeps this process's own: those of an earlier run under the same pid (a killed run whose
+    # pid came back, or a call whose clean-up failed) are stale as well.
+    for own in (tmp, old):
+        shutil.rmtree(own, ignore_errors=True)
     try:
         plan = make_plan(settings)
         render_all(plan, settings, tmp, quiet)
