@@ -103,12 +103,11 @@ WRITER = textwrap.dedent("""
         def numpy(self):
             return self.value
 
-    class Model:
-        weights = [Var(i, np.full((512, 1024), i, np.float32)) for i in range(12)]  # 24 MB
+    weights = [Var(i, np.full((512, 1024), i, np.float32)) for i in range(12)]  # 24 MB
 
     step = int(sys.argv[2])
     while True:
-        save_checkpoint(sys.argv[1], step, Model())
+        save_checkpoint(sys.argv[1], step, {{"model": weights}})
         print(step, flush=True)
         step += 1
 """)
