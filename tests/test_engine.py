@@ -185,36 +185,40 @@ def test_an_experiment_of_the_previous_version_resumes_and_embeds(tmp_path):
                  str(root / "exp"), "--batch_p", "2", "--batch_k", "2", "--embedding_dim", "8") == 0
 
 
-def test_a_run_of_undecodable_batches_ends_with_an_error_naming_the_files(tmp_path):
-    """Every batch holds an image that fails to decode: training stops with a clear error instead of
-    hanging, and the checkpoint it writes resumes."""
-    root = str(tmp_path / "data")
-    csv = write_image_set(root, identities=2, per_identity=3)
-    rows = open(csv).read().splitlines()
-    for j in range(3):  # every image of identity 0000 truncated: each 2 x 2 batch draws one
-        path = os.path.join(root, "images", f"0000_{j:02d}.jpg")
+def truncate(root, *names):
+    """Cut image files to a third: a valid header, so only decoding finds them."""
+    for name in names:
+        path = os.path.join(root, "images", name)
         data = open(path, "rb").read()
         open(path, "wb").write(data[:len(data) // 3])
-    assert len(rows) == 6
+
+
+def train_on(tmp_path, identities, per_identity, broken, *flags):
+    """Train TINY on a fresh image set with the `broken` images truncated; `(exit status, experiment)`."""
+    root = str(tmp_path / "data")
+    csv = write_image_set(root, identities=identities, per_identity=per_identity)
+    truncate(root, *broken)
     exp = tmp_path / "e"
-    assert status(["--experiment_root", exp, "--train_set", csv, "--image_root", root, *TINY, "--batch_p",
-                   "2",
-                   "--batch_k", "2", "--train_iterations", "5"]) == 2
-    log = open(exp / "train.log").read()
-    assert "No batch could be formed from batch 0 on" in log or "batches in a row" in log
-    assert "images/0000_0" in log
+    return status(["--experiment_root", exp, "--train_set", csv, "--image_root", root, *TINY, *flags]), exp
+
+
+def test_a_run_of_undecodable_batches_ends_with_an_error_naming_the_files(tmp_path, capsys):
+    """Every batch holds an image that fails to decode (every image of one of the 2 identities, P = 2):
+    training stops with a clear error instead of hanging."""
+    broken = [f"0000_{j:02d}.jpg" for j in range(3)]
+    code, exp = train_on(tmp_path, 2, 3, broken, "--batch_p", "2", "--batch_k", "2", "--train_iterations",
+                         "5")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "No batch could be formed from batch 0 on: each holds an image that fails to decode" in err
+    assert "images/0000_00.jpg, images/0000_01.jpg, images/0000_02.jpg" in err
+    assert "No batch could be formed" in open(exp / "train.log").read()  # the log says why the run ended
 
 
 def test_undecodable_images_are_named_and_left_out(tmp_path):
-    root = str(tmp_path / "data")
-    csv = write_image_set(root, identities=4, per_identity=4)
-    path = os.path.join(root, "images", "0001_02.jpg")
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[:len(data) // 3])
-    exp = tmp_path / "e"
-    assert status(["--experiment_root", exp, "--train_set", csv, "--image_root", root, *TINY, "--batch_p",
-                   "4",
-                   "--batch_k", "2", "--train_iterations", "6"]) == 0
+    code, exp = train_on(tmp_path, 4, 4, ["0001_02.jpg"], "--batch_p", "4", "--batch_k", "2",
+                         "--train_iterations", "6")
+    assert code == 0
     log = open(exp / "train.log").read()
     assert "could not decode images/0001_02.jpg" in log and "left out from now on (1 so far)" in log
     assert log.count("could not decode") == 1  # it is never drawn again
