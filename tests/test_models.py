@@ -185,3 +185,17 @@ def test_keras_weights_file_loads_into_the_backbone(tmp_path):
     source.save_weights(path)
     target = build_backbone("lunet", weights=path)
     np.testing.assert_allclose(target(IMAGES), source(IMAGES), rtol=1e-5, atol=1e-6)
+
+
+def test_keras_application_weights_load_with_last_stride_one(tmp_path):
+    """What --initial_checkpoint imagenet does, offline: a keras.applications weights file (include_top=False)
+    loads into the backbone, also when its last stride is removed."""
+    source = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(None, None, 3))
+    path = str(tmp_path / "resnet50_notop.weights.h5")
+    source.save_weights(path)
+    for last_stride in (2, 1):
+        backbone = build_backbone("resnet50", weights=path, last_stride=last_stride)
+        net = backbone.get_layer("resnet50")
+        for name in ("conv1_conv", "conv5_block1_1_conv", "conv5_block3_3_conv"):
+            np.testing.assert_array_equal(net.get_layer(name).kernel.numpy(),
+                                          source.get_layer(name).kernel.numpy())

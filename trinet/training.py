@@ -136,12 +136,15 @@ def transfer(model: keras.Model, path: str, s: TrainSettings) -> None:
     log.info("Initialised the backbone%s from %s.", " and the head" if same_head else "", path)
 
 
-def load_keras_weights(model: keras.Model, path: str) -> None:
-    """Load a Keras weights file into the backbone, with a clear error if it is not one that fits."""
+def build_with_weights(spec: ModelSpec, weights: str | None) -> keras.Model:
+    """The model, its backbone loaded from the Keras weights file `weights` (as keras.applications loads
+    ImageNet weights); a file that is not one that fits is a clear error."""
     try:
-        model.get_layer("backbone").load_weights(path)
+        return build_model(spec, weights=weights)
     except Exception as e:  # noqa: BLE001 (Keras raises ValueError, OSError, KeyError... for a bad file)
-        raise TrinetError(f"--initial_checkpoint {path} is not a Keras weights file that fits the "
+        if weights is None:
+            raise
+        raise TrinetError(f"--initial_checkpoint {weights} is not a Keras weights file that fits the "
                           f"backbone ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                           "expected 'imagenet', a Keras weights file (.weights.h5 or .h5) of the same "
                           "network, or a trinet experiment root or checkpoint") from None
@@ -232,9 +235,7 @@ class _Run:
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         keras.utils.set_random_seed(s.seed)
-        self.model = build_model(ModelSpec.from_settings(s, self.num_classes))
-        if keras_weights is not None:
-            load_keras_weights(self.model, keras_weights)
+        self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
         if source is not None:
             transfer(self.model, source, s)
         self.inference = embedding_model(self.model)
@@ -263,18 +264,19 @@ class _Run:
         return groups
 
     def save(self, step: int, state: dict[str, Any], path: str | None = None) -> str:
-        """Write a checkpoint; a failed write keeps every earlier checkpoint and says so."""
+        """Write `checkpoint-<step>.h5` (or `path`); a failed write keeps every earlier checkpoint and says
+        so."""
         try:
-            path = checkpoints.save_checkpoint(self.root, step, self.groups(), state, path=path)
+            written = checkpoints.save_checkpoint(self.root, step, self.groups(), state, path=path)
         except OSError as e:
             previous = checkpoints.latest_checkpoint(self.root)
             raise TrinetError(f"Could not write the checkpoint of iteration {step} in {self.root}: "
                               f"{e.strerror or e}. The previous checkpoint ({previous or 'none'}) is intact; "
                               "free space or fix the folder, then run again with --resume.") from None
-        if path is None or os.path.basename(path).startswith("checkpoint-"):
+        if path is None:  # a numbered checkpoint (not best.h5): keep only the newest
             checkpoints.prune(self.root, self.s.keep_checkpoints)
-        log.info("Saved checkpoint %s.", os.path.basename(path))
-        return path
+        log.info("Saved checkpoint %s.", os.path.basename(written))
+        return written
 
 
 def train(s: TrainSettings) -> int:
