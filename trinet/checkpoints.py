@@ -138,6 +138,15 @@ def _previous(path: str) -> str:
     return older[-1] if older else "none"
 
 
+def _verified(data: h5py.Dataset, what: str, variable_path: str, path: str) -> np.ndarray:
+    """The array of a stored variable, checked against its checksum (files of format 1 have none)."""
+    array = data[()]
+    if "crc32" in data.attrs and _checksum(array) != int(data.attrs["crc32"]):
+        raise TrinetError(f"{path} is corrupt: {what} variable {variable_path} fails its checksum. "
+                          f"Remove the file to use the previous checkpoint ({_previous(path)}).")
+    return array
+
+
 def _assign(variables, group: h5py.Group, what: str, path: str) -> None:
     """Assign each variable the array stored under its path; strict about missing, extra and shapes."""
     stored = {group[key].attrs["path"]: group[key] for key in group}
@@ -156,11 +165,7 @@ def _assign(variables, group: h5py.Group, what: str, path: str) -> None:
         if tuple(data.shape) != tuple(variable.shape):
             raise TrinetError(f"{path}: {what} variable {variable_path} has shape {data.shape} in the file, "
                               f"the model expects {tuple(variable.shape)}")
-        array = data[()]
-        if "crc32" in data.attrs and _checksum(array) != int(data.attrs["crc32"]):
-            raise TrinetError(f"{path} is corrupt: {what} variable {variable_path} fails its checksum. "
-                              f"Remove the file to use the previous checkpoint ({_previous(path)}).")
-        arrays[variable_path] = array
+        arrays[variable_path] = _verified(data, what, variable_path, path)
     for variable_path, variable in wanted.items():  # assign only once everything has been checked
         variable.assign(arrays[variable_path])
 
@@ -194,7 +199,7 @@ def restore_by_path(path: str, variables) -> tuple[list[str], list[str]]:
         for variable in variables:
             data = stored.get(variable.path)
             if data is not None and tuple(data.shape) == tuple(variable.shape):
-                variable.assign(data[()])
+                variable.assign(_verified(data, "model", variable.path, path))
                 loaded.append(variable.path)
             else:
                 missing.append(variable.path)
