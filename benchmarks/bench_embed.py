@@ -42,12 +42,12 @@ def main() -> None:
     import tensorflow as tf
 
     from trinet.embedding import embed_to_file, view_batches
-    from trinet.models import build_model, embedding_model
+    from trinet.models import ModelSpec, build_model, embedding_model
     from trinet.views import view_names
 
     folder = tempfile.mkdtemp(prefix="bench_embed_")
     paths, _ = write_jpegs(folder, identities=args.images // 10, per_identity=10)
-    model = embedding_model(build_model(args.model_name, "fc1024", 128))
+    model = embedding_model(build_model(ModelSpec(args.model_name, "fc1024", 128)))
     names = view_names(True, "five")
     per_batch = max(1, args.batch_size // len(names))
     pipeline = dict(net_size=args.net_input, pre_crop_size=args.pre_crop, flip=True, crop_mode="five",

@@ -27,12 +27,12 @@ CHILD = "--child"
 
 def child(folder: str, count: int, out: str) -> None:
     from trinet.embedding import embed_to_file
-    from trinet.models import build_model, embedding_model
+    from trinet.models import ModelSpec, build_model, embedding_model
     from trinet.views import view_names
 
     files = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".jpg"))
     paths = [files[i % len(files)] for i in range(count)]
-    model = embedding_model(build_model("lunet", "fc1024", 128))
+    model = embedding_model(build_model(ModelSpec("lunet", "fc1024", 128)))
     before = peak_rss_mb()
     start = time.perf_counter()
     embed_to_file(model, paths, [os.path.basename(p) for p in paths], None, filename=out,

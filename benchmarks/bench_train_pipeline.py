@@ -41,20 +41,17 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from trinet.models import build_model
     from trinet.pipeline import training_dataset
     from trinet.sampling import PKSampler
-    from trinet.training import make_optimizer, make_train_step
+    from trinet.settings import TrainSettings
+    from trinet.training import Trainer
 
     folder = tempfile.mkdtemp(prefix="bench_train_")
     paths, pids = write_jpegs(folder, identities=max(2 * args.batch_p, 60), per_identity=8)
     sampler = PKSampler(pids, args.batch_p, args.batch_k, seed=0)
-    train_args = argparse.Namespace(loss="batch_hard", batch_k=args.batch_k, metric="euclidean",
-                                    margin="soft",
-                                    learning_rate=3e-4, train_iterations=25000, decay_start_iteration=15000,
-                                    optimizer="adam", weight_decay=0.0)
-    model = build_model(args.model_name, args.head_name, 128)
-    step = make_train_step(model, make_optimizer(train_args), train_args)
+    settings = TrainSettings(model_name=args.model_name, head_name=args.head_name, batch_p=args.batch_p,
+                             batch_k=args.batch_k, seed=0)
+    step = Trainer(settings, len(sampler.unique_pids)).step(0)
     dataset = training_dataset(paths, sampler, 0, None, net_size=args.net_input, pre_crop_size=args.pre_crop,
                                flip=True, crop=True, threads=args.threads)
     iterator = iter(dataset)

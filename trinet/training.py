@@ -223,6 +223,61 @@ def make_train_step(model: keras.Model, optimizer, objectives, variables, metric
     return step
 
 
+class Trainer:
+    """What a training step needs, built from the settings: the model (its inference part too), the
+    optimizer and schedule, the centres of the centre loss, the objectives, and the compiled steps.
+
+    Args:
+        identities: the number of training identities (classes of the classifier, rows of the centres).
+        keras_weights, source: initial weights (see `initial_weights`).
+    """
+
+    def __init__(self, s: TrainSettings, identities: int, keras_weights: str | None = None,
+                 source: str | None = None):
+        assert s.seed is not None
+        self.s = s
+        keras.utils.set_random_seed(s.seed)
+        self.model = build_with_weights(ModelSpec.from_settings(s, identities if s.id_loss_weight else 0),
+                                        keras_weights)
+        if source is not None:
+            transfer(self.model, source, s)
+        self.inference = embedding_model(self.model)
+        self.optimizer = make_optimizer(s)
+        self.schedule = schedule_from_settings(s)
+        self.optimizer.build(self.model.trainable_variables)
+        self.centers = None
+        if s.center_loss_weight:
+            dim = int(self.model.output["metric"].shape[-1])
+            rng = np.random.default_rng([s.seed, 3])
+            self.centers = keras.Variable(rng.standard_normal((identities, dim), dtype=np.float32),
+                                          name="centers")
+        self.objectives = build_objectives(s, self.centers)
+        self._variables = {"all": self.model.trainable_variables, "new": new_layer_variables(self.model)}
+        self._steps: dict[str, Any] = {}
+
+    def groups(self) -> dict[str, list]:
+        """The variables a checkpoint holds, by group."""
+        groups = {"model": self.model.weights, "optimizer": self.optimizer.variables}
+        if self.centers is not None:
+            groups["training"] = [self.centers]
+        return groups
+
+    def step(self, iteration: int):
+        """The compiled training step of `iteration` (0-based): only the new layers during
+        --freeze_backbone_iterations, then every trainable variable."""
+        s = self.s
+        phase = "new" if iteration < s.freeze_backbone_iterations else "all"
+        if phase not in self._steps:
+            if phase == "new":
+                log.info("Training only the new layers (%d variables) until iteration %d.",
+                         len(self._variables["new"]), s.freeze_backbone_iterations)
+            center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
+            self._steps[phase] = make_train_step(self.model, self.optimizer, self.objectives,
+                                                 self._variables[phase], s.metric, max(1, s.batch_k - 1),
+                                                 self.centers, center_scale)
+        return self._steps[phase]
+
+
 class _Run:
     """The objects of one training run, built from the settings before anything is written."""
 
@@ -234,21 +289,7 @@ class _Run:
         self.num_classes = len(self.sampler.unique_pids) if s.id_loss_weight else 0
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
-        keras.utils.set_random_seed(s.seed)
-        self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
-        if source is not None:
-            transfer(self.model, source, s)
-        self.inference = embedding_model(self.model)
-        self.optimizer = make_optimizer(s)
-        self.schedule = schedule_from_settings(s)
-        self.optimizer.build(self.model.trainable_variables)
-        self.centers = None
-        if s.center_loss_weight:
-            dim = int(self.model.output["metric"].shape[-1])
-            rng = np.random.default_rng([s.seed, 3])
-            self.centers = keras.Variable(rng.standard_normal((len(self.sampler.unique_pids), dim),
-                                                              dtype=np.float32), name="centers")
-        self.objectives = build_objectives(s, self.centers)
+        self.trainer = Trainer(s, len(self.sampler.unique_pids), keras_weights, source)
         self.validator = None
         if s.validation:
             from trinet.validation import Validator
@@ -257,17 +298,11 @@ class _Run:
                                        s.val_excluder, s.embedding_metric, net_size=s.net_size,
                                        threads=min(4, s.loading_threads))
 
-    def groups(self) -> dict[str, list]:
-        groups = {"model": self.model.weights, "optimizer": self.optimizer.variables}
-        if self.centers is not None:
-            groups["training"] = [self.centers]
-        return groups
-
     def save(self, step: int, state: dict[str, Any], path: str | None = None) -> str:
         """Write `checkpoint-<step>.h5` (or `path`); a failed write keeps every earlier checkpoint and says
         so."""
         try:
-            written = checkpoints.save_checkpoint(self.root, step, self.groups(), state, path=path)
+            written = checkpoints.save_checkpoint(self.root, step, self.trainer.groups(), state, path=path)
         except OSError as e:
             previous = checkpoints.latest_checkpoint(self.root)
             raise TrinetError(f"Could not write the checkpoint of iteration {step} in {self.root}: "
@@ -335,12 +370,13 @@ def _find_undecodable(run: _Run, sampler: PKSampler, first: int, stop: int) -> n
 
 def _loop(run: _Run, latest: str | None) -> int:
     """The training loop, from `latest` checkpoint (None: from the start)."""
-    s, root, model, optimizer = run.s, run.root, run.model, run.optimizer
+    s, root, trainer = run.s, run.root, run.trainer
+    model = trainer.model
     step = 0
     state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
                              "num_classes": run.num_classes}
     if latest is not None:
-        step, saved_state = checkpoints.restore(latest, run.groups())
+        step, saved_state = checkpoints.restore(latest, trainer.groups())
         state.update(saved_state)
         log.info("Restored %s: iteration %d, next batch %d.", os.path.basename(latest), step,
                  state["next_batch"])
@@ -358,19 +394,6 @@ def _loop(run: _Run, latest: str | None) -> int:
 
     assert s.seed is not None
     k = max(1, s.batch_k - 1)
-    steps = {}
-    variables = {"all": model.trainable_variables, "new": new_layer_variables(model)}
-    center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
-
-    def train_step(images, labels, iteration):
-        phase = "new" if iteration < s.freeze_backbone_iterations else "all"
-        if phase not in steps:
-            if phase == "new":
-                log.info("Training only the new layers (%d variables) until iteration %d.",
-                         len(variables["new"]), s.freeze_backbone_iterations)
-            steps[phase] = make_train_step(model, optimizer, run.objectives, variables[phase], s.metric, k,
-                                           run.centers, center_scale)
-        return steps[phase](images, labels)
 
     writer = tf.summary.create_file_writer(root)
     dim = int(model.output["embedding"].shape[-1])
@@ -394,7 +417,7 @@ def _loop(run: _Run, latest: str | None) -> int:
     last_saved = step
     log.info("Training iterations %d to %d (batches of %d x %d = %d images of %dx%d; objective: %s).",
              step + 1, total, s.batch_p, s.batch_k, s.batch_size, *s.net_size,
-             " + ".join(f"{o.weight:g} x {o.name}" for o in run.objectives))
+             " + ".join(f"{o.weight:g} x {o.name}" for o in trainer.objectives))
 
     with Uninterrupt() as interrupt, writer.as_default():
         tick = time.perf_counter()
@@ -427,7 +450,7 @@ def _loop(run: _Run, latest: str | None) -> int:
                                       "--validate_images, then --resume.")
                 reopen = True
             delivered.index = index
-            out = train_step(images, labels, step)
+            out = trainer.step(step)(images, labels)
             step += 1
             state["next_batch"] = index + 1
             if reopen:  # later batches are drawn without the undecodable images
@@ -478,7 +501,7 @@ def _loop(run: _Run, latest: str | None) -> int:
 def _log_step(run: _Run, writer, out: dict, step: int, per_sample: np.ndarray, loss: float, seconds: float,
               k: int) -> None:
     s = run.s
-    lr = run.schedule.value(step - 1)
+    lr = run.trainer.schedule.value(step - 1)
     terms = {name[5:]: float(value) for name, value in out.items() if name.startswith("loss_")}
     detail = f" ({', '.join(f'{n} {v:.3f}' for n, v in terms.items())})" if len(terms) > 1 else ""
     log.info("iter: %6d, loss min|avg|max: %.3f|%.3f|%6.3f%s, batch-p@%d: %.2f%%, active: %.0f%%, lr: %.3g, "
@@ -496,7 +519,7 @@ def _validate(run: _Run, writer, step: int, state: dict[str, Any]) -> None:
     """Evaluate on the validation sets; keep `best.h5` when the score is the best so far."""
     assert run.validator is not None
     tick = time.perf_counter()
-    scores = run.validator.evaluate(run.inference)
+    scores = run.validator.evaluate(run.trainer.inference)
     best = state.get("best")
     improved = best is None or scores.score > best["score"]
     log.info("validation at iter %d: mAP %.2f%%, mINP %.2f%%, rank-1 %.2f%% (%.1fs)%s", step,

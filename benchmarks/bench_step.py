@@ -1,0 +1,96 @@
+"""Training-step throughput of the recipes, on the same in-memory batch, against today's triplet-only step.
+
+Each variant builds its model, optimizer and objectives through `trinet.training.Trainer` (what
+train.py runs) and times its compiled step on one fixed batch, so that only the step differs (the
+input pipeline, where random erasing and pad-and-crop run, is measured by bench_train_pipeline.py).
+The variants are measured in turns, `--repeats` times, and medians are reported with the ratio to
+the triplet-only step of the same run:
+
+    triplet            the paper's objective and head (fc1024), what train.py did before the engine
+    +id +bnneck        + identification loss (label smoothing) on a BNNeck head, cosine test metric
+    recipe, stride 2   + warm-up, centre loss, margin 0.3: the whole recipe's step at the same
+                       feature-map size (the engine's own cost)
+    recipe, stride 1   + last stride 1: the Bag of Tricks as published (a 4x larger last feature map)
+
+    python benchmarks/bench_step.py                                    # LuNet at the demo's 64x32
+    python benchmarks/bench_step.py --model_name resnet50 --net_input 256x128 --batch_p 18 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from common import peak_rss_mb  # noqa: E402
+from trinet.argtypes import image_size  # noqa: E402
+
+RECIPE = dict(id_loss_weight=1.0, label_smoothing=0.1, head_name="bnneck", test_feature="after",
+              test_metric="cosine")
+VARIANTS = {
+    "triplet": {},
+    "+id +bnneck": RECIPE,
+    "recipe, stride 2": {**RECIPE, "warmup_iterations": 10, "center_loss_weight": 0.0005, "margin": 0.3},
+    "recipe, stride 1": {**RECIPE, "warmup_iterations": 10, "center_loss_weight": 0.0005, "margin": 0.3,
+                         "last_stride": 1},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_name", default="lunet")
+    p.add_argument("--batch_p", type=int, default=16)
+    p.add_argument("--batch_k", type=int, default=4)
+    p.add_argument("--net_input", type=image_size, default=(64, 32))
+    p.add_argument("--identities", type=int, default=100, help="classes of the classifier")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement (after warm-up)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+
+    from trinet.settings import TrainSettings
+    from trinet.training import Trainer
+
+    batch = args.batch_p * args.batch_k
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (batch, *args.net_input, 3)).astype(np.float32))
+    labels = tf.constant(np.repeat(rng.choice(args.identities, args.batch_p, replace=False),
+                                   args.batch_k).astype(np.int32))
+    steps = {}
+    for name, changes in VARIANTS.items():
+        settings = TrainSettings(model_name=args.model_name, batch_p=args.batch_p, batch_k=args.batch_k,
+                                 net_input_height=args.net_input[0], net_input_width=args.net_input[1],
+                                 seed=0, **changes)
+        steps[name] = Trainer(settings, args.identities).step(0)
+        for _ in range(args.warmup):
+            steps[name](images, labels)["loss"].numpy()
+
+    def rate(step) -> float:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step(images, labels)["loss"].numpy()
+        return args.steps * batch / (time.perf_counter() - start)
+
+    print(f"{args.model_name}, batch {args.batch_p}x{args.batch_k}={batch} at {args.net_input[0]}x"
+          f"{args.net_input[1]}, {args.identities} classes, {os.cpu_count()} CPUs, "
+          f"TensorFlow {tf.__version__}")
+    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            rates[name].append(rate(step))
+    base = float(np.median(rates["triplet"]))
+    print(f"{'variant':<18} {'images/s':>9} {'ratio':>6}  runs")
+    for name, values in rates.items():
+        median = float(np.median(values))
+        print(f"{name:<18} {median:9.1f} {median / base:6.3f}  {', '.join(f'{v:.0f}' for v in values)}")
+    print("ratio = images/s over the triplet-only step's (the issue's bound: the recipe >= 0.90)")
+    print(f"peak memory: {peak_rss_mb():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
