@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any
 
 from trinet.errors import TrinetError
 from trinet.fileio import write_json_atomic
@@ -68,33 +67,3 @@ def load_args(root: str) -> dict[str, Any]:
     if not isinstance(args, dict):
         raise TrinetError(f"{path} is damaged: expected a JSON object of arguments")
     return args
-
-
-def explicit_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
-    """The destinations of the options actually given in `argv` (not left at their defaults)."""
-    given = set()
-    strings = {s: action.dest for action in parser._actions for s in action.option_strings}
-    for token in argv:
-        name = token.split("=", 1)[0]
-        if name in strings:
-            given.add(strings[name])
-        else:  # unambiguous prefixes, as argparse accepts them
-            matches = {dest for s, dest in strings.items() if s.startswith(name) and name.startswith("--")}
-            if len(matches) == 1:
-                given |= matches
-    return given
-
-
-def to_argv(parser: argparse.ArgumentParser, values: dict[str, Any]) -> list[str]:
-    """Command-line tokens that reproduce `values` (used to validate a loaded args.json)."""
-    argv = []
-    for action in parser._actions:
-        if not action.option_strings or action.dest not in values:
-            continue
-        value, flag = values[action.dest], action.option_strings[-1]
-        if isinstance(action, argparse._StoreTrueAction):
-            if value:
-                argv.append(flag)
-        elif value is not None:
-            argv += [flag, str(value)]
-    return argv
