@@ -69,10 +69,11 @@ def fc1024_normalize(x, embedding_dim: int, **_):
 
 
 def bnneck(x, embedding_dim: int, test_feature: str | None = "after", **_):
-    """BNNeck (Luo et al. 2019): the pooled feature (which the metric losses see) goes through batch
-    norm without a learnt shift (the bias is frozen at 0), then the classifier. The embedding is the
-    feature after the batch norm (`test_feature='after'`, the default) or before it. `embedding_dim`
-    is not used: the embedding has the backbone's F dimensions."""
+    """BNNeck (Luo et al. 2019): batch norm (shift frozen at 0) between the pooled feature and the classifier.
+
+    The metric losses see the pooled feature; the embedding is the feature after the batch norm
+    (`test_feature='after'`, the default) or before it. `embedding_dim` is not used: the embedding has
+    the backbone's F dimensions."""
     import keras
 
     bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, name="head_bnneck")(x)
@@ -107,4 +108,5 @@ def get_head(name: str) -> Callable[..., dict[str, Any]]:
 
 def help_text() -> str:
     """`name: first docstring line; ...` for train.py's help."""
-    return "; ".join(f"{name}: {(fn.__doc__ or '').strip().splitlines()[0]}" for name, fn in HEADS.items())
+    return "; ".join(f"{name}: {(fn.__doc__ or '').strip().splitlines()[0].rstrip('.')}"
+                     for name, fn in HEADS.items())
