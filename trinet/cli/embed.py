@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from trinet import argtypes
-from trinet.cli.common import import_tensorflow_quietly, run_main, setup_console_logging
+from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.errors import TrinetError, listing
 from trinet.h5io import EMBEDDING_FORMATS, METRIC_ATTRIBUTE
 from trinet.views import AGGREGATORS, CROP_MODES, check_views
