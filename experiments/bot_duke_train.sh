@@ -29,57 +29,5 @@ if [ $# -lt 2 ]; then
     sed -n '2,26p' "$0" >&2
     exit 2
 fi
-IMAGES=$1 EXP=$2
-shift 2
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY=${PYTHON:-python}
-PREFIX=${CSV_PREFIX:-$HERE/data/dukeMTMC}
-EXCLUDER=duke
-EPOCH=258  # iterations: 16,522 training images / 64
-
-for split in train query test; do
-    if [ ! -f "${PREFIX}_${split}.csv" ]; then
-        echo "error: ${PREFIX}_${split}.csv not found; create it with data/convert.py (data/README.md)." >&2
-        exit 2
-    fi
-done
-if [ ! -d "$IMAGES" ]; then
-    echo "error: image root $IMAGES is not a directory (the extracted DukeMTMC-reID release)." >&2
-    exit 2
-fi
-
-if [ -f "$EXP/model.keras" ]; then
-    echo "Training already finished in $EXP; embedding and evaluating."
-elif [ -f "$EXP/args.json" ]; then
-    "$PY" "$HERE/train.py" --experiment_root "$EXP" --resume
-else
-    "$PY" "$HERE/train.py" --experiment_root "$EXP" --train_set "${PREFIX}_train.csv" --image_root "$IMAGES" \
-        --model_name resnet50 --initial_checkpoint imagenet --last_stride 1 --pooling avg \
-        --head_name bnneck --test_feature after --test_metric cosine \
-        --batch_p 16 --batch_k 4 --net_input_height 256 --net_input_width 128 \
-        --flip_augment --pad_crop 10 --random_erasing_prob 0.5 \
-        --loss batch_hard --metric euclidean --margin 0.3 --triplet_loss_weight 1 \
-        --id_loss_weight 1 --label_smoothing 0.1 --center_loss_weight 0.0005 --center_learning_rate 0.5 \
-        --optimizer adam --learning_rate 3.5e-4 --train_iterations $((120 * EPOCH)) \
-        --warmup_iterations $((10 * EPOCH)) --warmup_factor 0.1 \
-        --lr_schedule multistep --lr_milestones $((40 * EPOCH)),$((70 * EPOCH)) --lr_gamma 0.1 \
-        --val_query "${PREFIX}_query.csv" --val_gallery "${PREFIX}_test.csv" --val_excluder "$EXCLUDER" \
-        --val_frequency $((10 * EPOCH)) --checkpoint_frequency 1000 --log_frequency 20 "$@"
-fi
-
-# the distance the run was trained for (cosine unless an extra flag changed it)
-METRIC=$("$PY" -c 'import json, sys; a = json.load(open(sys.argv[1]))
-print(a.get("test_metric") or a["metric"])' "$EXP/args.json")
-base=$(basename "$PREFIX")
-for model in final best; do  # the final model (compare this with the paper), then the best validated one
-    if [ "$model" = best ]; then tag=_best; else tag=""; fi
-    for split in query test; do
-        "$PY" "$HERE/embed.py" --experiment_root "$EXP" --dataset "${PREFIX}_${split}.csv" \
-            --image_root "$IMAGES" ${tag:+--checkpoint best} --filename "${base}_${split}${tag}_embeddings.h5"
-    done
-    echo "== DukeMTMC-reID, the $model model (single view, $METRIC distance):"
-    "$PY" "$HERE/evaluate.py" --excluder "$EXCLUDER" --metric "$METRIC" \
-        --query_dataset "${PREFIX}_query.csv" --query_embeddings "$EXP/${base}_query${tag}_embeddings.h5" \
-        --gallery_dataset "${PREFIX}_test.csv" --gallery_embeddings "$EXP/${base}_test${tag}_embeddings.h5" \
-        --filename "$EXP/evaluation${tag}.json" --quiet
-done
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec "$HERE/bot_recipe.sh" DukeMTMC-reID "${CSV_PREFIX:-$HERE/../data/dukeMTMC}" duke 258 "$@"

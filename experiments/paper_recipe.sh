@@ -17,29 +17,15 @@ shift 5
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY=${PYTHON:-python}
 
-for split in train query test; do
-    if [ ! -f "${PREFIX}_${split}.csv" ]; then
-        echo "error: ${PREFIX}_${split}.csv not found; create it with data/convert.py (see data/README.md)." >&2
-        exit 2
-    fi
-done
-if [ ! -d "$IMAGES" ]; then
-    echo "error: image root $IMAGES is not a directory (the extracted $NAME release)." >&2
-    exit 2
-fi
-
-if [ -f "$EXP/model.keras" ]; then
-    echo "Training already finished in $EXP; embedding and evaluating."
-elif [ -f "$EXP/args.json" ]; then
-    "$PY" "$HERE/train.py" --experiment_root "$EXP" --resume
-else
-    "$PY" "$HERE/train.py" --experiment_root "$EXP" --train_set "${PREFIX}_train.csv" --image_root "$IMAGES" \
-        --model_name resnet50 --head_name fc1024 --embedding_dim 128 --initial_checkpoint imagenet \
-        --batch_p 18 --batch_k 4 --net_input_height 256 --net_input_width 128 \
-        --pre_crop_height 288 --pre_crop_width 144 --flip_augment --crop_augment \
-        --margin soft --metric euclidean --loss batch_hard --learning_rate 3e-4 \
-        --train_iterations 25000 --decay_start_iteration 15000 --checkpoint_frequency 1000 "$@"
-fi
+# shellcheck source=recipe_lib.sh
+. "$HERE/experiments/recipe_lib.sh"
+check_dataset "$NAME" "$PREFIX" "$IMAGES"
+train_or_resume "$EXP" --train_set "${PREFIX}_train.csv" --image_root "$IMAGES" \
+    --model_name resnet50 --head_name fc1024 --embedding_dim 128 --initial_checkpoint imagenet \
+    --batch_p 18 --batch_k 4 --net_input_height 256 --net_input_width 128 \
+    --pre_crop_height 288 --pre_crop_width 144 --flip_augment --crop_augment \
+    --margin soft --metric euclidean --loss batch_hard --learning_rate 3e-4 \
+    --train_iterations 25000 --decay_start_iteration 15000 --checkpoint_frequency 1000 "$@"
 
 for split in query test; do
     "$PY" "$HERE/embed.py" --experiment_root "$EXP" --dataset "${PREFIX}_${split}.csv" --image_root "$IMAGES" \

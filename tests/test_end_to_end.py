@@ -1,6 +1,7 @@
 """The whole workflow as a user runs it: generated data in Market-1501's layout, converted with
-data/convert.py, trained, embedded with 10 views and evaluated by the Market-1501 recipe script, then
-compared with the pixel baseline. The only end-to-end proof of the commands together: slow, but run in CI."""
+data/convert.py, trained, embedded and evaluated by the Market-1501 recipe scripts (the paper's, compared
+with the pixel baseline, and the Bag of Tricks' with validation during training). The only end-to-end
+proof of the commands together: slow, but run in CI."""
 
 import json
 import os
@@ -22,7 +23,11 @@ def run(*cmd, **kw):
     return result
 
 
-def test_recipe_on_generated_market_layout(tmp_path):
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    """`(release folder, CSV prefix, LuNet weights file)`: a small generated Market-1501 release, converted.
+    The Keras weights file for the backbone stands in for ImageNet weights (no network in tests)."""
+    tmp_path = tmp_path_factory.mktemp("market")
     data = tmp_path / "Market-like"
     run(sys.executable, "-m", "trinet.demo", "--out", str(data), "--train_ids", "30", "--test_ids", "20",
         "--images_per_camera", "3", "--junk", "20", "--distractors", "20", "--quiet")
@@ -30,12 +35,14 @@ def test_recipe_on_generated_market_layout(tmp_path):
     converted = run(sys.executable, os.path.join(REPO, "data", "convert.py"), "market1501", str(data),
                     "--out", str(csvs))
     assert "market1501_test.csv" in converted.stdout
-    prefix = str(csvs / "market1501")
-
-    # A Keras weights file for the backbone stands in for ImageNet weights (no network in tests).
     weights = str(tmp_path / "lunet.weights.h5")
     run(sys.executable, "-c", "import sys; from trinet.backbones import build_backbone; "
         f"build_backbone('lunet').save_weights({weights!r})")
+    return data, str(csvs / "market1501"), weights
+
+
+def test_recipe_on_generated_market_layout(tmp_path, market):
+    data, prefix, weights = market
 
     exp = tmp_path / "exp"
     env_prefix = dict(CSV_PREFIX=prefix)
@@ -70,3 +77,25 @@ def test_recipe_on_generated_market_layout(tmp_path):
     # running the recipe again reuses the finished training
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert again.returncode == 0 and "Training already finished" in again.stdout
+
+
+def test_bag_of_tricks_recipe_validates_and_evaluates_the_best_model(tmp_path, market):
+    data, prefix, weights = market
+    exp = tmp_path / "bot"
+    cmd = ["bash", os.path.join(REPO, "experiments", "bot_market1501_train.sh"), str(data), str(exp),
+           "--model_name", "lunet", "--initial_checkpoint", weights, "--net_input_height", "64",
+           "--net_input_width", "32", "--pad_crop", "3", "--batch_p", "8", "--train_iterations", "60",
+           "--warmup_iterations", "10", "--lr_milestones", "40,50", "--val_frequency", "30",
+           "--learning_rate", "1e-3", "--checkpoint_frequency", "30", "--log_frequency", "10", "--seed", "1",
+           "--loading_threads", "2"]
+    env = dict(os.environ, PYTHON=sys.executable, CSV_PREFIX=prefix)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = open(exp / "train.log").read()
+    assert "validation at iter 30" in log and "validation at iter 60" in log
+    assert "objective: 1 x triplet + 1 x id + 0.0005 x center" in log
+    for name in ("best.h5", "model.keras", "evaluation.json", "evaluation_best.json"):
+        assert (exp / name).is_file(), name
+    for name in ("evaluation.json", "evaluation_best.json"):
+        result = json.load(open(exp / name))
+        assert result["settings"]["metric"] == "cosine" and result["num_skipped"] == 0  # the stored metric

@@ -109,11 +109,9 @@ def _run(argv: Sequence[str] | None) -> int:
     net_size = (args.net_input_height, args.net_input_width)
     pre_crop_size = (args.pre_crop_height, args.pre_crop_width)
     names = check_views(args.flip_augment, args.crop_augment, args.aggregator, net_size, pre_crop_size)
-    # random crops and pad-and-crop both train on shifted content
-    trained_on_crops = bool(settings.get("crop_augment") or settings.get("pad_crop"))
-    if "crop_augment" in settings and trained_on_crops != (args.crop_augment is not None):
+    if "crop_augment" in settings and bool(settings["crop_augment"]) != (args.crop_augment is not None):
         log.warning("Crop augmentation differs between training (%s) and embedding (%s).",
-                    "crop_augment/pad_crop" if trained_on_crops else "none", args.crop_augment)
+                    bool(settings["crop_augment"]), args.crop_augment)
 
     image_root = args.image_root or settings.get("image_root")
     dataset = check_files(read_any(args.dataset, image_root), skip_flag=None)
