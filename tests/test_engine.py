@@ -284,3 +284,13 @@ def test_resume_with_partial_relative_or_empty_args_json(finished, tmp_path, cap
     (root / "args.json").write_text("{}")
     assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 2
     assert "holds none of the run's settings" in capsys.readouterr().err
+
+
+def test_a_run_killed_after_its_last_checkpoint_writes_the_model_on_resume(finished, tmp_path, caplog):
+    root = tmp_path / "e"
+    shutil.copytree(finished, root)
+    os.remove(root / "model.keras")  # killed between the last checkpoint and model.keras
+    caplog.clear()
+    assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 0
+    assert (root / "model.keras").is_file()
+    assert "Training finished after 4 iterations; the embedding model is in" in caplog.text

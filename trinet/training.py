@@ -388,8 +388,9 @@ def _loop(run: _Run, latest: str | None) -> int:
     total = s.train_iterations
     if step >= total:
         log.info("Training already finished (%d of %d iterations).", step, total)
-        if not os.path.isfile(os.path.join(root, experiment.MODEL_FILE)):
-            export(root, model)
+        if not os.path.isfile(os.path.join(root, experiment.MODEL_FILE)):  # killed before it was written
+            log.info("Training finished after %d iterations; the embedding model is in %s.", step,
+                     export(root, model))
         return 0
 
     assert s.seed is not None
