@@ -17,13 +17,18 @@ LOG_FILE = "train.log"
 MODEL_FILE = "model.keras"
 
 
-def prepare_fresh(root: str) -> None:
-    """Create `root` for a new run; refuse a non-empty folder and an unwritable place."""
+def check_fresh(root: str) -> None:
+    """Refuse a non-empty folder or a file as the root of a new run (nothing is written)."""
     if os.path.isdir(root) and os.listdir(root):
         raise TrinetError(f"The experiment root {root} already exists and is not empty. To continue its "
                           "training, add --resume; to start a new run, choose another --experiment_root.")
     if os.path.exists(root) and not os.path.isdir(root):
         raise TrinetError(f"--experiment_root {root} is a file, not a directory")
+
+
+def prepare_fresh(root: str) -> None:
+    """Create `root` for a new run; refuse a non-empty folder and an unwritable place."""
+    check_fresh(root)
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as e:

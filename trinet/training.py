@@ -331,6 +331,8 @@ def train(s: TrainSettings) -> int:
             log.info("%s training with the following parameters:", "Resuming" if s.resume else "Starting")
             for key, value in sorted(s.saved().items()):
                 log.info("%20s: %s", key, value)
+            if not s.resume:
+                experiment.check_fresh(root)  # before any long work
             dataset = load_training_set(s)
             if s.resume:
                 experiment.check_writable(root)
