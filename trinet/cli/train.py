@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(backbones.LAST_STRIDE_CHOICES)}.")
     g.add_argument("--test_feature", choices=["before", "after"], default=D.test_feature,
                    help="With --head_name bnneck: the embedding is the feature before or after its batch "
-                        "norm. Default: after.")
+                        "norm (default: %(default)s, which means after).")
     g.add_argument("--test_metric", choices=sorted(METRICS), default=D.test_metric,
                    help="The distance to compare the embeddings with at test time, stored with them by "
                         "embed.py and used by evaluate.py by default (cosine is usual for bnneck's feature "
