@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test_metric", choices=sorted(METRICS), default=D.test_metric,
                    help="The distance to compare the embeddings with at test time, stored with them by "
                         "embed.py and used by evaluate.py by default (cosine is usual for bnneck's feature "
-                        "after the batch norm). Default: --metric.")
+                        "after the batch norm). Default: %(default)s, which means --metric.")
     g.add_argument("--initial_checkpoint", default=D.initial_checkpoint,
                    help="Initial backbone weights: 'imagenet' (downloaded by Keras; offline, put the "
                         "file where the error message says), the path of a Keras weights file for the "
