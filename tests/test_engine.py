@@ -24,7 +24,7 @@ RECIPE = ["--id_loss_weight", "1", "--label_smoothing", "0.1", "--head_name", "b
           "0.9",
           "--nesterov", "--weight_decay", "0.0005", "--learning_rate", "0.01", "--random_erasing_prob", "0.5",
           "--pad_crop", "2", "--center_loss_weight", "0.0005", "--freeze_backbone_iterations", "2",
-          "--margin", "0.3"]
+          "--margin", "0.3", "--new_layers_lr_multiplier", "10"]
 
 
 def status(argv):
@@ -294,3 +294,27 @@ def test_a_run_killed_after_its_last_checkpoint_writes_the_model_on_resume(finis
     assert train_cli.main(["--experiment_root", str(root), "--resume"]) == 0
     assert (root / "model.keras").is_file()
     assert "Training finished after 4 iterations; the embedding model is in" in caplog.text
+
+
+def test_new_layers_learn_at_their_multiple_of_the_rate(tmp_path, image_set):
+    """Plain SGD, one step from the same start: the new layers move 10 times as far, the backbone the same."""
+    def first_update(multiplier):
+        root = tmp_path / f"m{multiplier}"
+        assert train(root, image_set, "--id_loss_weight", "1", "--head_name", "bnneck", "--optimizer", "sgd",
+                     "--momentum", "0", "--learning_rate", "0.01", "--train_iterations", "1",
+                     "--new_layers_lr_multiplier", str(multiplier)) == 0
+
+        def arrays(path):
+            with h5py.File(path) as f:
+                return {f["model"][k].attrs["path"]: f["model"][k][()] for k in f["model"]}
+        start, end = arrays(root / "checkpoint-0.h5"), arrays(root / "checkpoint-1.h5")
+        return {p: end[p] - start[p] for p in start if p.endswith("kernel") or p.endswith("gamma")}
+    one, ten = first_update(1), first_update(10)
+    new = [p for p in one if p.startswith("head_")]
+    backbone = [p for p in one if not p.startswith("head_")]
+    assert "head_classifier/kernel" in new and backbone
+    for p in new:
+        np.testing.assert_allclose(ten[p], 10 * one[p], rtol=1e-4, atol=3e-6, err_msg=p)  # float32 ulp at 1
+    for p in backbone:
+        np.testing.assert_allclose(ten[p], one[p], rtol=1e-4, atol=3e-7, err_msg=p)
+    assert np.abs(one["head_classifier/kernel"]).max() > 0

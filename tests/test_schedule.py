@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from trinet.schedule import (SCHEDULES, Cosine, ExponentialDecay, MultiStep, TrinetSchedule, Warmup,
+from trinet.schedule import (SCHEDULES, Cosine, ExponentialDecay, MultiStep, Scaled, TrinetSchedule, Warmup,
                              learning_rate, make_schedule)
 
 
@@ -148,3 +148,15 @@ def test_make_schedule_refuses_bad_values(kwargs, message):
     with pytest.raises(ValueError) as error:
         make_schedule(settings.pop("name"), **settings)
     assert message in str(error.value)
+
+
+def test_scaled_is_a_multiple_of_the_schedule_some_steps_ahead():
+    inner = MultiStep(1.0, (4, 8), 0.1)
+    scaled = Scaled(inner, factor=10.0, offset=3)
+    assert _both(scaled, 0) == pytest.approx((10.0, 10.0))  # step 3 of the inner schedule
+    assert _both(scaled, 1) == pytest.approx((1.0, 1.0))  # step 4: after the first milestone
+    assert _both(scaled, 5) == pytest.approx((0.1, 0.1))  # step 8
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(scaled))
+    assert [again.value(i) for i in range(10)] == [scaled.value(i) for i in range(10)]
+    with pytest.raises(ValueError, match="`factor` must be > 0"):
+        Scaled(inner, factor=0)

@@ -11,24 +11,24 @@ from __future__ import annotations
 import keras
 
 from trinet.registries import OPTIMIZERS
-from trinet.schedule import make_schedule
+from trinet.schedule import Scaled, make_schedule
 
 #: Adam's epsilon, as TF1's AdamOptimizer (Keras' default is 1e-7).
 ADAM_EPSILON = 1e-8
 
 
-def adam(schedule, settings) -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(schedule, epsilon=ADAM_EPSILON, name="adam")
+def adam(schedule, settings, name: str = "adam") -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(schedule, epsilon=ADAM_EPSILON, name=name)
 
 
-def adamw(schedule, settings) -> keras.optimizers.Optimizer:
+def adamw(schedule, settings, name: str = "adamw") -> keras.optimizers.Optimizer:
     return keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay, epsilon=ADAM_EPSILON,
-                                  name="adamw")
+                                  name=name)
 
 
-def sgd(schedule, settings) -> keras.optimizers.Optimizer:
+def sgd(schedule, settings, name: str = "sgd") -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(schedule, momentum=settings.momentum, nesterov=settings.nesterov,
-                                weight_decay=settings.weight_decay or None, name="sgd")
+                                weight_decay=settings.weight_decay or None, name=name)
 
 
 def schedule_from_settings(settings) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -40,6 +40,11 @@ def schedule_from_settings(settings) -> keras.optimizers.schedules.LearningRateS
                          warmup_iterations=settings.warmup_iterations, warmup_factor=settings.warmup_factor)
 
 
-def make_optimizer(settings) -> keras.optimizers.Optimizer:
-    """The optimizer `settings.optimizer` on the run's schedule."""
-    return OPTIMIZERS.resolve(settings.optimizer)(schedule_from_settings(settings), settings)
+def make_optimizer(settings, factor: float = 1.0, offset: int = 0,
+                   suffix: str = "") -> keras.optimizers.Optimizer:
+    """The optimizer `settings.optimizer` on the run's schedule (times `factor`, `offset` iterations
+    ahead: see `trinet.schedule.Scaled`); `suffix` is added to its name (its variables' paths)."""
+    schedule = schedule_from_settings(settings)
+    if factor != 1 or offset:
+        schedule = Scaled(schedule, factor, offset)
+    return OPTIMIZERS.resolve(settings.optimizer)(schedule, settings, name=settings.optimizer + suffix)

@@ -72,7 +72,7 @@ POOLINGS = Registry("pooling", {
     "gem": Entry("trinet.pooling:gem_pooling", "generalised mean pooling with a learnable power p"),
 })
 
-#: Optimizers: `(learning-rate schedule, settings) -> keras optimizer`.
+#: Optimizers: `(learning-rate schedule, settings, name=...) -> keras optimizer`.
 OPTIMIZERS = Registry("optimizer", {
     "adam": Entry("trinet.optimizers:adam", "Adam (epsilon 1e-8, as the original)"),
     "adamw": Entry("trinet.optimizers:adamw", "Adam with decoupled weight decay (--weight_decay)"),

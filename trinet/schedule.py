@@ -214,6 +214,37 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
+@keras.saving.register_keras_serializable(package="trinet")
+class Scaled(keras.optimizers.schedules.LearningRateSchedule):
+    """Another schedule times `factor`, `offset` steps ahead: `factor * schedule(step + offset)`.
+
+    For a second optimizer that trains some variables at a multiple of the rate (`factor`), and that
+    starts stepping `offset` iterations after the run began, so that both follow the run's iteration.
+    """
+
+    def __init__(self, schedule, factor: float = 1.0, offset: int = 0):
+        _check(factor > 0, "factor", factor, "> 0")
+        _check(offset >= 0, "offset", offset, ">= 0")
+        self.schedule, self.factor, self.offset = schedule, float(factor), int(offset)
+
+    def __call__(self, step):
+        return self.factor * self.schedule(_float_step(step) + self.offset)
+
+    def value(self, step: int) -> float:
+        """The rate at `step` in plain Python (no TensorFlow call)."""
+        return self.factor * self.schedule.value(step + self.offset)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "factor": self.factor,
+                "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
 def make_schedule(name: str, *, learning_rate: float, train_iterations: int, decay_start_iteration: int = -1,
                   milestones: tuple[int, ...] = (), gamma: float = 0.1, warmup_iterations: int = 0,
                   warmup_factor: float = 0.1) -> keras.optimizers.schedules.LearningRateSchedule:

@@ -78,6 +78,7 @@ class TrainSettings:
     warmup_iterations: int = 0
     warmup_factor: float = 0.1
     freeze_backbone_iterations: int = 0
+    new_layers_lr_multiplier: float = 1.0
     # checkpoints and logs
     checkpoint_frequency: int = 1000
     keep_checkpoints: int = 5
@@ -226,6 +227,8 @@ def _problems(s: TrainSettings):
     if s.freeze_backbone_iterations and s.freeze_backbone_iterations >= s.train_iterations:
         yield (f"--freeze_backbone_iterations {s.freeze_backbone_iterations} must be smaller than "
                f"--train_iterations {s.train_iterations}")
+    if s.new_layers_lr_multiplier <= 0:
+        yield f"--new_layers_lr_multiplier must be > 0, got {s.new_layers_lr_multiplier}"
     if s.optimizer != "sgd" and s.nesterov:
         yield f"--nesterov applies to --optimizer sgd only, not to {s.optimizer}"
     if s.optimizer == "adam" and s.weight_decay:

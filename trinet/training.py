@@ -196,12 +196,14 @@ def _scalars(writer, step: int, values: dict[str, float]) -> None:
             tf.summary.scalar(name, value)
 
 
-def make_train_step(model: keras.Model, optimizer, objectives, variables, metric: str, k: int,
-                    centers=None, center_scale: float = 0.0):
-    """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step that updates
-    `variables` with `optimizer`, and `centers` (if any) by plain SGD on the unweighted centre loss
-    (`center_scale` = centre learning rate / centre loss weight), as the Bag of Tricks."""
-    watched = list(variables) + ([centers] if centers is not None else [])
+def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int, centers=None,
+                    center_scale: float = 0.0):
+    """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step that applies, for
+    each `(optimizer, variables)` of `updates`, the gradients of those variables, and updates `centers`
+    (if any) by plain SGD on the unweighted centre loss (`center_scale` = centre learning rate / centre
+    loss weight), as the Bag of Tricks."""
+    variables = [v for _, group in updates for v in group]
+    watched = variables + ([centers] if centers is not None else [])
 
     @tf.function
     def step(images, labels):
@@ -210,7 +212,10 @@ def make_train_step(model: keras.Model, optimizer, objectives, variables, metric
             outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
             loss, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
         grads = tape.gradient(loss, watched)
-        optimizer.apply_gradients(zip(grads[:len(variables)], variables))
+        start = 0
+        for optimizer, group in updates:
+            optimizer.apply_gradients(zip(grads[start:start + len(group)], group))
+            start += len(group)
         if centers is not None:
             centers.assign_sub(center_scale * tf.convert_to_tensor(grads[-1]))  # gathered: sparse
         stats = batch_stats(outputs["dists"], labels, k)
@@ -242,9 +247,18 @@ class Trainer:
         if source is not None:
             transfer(self.model, source, s)
         self.inference = embedding_model(self.model)
-        self.optimizer = make_optimizer(s)
         self.schedule = schedule_from_settings(s)
-        self.optimizer.build(self.model.trainable_variables)
+        new = new_layer_variables(self.model)
+        self._variables = {"all": self.model.trainable_variables, "new": new}
+        self.new_optimizer = None
+        if s.new_layers_lr_multiplier == 1:
+            self.optimizer = make_optimizer(s)
+            self.optimizer.build(self.model.trainable_variables)
+        else:  # the backbone's optimizer steps only after the freeze: its schedule starts there
+            self.optimizer = make_optimizer(s, offset=s.freeze_backbone_iterations)
+            self.optimizer.build([v for v in self.model.trainable_variables if all(v is not n for n in new)])
+            self.new_optimizer = make_optimizer(s, factor=s.new_layers_lr_multiplier, suffix="_new")
+            self.new_optimizer.build(new)
         self.centers = None
         if s.center_loss_weight:
             dim = int(self.model.output["metric"].shape[-1])
@@ -252,15 +266,23 @@ class Trainer:
             self.centers = keras.Variable(rng.standard_normal((identities, dim), dtype=np.float32),
                                           name="centers")
         self.objectives = build_objectives(s, self.centers)
-        self._variables = {"all": self.model.trainable_variables, "new": new_layer_variables(self.model)}
         self._steps: dict[str, Any] = {}
 
     def groups(self) -> dict[str, list]:
         """The variables a checkpoint holds, by group."""
-        groups = {"model": self.model.weights, "optimizer": self.optimizer.variables}
+        optimizers = self.optimizer.variables + (self.new_optimizer.variables if self.new_optimizer else [])
+        groups = {"model": self.model.weights, "optimizer": optimizers}
         if self.centers is not None:
             groups["training"] = [self.centers]
         return groups
+
+    def _updates(self, phase: str) -> list[tuple[Any, list]]:
+        """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies."""
+        new = self._variables["new"]
+        if self.new_optimizer is None:
+            return [(self.optimizer, self._variables[phase])]
+        backbone = [v for v in self._variables["all"] if all(v is not n for n in new)]
+        return [(self.new_optimizer, new)] + ([(self.optimizer, backbone)] if phase == "all" else [])
 
     def step(self, iteration: int):
         """The compiled training step of `iteration` (0-based): only the new layers during
@@ -272,9 +294,8 @@ class Trainer:
                 log.info("Training only the new layers (%d variables) until iteration %d.",
                          len(self._variables["new"]), s.freeze_backbone_iterations)
             center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
-            self._steps[phase] = make_train_step(self.model, self.optimizer, self.objectives,
-                                                 self._variables[phase], s.metric, max(1, s.batch_k - 1),
-                                                 self.centers, center_scale)
+            self._steps[phase] = make_train_step(self.model, self._updates(phase), self.objectives,
+                                                 s.metric, max(1, s.batch_k - 1), self.centers, center_scale)
         return self._steps[phase]
 
 

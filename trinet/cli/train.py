@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=D.freeze_backbone_iterations,
                    help="Train only the new layers (head, pooling, classifier) for this many iterations "
                         "first; the backbone's batch-norm statistics still update.")
+    g.add_argument("--new_layers_lr_multiplier", type=argtypes.positive_float,
+                   default=D.new_layers_lr_multiplier,
+                   help="Learning rate of the new layers (pooling, head, classifier) as a multiple of the "
+                        "backbone's, e.g. 10 as open-reid for a pretrained backbone; they then get an "
+                        "optimizer of their own.")
     g = p.add_argument_group("validation during training")
     g.add_argument("--val_query", type=argtypes.readable_file, default=D.val_query,
                    help="CSV of validation queries; with --val_gallery and --val_excluder, the run embeds "
