@@ -249,14 +249,16 @@ class Trainer:
         self.inference = embedding_model(self.model)
         self.schedule = schedule_from_settings(s)
         new = new_layer_variables(self.model)
-        self._variables = {"all": self.model.trainable_variables, "new": new}
+        new_ids = {id(v) for v in new}
+        self._variables = {"all": self.model.trainable_variables, "new": new,
+                           "backbone": [v for v in self.model.trainable_variables if id(v) not in new_ids]}
         self.new_optimizer = None
         if s.new_layers_lr_multiplier == 1:
             self.optimizer = make_optimizer(s)
-            self.optimizer.build(self.model.trainable_variables)
+            self.optimizer.build(self._variables["all"])
         else:  # the backbone's optimizer steps only after the freeze: its schedule starts there
             self.optimizer = make_optimizer(s, offset=s.freeze_backbone_iterations)
-            self.optimizer.build([v for v in self.model.trainable_variables if all(v is not n for n in new)])
+            self.optimizer.build(self._variables["backbone"])
             self.new_optimizer = make_optimizer(s, factor=s.new_layers_lr_multiplier, suffix="_new")
             self.new_optimizer.build(new)
         self.centers = None
@@ -278,11 +280,10 @@ class Trainer:
 
     def _updates(self, phase: str) -> list[tuple[Any, list]]:
         """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies."""
-        new = self._variables["new"]
         if self.new_optimizer is None:
             return [(self.optimizer, self._variables[phase])]
-        backbone = [v for v in self._variables["all"] if all(v is not n for n in new)]
-        return [(self.new_optimizer, new)] + ([(self.optimizer, backbone)] if phase == "all" else [])
+        backbone = [(self.optimizer, self._variables["backbone"])] if phase == "all" else []
+        return [(self.new_optimizer, self._variables["new"])] + backbone
 
     def step(self, iteration: int):
         """The compiled training step of `iteration` (0-based): only the new layers during
