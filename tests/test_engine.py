@@ -318,3 +318,15 @@ def test_new_layers_learn_at_their_multiple_of_the_rate(tmp_path, image_set):
     for p in backbone:
         np.testing.assert_allclose(ten[p], one[p], rtol=1e-4, atol=3e-7, err_msg=p)
     assert np.abs(one["head_classifier/kernel"]).max() > 0
+
+
+def test_validation_sets_are_checked_before_anything_is_written(tmp_path, image_set, val_set, capsys):
+    query, gallery, root = val_set
+    broken = tmp_path / "gallery.csv"
+    broken.write_text(open(gallery).read() + "0001,images/not_there.jpg\n")
+    exp = tmp_path / "e"
+    assert train(exp, image_set, "--val_query", query, "--val_gallery", str(broken), "--val_image_root", root,
+                 "--val_excluder", "none") == 2
+    err = capsys.readouterr().err
+    assert "not_there.jpg" in err and "--skip_missing" not in err  # no flag of train.py skips them
+    assert not exp.exists()

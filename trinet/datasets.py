@@ -249,6 +249,16 @@ def find_non_images(dataset: Dataset) -> np.ndarray:
     return np.array([image_format(p) is None for p in dataset.paths()], dtype=bool)
 
 
+def require_images(dataset: Dataset, source: str) -> Dataset:
+    """`dataset`, after checking that every file starts like an image; else a TrinetError naming
+    `source` (the file, or the flag and file) and the first files that do not."""
+    bad = find_non_images(dataset)
+    if bad.any():
+        raise TrinetError(f"{source}: {bad.sum()} files are empty or not images: "
+                          f"{listing(dataset.fids[bad])}")
+    return dataset
+
+
 def write_csv(path: str, pids: Iterable[str], fids: Iterable[str]) -> None:
     """Write a dataset CSV of `pid,path` rows (no header) that `read_csv` reads back, atomically: the file
     appears only complete. A path with a comma or a quote is quoted.

@@ -242,8 +242,8 @@ class Trainer:
         assert s.seed is not None
         self.s = s
         keras.utils.set_random_seed(s.seed)
-        self.model = build_with_weights(ModelSpec.from_settings(s, identities if s.id_loss_weight else 0),
-                                        keras_weights)
+        self.num_classes = identities if s.id_loss_weight else 0  # classes of the classifier (0: none)
+        self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
         if source is not None:
             transfer(self.model, source, s)
         self.inference = embedding_model(self.model)
@@ -308,7 +308,6 @@ class _Run:
         self.root = s.experiment_root
         assert s.seed is not None
         self.sampler: PKSampler = SAMPLERS[s.sampler](dataset.pids, s.batch_p, s.batch_k, s.seed)
-        self.num_classes = len(self.sampler.unique_pids) if s.id_loss_weight else 0
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         self.trainer = Trainer(s, len(self.sampler.unique_pids), keras_weights, source)
@@ -388,7 +387,8 @@ def train(s: TrainSettings) -> int:
 def _find_undecodable(run: _Run, sampler: PKSampler, first: int, stop: int) -> np.ndarray:
     """The dataset rows of batches `first <= index < stop` whose images do not decode."""
     rows = np.unique(np.concatenate([sampler.batch(i) for i in range(first, stop)]))
-    ok = decodable([run.dataset.paths()[r] for r in rows], threads=run.s.loading_threads)
+    paths = run.dataset.paths()
+    ok = decodable([paths[r] for r in rows], threads=run.s.loading_threads)
     return rows[~ok]
 
 
@@ -398,7 +398,7 @@ def _loop(run: _Run, latest: str | None) -> int:
     model = trainer.model
     step = 0
     state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
-                             "num_classes": run.num_classes}
+                             "num_classes": trainer.num_classes}
     if latest is not None:
         step, saved_state = checkpoints.restore(latest, trainer.groups())
         state.update(saved_state)

@@ -13,8 +13,8 @@ import logging
 
 import numpy as np
 
-from trinet.datasets import Dataset, check_files, find_non_images, read_csv
-from trinet.errors import TrinetError, listing
+from trinet.datasets import Dataset, check_files, read_csv, require_images
+from trinet.errors import TrinetError
 from trinet.excluders import get_excluder
 
 log = logging.getLogger("trinet.train")
@@ -41,12 +41,8 @@ class Scores:
 
 
 def _load(path: str, image_root: str | None, flag: str) -> Dataset:
-    dataset = check_files(read_csv(path, image_root))
-    bad = find_non_images(dataset)
-    if bad.any():
-        raise TrinetError(f"{flag} {path}: {bad.sum()} files are empty or not images: "
-                          f"{listing(dataset.fids[bad])}")
-    return dataset
+    """A validation CSV whose images all exist and are image files (there is no flag to skip any)."""
+    return require_images(check_files(read_csv(path, image_root), skip_flag=None), f"{flag} {path}")
 
 
 class Validator:

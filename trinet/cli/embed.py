@@ -86,7 +86,7 @@ def _settings(root: str) -> dict:
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_console_logging(quiet=args.quiet)
-    from trinet.datasets import check_files, find_non_images, read_any
+    from trinet.datasets import check_files, read_any, require_images
     from trinet.fileio import remove_stale_temporaries
 
     root = args.experiment_root
@@ -114,11 +114,7 @@ def _run(argv: Sequence[str] | None) -> int:
                     bool(settings["crop_augment"]), args.crop_augment)
 
     image_root = args.image_root or settings.get("image_root")
-    dataset = check_files(read_any(args.dataset, image_root), skip_flag=None)
-    bad = find_non_images(dataset)
-    if bad.any():
-        raise TrinetError(f"{args.dataset}: {bad.sum()} files are empty or not images: "
-                          f"{listing(dataset.fids[bad])}")
+    dataset = require_images(check_files(read_any(args.dataset, image_root), skip_flag=None), args.dataset)
 
     stale = remove_stale_temporaries(os.path.dirname(os.path.abspath(filename)))
     if stale:
