@@ -152,20 +152,20 @@ class TrainSettings:
 
 
 def _check_type(name: str, value: Any, default: Any, source: str) -> None:
+    """Raise TrinetError unless `value` has the type of the field's `default` (None passes)."""
     if value is None or default is None:
         return
-    kinds: tuple[type, ...] = (type(default),)
-    if isinstance(default, float):
-        kinds = (int, float) if name != "margin" else (int, float, str)
     if name == "margin":
-        kinds = (int, float, str)
-    if isinstance(default, bool):
+        kinds: tuple[type, ...] = (int, float, str)
+    elif isinstance(default, bool):
         kinds = (bool,)
-    elif isinstance(value, bool):
-        kinds = kinds if bool in kinds else ()
-    if not isinstance(value, kinds):
+    elif isinstance(default, float):
+        kinds = (int, float)
+    else:
+        kinds = (type(default),)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise TrinetError(f"{source}: setting {name!r} has the value {value!r}; expected "
-                          f"{' or '.join(k.__name__ for k in kinds) or type(default).__name__}")
+                          f"{' or '.join(k.__name__ for k in kinds)}")
 
 
 def _problems(s: TrainSettings):
