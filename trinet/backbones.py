@@ -32,15 +32,17 @@ class Backbone:
     """A registry entry.
 
     Attributes:
-        build: `(weights, last_stride) -> keras.Model` (weights: None, or the path of a Keras weights
-            file; last_stride: 2, or 1 to keep the resolution of the last stage).
+        build: `(weights, last_stride, batch_norm, sync_batchnorm) -> keras.Model` (weights: None, or the
+            path of a Keras weights file; last_stride: 2, or 1 to keep the resolution of the last stage;
+            batch_norm: a `trinet.registries.BATCH_NORMS` name; sync_batchnorm: synchronise the batch
+            statistics across replicas).
         features: the dimension F of the feature map.
         last_stride: whether `last_stride=1` is available.
         imagenet_url: where Keras publishes the ImageNet weights without the classifier (None: none).
         imagenet_hash: the file's md5 as published by keras.applications (None: not checked).
     """
 
-    build: Callable[[str | None, int], "keras.Model"]
+    build: Callable[..., "keras.Model"]
     features: int
     imagenet_url: str | None = None
     imagenet_hash: str | None = None
@@ -61,14 +63,18 @@ def _set_bn_momentum(model: "keras.Model") -> "keras.Model":
 RESNET_LAST_STRIDE_LAYERS = ("conv5_block1_1_conv", "conv5_block1_0_conv")
 
 
-def _with_stride_one(net: "keras.Model", layers: tuple[str, ...]) -> "keras.Model":
-    """A copy of the functional `net` whose `layers` have stride 1 (same variables, same weights)."""
+def _rebuilt(net: "keras.Model", stride_one: tuple[str, ...], batch_norm: str,
+             sync_batchnorm: bool) -> "keras.Model":
+    """A copy of the functional `net` (same variables, same weights) whose `stride_one` layers have
+    stride 1 and whose batch norms are `batch_norm` layers, synchronised or not."""
     import keras
 
-    config = net.get_config()
-    found = [layer for layer in config["layers"] if layer["name"] in layers]
-    if len(found) != len(layers):
-        raise ValueError(f"{net.name} lacks the layers {layers} whose stride --last_stride 1 removes")
+    from trinet.layers import with_batch_norm
+
+    config = with_batch_norm(net.get_config(), batch_norm, sync_batchnorm)
+    found = [layer for layer in config["layers"] if layer["name"] in stride_one]
+    if len(found) != len(stride_one):
+        raise ValueError(f"{net.name} lacks the layers {stride_one} whose stride --last_stride 1 removes")
     for layer in found:
         layer["config"]["strides"] = [1, 1]
     copy = keras.Model.from_config(config)
@@ -77,7 +83,8 @@ def _with_stride_one(net: "keras.Model", layers: tuple[str, ...]) -> "keras.Mode
 
 
 def _application(constructor: str, preprocessing: str) -> Callable:
-    def build(weights: str | None, last_stride: int = 2) -> "keras.Model":
+    def build(weights: str | None, last_stride: int = 2, batch_norm: str = "keras",
+              sync_batchnorm: bool = False) -> "keras.Model":
         import keras
 
         from trinet.layers import ImagePreprocessing
@@ -86,29 +93,32 @@ def _application(constructor: str, preprocessing: str) -> Callable:
         x = ImagePreprocessing(preprocessing, name="preprocessing")(inputs)
         net = getattr(keras.applications, constructor)(include_top=False, weights=weights,
                                                        input_shape=(None, None, 3))
-        if last_stride == 1:
-            net = _with_stride_one(net, RESNET_LAST_STRIDE_LAYERS)
+        if last_stride == 1 or batch_norm != "keras" or sync_batchnorm:
+            net = _rebuilt(net, RESNET_LAST_STRIDE_LAYERS if last_stride == 1 else (), batch_norm,
+                           sync_batchnorm)
         _set_bn_momentum(net)
         return keras.Model(inputs, net(x), name="backbone")
     return build
 
 
-def _conv_bn(x, filters: int, kernel: int, name: str, activate: bool = True):
+def _conv_bn(x, filters: int, kernel: int, name: str, bn: dict, activate: bool = True):
     import keras
 
+    from trinet.layers import batch_norm
+
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
+    x = batch_norm(**bn, momentum=BN_MOMENTUM, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.3, name=f"{name}_act")(x) if activate else x
 
 
-def _residual(x, mid: int, out: int, name: str):
+def _residual(x, mid: int, out: int, name: str, bn: dict):
     """Bottleneck block: 1x1 to `mid`, 3x3, 1x1 to `out`, plus a (projected) shortcut."""
     import keras
 
-    shortcut = x if x.shape[-1] == out else _conv_bn(x, out, 1, f"{name}_proj", activate=False)
-    y = _conv_bn(x, mid, 1, f"{name}_a")
-    y = _conv_bn(y, mid, 3, f"{name}_b")
-    y = _conv_bn(y, out, 1, f"{name}_c", activate=False)
+    shortcut = x if x.shape[-1] == out else _conv_bn(x, out, 1, f"{name}_proj", bn, activate=False)
+    y = _conv_bn(x, mid, 1, f"{name}_a", bn)
+    y = _conv_bn(y, mid, 3, f"{name}_b", bn)
+    y = _conv_bn(y, out, 1, f"{name}_c", bn, activate=False)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.LeakyReLU(0.3, name=f"{name}_out")(y)
 
@@ -117,7 +127,8 @@ def _residual(x, mid: int, out: int, name: str):
 LUNET_STAGES = (((16, 64),), ((32, 128),), ((64, 256),), ((128, 256), (128, 256)))
 
 
-def lunet(weights: str | None = None, last_stride: int = 2) -> "keras.Model":
+def lunet(weights: str | None = None, last_stride: int = 2, batch_norm: str = "keras",
+          sync_batchnorm: bool = False) -> "keras.Model":
     """A small residual network with leaky ReLUs and max-pooling (about 1M parameters, 256 channels).
 
     Cheap enough to train on a CPU at 128x64 or 64x32. `last_stride=1` gives the pooling before the
@@ -127,13 +138,14 @@ def lunet(weights: str | None = None, last_stride: int = 2) -> "keras.Model":
 
     from trinet.layers import ImagePreprocessing
 
+    bn = {"kind": batch_norm, "synchronized": sync_batchnorm}
     inputs = keras.Input((None, None, 3), name="image")
     x = ImagePreprocessing("tf", name="preprocessing")(inputs)
-    x = _conv_bn(x, 32, 3, "lunet_stem")
+    x = _conv_bn(x, 32, 3, "lunet_stem", bn)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="lunet_stem_pool")(x)
     for s, stage in enumerate(LUNET_STAGES, 1):
         for b, (mid, out) in enumerate(stage, 1):
-            x = _residual(x, mid, out, f"lunet_s{s}b{b}")
+            x = _residual(x, mid, out, f"lunet_s{s}b{b}", bn)
         if s < len(LUNET_STAGES):
             stride = last_stride if s == len(LUNET_STAGES) - 1 else 2
             x = keras.layers.MaxPooling2D(3, strides=stride, padding="same", name=f"lunet_s{s}_pool")(x)
@@ -224,12 +236,15 @@ def imagenet_weights(name: str) -> str:
         socket.setdefaulttimeout(previous)
 
 
-def build_backbone(name: str, weights: str | None = None, last_stride: int = 2) -> "keras.Model":
+def build_backbone(name: str, weights: str | None = None, last_stride: int = 2, batch_norm: str = "keras",
+                   sync_batchnorm: bool = False) -> "keras.Model":
     """The backbone `name` as a Keras model `(B, H, W, 3) raw RGB -> (B, h, w, F)`.
 
     Args:
         weights: None (random), 'imagenet', or the path of a Keras weights file for the network.
         last_stride: 2, or 1 for backbones that support it (`supports_last_stride`).
+        batch_norm: the batch-norm layer (`trinet.registries.BATCH_NORMS`); the variables are the same.
+        sync_batchnorm: batch statistics over all replicas of a distribution strategy.
     """
     name = canonical_name(name)
     if last_stride == 1 and not BACKBONES[name].last_stride:
@@ -237,4 +252,4 @@ def build_backbone(name: str, weights: str | None = None, last_stride: int = 2) 
                          f"{LAST_STRIDE_CHOICES}")
     if weights == "imagenet":
         weights = imagenet_weights(name)
-    return BACKBONES[name].build(weights, last_stride)
+    return BACKBONES[name].build(weights, last_stride, batch_norm=batch_norm, sync_batchnorm=sync_batchnorm)

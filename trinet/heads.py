@@ -31,12 +31,14 @@ def _normalize(x):
     return keras.layers.UnitNormalization(axis=-1, name="head_normalize")(x)
 
 
-def _fc1024(x):
+def _fc1024(x, bn: dict):
     """FC-1024 (no bias: batch norm follows), batch norm, ReLU: the TriNet head's hidden layer."""
     import keras
 
+    from trinet.layers import batch_norm
+
     x = keras.layers.Dense(1024, use_bias=False, name="head_fc1024")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="head_bn")(x)
+    x = batch_norm(**bn, momentum=0.9, epsilon=1e-5, name="head_bn")(x)
     return keras.layers.ReLU(name="head_relu")(x)
 
 
@@ -56,28 +58,28 @@ def direct_normalize(x, embedding_dim: int, **_):
     return _outputs(_normalize(emb), emb)
 
 
-def fc1024(x, embedding_dim: int, **_):
+def fc1024(x, embedding_dim: int, bn: dict | None = None, **_):
     """The paper's TriNet head: FC-1024, batch norm, ReLU, linear."""
-    emb = _linear(_fc1024(x), embedding_dim)
+    emb = _linear(_fc1024(x, bn or {}), embedding_dim)
     return _outputs(emb, emb)
 
 
-def fc1024_normalize(x, embedding_dim: int, **_):
+def fc1024_normalize(x, embedding_dim: int, bn: dict | None = None, **_):
     """The TriNet head, then L2 normalisation."""
-    emb = _linear(_fc1024(x), embedding_dim)
+    emb = _linear(_fc1024(x, bn or {}), embedding_dim)
     return _outputs(_normalize(emb), emb)
 
 
-def bnneck(x, embedding_dim: int, test_feature: str | None = "after", **_):
+def bnneck(x, embedding_dim: int, test_feature: str | None = "after", bn: dict | None = None, **_):
     """BNNeck (Luo et al. 2019): batch norm (shift frozen at 0) between the pooled feature and the classifier.
 
     The metric losses see the pooled feature; the embedding is the feature after the batch norm
     (`test_feature='after'`, the default) or before it. `embedding_dim` is not used: the embedding has
     the backbone's F dimensions."""
-    import keras
+    from trinet.layers import batch_norm
 
-    bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, name="head_bnneck")(x)
-    return {"metric": x, "embedding": x if test_feature == "before" else bn, "raw": x, "neck": bn}
+    neck = batch_norm(**(bn or {}), momentum=0.9, epsilon=1e-5, center=False, name="head_bnneck")(x)
+    return {"metric": x, "embedding": x if test_feature == "before" else neck, "raw": x, "neck": neck}
 
 
 def classifier(x, num_classes: int):
@@ -89,7 +91,8 @@ def classifier(x, num_classes: int):
                               name="head_classifier")(x)
 
 
-#: Heads by name: `(features (B, F), embedding_dim, test_feature=...) -> dict of tensors`.
+#: Heads by name: `(features (B, F), embedding_dim, test_feature=..., bn={"kind": ..., "synchronized": ...})
+#: -> dict of tensors` (bn: the arguments of `trinet.layers.batch_norm`).
 HEADS: dict[str, Callable[..., dict[str, Any]]] = {
     "direct": direct,
     "direct_normalize": direct_normalize,

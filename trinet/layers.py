@@ -40,3 +40,73 @@ class ImagePreprocessing(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="trinet")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """Keras' `BatchNormalization` computed with TensorFlow's fused kernel where it applies.
+
+    Keras 3 computes batch norm unfused on TensorFlow (moments, then normalisation: several passes over
+    the activations); TensorFlow's `FusedBatchNormV3` does it in one kernel with its own gradient. Same
+    variables, same configuration and the same semantics as Keras' layer: the batch statistics in training
+    (the moving variance is updated with the biased batch variance, as Keras does), the moving ones in
+    inference or when the layer is frozen (`trainable=False`). Inputs other than `(B, H, W, C)`
+    normalised over the last axis, masked, synchronised or renormalised ones take Keras' own path.
+
+    Input and output: `(B, H, W, C)`.
+    """
+
+    def _fused(self, inputs, mask) -> bool:
+        return (keras.backend.backend() == "tensorflow" and mask is None and not self.synchronized
+                and not self.renorm and len(inputs.shape) in (2, 4)
+                and self.axis in (-1, len(inputs.shape) - 1)
+                and inputs.shape[-1] is not None)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        dtype = inputs.dtype if inputs.dtype in (tf.float16, tf.bfloat16, tf.float32) else tf.float32
+        x = tf.cast(inputs, dtype)
+        if len(inputs.shape) == 2:  # (B, C) features: the kernel's (B, 1, 1, C)
+            x = x[:, None, None, :]
+        channels = inputs.shape[-1]
+        gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones((channels,), tf.float32)
+        beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros((channels,), tf.float32)
+        moving_mean = tf.cast(self.moving_mean, tf.float32)
+        moving_variance = tf.cast(self.moving_variance, tf.float32)
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, data_format="NHWC", is_training=True)
+            # The kernel returns the unbiased (n - 1) batch variance; Keras averages the biased one.
+            n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+            variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
+            self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=moving_mean, variance=moving_variance, epsilon=self.epsilon,
+                data_format="NHWC", is_training=False)
+        if len(inputs.shape) == 2:
+            y = y[:, 0, 0, :]
+        return ops.cast(y, self.compute_dtype)
+
+
+def batch_norm(kind: str = "keras", synchronized: bool = False, **config) -> keras.layers.BatchNormalization:
+    """A batch-norm layer of `kind` (`trinet.registries.BATCH_NORMS`), synchronised across replicas or
+    not, with Keras' `BatchNormalization` arguments `config`."""
+    from trinet.registries import BATCH_NORMS
+
+    return BATCH_NORMS.resolve(kind)(synchronized=synchronized, **config)
+
+
+def with_batch_norm(config: dict, kind: str, synchronized: bool) -> dict:
+    """A functional model's `get_config()` with every batch-norm layer of `kind` and synchronised or not
+    (edited in place and returned; the layers keep their names, so their variables keep their paths)."""
+    target = keras.saving.serialize_keras_object(batch_norm(kind))
+    for layer in config["layers"]:
+        if layer["class_name"] in ("BatchNormalization", "FusedBatchNormalization"):
+            layer.update({k: target[k] for k in ("module", "class_name", "registered_name")})
+            layer["config"]["synchronized"] = synchronized
+    return config

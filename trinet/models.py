@@ -29,12 +29,15 @@ class ModelSpec:
     last_stride: int = 2
     test_feature: str | None = None
     num_classes: int = 0
+    batch_norm: str = "keras"
+    sync_batchnorm: bool = False
 
     @classmethod
     def from_settings(cls, settings, num_classes: int = 0) -> "ModelSpec":
         """The spec of a `TrainSettings` run; `num_classes` > 0 adds the classifier."""
         return cls(settings.model_name, settings.head_name, settings.embedding_dim, settings.pooling,
-                   settings.last_stride, settings.test_feature, num_classes)
+                   settings.last_stride, settings.test_feature, num_classes, settings.batch_norm,
+                   settings.sync_batchnorm)
 
 
 def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
@@ -48,10 +51,12 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
     Args:
         weights: the backbone's initial weights (None, 'imagenet' or a Keras weights file).
     """
-    backbone = build_backbone(spec.model_name, weights, spec.last_stride)
+    backbone = build_backbone(spec.model_name, weights, spec.last_stride, spec.batch_norm,
+                              spec.sync_batchnorm)
     inputs = keras.Input((None, None, 3), name="image")
     features = POOLINGS.resolve(spec.pooling)(name="pooling")(backbone(inputs))
-    head = get_head(spec.head_name)(features, spec.embedding_dim, test_feature=spec.test_feature)
+    head = get_head(spec.head_name)(features, spec.embedding_dim, test_feature=spec.test_feature,
+                                    bn={"kind": spec.batch_norm, "synchronized": spec.sync_batchnorm})
     outputs = {"features": features, "metric": head["metric"], "embedding": head["embedding"],
                "raw": head["raw"]}
     if spec.num_classes:

@@ -72,6 +72,14 @@ POOLINGS = Registry("pooling", {
     "gem": Entry("trinet.pooling:gem_pooling", "generalised mean pooling with a learnable power p"),
 })
 
+#: Batch-norm layers (Keras' arguments; the same variables, so checkpoints load into either).
+BATCH_NORMS = Registry("batch norm", {
+    "fused": Entry("trinet.layers:FusedBatchNormalization",
+                   "TensorFlow's fused kernel (faster; equal to keras within float rounding)"),
+    "keras": Entry("keras.layers:BatchNormalization",
+                   "Keras' own layer, unfused on TensorFlow (what runs before --batch_norm used)"),
+})
+
 #: Optimizers: `(learning-rate schedule, settings, name=...) -> keras optimizer`.
 OPTIMIZERS = Registry("optimizer", {
     "adam": Entry("trinet.optimizers:adam", "Adam (epsilon 1e-8, as the original)"),

@@ -17,6 +17,12 @@ from trinet.errors import TrinetError
 
 #: Settings that are not part of a run's identity: on --resume they come from the command line.
 NOT_SAVED = ("experiment_root", "resume")
+#: Settings that say how a run is computed, not what it trains: saved, but on --resume the values given on
+#: the command line replace them (a run may continue on another number of devices, or with XLA).
+RUNTIME = ("distribute", "jit_compile", "loading_threads")
+#: The values that fields added after the first release take when an older `args.json` lacks them, where
+#: they differ from a new run's default: the behaviour of the version that wrote the file.
+LEGACY = {"batch_norm": "keras"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +47,7 @@ class TrainSettings:
     initial_checkpoint: str | None = None
     pooling: str = "avg"
     last_stride: int = 2
+    batch_norm: str = "fused"
     test_feature: str | None = None
     test_metric: str | None = None
     # batches and augmentation
@@ -79,6 +86,12 @@ class TrainSettings:
     warmup_factor: float = 0.1
     freeze_backbone_iterations: int = 0
     new_layers_lr_multiplier: float = 1.0
+    # devices and precision
+    distribute: str = "none"
+    cross_replica_mining: bool = False
+    sync_batchnorm: bool = False
+    mixed_precision: str | None = None
+    jit_compile: bool = False
     # checkpoints and logs
     checkpoint_frequency: int = 1000
     keep_checkpoints: int = 5
@@ -143,6 +156,7 @@ class TrainSettings:
         for name, value in kwargs.items():
             _check_type(name, value, cls.__dataclass_fields__[name].default, source)
         lacking = sorted(set(known) - set(values) - set(NOT_SAVED))
+        kwargs.update({name: LEGACY[name] for name in lacking if name in LEGACY})
         return cls(**kwargs, **overrides), lacking
 
     def validate(self) -> None:
@@ -168,6 +182,19 @@ def _check_type(name: str, value: Any, default: Any, source: str) -> None:
                           f"{' or '.join(k.__name__ for k in kinds)}")
 
 
+#: `--distribute` choices: how the step is spread over devices (`trinet.distribute` builds them).
+DISTRIBUTE = {
+    "none": "one device (the first GPU, else the CPU)",
+    "mirrored": "tf.distribute.MirroredStrategy over every visible GPU (or, without one, every logical CPU "
+                "device)",
+}
+#: `--mixed_precision` choices: the computation dtype (variables, distances and losses stay float32).
+MIXED_PRECISION = {
+    "float16": "Keras' mixed_float16 with a dynamic loss scale (GPUs)",
+    "bfloat16": "Keras' mixed_bfloat16 (GPUs from Ampere on; CPUs with AVX512-BF16/AMX)",
+}
+
+
 def _problems(s: TrainSettings):
     """Yield a message for each invalid combination (the first one is raised)."""
     from trinet import backbones, heads, registries, sampling
@@ -177,6 +204,10 @@ def _problems(s: TrainSettings):
     registries.check("--model_name", s.model_name, backbones.CHOICES)
     registries.check("--head_name", s.head_name, heads.HEADS)
     registries.check("--pooling", s.pooling, registries.POOLINGS)
+    registries.check("--batch_norm", s.batch_norm, registries.BATCH_NORMS)
+    registries.check("--distribute", s.distribute, DISTRIBUTE)
+    if s.mixed_precision is not None:
+        registries.check("--mixed_precision", s.mixed_precision, MIXED_PRECISION)
     registries.check("--loss", s.loss, registries.LOSSES)
     registries.check("--optimizer", s.optimizer, registries.OPTIMIZERS)
     registries.check("--lr_schedule", s.lr_schedule, registries.SCHEDULES)
@@ -234,6 +265,16 @@ def _problems(s: TrainSettings):
     if s.optimizer == "adam" and s.weight_decay:
         yield (f"--weight_decay {s.weight_decay} is not used by --optimizer adam; use --optimizer adamw "
                "(decoupled weight decay) or sgd")
+    if s.distribute == "none" and (s.cross_replica_mining or s.sync_batchnorm):
+        flag = "--cross_replica_mining" if s.cross_replica_mining else "--sync_batchnorm"
+        yield f"{flag} applies to --distribute mirrored or multi_worker, not to --distribute none"
+    if s.jit_compile and s.distribute != "none":
+        yield (f"--jit_compile is not available with --distribute {s.distribute} yet (XLA and the replicas' "
+               "collectives); use one of them")
+    if s.mixed_precision == "float16" and s.new_layers_lr_multiplier != 1:
+        yield ("--mixed_precision float16 (one dynamic loss scale) does not go with "
+               f"--new_layers_lr_multiplier {s.new_layers_lr_multiplier} (a second optimizer); use bfloat16, "
+               "or a multiplier of 1")
     if (s.val_query is None) != (s.val_gallery is None):
         yield "--val_query and --val_gallery go together: give both, or neither"
     if s.val_query is not None and s.val_excluder is None:

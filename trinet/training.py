@@ -27,6 +27,7 @@ import keras
 from trinet import checkpoints, experiment
 from trinet.console import LOG_FORMAT
 from trinet.datasets import Dataset, check_files, find_non_images, read_csv
+from trinet.distribute import dtype_policy, make_strategy, replica_share, scope
 from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path, remove_stale_temporaries
 from trinet.losses import cdist
@@ -196,34 +197,130 @@ def _scalars(writer, step: int, values: dict[str, float]) -> None:
             tf.summary.scalar(name, value)
 
 
+def _apply(updates, grads, centers, center_scale: float, loss_scale=None, all_reduce=None) -> tf.Tensor:
+    """Apply `grads` (of the variables of `updates`, then of `centers`) with each `(optimizer, variables)`
+    pair; the centres take a plain SGD step. With a loss-scale optimizer (float16), a step whose gradients
+    are not finite is skipped (and the centres too); its iteration still counts, so the learning-rate
+    schedule does not shift. `all_reduce`: sums the centres' gradient over replicas. Returns whether the
+    step was skipped."""
+    skipped = tf.constant(False)
+    if loss_scale is not None:
+        scale = tf.cast(tf.convert_to_tensor(loss_scale.dynamic_scale), tf.float32)
+        before = tf.convert_to_tensor(loss_scale.iterations)
+    start = 0
+    for optimizer, group in updates:
+        optimizer.apply_gradients(zip(grads[start:start + len(group)], group))
+        start += len(group)
+    if loss_scale is not None:
+        skipped = tf.equal(tf.convert_to_tensor(loss_scale.iterations), before)
+        loss_scale.iterations.assign_add(tf.cast(skipped, loss_scale.iterations.dtype))
+    if centers is not None:
+        grad = tf.convert_to_tensor(grads[-1])  # gathered: sparse
+        if all_reduce is not None:
+            grad = all_reduce(grad)
+        if loss_scale is not None:
+            grad = tf.where(skipped, tf.zeros_like(grad), grad / scale)
+        centers.assign_sub(center_scale * grad)
+    return skipped
+
+
+def _float32(outputs: dict) -> dict:
+    return {name: tf.cast(t, tf.float32) for name, t in outputs.items()}
+
+
+def _monitoring(stats: dict, loss, per_sample, outputs: dict, terms: dict, skipped) -> dict:
+    stats.update(loss=loss, per_sample=per_sample, emb=outputs["embedding"],
+                 norms=tf.norm(outputs["raw"], axis=1),
+                 active=active_fraction(terms.get("triplet", per_sample)), skipped=skipped)
+    stats.update({f"loss_{name}": tf.reduce_mean(values) for name, values in terms.items()})
+    return stats
+
+
 def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int, centers=None,
-                    center_scale: float = 0.0):
+                    center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None):
     """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step that applies, for
     each `(optimizer, variables)` of `updates`, the gradients of those variables, and updates `centers`
     (if any) by plain SGD on the unweighted centre loss (`center_scale` = centre learning rate / centre
-    loss weight), as the Bag of Tricks."""
+    loss weight), as the Bag of Tricks. `jit_compile`: the forward and backward passes and the updates
+    are compiled with XLA (the monitoring, of dynamic shapes, is not). `loss_scale`: the
+    LossScaleOptimizer of float16 training (the loss is scaled for the gradients)."""
     variables = [v for _, group in updates for v in group]
     watched = variables + ([centers] if centers is not None else [])
 
-    @tf.function
-    def step(images, labels):
+    def learn(images, labels):
         with tf.GradientTape() as tape:
-            outputs = {name: tf.cast(t, tf.float32) for name, t in model(images, training=True).items()}
+            outputs = _float32(model(images, training=True))
             outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
             loss, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
-        grads = tape.gradient(loss, watched)
-        start = 0
-        for optimizer, group in updates:
-            optimizer.apply_gradients(zip(grads[start:start + len(group)], group))
-            start += len(group)
-        if centers is not None:
-            centers.assign_sub(center_scale * tf.convert_to_tensor(grads[-1]))  # gathered: sparse
+            scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
+        grads = tape.gradient(scaled, watched)
+        skipped = _apply(updates, grads, centers, center_scale, loss_scale)
+        return outputs, loss, per_sample, terms, skipped
+
+    learn_step = tf.function(learn, jit_compile=True) if jit_compile else learn
+
+    @tf.function
+    def step(images, labels):
+        outputs, loss, per_sample, terms, skipped = learn_step(images, labels)
         stats = batch_stats(outputs["dists"], labels, k)
-        stats.update(loss=loss, per_sample=per_sample, emb=outputs["embedding"],
-                     norms=tf.norm(outputs["raw"], axis=1),
-                     active=active_fraction(terms.get("triplet", per_sample)))
-        stats.update({f"loss_{name}": tf.reduce_mean(values) for name, values in terms.items()})
-        return stats
+        return _monitoring(stats, loss, per_sample, outputs, terms, skipped)
+
+    return step
+
+
+def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, updates, objectives,
+                         metric: str, k: int, batch_size: int, centers=None, center_scale: float = 0.0,
+                         cross_replica_mining: bool = False, loss_scale=None):
+    """The training step of `make_train_step` run by each replica of `strategy` on its share of the global
+    batch: `batch_size / replicas` consecutive images (whole identities; `trinet.distribute.replica_share`).
+
+    Each replica's loss is its share of the global mean (its per-sample losses summed, over the global
+    batch size), so that the gradients the optimizer sums over replicas are those of the global batch.
+    With `cross_replica_mining` the outputs of all replicas are all-gathered (differentiably) and each
+    replica evaluates the objectives on the global batch, keeping its own samples' losses: the step then
+    computes what one device computes. Without it, each replica's objectives see its own images only. The
+    monitoring is always of the global batch. Returns one replica's values (they are the same on all).
+    """
+    variables = [v for _, group in updates for v in group]
+    watched = variables + ([centers] if centers is not None else [])
+    replicas = strategy.num_replicas_in_sync
+    share = batch_size // replicas
+
+    def replica_step(images, labels):
+        ctx = tf.distribute.get_replica_context()
+        first = ctx.replica_id_in_sync_group * share
+        own_images, own_labels = images[first:first + share], labels[first:first + share]
+
+        def gather(t):
+            return ctx.all_gather(t, axis=0)
+
+        with tf.GradientTape() as tape:
+            outputs = _float32(model(own_images, training=True))
+            if cross_replica_mining:
+                outputs = {name: gather(t) for name, t in outputs.items()}
+                outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+                _, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
+                own_loss = tf.reduce_sum(per_sample[first:first + share]) / batch_size
+            else:
+                outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+                own_total, per_sample, terms = evaluate_objectives(objectives, outputs, own_labels)
+                own_loss = own_total / replicas
+            scaled = own_loss if loss_scale is None else loss_scale.scale_loss(own_loss)
+        grads = tape.gradient(scaled, watched)
+        skipped = _apply(updates, grads, centers, center_scale, loss_scale,
+                         all_reduce=lambda g: ctx.all_reduce(tf.distribute.ReduceOp.SUM, g))
+        if not cross_replica_mining:  # the monitoring sees the global batch
+            outputs = {name: gather(tf.stop_gradient(t)) for name, t in outputs.items() if name != "dists"}
+            outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+            per_sample, terms = gather(per_sample), {name: gather(v) for name, v in terms.items()}
+        loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, own_loss)
+        stats = batch_stats(outputs["dists"], labels, k)
+        return _monitoring(stats, loss, per_sample, outputs, terms, skipped)
+
+    @tf.function
+    def step(images, labels):
+        results = strategy.run(replica_step, args=(images, labels))
+        return {name: strategy.experimental_local_results(value)[0] for name, value in results.items()}
 
     return step
 
@@ -242,33 +339,52 @@ class Trainer:
         assert s.seed is not None
         self.s = s
         keras.utils.set_random_seed(s.seed)
+        self.strategy = make_strategy(s.distribute)
+        if self.strategy is not None:
+            replica_share(s.batch_p, s.batch_k, self.strategy.num_replicas_in_sync)
         self.num_classes = identities if s.id_loss_weight else 0  # classes of the classifier (0: none)
-        self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
-        if source is not None:
-            transfer(self.model, source, s)
-        self.inference = embedding_model(self.model)
-        self.schedule = schedule_from_settings(s)
-        new = new_layer_variables(self.model)
-        new_ids = {id(v) for v in new}
-        self._variables = {"all": self.model.trainable_variables, "new": new,
-                           "backbone": [v for v in self.model.trainable_variables if id(v) not in new_ids]}
-        self.new_optimizer = None
-        if s.new_layers_lr_multiplier == 1:
-            self.optimizer = make_optimizer(s)
-            self.optimizer.build(self._variables["all"])
-        else:  # the backbone's optimizer steps only after the freeze: its schedule starts there
-            self.optimizer = make_optimizer(s, offset=s.freeze_backbone_iterations)
-            self.optimizer.build(self._variables["backbone"])
-            self.new_optimizer = make_optimizer(s, factor=s.new_layers_lr_multiplier, suffix="_new")
-            self.new_optimizer.build(new)
-        self.centers = None
-        if s.center_loss_weight:
-            dim = int(self.model.output["metric"].shape[-1])
-            rng = np.random.default_rng([s.seed, 3])
-            self.centers = keras.Variable(rng.standard_normal((identities, dim), dtype=np.float32),
-                                          name="centers")
+        with scope(self.strategy):
+            with dtype_policy(s.mixed_precision):
+                self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
+            if source is not None:
+                transfer(self.model, source, s)
+            self.inference = embedding_model(self.model)
+            self.schedule = schedule_from_settings(s)
+            new = new_layer_variables(self.model)
+            new_ids = {id(v) for v in new}
+            trainable = self.model.trainable_variables
+            self._variables = {"all": trainable, "new": new,
+                               "backbone": [v for v in trainable if id(v) not in new_ids]}
+            self.new_optimizer = None
+            if s.new_layers_lr_multiplier == 1:
+                self.optimizer = self._scaled(make_optimizer(s))
+                self.optimizer.build(self._variables["all"])
+            else:  # the backbone's optimizer steps only after the freeze: its schedule starts there
+                self.optimizer = make_optimizer(s, offset=s.freeze_backbone_iterations)
+                self.optimizer.build(self._variables["backbone"])
+                self.new_optimizer = make_optimizer(s, factor=s.new_layers_lr_multiplier, suffix="_new")
+                self.new_optimizer.build(new)
+            self.centers = None
+            if s.center_loss_weight:
+                dim = int(self.model.output["metric"].shape[-1])
+                rng = np.random.default_rng([s.seed, 3])
+                # replicas update the centres with the same all-reduced gradient: any copy is the value
+                extra = {"aggregation": "only_first_replica"} if self.strategy is not None else {}
+                self.centers = keras.Variable(rng.standard_normal((identities, dim), dtype=np.float32),
+                                              name="centers", **extra)
         self.objectives = build_objectives(s, self.centers)
         self._steps: dict[str, Any] = {}
+
+    def _scaled(self, optimizer):
+        """`optimizer`, wrapped in Keras' LossScaleOptimizer (dynamic loss scale) for float16."""
+        if self.s.mixed_precision != "float16":
+            return optimizer
+        return keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale")
+
+    @property
+    def loss_scale(self):
+        """The LossScaleOptimizer of float16 training (None otherwise)."""
+        return self.optimizer if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) else None
 
     def groups(self) -> dict[str, list]:
         """The variables a checkpoint holds, by group."""
@@ -295,8 +411,15 @@ class Trainer:
                 log.info("Training only the new layers (%d variables) until iteration %d.",
                          len(self._variables["new"]), s.freeze_backbone_iterations)
             center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
-            self._steps[phase] = make_train_step(self.model, self._updates(phase), self.objectives,
-                                                 s.metric, max(1, s.batch_k - 1), self.centers, center_scale)
+            k = max(1, s.batch_k - 1)
+            if self.strategy is None:
+                self._steps[phase] = make_train_step(self.model, self._updates(phase), self.objectives,
+                                                     s.metric, k, self.centers, center_scale,
+                                                     jit_compile=s.jit_compile, loss_scale=self.loss_scale)
+            else:
+                self._steps[phase] = make_replicated_step(
+                    self.strategy, self.model, self._updates(phase), self.objectives, s.metric, k,
+                    s.batch_size, self.centers, center_scale, s.cross_replica_mining, self.loss_scale)
         return self._steps[phase]
 
 
@@ -398,7 +521,7 @@ def _loop(run: _Run, latest: str | None) -> int:
     model = trainer.model
     step = 0
     state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
-                             "num_classes": trainer.num_classes}
+                             "num_classes": trainer.num_classes, "skipped_steps": 0}
     if latest is not None:
         step, saved_state = checkpoints.restore(latest, trainer.groups())
         state.update(saved_state)
@@ -482,6 +605,11 @@ def _loop(run: _Run, latest: str | None) -> int:
                 sampler, data = open_data(state["next_batch"])
             per_sample = out["per_sample"].numpy()
             loss = float(out["loss"])
+            if bool(out["skipped"]):  # float16: gradients not finite; the loss scale was lowered
+                state["skipped_steps"] += 1
+                log.info("Iteration %d skipped its update (gradients not finite in float16; %d so far); the "
+                         "loss scale is now %g.", step, state["skipped_steps"],
+                         float(trainer.loss_scale.dynamic_scale))
             if not np.isfinite(loss):
                 raise TrinetError(f"The loss became {loss} at iteration {step}; the last good checkpoint "
                                   f"is {checkpoints.latest_checkpoint(root)}. Lower --learning_rate.")
@@ -492,7 +620,8 @@ def _loop(run: _Run, latest: str | None) -> int:
                 detailed.write(step - 1, out["emb"].numpy(), per_sample,
                                run.dataset.fids[sampler.batch(index)])
             if step % s.log_frequency == 0 or step == total:
-                _log_step(run, writer, out, step, per_sample, loss, float(np.mean(times)), k)
+                _log_step(run, writer, out, step, per_sample, loss, float(np.mean(times)), k,
+                          state["skipped_steps"])
             if s.histogram_frequency and step % s.histogram_frequency == 0:
                 tf.summary.histogram("loss_distribution", out["per_sample"], step=step)
                 tf.summary.histogram("embedding_pos_dists", out["pos_dists"], step=step)
@@ -524,7 +653,7 @@ def _loop(run: _Run, latest: str | None) -> int:
 
 
 def _log_step(run: _Run, writer, out: dict, step: int, per_sample: np.ndarray, loss: float, seconds: float,
-              k: int) -> None:
+              k: int, skipped_steps: int = 0) -> None:
     s = run.s
     lr = run.trainer.schedule.value(step - 1)
     terms = {name[5:]: float(value) for name, value in out.items() if name.startswith("loss_")}
@@ -537,6 +666,10 @@ def _log_step(run: _Run, writer, out: dict, step: int, per_sample: np.ndarray, l
               "active_fraction": float(out["active"]), "learning_rate": lr, "secs_per_iter": seconds,
               "embedding_norm_mean": float(tf.reduce_mean(out["norms"]))}
     values.update({f"loss_{name}": value for name, value in terms.items()})
+    if run.trainer.loss_scale is not None:
+        values["loss_scale"] = float(run.trainer.loss_scale.dynamic_scale)
+        log.info("iter: %6d, float16 loss scale: %g, skipped updates so far: %d", step, values["loss_scale"],
+                 skipped_steps)
     _scalars(writer, step, values)
 
 

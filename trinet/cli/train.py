@@ -19,7 +19,7 @@ from trinet.console import import_tensorflow_quietly, run_main, setup_console_lo
 from trinet.distances import METRICS
 from trinet.errors import TrinetError
 from trinet.excluders import EXCLUDERS
-from trinet.settings import NOT_SAVED, TrainSettings
+from trinet.settings import DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME, TrainSettings
 
 log = logging.getLogger("trinet.train")
 
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Stride of the backbone's last stage; 1 doubles the final feature map's height "
                         "and width (the Bag of Tricks). Available for "
                         f"{', '.join(backbones.LAST_STRIDE_CHOICES)}.")
+    g.add_argument("--batch_norm", choices=sorted(registries.BATCH_NORMS), default=D.batch_norm,
+                   help="The batch-norm layers' implementation (same variables, so checkpoints of either "
+                        "load into the other). " + registries.BATCH_NORMS.help() + ".")
     g.add_argument("--test_feature", choices=["before", "after"], default=D.test_feature,
                    help="With --head_name bnneck: the embedding is the feature before or after its batch "
                         "norm (default: %(default)s, which means after).")
@@ -180,6 +183,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Learning rate of the new layers (pooling, head, classifier) as a multiple of the "
                         "backbone's, e.g. 10 as open-reid for a pretrained backbone; they then get an "
                         "optimizer of their own.")
+    g = p.add_argument_group("devices and precision")
+    g.add_argument("--distribute", choices=sorted(DISTRIBUTE), default=D.distribute,
+                   help="Data-parallel training: " + "; ".join(f"{k}: {v}" for k, v in DISTRIBUTE.items())
+                        + ". --batch_p and --batch_k stay the global batch; each replica gets batch_p / "
+                          "replicas whole identities. May change on --resume.")
+    g.add_argument("--cross_replica_mining", action="store_true",
+                   help="Mine the triplets over the global batch (embeddings and labels are all-gathered, "
+                        "differentiably), as on one device. Without it each replica mines its own "
+                        "identities (as fast-reid).")
+    g.add_argument("--sync_batchnorm", action="store_true",
+                   help="Batch-norm statistics over the global batch (Keras' synchronized batch norm) "
+                        "instead of per replica. With --cross_replica_mining, a run reproduces the "
+                        "single-device run.")
+    g.add_argument("--mixed_precision", choices=sorted(MIXED_PRECISION), default=D.mixed_precision,
+                   help="Compute in low precision; variables, distances and losses stay float32. "
+                        + "; ".join(f"{k}: {v}" for k, v in MIXED_PRECISION.items()) + ".")
+    g.add_argument("--jit_compile", action="store_true",
+                   help="Compile the training step with XLA. For GPUs: on CPUs it is usually slower (XLA's "
+                        "CPU convolutions do not use oneDNN). May change on --resume.")
     g = p.add_argument_group("validation during training")
     g.add_argument("--val_query", type=argtypes.readable_file, default=D.val_query,
                    help="CSV of validation queries; with --val_gallery and --val_excluder, the run embeds "
@@ -259,7 +281,10 @@ def resolve_settings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Tr
         raise TrinetError(f"{path} holds none of the run's settings; restore it (its values are also listed "
                           "at the top of train.log).")
     for key, value in sorted(_given(parser, argv, list(vars(args))).items()):
-        if key not in NOT_SAVED and value != getattr(settings, key):
+        if key in RUNTIME and value != getattr(settings, key):
+            log.info("--%s %s replaces the resumed run's %r.", key, value, getattr(settings, key))
+            settings = settings.replace(**{key: value})
+        elif key not in NOT_SAVED and value != getattr(settings, key):
             log.warning("--%s %s differs from the resumed run's %r; using the saved value.", key, value,
                         getattr(settings, key))
     try:
