@@ -170,8 +170,8 @@ def check_output(output: str, fmt_name: str) -> str:
         raise TrinetError(f"--output {output}: its folder {parent} is not writable.")
     name = os.path.basename(output.rstrip(os.sep)).lower()
     if fmt.suffix and not name.endswith(fmt.suffix):
-        raise TrinetError(f"--output {output}: a {fmt_name} export is a {fmt.suffix} file; name it "
-                          f"...{fmt.suffix}.")
+        raise TrinetError(f"--output {output}: the {fmt_name} export is a file whose name ends with "
+                          f"{fmt.suffix}.")
     others = sorted(f.suffix for f in FORMATS.values() if f.suffix and f.suffix != fmt.suffix)
     if any(name.endswith(suffix) for suffix in others):
         raise TrinetError(f"--output {output}: a name ending with {os.path.splitext(name)[1]} is for another "

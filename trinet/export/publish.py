@@ -7,9 +7,11 @@ step (`trinet.fileio`). A failure at any point leaves nothing at --output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from typing import Iterator
 
 import numpy as np
 
@@ -59,6 +61,22 @@ def verify(runners: Runners, embedder: Embedder, tolerance: float = TOLERANCE) -
     return diffs
 
 
+@contextlib.contextmanager
+def _root_logger_kept() -> Iterator[None]:
+    """TensorFlow's SavedModel writer logs through absl, which calls `logging.basicConfig()` when the root
+    logger has no handler: every later line of the command would print twice. A handler that drops
+    everything keeps the root logger as it was."""
+    root = logging.getLogger()
+    guard = None if root.handlers else logging.NullHandler()
+    if guard is not None:
+        root.addHandler(guard)
+    try:
+        yield
+    finally:
+        if guard is not None:
+            root.removeHandler(guard)
+
+
 def _publish(artifact: str, output: str, fmt: Format) -> None:
     if fmt.suffix:
         with atomic_path(output) as tmp, open(artifact, "rb") as src, open(tmp, "wb") as dst:
@@ -84,7 +102,7 @@ def export(embedder: Embedder, fmt_name: str, output: str, *, flip: bool = False
     parent = os.path.dirname(os.path.abspath(output))
     remove_stale_temporaries(parent, os.path.basename(os.path.abspath(output)))
     endpoints = ("embed", "embed_flip") if flip else ("embed",)
-    with tempfile.TemporaryDirectory(prefix="trinet-export-") as work:
+    with tempfile.TemporaryDirectory(prefix="trinet-export-") as work, _root_logger_kept():
         log.info("Building the %s export (endpoints %s) of %s.", fmt_name, ", ".join(endpoints),
                  embedder.source)
         artifact = fmt.build(embedder.model, embedder.net_size, endpoints, work)
