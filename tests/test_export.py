@@ -124,6 +124,29 @@ def test_unknown_format_and_missing_packages(monkeypatch):
         formats.get_format("keras")
     missing = dataclasses.replace(formats.FORMATS["onnx"], packages=("trinet_no_such_package",))
     monkeypatch.setitem(formats.FORMATS, "onnx", missing)
-    with pytest.raises(TrinetError, match=re.escape("needs trinet_no_such_package, which is not installed: "
+    with pytest.raises(TrinetError, match=re.escape("needs trinet_no_such_package (not installed): "
                                                     "pip install trinet[export]")):
         formats.get_format("onnx")
+
+
+def test_a_folder_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    from trinet.errors import WriteError
+    from trinet.fileio import copy_folder_atomic
+    source = tmp_path / "src"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"graph")
+    (source / "variables" / "data").write_bytes(b"weights")
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", full_disk)
+    with pytest.raises(WriteError, match="out: No space left on device; nothing was written"):
+        copy_folder_atomic(str(source), str(tmp_path / "out"))
+    assert os.listdir(tmp_path) == ["src"]
+    monkeypatch.undo()
+    copy_folder_atomic(str(source), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "variables" / "data").read_bytes() == b"weights"
+    assert sorted(os.listdir(tmp_path)) == ["out", "src"]

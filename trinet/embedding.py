@@ -110,6 +110,15 @@ def _is_paths(images: Sequence) -> bool:
     return len(images) == 0 or isinstance(images[0], str)
 
 
+def _preparer(images: Sequence, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
+              crop_mode: str | None, threads: int) -> Callable[[Sequence], tf.Tensor]:
+    """The function that makes the views of a block of `images`: paths (`prepare_fn`) or arrays."""
+    if not _is_paths(images):
+        return prepare_arrays_fn(net_size, pre_crop_size, flip, crop_mode)
+    from_paths = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads)
+    return lambda block: from_paths(tf.constant(block))
+
+
 _DONE = object()
 
 
@@ -123,11 +132,7 @@ def view_batches(images: Sequence[str] | Sequence[np.ndarray], *, images_per_bat
     (A tf.data iterator would do the same, but on small CPU machines its presence made the model run a
     third slower in most runs: see benchmarks/bench_embed.py.) Errors of the preparation are raised here.
     """
-    if _is_paths(images):
-        from_paths = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads)
-        prepare: Callable = lambda chunk: from_paths(tf.constant(chunk))  # noqa: E731
-    else:
-        prepare = prepare_arrays_fn(net_size, pre_crop_size, flip, crop_mode)
+    prepare = _preparer(images, net_size, pre_crop_size, flip, crop_mode, threads)
     ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
