@@ -1,4 +1,4 @@
-"""The README's flag reference, generated from the three command-line parsers so it cannot drift.
+"""The README's flag reference, generated from the command-line parsers so it cannot drift.
 
     python -m trinet.cli.docs          # rewrite the block in README.md
     python -m trinet.cli.docs --check  # exit 1 if README.md is out of date (the tests do this)
@@ -18,8 +18,9 @@ README = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)
 
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
     from trinet.cli import embed, evaluate, train
+    from trinet.export import command as export
     return [("train.py", train.build_parser()), ("embed.py", embed.build_parser()),
-            ("evaluate.py", evaluate.build_parser())]
+            ("evaluate.py", evaluate.build_parser()), ("trinet-export", export.build_parser())]
 
 
 def _cell(text: str) -> str:
