@@ -21,7 +21,7 @@ import numpy as np
 
 from trinet.errors import TrinetError, listing
 from trinet.fileio import path_problem
-from trinet.h5io import ROWS_WRITTEN, open_writer
+from trinet.h5io import ROWS_WRITTEN, open_writer, read_strings
 from trinet.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -113,14 +113,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _strings(f: h5py.File, key: str) -> list[str] | None:
-    if key not in f:
-        return None
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in f[key][()]]
-
-
-def read_shard(path: str, fids: Sequence[str], pids: Sequence[str] | None) -> Shard:
-    """Read and check one shard file against the dataset rows `fids` (and `pids`, if it stores them).
+def read_shard(path: str, fids: Sequence[str], pids: Sequence[str] | None,
+               fingerprint: str | None = None) -> Shard:
+    """Read and check one shard file against the dataset rows `fids` (and `pids`, if it stores them);
+    `fingerprint`: `fingerprint_strings(fids)`, if already known.
 
     Raises:
         TrinetError: the file is missing, not HDF5 or not a shard file, is incomplete (a row count or
@@ -145,8 +141,8 @@ def read_shard(path: str, fids: Sequence[str], pids: Sequence[str] | None) -> Sh
         index, count = int(attrs["shard_index"]), int(attrs["shard_count"])
         start, stop = int(attrs["shard_start"]), int(attrs["shard_stop"])
         rows = len(fids)
-        if int(attrs["shard_dataset_rows"]) != rows or attrs["shard_dataset_fingerprint"] != \
-                fingerprint_strings(fids):
+        fingerprint = fingerprint or fingerprint_strings(fids)
+        if int(attrs["shard_dataset_rows"]) != rows or attrs["shard_dataset_fingerprint"] != fingerprint:
             raise TrinetError(f"--merge: {path} is a shard of another dataset ({attrs.get('dataset')}, "
                               f"{attrs['shard_dataset_rows']} rows) than --dataset ({rows} rows): the image "
                               "paths differ")
@@ -162,12 +158,14 @@ def read_shard(path: str, fids: Sequence[str], pids: Sequence[str] | None) -> Sh
             raise TrinetError(f"--merge: {path} (shard {index}/{count}) is incomplete: it should hold rows "
                               f"{start}-{stop} ({stop - start} rows) but holds {found} rows, "
                               f"{attrs.get(ROWS_WRITTEN, 'not marked')} written; embed that shard again")
-        types = tuple(_strings(f, "augmentation_types") or ("original_resize",))
-        if "emb_aug" in f and tuple(f["emb_aug"].shape) != (len(types), found, f["emb"].shape[1]):
-            raise TrinetError(f"--merge: {path}: emb_aug has shape {f['emb_aug'].shape}, expected "
-                              f"{(len(types), found, f['emb'].shape[1])}")
-        stored_fids, stored_pids = _strings(f, "fids"), _strings(f, "pids")
-        shard = Shard(path, attrs, index, count, start, stop, types, int(f["emb"].shape[1]))
+        dim = int(f["emb"].shape[1])
+        aug_shape = tuple(f["emb_aug"].shape) if "emb_aug" in f else None
+    types = tuple(read_strings(path, "augmentation_types") or ("original_resize",))
+    if aug_shape != ((len(types), found, dim) if len(types) > 1 else None):
+        raise TrinetError(f"--merge: {path}: emb_aug has shape {aug_shape} but the file names {len(types)} "
+                          f"views of {found} rows of dimension {dim}")
+    stored_fids, stored_pids = read_strings(path, "fids"), read_strings(path, "pids")
+    shard = Shard(path, attrs, index, count, start, stop, types, dim)
     if stored_fids is None or stored_fids != list(fids[start:stop]):
         raise TrinetError(f"--merge: {path} (shard {index}/{count}): its image paths are not rows "
                           f"{start}-{stop} of --dataset")
@@ -246,7 +244,8 @@ def merge_shards(paths: Sequence[str], fids: Sequence[str], pids: Sequence[str] 
     """
     fids = list(fids)
     pids = None if pids is None else list(pids)
-    shards = order_shards([read_shard(path, fids, pids) for path in paths])
+    fingerprint = fingerprint_strings(fids)
+    shards = order_shards([read_shard(path, fids, pids, fingerprint) for path in paths])
     first = shards[0]
     writer = open_writer(output_format, filename, fids=fids, dim=first.dim,
                          augmentation_types=first.augmentation_types, pids=pids,

@@ -192,7 +192,9 @@ def _merge(args: argparse.Namespace, filename: str, output_format: str) -> int:
              for path in args.merge]
     dataset = read_any(args.dataset)
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
-    remove_stale_temporaries(os.path.dirname(os.path.abspath(filename)))
+    stale = remove_stale_temporaries(os.path.dirname(os.path.abspath(filename)))
+    if stale:
+        log.info("Removed %d temporary files left by killed runs: %s", len(stale), listing(stale))
     log.info("Merging %d shard files of %s (%d rows).", len(paths), args.dataset, len(dataset))
     count, dim = merge_shards(paths, list(dataset.fids), pids, filename=filename, output_format=output_format,
                               dataset=os.path.abspath(args.dataset), quiet=args.quiet)
