@@ -132,3 +132,17 @@ def image_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"expected HEIGHTxWIDTH with positive integers, e.g. 32x16; got {text!r}")
     return int(match[1]), int(match[2])
+
+
+def shard(text: str) -> tuple[int, int]:
+    """`'1/4'` -> `(1, 4)`: shard I of N, with 0 <= I < N."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text}: expected I/N, shard I (counted from 0) of N, e.g. 0/4")
+    index, count = int(match[1]), int(match[2])
+    if count == 0:
+        raise argparse.ArgumentTypeError(f"{text}: the shard count N must be at least 1")
+    if index >= count:
+        raise argparse.ArgumentTypeError(f"{text}: the shard index I must be in 0..{count - 1} (counted "
+                                         f"from 0)")
+    return index, count

@@ -127,12 +127,13 @@ class Embedder:
         return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size)
 
     def blocks(self, images: Any, *, flip: bool = False, crops: str | None = None,
-               aggregator: str | None = None, batch_size: int = 256,
-               threads: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+               aggregator: str | None = None, batch_size: int = 256, threads: int = 8,
+               jit_compile: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Embed `images` block by block: yields `(b, D)` embeddings and the `(M, b, D)` ones of the M
         views.
 
-        The arguments are those of `embed`; they are checked before this returns.
+        The arguments are those of `embed` (`jit_compile`: the model compiled by XLA, for GPUs); they
+        are checked before this returns.
         """
         names = self.view_names(flip, crops, aggregator)
         images = check_images(images)
@@ -140,7 +141,7 @@ class Embedder:
         per_batch = max(1, batch_size // len(names))
         batches = embed_batches(self.model, images, len(names), images_per_batch=per_batch,
                                 net_size=self.net_size, pre_crop_size=self.pre_crop_size, flip=flip,
-                                crop_mode=crops, threads=threads)
+                                crop_mode=crops, threads=threads, jit_compile=jit_compile)
         return ((combine(emb_aug), emb_aug) for emb_aug in batches)
 
     def embed(self, images: Sequence[str] | Sequence[np.ndarray] | np.ndarray, *, flip: bool = False,

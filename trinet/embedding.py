@@ -161,28 +161,45 @@ def view_batches(images: Sequence[str] | Sequence[np.ndarray], *, images_per_bat
             worker.join(timeout=0.05)
 
 
-_COMPILED: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
+_COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict[bool, Callable]]" = weakref.WeakKeyDictionary()
 
 
-def _compiled(model: keras.Model) -> Callable:
-    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images (traced once per model)."""
-    if model not in _COMPILED:
-        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+def _compiled(model: keras.Model, jit_compile: bool = False) -> Callable:
+    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images (traced once per model),
+    with XLA if `jit_compile` (which compiles once per input shape)."""
+    functions = _COMPILED.setdefault(model, {})
+    if jit_compile not in functions:
+        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
+                     jit_compile=jit_compile)
         def run(images):
             return tf.cast(model(images, training=False), tf.float32)
-        _COMPILED[model] = run
-    return _COMPILED[model]
+        functions[jit_compile] = run
+    return functions[jit_compile]
+
+
+def _padded(run: Callable, size: int) -> Callable:
+    """`run` on batches zero-padded to `size` rows (the padding's rows dropped from the result), so that
+    XLA sees one shape; the model treats rows independently in inference mode."""
+    def run_padded(images: tf.Tensor) -> tf.Tensor:
+        rows = int(images.shape[0])
+        if rows == size:
+            return run(images)
+        return run(tf.pad(images, [[0, size - rows], [0, 0], [0, 0], [0, 0]]))[:rows]
+    return run_padded
 
 
 def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray], views: int, *,
-                  images_per_batch: int, **pipeline) -> Iterator[np.ndarray]:
+                  images_per_batch: int, jit_compile: bool = False, **pipeline) -> Iterator[np.ndarray]:
     """Yield `(M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
-    `view_batches`).
+    `view_batches`); with `jit_compile`, the model is compiled by XLA and every batch padded to
+    `images_per_batch` images.
 
     Raises:
         TrinetError: an image cannot be decoded (all such images are named).
     """
-    run = _compiled(model)
+    run = _compiled(model, jit_compile)
+    if jit_compile:
+        run = _padded(run, images_per_batch * views)
     try:
         for images in view_batches(paths, images_per_batch=images_per_batch, **pipeline):
             emb = run(images).numpy()
@@ -200,14 +217,16 @@ def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray
 
 def embed_to_file(embedder: Embedder, paths: list[str], fids: list[str], pids: list[str] | None, *,
                   filename: str, output_format: str, aggregator: str | None, batch_size: int, threads: int,
-                  flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False) -> tuple[int, int]:
+                  flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False,
+                  jit_compile: bool = False) -> tuple[int, int]:
     """Embed `paths` with `embedder` (as `Embedder.embed`) and write `filename` in `output_format` (see
-    `h5io.EMBEDDING_FORMATS`); returns `(N, D)`."""
+    `h5io.EMBEDDING_FORMATS`); returns `(N, D)`. `jit_compile`: compile the model with XLA (see
+    `embed_batches`)."""
     names = embedder.view_names(flip, crop_mode, aggregator)
     writer = open_writer(output_format, filename, fids=fids, dim=embedder.dim, augmentation_types=names,
                          pids=pids, attrs=attrs)
     blocks = embedder.blocks(paths, flip=flip, crops=crop_mode, aggregator=aggregator, batch_size=batch_size,
-                             threads=threads)
+                             threads=threads, jit_compile=jit_compile)
     with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
         for emb, emb_aug in blocks:
             writer.write(emb, emb_aug)

@@ -64,8 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in SIZE_FLAGS:
         p.add_argument(f"--{flag}", type=argtypes.positive_int, default=None,
                        help=f"Image size setting; default: the training run's --{flag}.")
+    p.add_argument("--jit_compile", action="store_true",
+                   help="Compile the model with XLA (the last batch is padded to a full one, so it compiles "
+                        "once). Meant for GPUs: on CPUs XLA is usually slower (its convolutions do not use "
+                        "oneDNN).")
+    several = p.add_mutually_exclusive_group()
+    several.add_argument("--shard", type=argtypes.shard, default=None, metavar="I/N",
+                         help="Embed only shard I (counted from 0) of N of the dataset's rows (contiguous, "
+                              "balanced, in order), into an HDF5 file that records the shard for --merge. "
+                              "Default --filename: the dataset's name with _embeddings_shardIofN.h5.")
+    several.add_argument("--merge", nargs="+", default=None, metavar="SHARD",
+                         help="Instead of embedding, check the N shard files of --shard I/N (all present "
+                              "once, complete, of --dataset and the same model and settings) and merge "
+                              "them into --filename, the file one process would have written. Paths as "
+                              "given, else relative to the experiment root.")
     p.add_argument("--quiet", action="store_true", help="Print only warnings and errors.")
     return p
+
+
+#: Flags that define the embedding, which --merge takes from the shard files instead.
+EMBEDDING_FLAGS = ("checkpoint", "image_root", "flip_augment", "crop_augment", "aggregator", "jit_compile",
+                   *SIZE_FLAGS)
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -79,11 +98,18 @@ def _run(argv: Sequence[str] | None) -> int:
     output_format = args.output_format or ("csv" if (args.filename or "").lower().endswith(".csv") else "h5")
     filename = args.filename or (os.path.splitext(os.path.basename(args.dataset))[0]
                                  + ("_embeddings.csv" if output_format == "csv" else "_embeddings.h5"))
+    if args.shard is not None and args.filename is None:
+        filename = filename.replace("_embeddings.h5", "_embeddings_shard%dof%d.h5" % args.shard)
     filename = os.path.join(root, filename)
     try:
         argtypes.writeable_file(filename)
     except argparse.ArgumentTypeError as e:
         raise TrinetError(f"--filename {args.filename or filename}: {e}") from None
+    if args.merge is not None:
+        return _merge(args, filename, output_format)
+    if args.shard is not None and output_format != "h5":
+        raise TrinetError("--shard writes HDF5 (its attributes record the shard for --merge), not "
+                          f"--output_format {output_format}; give --merge --output_format csv for a CSV")
     settings = read_settings(root)
     for flag in SIZE_FLAGS:
         if getattr(args, flag) is None:
@@ -114,15 +140,50 @@ def _run(argv: Sequence[str] | None) -> int:
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
              source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
+    paths, fids, shard_attrs = dataset.paths(), list(dataset.fids), {}
+    if args.shard is not None:
+        from trinet import shards
+        index, count = args.shard
+        start, stop = shards.check_shard(index, count, len(dataset), args.dataset)
+        log.info("Shard %d/%d: rows %d-%d of %d.", index, count, start, stop, len(dataset))
+        shard_attrs = shards.shard_attributes(
+            index, count, fids, net_size=net_size, pre_crop_size=pre_crop_size,
+            model_fingerprint=shards.fingerprint_arrays(w.numpy() for w in model.weights))
+        paths, fids, pids = paths[start:stop], fids[start:stop], None if pids is None else pids[start:stop]
     count, dim = embed_to_file(
-        embedder, dataset.paths(), list(dataset.fids), pids, filename=filename, output_format=output_format,
+        embedder, paths, fids, pids, filename=filename, output_format=output_format,
         aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
-        flip=args.flip_augment, crop_mode=args.crop_augment, quiet=args.quiet,
-        attrs={"experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
+        flip=args.flip_augment, crop_mode=args.crop_augment, quiet=args.quiet, jit_compile=args.jit_compile,
+        attrs={**shard_attrs, "experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
                "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
                "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
                "trinet_version": __version__,
                METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")})
+    log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
+    return 0
+
+
+def _merge(args: argparse.Namespace, filename: str, output_format: str) -> int:
+    """embed.py --merge: check the shard files and write the file one process would have written."""
+    from trinet.datasets import read_any
+    from trinet.fileio import remove_stale_temporaries
+    from trinet.shards import merge_shards
+
+    parser = build_parser()
+    given = [f"--{dest}" for dest in EMBEDDING_FLAGS if getattr(args, dest) != parser.get_default(dest)]
+    if given:
+        raise TrinetError(f"--merge takes the model and settings from the shard files; remove "
+                          f"{', '.join(given)}")
+    paths = [path if os.path.lexists(path) else os.path.join(args.experiment_root, path)
+             for path in args.merge]
+    dataset = read_any(args.dataset)
+    pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
+    stale = remove_stale_temporaries(os.path.dirname(os.path.abspath(filename)))
+    if stale:
+        log.info("Removed %d temporary files left by killed runs: %s", len(stale), listing(stale))
+    log.info("Merging %d shard files of %s (%d rows).", len(paths), args.dataset, len(dataset))
+    count, dim = merge_shards(paths, list(dataset.fids), pids, filename=filename, output_format=output_format,
+                              dataset=os.path.abspath(args.dataset), quiet=args.quiet)
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
     return 0
 
