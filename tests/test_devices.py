@@ -27,20 +27,24 @@ def steps(tmp_path, name, steps=20, **changes):
 
 
 @pytest.mark.slow
-def test_mirrored_with_cross_replica_mining_and_sync_batchnorm_follows_one_device(tmp_path):
-    """Two replicas with both flags against one device on the same global batches, 20 SGD steps.
+def test_mirrored_with_cross_replica_mining_and_sync_batchnorm_reproduces_one_device(tmp_path):
+    """Two replicas with both flags against one device on the same global batches: 20 SGD steps of the
+    recipe (triplet + identification + centre loss, BNNeck).
 
-    The first steps agree to float rounding; later the runs drift apart by up to 2% of the loss (measured:
-    Keras' synchronised batch norm computes the variance as E[x^2] - E[x]^2, the fused kernel directly, and
-    training amplifies such differences), so later steps are compared at 3%."""
-    one, one_vars, _ = steps(tmp_path, "one")
+    Synchronised batch norm takes Keras' own path, so the reference uses `--batch_norm keras`: the fused
+    kernel rounds differently, and one activation that rounds to the other side of a ReLU's kink moves an
+    update by 1% (measured). Like with like, the losses agree to 1.3e-4 and the variables to 1.1e-3 of
+    their scale after 20 steps (measured; float32 sums in another order)."""
+    one, one_vars, _ = steps(tmp_path, "one", batch_norm="keras")
     two, two_vars, replicas = steps(tmp_path, "two", distribute="mirrored", cross_replica_mining=True,
                                     sync_batchnorm=True)
     assert replicas == 2
     assert one[-1] < 0.5 * one[0]  # it trained
-    np.testing.assert_allclose(two[:2], one[:2], rtol=2e-5)
-    np.testing.assert_allclose(two, one, rtol=0.03)
+    np.testing.assert_allclose(two, one, rtol=1e-3)
     assert one_vars.keys() == two_vars.keys()
+    for path, reference in one_vars.items():
+        scale = max(1.0, float(np.abs(reference).max()))
+        assert np.abs(two_vars[path] - reference).max() <= 5e-3 * scale, path
 
 
 @pytest.mark.slow
