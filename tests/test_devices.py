@@ -136,3 +136,20 @@ def test_float16_training_logs_the_loss_scale_and_resumes_bit_for_bit(tmp_path, 
         for group in a:
             for key in a[group]:
                 np.testing.assert_array_equal(a[group][key][()], b[group][key][()], err_msg=f"{group}/{key}")
+
+
+@pytest.mark.slow
+def test_a_mirrored_run_resumes_on_one_device(tmp_path, image_set):
+    """--distribute may change on --resume: a run started under MirroredStrategy (here on the one CPU
+    device) continues without it from its checkpoint, and says so."""
+    root = tmp_path / "e"
+    assert train(root, image_set, "--distribute", "mirrored", "--train_iterations", "4",
+                 "--checkpoint_frequency", "2") == 0
+    os.remove(root / "checkpoint-4.h5")
+    os.remove(root / "model.keras")
+    from trinet.cli import train as train_cli
+    assert train_cli.main(["--experiment_root", str(root), "--resume", "--distribute", "none"]) == 0
+    log = open(root / "train.log").read()
+    assert "Training on 1 replicas" in log and "Restored checkpoint-2.h5" in log
+    assert json.load(open(root / "args.json"))["distribute"] == "mirrored"  # what the run was started with
+    assert checkpoints.read_info(str(root / "checkpoint-4.h5"))[0] == 4
