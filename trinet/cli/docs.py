@@ -1,4 +1,4 @@
-"""The README's flag reference, generated from the three command-line parsers so it cannot drift.
+"""The README's flag reference, generated from the command-line parsers so it cannot drift.
 
     python -m trinet.cli.docs          # rewrite the block in README.md
     python -m trinet.cli.docs --check  # exit 1 if README.md is out of date (the tests do this)
@@ -17,9 +17,10 @@ README = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)
 
 
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
-    from trinet.cli import embed, evaluate, train
+    from trinet.cli import embed, evaluate, search, train
+    searches = [(f"trinet-search {name}", sub) for name, sub in search.subcommands(search.build_parser()).items()]
     return [("train.py", train.build_parser()), ("embed.py", embed.build_parser()),
-            ("evaluate.py", evaluate.build_parser())]
+            ("evaluate.py", evaluate.build_parser()), *searches]
 
 
 def _cell(text: str) -> str:
