@@ -87,8 +87,8 @@ def read_image(path: str) -> np.ndarray | None:
 
 
 def rank_picture(query: np.ndarray | None, gallery: Sequence[np.ndarray | None],
-                 matches: Sequence[bool | None], captions: Sequence[str] | None = None, *, height: int = 128, width: int = 64,
-                 border: int = 4) -> np.ndarray:
+                 matches: Sequence[bool | None], captions: Sequence[str] | None = None, *, height: int = 128,
+                 width: int = 64, border: int = 4) -> np.ndarray:
     """One row: the query (grey frame), a gap, then its ranked gallery images framed green for a
     match, red for a miss and grey where it is not known (None). Missing images (None) are drawn as
     crossed grey boxes.

@@ -240,7 +240,8 @@ def kind_parameters(kind: str, given: Mapping[str, Any], count: int) -> dict[str
     """The parameters of an index of `kind` over `count` vectors: the `given` values (None: not given)
     over the defaults. TrinetError for a parameter given that the kind does not have."""
     spec = get_kind(kind)
-    foreign = sorted(name for name, value in given.items() if value is not None and name not in spec.defaults())
+    own = spec.defaults()
+    foreign = sorted(name for name, value in given.items() if value is not None and name not in own)
     if foreign:
         owners = {name: sorted(k for k, s in INDEX_KINDS.items() if name in s.defaults()) for name in foreign}
         raise TrinetError(f"--index {kind} takes no " + "; ".join(
@@ -275,9 +276,9 @@ class GalleryIndex:
         """What `manifest.json` holds (the index file's size is added by `save_index`)."""
         faiss = import_faiss()
         return {"format_version": FORMAT_VERSION, "kind": self.kind, "parameters": self.params,
-                "metric": self.metric, "dim": self.dim, "count": len(self.gallery), "exact": INDEX_KINDS[
-                    self.kind].exact, "sources": self.sources, "faiss_version": faiss.__version__,
-                "trinet_version": __version__}
+                "metric": self.metric, "dim": self.dim, "count": len(self.gallery),
+                "exact": INDEX_KINDS[self.kind].exact, "sources": self.sources,
+                "faiss_version": faiss.__version__, "trinet_version": __version__}
 
 
 def build_index(vectors: np.ndarray, gallery: Dataset, kind: str = "flat", metric: str = "euclidean",
@@ -338,8 +339,9 @@ def read_manifest(directory: str) -> dict[str, Any]:
     missing = [key for key in ("kind", "parameters", "metric", "dim", "count", "index_bytes") if key not in
                manifest]
     if missing or manifest.get("format_version") != FORMAT_VERSION:
-        raise TrinetError(f"{path} is not a manifest of this version (format {manifest.get('format_version')}, "
-                          f"expected {FORMAT_VERSION}; missing {missing}); build the index again")
+        raise TrinetError(f"{path} is not a manifest of this version (format "
+                          f"{manifest.get('format_version')}, expected {FORMAT_VERSION}; missing {missing}); "
+                          "build the index again")
     return manifest
 
 
@@ -411,12 +413,12 @@ def search(gallery_index: GalleryIndex, queries: np.ndarray, k: int, exclusion: 
     ignored = np.flatnonzero(exclusion.gallery_ignored).astype(np.int64)
     selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(ignored)) if len(ignored) else None
     eligible = count - len(ignored)
+    keyed = bool((exclusion.query_keys >= 0).any())  # else no pairs to list (indexing the gallery keys costs)
     indices = np.full((len(queries), k), -1, np.int64)
     distances = np.full((len(queries), k), np.nan, np.float32)
     for start in range(0, len(queries), batch_size):
         rows = np.arange(start, min(start + batch_size, len(queries)))
-        key_rows, _ = exclusion.pairs(rows)
-        by_key = np.bincount(key_rows, minlength=len(rows))
+        by_key = np.bincount(exclusion.pairs(rows)[0], minlength=len(rows)) if keyed else np.zeros(0, int)
         pending, depth, current = rows, min(eligible, k + int(by_key.max(initial=0))), params
         while len(pending) and depth > 0:
             found_d, found_i = gallery_index.index.search(
@@ -435,7 +437,8 @@ def search(gallery_index: GalleryIndex, queries: np.ndarray, k: int, exclusion: 
                 current = widened
         if len(pending):
             log.warning("%d queries have fewer than %d results: the %s index returned no more (gallery %d, "
-                        "%d ignored for every query)", len(pending), k, gallery_index.kind, count, len(ignored))
+                        "%d ignored for every query)", len(pending), k, gallery_index.kind, count,
+                        len(ignored))
         if progress is not None:
             progress(len(rows))
     converted = SEARCH_METRICS[gallery_index.metric](distances)
@@ -449,11 +452,10 @@ def _keep(rows: np.ndarray, found_i: np.ndarray, found_d: np.ndarray, exclusion:
     keys = exclusion.query_keys[rows][:, None]
     found_keys = np.where(found_i >= 0, exclusion.gallery_keys[np.maximum(found_i, 0)], -1)
     valid = (found_i >= 0) & ~((keys >= 0) & (found_keys == keys))
-    short = np.zeros(len(rows), bool)
-    for r, row in enumerate(rows):
-        chosen_i, chosen_d = found_i[r][valid[r]], found_d[r][valid[r]]
-        order = np.lexsort((chosen_i, chosen_d))[:k]
-        indices[row, :len(order)] = chosen_i[order]
-        distances[row, :len(order)] = chosen_d[order]
-        short[r] = len(order) < k
-    return short
+    # Per row: the valid results first, by distance, then gallery row.
+    order = np.lexsort((found_i, found_d, ~valid), axis=-1)[:, :k]
+    chosen = np.take_along_axis(valid, order, axis=1)
+    width = order.shape[1]
+    indices[rows, :width] = np.where(chosen, np.take_along_axis(found_i, order, axis=1), -1)
+    distances[rows, :width] = np.where(chosen, np.take_along_axis(found_d, order, axis=1), np.nan)
+    return valid.sum(axis=1) < k

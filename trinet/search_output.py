@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from trinet.datasets import Dataset, image_path
+from trinet.excluders import Names
 from trinet.errors import TrinetError
 from trinet.fileio import write_text_atomic
 from trinet.progress import Progress
@@ -25,7 +26,7 @@ from trinet.search import Hits
 CSV_COLUMNS = ("query", "rank", "path", "pid", "distance")
 
 
-def records(query_fids: Sequence[str], gallery: Dataset, hits: Hits) -> list[dict[str, Any]]:
+def records(query_fids: Names, gallery: Dataset, hits: Hits) -> list[dict[str, Any]]:
     """One `{"query", "results"}` object per query; a query with fewer results than K lists fewer."""
     out = []
     for fid, indices, distances in zip(query_fids, hits.indices, hits.distances):
@@ -67,7 +68,7 @@ def write_results(path: str, rows: list[dict[str, Any]]) -> None:
     write_text_atomic(path, RESULT_FORMATS[result_format(path)](rows))
 
 
-def show_hits(directory: str, queries: Sequence[str], query_pids: Sequence[str] | None, gallery: Dataset,
+def show_hits(directory: str, queries: Sequence[str], query_pids: Names | None, gallery: Dataset,
               image_root: str | None, hits: Hits, count: int, quiet: bool) -> list[str]:
     """Pictures of `count` queries (spread evenly) beside their top results (at most SHOW_RANKS), as
     evaluate.py draws them: framed green for the query's person and red for another when the query's

@@ -43,8 +43,8 @@ def results_file(text: str) -> str:
     try:
         result_format(text)
     except TrinetError:
-        raise argparse.ArgumentTypeError(f"expected a file name ending in one of {sorted(RESULT_FORMATS)}, got "
-                                         f"{text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a file name ending in one of {sorted(RESULT_FORMATS)}, got {text!r}") from None
     return text
 
 
@@ -91,7 +91,8 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment_root", type=readable_directory, default=None,
                    help="Training run whose model embeds --images.")
     p.add_argument("--checkpoint", default=None,
-                   help="With --images: checkpoint of the run (a step, a name or a path). Default: the latest.")
+                   help="With --images: checkpoint of the run (a step, a name or a path). Default: the "
+                        "latest.")
     p.add_argument("--flip_augment", action="store_true",
                    help="With --images: also embed the mirror image (as the gallery was embedded).")
     p.add_argument("--crop_augment", choices=CROP_MODES, default=None,
@@ -155,16 +156,17 @@ def _metric(args: argparse.Namespace) -> str:
     if stored is None:
         return "euclidean"
     log.info("Using the %s distance stored with the embeddings (--metric overrides it).", stored)
-    return check_metric(stored, f"{args.gallery_embeddings} (its stored metric; choose another with --metric)")
+    return check_metric(stored, f"{args.gallery_embeddings} (its stored metric; choose another with "
+                                "--metric)")
 
 
 def _index(args: argparse.Namespace) -> int:
     gallery = read_csv(args.gallery_dataset)
-    vectors = read_embeddings(args.gallery_embeddings, expected_rows=len(gallery), partner=args.gallery_dataset,
-                              fids=gallery.fids)
+    vectors = read_embeddings(args.gallery_embeddings, expected_rows=len(gallery),
+                              partner=args.gallery_dataset, fids=gallery.fids)
     metric = _metric(args)
     given = {name: getattr(args, name) for name in PARAMETERS}
-    log.info("Building a %s index of %d gallery embeddings (%d-d, %s)", args.index, len(gallery),
+    log.info("Building an index (%s) of %d gallery embeddings (%d-d, %s)", args.index, len(gallery),
              vectors.shape[1], metric)
     sources = {"gallery_dataset": os.path.abspath(args.gallery_dataset),
                "gallery_embeddings": os.path.abspath(args.gallery_embeddings)}
@@ -180,9 +182,10 @@ def _embed_images(args: argparse.Namespace) -> np.ndarray:
     from trinet.console import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from trinet import Embedder  # the Python API; imports TensorFlow
+    import trinet
 
-    embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint)
+    # The Python API (`trinet.Embedder`, loaded on first use) builds the model with TensorFlow.
+    embedder = getattr(trinet, "Embedder").from_experiment(args.experiment_root, checkpoint=args.checkpoint)
     log.info("Embedding %d query images with %s", len(args.images), args.experiment_root)
     return np.asarray(embedder.embed(args.images, flip=args.flip_augment, crops=args.crop_augment,
                                      aggregator=args.aggregator), dtype=np.float32)
@@ -209,7 +212,8 @@ def _queries(args: argparse.Namespace, dim: int, metric: str) -> tuple[Dataset, 
     else:
         if args.experiment_root is None:
             raise TrinetError("--images needs --experiment_root, the training run whose model embeds them")
-        query = Dataset(np.full(len(args.images), "", dtype=str), np.asarray(args.images, dtype=str), "--images")
+        query = Dataset(np.full(len(args.images), "", dtype=str), np.asarray(args.images, dtype=str),
+                        "--images")
         emb = _embed_images(args)
         source = f"the model of {args.experiment_root}"
     if emb.shape[1] != dim:
@@ -221,7 +225,8 @@ def _queries(args: argparse.Namespace, dim: int, metric: str) -> tuple[Dataset, 
 
 def _query(args: argparse.Namespace) -> int:
     if args.show_ranks and args.image_root is None:
-        raise TrinetError("--show_ranks needs --image_root, the folder the gallery CSV's paths are relative to")
+        raise TrinetError("--show_ranks needs --image_root, the folder the gallery CSV's paths are relative "
+                          "to")
     index = load_index(args.index)
     overrides = {name: getattr(args, name) for name in PARAMETERS if PARAMETERS[name].search}
     foreign = [f"--{name}" for name, value in overrides.items()
@@ -244,10 +249,9 @@ def _query(args: argparse.Namespace) -> int:
     log.info("Results written to %s", args.filename)
     if args.show_ranks:
         known = args.images is None and all(query.pids)
-        written = show_hits(args.show_ranks, [str(f) if args.images is not None else
-                                              image_path(args.image_root, f) for f in query.fids],
-                            query.pids if known else None, index.gallery, args.image_root, hits, args.num_show,
-                            args.quiet)
+        files = [str(f) if args.images is not None else image_path(args.image_root, f) for f in query.fids]
+        written = show_hits(args.show_ranks, files, query.pids if known else None, index.gallery,
+                            args.image_root, hits, args.num_show, args.quiet)
         log.info("%d rank-list pictures written into %s", len(written), args.show_ranks)
     return 0
 
