@@ -41,6 +41,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
+    from trinet.embedder import Embedder
     from trinet.embedding import embed_to_file, view_batches
     from trinet.models import ModelSpec, build_model, embedding_model
     from trinet.views import view_names
@@ -48,6 +49,7 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="bench_embed_")
     paths, _ = write_jpegs(folder, identities=args.images // 10, per_identity=10)
     model = embedding_model(build_model(ModelSpec(args.model_name, "fc1024", 128)))
+    embedder = Embedder(model, args.net_input, args.pre_crop)
     names = view_names(True, "five")
     per_batch = max(1, args.batch_size // len(names))
     pipeline = dict(net_size=args.net_input, pre_crop_size=args.pre_crop, flip=True, crop_mode="five",
@@ -68,11 +70,9 @@ def main() -> None:
     def full() -> float:
         out = os.path.join(folder, "out.h5")
         start = time.perf_counter()
-        embed_to_file(model, paths, [os.path.basename(p) for p in paths], None, filename=out,
-                      output_format="h5",
-                      view_names=names, aggregator="mean", batch_size=args.batch_size, threads=args.threads,
-                      quiet=True, attrs={}, net_size=args.net_input, pre_crop_size=args.pre_crop, flip=True,
-                      crop_mode="five")
+        embed_to_file(embedder, paths, [os.path.basename(p) for p in paths], None, filename=out,
+                      output_format="h5", aggregator="mean", batch_size=args.batch_size, threads=args.threads,
+                      quiet=True, attrs={}, flip=True, crop_mode="five")
         return len(paths) / (time.perf_counter() - start)
 
     model_alone()  # warm-up (tracing)

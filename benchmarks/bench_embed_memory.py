@@ -26,19 +26,18 @@ CHILD = "--child"
 
 
 def child(folder: str, count: int, out: str) -> None:
+    from trinet.embedder import Embedder
     from trinet.embedding import embed_to_file
     from trinet.models import ModelSpec, build_model, embedding_model
-    from trinet.views import view_names
 
     files = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".jpg"))
     paths = [files[i % len(files)] for i in range(count)]
     model = embedding_model(build_model(ModelSpec("lunet", "fc1024", 128)))
     before = peak_rss_mb()
     start = time.perf_counter()
-    embed_to_file(model, paths, [os.path.basename(p) for p in paths], None, filename=out,
-                  output_format="h5", view_names=view_names(True, "five"), aggregator="mean",
-                  batch_size=500, threads=8, quiet=True, attrs={}, net_size=(32, 16),
-                  pre_crop_size=(36, 18), flip=True, crop_mode="five")
+    embed_to_file(Embedder(model, (32, 16), (36, 18)), paths, [os.path.basename(p) for p in paths], None,
+                  filename=out, output_format="h5", aggregator="mean", batch_size=500, threads=8, quiet=True,
+                  attrs={}, flip=True, crop_mode="five")
     print(json.dumps({"count": count, "seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb(),
                       "peak_before_mb": before, "file_mb": os.path.getsize(out) / 2**20}))
 

@@ -42,6 +42,7 @@ class Import:
     target: str
     line: int
     lazy: bool  # inside a function: runs only when the function is called
+    function: str = ""  # the module-level function it is in, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,12 +102,16 @@ def imports(source: str, module: str, known: set[str]) -> list[Import]:
         test = getattr(node, "test", None)
         return isinstance(node, ast.If) and isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
 
-    def visit(node: ast.AST, lazy: bool) -> None:
+    def visit(node: ast.AST, lazy: bool, function: str) -> None:
         for child in ast.iter_child_nodes(node):
             inner = lazy or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             inner = inner or type_checking(child)
+            if not function and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside = child.name
+            else:
+                inside = function
             if isinstance(child, ast.Import):
-                found.extend(Import(alias.name, child.lineno, lazy) for alias in child.names)
+                found.extend(Import(alias.name, child.lineno, lazy, function) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:
@@ -114,10 +119,10 @@ def imports(source: str, module: str, known: set[str]) -> list[Import]:
                     base = ".".join(parent + ([base] if base else []))
                 for alias in child.names:
                     full = f"{base}.{alias.name}"
-                    found.append(Import(full if full in known else base, child.lineno, lazy))
-            visit(child, inner)
+                    found.append(Import(full if full in known else base, child.lineno, lazy, function))
+            visit(child, inner, inside)
 
-    visit(ast.parse(source), False)
+    visit(ast.parse(source), False, "")
     return found
 
 
@@ -153,6 +158,8 @@ def check(sources: dict[str, str], parts: list[Part]) -> list[Violation]:
                 out.append(Violation("cli", module, imp.target,
                                      f"{module}:{imp.line} imports {imp.target}: nothing outside trinet/cli "
                                      "imports trinet.cli (use trinet.console)"))
+            if module == "trinet" and imp.function == "__getattr__":
+                continue  # the package root re-exports the public API on first use (rule 7)
             target = part_of(imp.target, parts)
             if target is not None and target is not part and target.name not in part.may_import:
                 allowed = sorted(part.may_import)
@@ -234,7 +241,7 @@ def test_every_command_is_installed():
                    if line.strip())
     scripts = {name.strip(): target.strip() for name, target in scripts.items()}
     assert set(scripts) == {"trinet-train", "trinet-embed", "trinet-evaluate", "trinet-convert",
-                            "trinet-combine", "trinet-demo", "trinet-search"}
+                            "trinet-combine", "trinet-demo", "trinet-export", "trinet-search"}
     sources = read_sources(REPO)
     for name, target in scripts.items():
         module, function = target.split(":")
@@ -282,6 +289,15 @@ def test_the_checker_finds_a_library_module_importing_the_command_line():
     found = broken(**{"trinet.naming": "from trinet.cli.common import run_main\n"})
     assert [v.rule for v in found] == ["cli", "layers"]
     assert "trinet.naming:1 imports trinet.cli.common" in found[0].message
+
+
+def test_only_the_package_roots_getattr_may_import_any_part():
+    facade = "def __getattr__(name):\n    from trinet.models import build\n    return build\n"
+    assert broken(trinet=facade) == []
+    for module, source in [("trinet", "from trinet.models import build\n"), ("trinet.errors", facade),
+                           ("trinet", "def other():\n    from trinet.models import build\n")]:
+        found = broken(**{module: source})
+        assert ("layers", module, "trinet.models") in {v.key for v in found}, (module, source)
 
 
 def test_the_checker_finds_an_import_against_the_layers():

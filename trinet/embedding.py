@@ -1,19 +1,20 @@
 """Embedding a list of images with a trained model, with test-time augmentation.
 
-Images are decoded and turned into views by compiled TensorFlow ops on a background thread (in
-parallel with the model), run through the model in batches, and written block by block (memory stays
-bounded whatever the number of images).
+Images (files, or uint8 arrays) are decoded and turned into views by compiled TensorFlow ops on a
+background thread (in parallel with the model), run through the model in batches, and written block by
+block (memory stays bounded whatever the number of images). `trinet.embedder.Embedder` is the public face.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
 import threading
 import weakref
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -27,7 +28,10 @@ from trinet.images import decode, embedding_views
 from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
 from trinet.pipeline import decodable
 from trinet.progress import Progress
-from trinet.views import AGGREGATORS, view_names
+from trinet.views import view_names
+
+if TYPE_CHECKING:
+    from trinet.embedder import Embedder
 
 log = logging.getLogger("trinet.embed")
 
@@ -86,28 +90,58 @@ def prepare_fn(net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: 
     return prepare
 
 
+@functools.lru_cache(maxsize=16)
+def prepare_arrays_fn(net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
+                      crop_mode: str | None) -> Callable[[Sequence[np.ndarray]], tf.Tensor]:
+    """A function `b (H_i, W_i, 3) uint8 images -> (b * M, h, w, 3)` float32 views (image-major), the
+    views of each image those of its file (`decode` casts the same pixels). The images may differ in size.
+    Cached: repeated calls (one query at a time) do not trace again."""
+    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8)])
+    def views_of(image):
+        return embedding_views(tf.cast(image, tf.float32), net_size, pre_crop_size, flip, crop_mode)
+
+    def prepare(images: Sequence[np.ndarray]) -> tf.Tensor:
+        return tf.concat([views_of(image) for image in images], axis=0)
+
+    return prepare
+
+
+def _is_paths(images: Sequence) -> bool:
+    return len(images) == 0 or isinstance(images[0], str)
+
+
+def _preparer(images: Sequence, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
+              crop_mode: str | None, threads: int) -> Callable[[Sequence], tf.Tensor]:
+    """The function that makes the views of a block of `images`: paths (`prepare_fn`) or arrays."""
+    if not _is_paths(images):
+        return prepare_arrays_fn(net_size, pre_crop_size, flip, crop_mode)
+    from_paths = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads)
+    return lambda block: from_paths(tf.constant(block))
+
+
 _DONE = object()
 
 
-def view_batches(paths: list[str], *, images_per_batch: int, prefetch: int = 2, net_size: tuple[int, int],
-                 pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
+def view_batches(images: Sequence[str] | Sequence[np.ndarray], *, images_per_batch: int, prefetch: int = 2,
+                 net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
                  threads: int) -> Iterator[tf.Tensor]:
-    """Yield `(b * M, h, w, 3)` views of successive blocks of `images_per_batch` images, prepared by a
-    background thread `prefetch` batches ahead, so that decoding overlaps the model.
+    """Yield `(b * M, h, w, 3)` views of successive blocks of `images_per_batch` images (paths, or uint8
+    `(H, W, 3)` RGB arrays), prepared by a background thread `prefetch` batches ahead, so that decoding
+    overlaps the model.
 
     (A tf.data iterator would do the same, but on small CPU machines its presence made the model run a
     third slower in most runs: see benchmarks/bench_embed.py.) Errors of the preparation are raised here.
     """
-    prepare = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads)
+    prepare = _preparer(images, net_size, pre_crop_size, flip, crop_mode, threads)
     ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
     def produce():
         try:
-            for start in range(0, len(paths), images_per_batch):
+            for start in range(0, len(images), images_per_batch):
                 if stop.is_set():
                     return
-                ready.put(prepare(tf.constant(paths[start:start + images_per_batch])))
+                ready.put(prepare(images[start:start + images_per_batch]))
             ready.put(_DONE)
         except BaseException as e:  # noqa: BLE001 (handed to the consumer)
             ready.put(e)
@@ -140,9 +174,10 @@ def _compiled(model: keras.Model) -> Callable:
     return _COMPILED[model]
 
 
-def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_per_batch: int,
-                  **pipeline) -> Iterator[np.ndarray]:
-    """Yield `(M, b, D)` float32 embeddings of successive blocks of images.
+def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray], views: int, *,
+                  images_per_batch: int, **pipeline) -> Iterator[np.ndarray]:
+    """Yield `(M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
+    `view_batches`).
 
     Raises:
         TrinetError: an image cannot be decoded (all such images are named).
@@ -153,29 +188,28 @@ def embed_batches(model: keras.Model, paths: list[str], views: int, *, images_pe
             emb = run(images).numpy()
             yield emb.reshape(-1, views, emb.shape[-1]).transpose(1, 0, 2)
     except tf.errors.OpError:
-        bad = [p for p, ok in zip(paths, decodable(paths, pipeline.get("threads", 8))) if not ok]
+        if not _is_paths(paths):
+            raise
+        names = [str(p) for p in paths]
+        bad = [p for p, ok in zip(names, decodable(names, pipeline.get("threads", 8))) if not ok]
         if not bad:
             raise
         raise TrinetError(f"{len(bad)} images cannot be decoded (corrupt or truncated): "
                           f"{listing(bad)}") from None
 
 
-def embed_to_file(model: keras.Model, paths: list[str], fids: list[str], pids: list[str] | None, *,
-                  filename: str, output_format: str, view_names: list[str], aggregator: str | None,
-                  batch_size: int, threads: int, net_size: tuple[int, int], pre_crop_size: tuple[int, int],
+def embed_to_file(embedder: Embedder, paths: list[str], fids: list[str], pids: list[str] | None, *,
+                  filename: str, output_format: str, aggregator: str | None, batch_size: int, threads: int,
                   flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False) -> tuple[int, int]:
-    """Embed `paths` and write `filename` in `output_format` (see `h5io.EMBEDDING_FORMATS`); returns
-    `(N, D)`."""
-    views = len(view_names)
-    images_per_batch = max(1, batch_size // views)
-    dim = int(model.output.shape[-1])
-    combine = AGGREGATORS[aggregator] if aggregator else (lambda v: v[0])
-    writer = open_writer(output_format, filename, fids=fids, dim=dim, augmentation_types=view_names,
+    """Embed `paths` with `embedder` (as `Embedder.embed`) and write `filename` in `output_format` (see
+    `h5io.EMBEDDING_FORMATS`); returns `(N, D)`."""
+    names = embedder.view_names(flip, crop_mode, aggregator)
+    writer = open_writer(output_format, filename, fids=fids, dim=embedder.dim, augmentation_types=names,
                          pids=pids, attrs=attrs)
-    blocks = embed_batches(model, paths, views, images_per_batch=images_per_batch, net_size=net_size,
-                           pre_crop_size=pre_crop_size, flip=flip, crop_mode=crop_mode, threads=threads)
+    blocks = embedder.blocks(paths, flip=flip, crops=crop_mode, aggregator=aggregator, batch_size=batch_size,
+                             threads=threads)
     with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
-        for emb_aug in blocks:
-            writer.write(combine(emb_aug), emb_aug)
+        for emb, emb_aug in blocks:
+            writer.write(emb, emb_aug)
             progress.update(emb_aug.shape[1])
-    return len(paths), dim
+    return len(paths), embedder.dim

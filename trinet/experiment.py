@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from trinet.errors import TrinetError
-from trinet.fileio import write_json_atomic
+from trinet.fileio import path_problem, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +72,21 @@ def load_args(root: str) -> dict[str, Any]:
     if not isinstance(args, dict):
         raise TrinetError(f"{path} is damaged: expected a JSON object of arguments")
     return args
+
+
+def read_settings(root: str) -> dict[str, Any]:
+    """The arguments in `root`'s `args.json`, or `{}` (with a warning) when it has none: a bare
+    `model.keras` can still be used, with the image sizes given explicitly.
+
+    Raises:
+        TrinetError: `args.json` is not a readable file, or is damaged.
+    """
+    path = os.path.join(root, ARGS_FILE)
+    problem = path_problem(path, "file")
+    if problem is None:
+        return load_args(root)
+    if problem != "not found":
+        raise TrinetError(f"{path} is {problem}; expected the settings file written by train.py")
+    log.warning("%s has no %s; the model must be model.keras and the image sizes given explicitly.", root,
+                ARGS_FILE)
+    return {}

@@ -134,6 +134,32 @@ def atomic_path(path: str) -> Iterator[str]:
     target.commit()
 
 
+def copy_folder_atomic(source: str, path: str) -> None:
+    """Copy the folder `source` to `path`, which must not exist, so that `path` appears complete or not at
+    all: the copy is made under a temporary name next to `path`, flushed to disk, then renamed.
+
+    Raises:
+        WriteError: the copy or the rename failed (`path` then does not exist; the copy is removed).
+    """
+    tmp = temporary_name(path)
+    try:
+        shutil.copytree(source, tmp)
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                _fsync_file(os.path.join(folder, name))
+            _fsync_dir(folder)
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "it exists", path)
+        os.rename(tmp, path)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(f"Could not write {path}: {getattr(e, 'strerror', None) or e}; nothing was "
+                             "written.", e) from None
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Write `text` to `path` atomically (see `atomic_path`)."""
     with atomic_path(path) as tmp:

@@ -68,25 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(root: str) -> dict:
-    from trinet import experiment
-    from trinet.fileio import path_problem
-
-    path = os.path.join(root, experiment.ARGS_FILE)
-    problem = path_problem(path, "file")
-    if problem is None:
-        return experiment.load_args(root)
-    if problem != "not found":
-        raise TrinetError(f"{path} is {problem}; expected the settings file written by train.py")
-    log.warning("%s has no %s; the model must be model.keras and the sizes given as flags.", root,
-                experiment.ARGS_FILE)
-    return {}
-
-
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_console_logging(quiet=args.quiet)
     from trinet.datasets import check_files, read_any, require_images
+    from trinet.experiment import read_settings
     from trinet.fileio import remove_stale_temporaries
 
     root = args.experiment_root
@@ -98,7 +84,7 @@ def _run(argv: Sequence[str] | None) -> int:
         argtypes.writeable_file(filename)
     except argparse.ArgumentTypeError as e:
         raise TrinetError(f"--filename {args.filename or filename}: {e}") from None
-    settings = _settings(root)
+    settings = read_settings(root)
     for flag in SIZE_FLAGS:
         if getattr(args, flag) is None:
             setattr(args, flag, settings.get(flag))
@@ -121,17 +107,17 @@ def _run(argv: Sequence[str] | None) -> int:
         log.info("Removed %d temporary files left by killed runs: %s", len(stale), listing(stale))
     from trinet import __version__
     import_tensorflow_quietly()
+    from trinet.embedder import Embedder
     from trinet.embedding import embed_to_file, load_model
     model, source = load_model(root, args.checkpoint, settings)
+    embedder = Embedder(model, net_size, pre_crop_size, source=source)
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
              source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
     count, dim = embed_to_file(
-        model, dataset.paths(), list(dataset.fids), pids, filename=filename, output_format=output_format,
-        view_names=names, aggregator=args.aggregator, batch_size=args.batch_size,
-        threads=args.loading_threads,
-        net_size=net_size, pre_crop_size=pre_crop_size, flip=args.flip_augment, crop_mode=args.crop_augment,
-        quiet=args.quiet,
+        embedder, dataset.paths(), list(dataset.fids), pids, filename=filename, output_format=output_format,
+        aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
+        flip=args.flip_augment, crop_mode=args.crop_augment, quiet=args.quiet,
         attrs={"experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
                "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
                "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,

@@ -1,0 +1,152 @@
+"""trinet-export: each format's file, run by its own runtime, equals the Embedder; bad input; nothing
+unverified is ever left at --output."""
+
+import dataclasses
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from trinet.errors import TrinetError
+from trinet.export import formats
+from trinet.export.command import main
+
+#: The round-trip tolerance of the tests, as the export's default (see formats.TOLERANCE).
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def embedder(finished):
+    from trinet import Embedder
+    return Embedder.from_experiment(str(finished))
+
+
+def export(finished, fmt, output, *extra):
+    return main(["--experiment_root", str(finished), "--format", fmt, "--output", str(output), "--quiet",
+                 *extra])
+
+
+def run_file(fmt, path, endpoint, images):
+    """`images` through the exported file's endpoint, with the format's runtime, as a user would."""
+    if fmt == "saved_model":
+        import tensorflow as tf
+        name = "serving_default" if endpoint == "embed" else endpoint
+        output = {"embed": "embedding", "embed_flip": "embedding_flip"}[endpoint]
+        return tf.saved_model.load(path).signatures[name](images=tf.constant(images))[output].numpy()
+    if fmt == "onnx":
+        import onnxruntime
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        assert [i.name for i in session.get_inputs()] == ["images"]
+        output = {"embed": "embedding", "embed_flip": "embedding_flip"}[endpoint]
+        return session.run([output], {"images": images})[0]
+    import tensorflow as tf
+    with warnings.catch_warnings():  # the interpreter moves to the ai_edge_litert package
+        warnings.simplefilter("ignore")
+        runner = tf.lite.Interpreter(model_path=path).get_signature_runner(endpoint)
+    output = {"embed": "embedding", "embed_flip": "embedding_flip"}[endpoint]
+    return runner(images=images)[output]
+
+
+@pytest.mark.parametrize("fmt, name", [("saved_model", "serving"), ("tflite", "m.tflite"),
+                                       pytest.param("onnx", "m.onnx", marks=pytest.mark.slow)])
+def test_round_trip(finished, embedder, tmp_path, fmt, name, capsys):
+    out = tmp_path / name
+    assert export(finished, fmt, out, "--flip") == 0, capsys.readouterr().err
+    assert os.path.isdir(out) if fmt == "saved_model" else os.path.isfile(out)
+    assert sorted(os.listdir(tmp_path)) == [name]  # no temporary left beside it
+    # images unlike the probes of the verification: another seed and size, a batch of one
+    images = np.random.default_rng(11).integers(0, 256, (1, 50, 23, 3), dtype=np.uint8)
+    for endpoint, options in [("embed", {}), ("embed_flip", {"flip": True, "aggregator": "mean"})]:
+        reference = embedder.embed(images, **options)
+        got = run_file(fmt, str(out), endpoint, images)
+        assert got.shape == (1, 8) and got.dtype == np.float32
+        assert np.max(np.abs(got - reference)) <= TOLERANCE, (fmt, endpoint)
+    # the flip endpoint really is another function
+    assert not np.allclose(embedder.embed(images), embedder.embed(images, flip=True, aggregator="mean"))
+
+
+def test_a_failed_verification_leaves_nothing(embedder, tmp_path, monkeypatch):
+    from trinet.export import publish, serving
+    real = serving.endpoint_function
+
+    def off_by_a_little(model, net_size, flip):
+        fn = real(model, net_size, flip)
+        return lambda images: fn(images) + 1e-3
+
+    monkeypatch.setattr(serving, "endpoint_function", off_by_a_little)
+    with pytest.raises(TrinetError, match=r"Verification failed: signature embed differs from the Embedder "
+                                          r"\(embed.py\) by up to 0.001"):
+        publish.export(embedder, "saved_model", str(tmp_path / "serving"))
+    assert os.listdir(tmp_path) == []
+    # within a looser tolerance, the same export is accepted
+    diffs = publish.export(embedder, "saved_model", str(tmp_path / "serving"), tolerance=1e-2)
+    assert 0.9e-3 < max(diffs.values()) < 1.1e-3 and os.listdir(tmp_path) == ["serving"]
+
+
+def test_probe_images_are_larger_and_smaller_than_the_net_input():
+    from trinet.export.publish import probe_images
+    assert [p.shape for p in probe_images((32, 16))] == [(3, 49, 25, 3), (2, 24, 12, 3)]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--format", "saved_model", "--output", "{tmp}/exists"], "--output {tmp}/exists exists; remove it"),
+    (["--format", "onnx", "--output", "{tmp}/no/m.onnx"], "its folder {tmp}/no is not found"),
+    (["--format", "onnx", "--output", "{tmp}/m.tflite"], "the onnx export is a file whose name ends with"),
+    (["--format", "saved_model", "--output", "{tmp}/m.onnx"], "ending with .onnx is for another format"),
+])
+def test_output_problems(finished, tmp_path, capsys, args, words):
+    (tmp_path / "exists").mkdir()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(["--experiment_root", str(finished), *args]) == 2
+    assert words.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["exists"]
+
+
+def test_command_line_errors(finished, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--experiment_root", str(tmp_path / "none"), "--format", "onnx", "--output", "m.onnx"])
+    assert stop.value.code == 2 and "none" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--experiment_root", str(finished), "--format", "keras", "--output", "m.keras"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'keras'" in err and "onnx" in err and "tflite" in err
+    assert main(["--experiment_root", str(tmp_path), "--format", "tflite", "--output",
+                 str(tmp_path / "m.tflite")]) == 2
+    assert "The net input size of" in capsys.readouterr().err  # an empty folder: no args.json, no model
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_unknown_format_and_missing_packages(monkeypatch):
+    with pytest.raises(TrinetError, match=re.escape("Unknown export format 'keras'; expected one of "
+                                                    "['onnx', 'saved_model', 'tflite']")):
+        formats.get_format("keras")
+    missing = dataclasses.replace(formats.FORMATS["onnx"], packages=("trinet_no_such_package",))
+    monkeypatch.setitem(formats.FORMATS, "onnx", missing)
+    with pytest.raises(TrinetError, match=re.escape("needs trinet_no_such_package (not installed): "
+                                                    "pip install trinet[export]")):
+        formats.get_format("onnx")
+
+
+def test_a_folder_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
+    import errno
+
+    from trinet.errors import WriteError
+    from trinet.fileio import copy_folder_atomic
+    source = tmp_path / "src"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"graph")
+    (source / "variables" / "data").write_bytes(b"weights")
+
+    def full_disk(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", full_disk)
+    with pytest.raises(WriteError, match="out: No space left on device; nothing was written"):
+        copy_folder_atomic(str(source), str(tmp_path / "out"))
+    assert os.listdir(tmp_path) == ["src"]
+    monkeypatch.undo()
+    copy_folder_atomic(str(source), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "variables" / "data").read_bytes() == b"weights"
+    assert sorted(os.listdir(tmp_path)) == ["out", "src"]

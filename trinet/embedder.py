@@ -1,0 +1,168 @@
+"""The Python API of a trained model: `Embedder` embeds image files or uint8 arrays.
+
+    from trinet import Embedder
+    embedder = Embedder.from_experiment("runs/demo/experiment")        # the latest checkpoint
+    emb = embedder.embed(["a.jpg", "b.jpg"], flip=True, aggregator="mean")  # (2, D) float32
+
+embed.py writes its files through the same `Embedder.blocks`, so both give the same numbers: the same
+views (`trinet.images.embedding_views`) and aggregators (`trinet.views.AGGREGATORS`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Sequence
+
+import keras
+import numpy as np
+
+from trinet import experiment
+from trinet.embedding import embed_batches, load_model
+from trinet.errors import TrinetError, listing
+from trinet.fileio import path_problem
+from trinet.views import AGGREGATORS, check_views
+
+#: What `Embedder.embed` accepts, in words for the messages.
+ACCEPTED = "a list of image paths, a list of (H, W, 3) uint8 RGB arrays, or an (N, H, W, 3) uint8 array"
+
+
+def _size(settings: dict, prefix: str) -> tuple[int, int] | None:
+    height, width = settings.get(f"{prefix}_height"), settings.get(f"{prefix}_width")
+    return (int(height), int(width)) if height and width else None
+
+
+def check_images(images: Any) -> list[str] | list[np.ndarray] | np.ndarray:
+    """`images` as `Embedder.embed` takes them: a list of existing paths, a list of `(H, W, 3)` uint8
+    arrays, or an `(N, H, W, 3)` uint8 array.
+
+    Raises:
+        TrinetError: anything else (the message names what was received), or files that are missing.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        raise TrinetError(f"Expected {ACCEPTED}; received the single path {os.fspath(images)!r}: pass "
+                          "[path].")
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            hint = " (one image: pass image[None])" if images.ndim == 3 else ""
+            raise TrinetError(f"Expected {ACCEPTED}; received an array of shape {images.shape} and dtype "
+                              f"{images.dtype}{hint}.")
+        if images.shape[0] and 0 in images.shape[1:3]:
+            raise TrinetError(f"The images are empty: shape {images.shape}.")
+        return images
+    try:
+        items = list(images)
+    except TypeError:
+        raise TrinetError(f"Expected {ACCEPTED}; received {type(images).__name__}.") from None
+    if all(isinstance(i, (str, os.PathLike)) for i in items):
+        paths = [os.fspath(i) for i in items]
+        problems = [f"{p} ({problem})" for p in paths if (problem := path_problem(p, "file"))]
+        if problems:
+            raise TrinetError(f"{len(problems)} of {len(paths)} images are not readable files: "
+                              f"{listing(problems)}")
+        return paths
+    for index, image in enumerate(items):
+        if not isinstance(image, np.ndarray):
+            raise TrinetError(f"Expected {ACCEPTED}; item {index} is a {type(image).__name__} (paths and "
+                              "arrays cannot be mixed).")
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise TrinetError(f"Expected {ACCEPTED}; item {index} has shape {image.shape} and dtype "
+                              f"{image.dtype} (convert grayscale or RGBA images to RGB, floats to uint8).")
+    return items
+
+
+class Embedder:
+    """A trained embedding model with the image sizes it was trained at.
+
+    Args:
+        model: the embedding model, `(B, h, w, 3)` float32 RGB in [0, 255] -> `(B, D)`.
+        net_size: `(height, width)` the images are resized to.
+        pre_crop_size: `(height, width)` for crop views (`crops=`); default `net_size`.
+        source: where the weights came from (a checkpoint or model file), for messages.
+    """
+
+    def __init__(self, model: keras.Model, net_size: tuple[int, int],
+                 pre_crop_size: tuple[int, int] | None = None, *, source: str = ""):
+        self.model = model
+        self.net_size = (int(net_size[0]), int(net_size[1]))
+        pre_crop_size = pre_crop_size or net_size
+        self.pre_crop_size = (int(pre_crop_size[0]), int(pre_crop_size[1]))
+        self.source = source
+
+    @classmethod
+    def from_experiment(cls, root: str, checkpoint: str | int | None = None, *,
+                        net_size: tuple[int, int] | None = None,
+                        pre_crop_size: tuple[int, int] | None = None) -> Embedder:
+        """The model of the experiment folder `root` written by train.py.
+
+        Args:
+            checkpoint: as embed.py's `--checkpoint`: a step (25000), a name (checkpoint-25000), a path,
+                `best` or `model.keras`. Default: the latest checkpoint (or model.keras without any).
+            net_size, pre_crop_size: override the sizes of the experiment's args.json (needed without it).
+
+        Raises:
+            TrinetError: `root` is no folder, it has no checkpoint or model file, or the sizes are unknown.
+        """
+        root = os.fspath(root)
+        problem = path_problem(root, "folder")
+        if problem is not None:
+            raise TrinetError(f"The experiment root {root} is {problem}; expected the folder written by "
+                              "train.py.")
+        settings = experiment.read_settings(root)
+        net_size = net_size or _size(settings, "net_input")
+        if net_size is None:
+            raise TrinetError(f"The net input size of {root} is not known (its {experiment.ARGS_FILE} lacks "
+                              "it); pass net_size=(height, width).")
+        pre_crop_size = pre_crop_size or _size(settings, "pre_crop")
+        model, source = load_model(root, None if checkpoint is None else str(checkpoint), settings)
+        return cls(model, net_size, pre_crop_size, source=source)
+
+    @property
+    def dim(self) -> int:
+        """D, the embedding dimension."""
+        return int(self.model.output.shape[-1])
+
+    def view_names(self, flip: bool = False, crops: str | None = None,
+                   aggregator: str | None = None) -> list[str]:
+        """The names of the views of each image (`views.check_views`, which raises on bad combinations)."""
+        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size)
+
+    def blocks(self, images: Any, *, flip: bool = False, crops: str | None = None,
+               aggregator: str | None = None, batch_size: int = 256,
+               threads: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Embed `images` block by block: yields `(b, D)` embeddings and the `(M, b, D)` ones of the M
+        views.
+
+        The arguments are those of `embed`; they are checked before this returns.
+        """
+        names = self.view_names(flip, crops, aggregator)
+        images = check_images(images)
+        combine = AGGREGATORS[aggregator] if aggregator else (lambda views: views[0])
+        per_batch = max(1, batch_size // len(names))
+        batches = embed_batches(self.model, images, len(names), images_per_batch=per_batch,
+                                net_size=self.net_size, pre_crop_size=self.pre_crop_size, flip=flip,
+                                crop_mode=crops, threads=threads)
+        return ((combine(emb_aug), emb_aug) for emb_aug in batches)
+
+    def embed(self, images: Sequence[str] | Sequence[np.ndarray] | np.ndarray, *, flip: bool = False,
+              crops: str | None = None, aggregator: str | None = None, batch_size: int = 256,
+              threads: int = 8) -> np.ndarray:
+        """The `(N, D)` float32 embeddings of `images`, as embed.py writes them.
+
+        Args:
+            images: a list of image paths (JPEG, PNG, BMP, GIF), a list of `(H, W, 3)` uint8 RGB arrays
+                of any sizes, or an `(N, H, W, 3)` uint8 array; each is resized as embed.py does.
+            flip: also embed the mirror image (embed.py's `--flip_augment`).
+            crops: None, `center`, `five` or `avgpool` (embed.py's `--crop_augment`).
+            aggregator: how several views are combined: `mean` or `normalized_mean` (required with
+                several views, not allowed with one).
+            batch_size: views per batch through the network.
+            threads: images decoded in parallel.
+
+        Raises:
+            TrinetError: bad images or view options (the message says what is allowed).
+        """
+        out = [emb for emb, _ in self.blocks(images, flip=flip, crops=crops, aggregator=aggregator,
+                                             batch_size=batch_size, threads=threads)]
+        if not out:
+            return np.zeros((0, self.dim), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
