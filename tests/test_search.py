@@ -242,3 +242,25 @@ def test_every_index_kind_saves_and_loads(tmp_path):
         assert (loaded.kind, loaded.params, loaded.dim, len(loaded.gallery)) == (kind, built.params, 8, 300)
         np.testing.assert_array_equal(search(loaded, gallery[:3], 5).indices,
                                       search(built, gallery[:3], 5).indices)
+
+
+@pytest.mark.slow
+def test_image_queries_with_a_trained_model_find_themselves_first(finished, image_set, tmp_path):
+    """embed.py embeds the gallery, trinet-search indexes it, and images of the gallery given as queries
+    (embedded by trinet.Embedder) find themselves at rank 1, at the epsilon distance."""
+    from trinet.cli.embed import main as embed_main
+
+    csv_path, images = image_set
+    gallery_h5 = str(tmp_path / "gallery.h5")
+    assert embed_main(["--experiment_root", str(finished), "--dataset", csv_path, "--image_root", images,
+                       "--filename", gallery_h5, "--quiet"]) == 0
+    index = str(tmp_path / "index")
+    assert main(["index", "--gallery_dataset", csv_path, "--gallery_embeddings", gallery_h5, "--output",
+                 index, "--quiet"]) == 0
+    fids = [line.split(",")[1].strip() for line in open(csv_path)][::7]
+    out = str(tmp_path / "found.json")
+    assert main(["query", "--index", index, "--experiment_root", str(finished), "--top_k", "3", "--filename",
+                 out, "--quiet", "--images", *[os.path.join(images, f) for f in fids]]) == 0
+    results = json.load(open(out))
+    assert [r["results"][0]["path"] for r in results] == fids
+    assert max(r["results"][0]["distance"] for r in results) < 1e-3

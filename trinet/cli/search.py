@@ -182,10 +182,9 @@ def _embed_images(args: argparse.Namespace) -> np.ndarray:
     from trinet.console import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import trinet
+    from trinet import Embedder  # the Python API, loaded on first use: it builds the model with TensorFlow
 
-    # The Python API (`trinet.Embedder`, loaded on first use) builds the model with TensorFlow.
-    embedder = getattr(trinet, "Embedder").from_experiment(args.experiment_root, checkpoint=args.checkpoint)
+    embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint)
     log.info("Embedding %d query images with %s", len(args.images), args.experiment_root)
     return np.asarray(embedder.embed(args.images, flip=args.flip_augment, crops=args.crop_augment,
                                      aggregator=args.aggregator), dtype=np.float32)
