@@ -86,11 +86,12 @@ def read_image(path: str) -> np.ndarray | None:
     return cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
-def rank_picture(query: np.ndarray | None, gallery: Sequence[np.ndarray | None], matches: Sequence[bool],
-                 captions: Sequence[str] | None = None, *, height: int = 128, width: int = 64,
-                 border: int = 4) -> np.ndarray:
+def rank_picture(query: np.ndarray | None, gallery: Sequence[np.ndarray | None],
+                 matches: Sequence[bool | None], captions: Sequence[str] | None = None, *, height: int = 128,
+                 width: int = 64, border: int = 4) -> np.ndarray:
     """One row: the query (grey frame), a gap, then its ranked gallery images framed green for a
-    match and red for a miss. Missing images (None) are drawn as crossed grey boxes.
+    match, red for a miss and grey where it is not known (None). Missing images (None) are drawn as
+    crossed grey boxes.
 
     Returns:
         `(height + 2 border + 16, (1 + K) (width + 2 border) + gap, 3)` uint8 BGR.
@@ -99,7 +100,8 @@ def rank_picture(query: np.ndarray | None, gallery: Sequence[np.ndarray | None],
     tiles = [_tile(query, QUERY_BGR, "query", height, width, border),
              np.full((height + 2 * border + 16, width // 4, 3), 255, np.uint8)]
     for image, is_match, caption in zip(gallery, matches, captions):
-        tiles.append(_tile(image, MATCH_BGR if is_match else MISS_BGR, caption, height, width, border))
+        colour = QUERY_BGR if is_match is None else MATCH_BGR if is_match else MISS_BGR
+        tiles.append(_tile(image, colour, caption, height, width, border))
     return np.concatenate(tiles, axis=1)
 
 

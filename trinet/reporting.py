@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,6 +63,47 @@ def results_json(results: Results, query: Dataset, gallery: Dataset, exclusion: 
     return out
 
 
+class RankPictures:
+    """Writes rank-list pictures (see `plots.rank_picture`) into a folder and collects the image files
+    that are missing or unreadable, which are drawn as crossed boxes; `warn()` names them once."""
+
+    def __init__(self, directory: str):
+        make_directory(directory)
+        self.directory = directory
+        self.unreadable: list[str] = []
+
+    def _load(self, path: str) -> np.ndarray | None:
+        from trinet.plots import read_image
+
+        image = read_image(path)
+        if image is None:
+            self.unreadable.append(path)
+        return image
+
+    def write(self, number: int, query_file: str, gallery_files: Sequence[str],
+              matches: Sequence[bool | None], captions: Sequence[str]) -> str:
+        """Draw one query (image file `query_file`) beside its ranked gallery images; returns the file
+        written, `rank_NNNNN_<query name>.png` with `number` (the query's row)."""
+        from trinet.plots import rank_picture, write_image
+
+        picture = rank_picture(self._load(query_file), [self._load(f) for f in gallery_files], matches,
+                               captions)
+        name = os.path.splitext(os.path.basename(query_file))[0]
+        path = os.path.join(self.directory, f"rank_{number:05d}_{name}.png")
+        write_image(path, picture)
+        return path
+
+    def warn(self, hint: str = "check --image_root") -> None:
+        if self.unreadable:
+            log.warning("%d images are missing or unreadable and are drawn as crossed boxes (%s): %s",
+                        len(self.unreadable), hint, listing(self.unreadable))
+
+
+def spread(count: int, total: int) -> np.ndarray:
+    """At most `count` positions of `range(total)`, spread evenly (first and last included)."""
+    return np.unique(np.linspace(0, total - 1, min(count, total)).astype(int)) if total else np.zeros(0, int)
+
+
 def show_ranks(directory: str, image_root: str, query: Dataset, gallery: Dataset, exclusion: Exclusion,
                distances: Callable[[slice, np.ndarray], np.ndarray], results: Results, count: int,
                quiet: bool) -> list[str]:
@@ -72,33 +113,20 @@ def show_ranks(directory: str, image_root: str, query: Dataset, gallery: Dataset
     Args:
         distances: `(rows, gallery columns) -> (R, C)` distances, e.g. `EmbeddingDistances` or a re-ranker.
     """
-    from trinet.plots import rank_picture, read_image, write_image
-
-    make_directory(directory)
+    pictures = RankPictures(directory)
     evaluated = np.flatnonzero(results.evaluated)
-    chosen = evaluated[np.unique(np.linspace(0, len(evaluated) - 1, min(count, len(evaluated))).astype(int))]
+    chosen = evaluated[spread(count, len(evaluated))]
     columns = np.arange(len(gallery))
-    written, unreadable = [], []
-
-    def load(fid: str) -> np.ndarray | None:
-        image = read_image(image_path(image_root, fid))
-        if image is None:
-            unreadable.append(image_path(image_root, fid))
-        return image
-
+    written = []
     with Progress(len(chosen), "Drawing rank lists", "queries", quiet=quiet) as progress:
         for i in chosen:
             row = distances(slice(i, i + 1), columns)[0]
             matches = gallery.pids == query.pids[i]
             top = ranked_list(row, matches, exclusion.mask(slice(i, i + 1))[0], SHOW_RANKS)
-            picture = rank_picture(load(query.fids[i]), [load(gallery.fids[j]) for j in top], matches[top],
-                                   [f"{k + 1}: {row[j]:.3g}" for k, j in enumerate(top)])
-            name = os.path.splitext(os.path.basename(query.fids[i]))[0]
-            path = os.path.join(directory, f"rank_{i:05d}_{name}.png")
-            write_image(path, picture)
-            written.append(path)
+            written.append(pictures.write(
+                int(i), image_path(image_root, query.fids[i]), [image_path(image_root, gallery.fids[j])
+                                                                for j in top],
+                list(matches[top]), [f"{k + 1}: {row[j]:.3g}" for k, j in enumerate(top)]))
             progress.update()
-    if unreadable:
-        log.warning("%d images are missing or unreadable and are drawn as crossed boxes (check "
-                    "--image_root): %s", len(unreadable), listing(unreadable))
+    pictures.warn()
     return written

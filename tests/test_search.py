@@ -1,0 +1,266 @@
+"""trinet-search on small generated embeddings: exact search against trinet's own ranking, the excluder,
+the results files, the image queries (with a stand-in Embedder) and the errors."""
+
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import trinet
+import trinet.console
+from trinet.cli.search import main
+from trinet.datasets import Dataset
+from trinet.distances import cdist
+from trinet.errors import TrinetError
+from trinet.excluders import EXCLUDERS
+from trinet.h5io import write_embeddings
+from trinet.search import INDEX_KINDS, build_index, kind_parameters, load_index, save_index, search
+
+pytest.importorskip("faiss")
+
+
+def market_name(person, cam, index):
+    return f"{'-1' if person < 0 else f'{person:04d}'}_c{cam}s1_{index:06d}_01.jpg"
+
+
+def write_split(folder, role, persons, cams, emb, first=0):
+    fids = [f"{role}/{market_name(p, c, first + i)}" for i, (p, c) in enumerate(zip(persons, cams))]
+    pids = ["-1" if p < 0 else f"{p:04d}" for p in persons]
+    csv_path, h5 = os.path.join(folder, f"{role}.csv"), os.path.join(folder, f"{role}.h5")
+    with open(csv_path, "w") as f:
+        f.writelines(f"{p},{fid}\n" for p, fid in zip(pids, fids))
+    write_embeddings(h5, emb, pids=pids, fids=fids)
+    return csv_path, h5, fids, pids
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A Market-1501-style gallery of 6 persons x 3 cameras x 4 images plus junk, 8-d embeddings clustered
+    by person, and 5 queries; the query's own person-and-camera images lie closest to it."""
+    rng = np.random.default_rng(3)
+    centres = 3.0 * rng.standard_normal((7, 8))
+    cam_shift = 0.8 * rng.standard_normal((4, 8))
+    g_persons = [p for p in range(1, 7) for _ in range(3) for _ in range(4)] + [-1] * 6
+    g_cams = [c for _ in range(1, 7) for c in (1, 2, 3) for _ in range(4)] + [1, 2, 3, 1, 2, 3]
+    g_emb = np.array([centres[max(p, 0)] + cam_shift[c] + 0.5 * rng.standard_normal(8)
+                      for p, c in zip(g_persons, g_cams)], np.float32)
+    q_persons, q_cams = [1, 2, 3, 4, 5], [1, 2, 3, 1, 2]
+    q_emb = np.array([centres[p] + cam_shift[c] + 0.5 * rng.standard_normal(8)
+                      for p, c in zip(q_persons, q_cams)], np.float32)
+    gallery = write_split(str(tmp_path), "gallery", g_persons, g_cams, g_emb, first=100)
+    query = write_split(str(tmp_path), "query", q_persons, q_cams, q_emb)
+    return dict(tmp=tmp_path, g_emb=g_emb, q_emb=q_emb, g_persons=np.array(g_persons),
+                g_cams=np.array(g_cams),
+                q_persons=np.array(q_persons), q_cams=np.array(q_cams), gallery=gallery, query=query)
+
+
+def build(data, *extra, output="index"):
+    csv_path, h5, *_ = data["gallery"]
+    out = str(data["tmp"] / output)
+    return main(["index", "--gallery_dataset", csv_path, "--gallery_embeddings", h5, "--output", out,
+                 "--quiet", *extra]), out
+
+
+def query(data, index, filename, *extra):
+    csv_path, h5, *_ = data["query"]
+    return main(["query", "--index", index, "--query_dataset", csv_path, "--query_embeddings", h5,
+                 "--filename", str(data["tmp"] / filename), "--quiet", *extra])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean"])
+def test_exact_search_ranks_as_trinets_own_distances(metric):
+    rng = np.random.default_rng(0)
+    gallery = rng.standard_normal((80, 6)).astype(np.float32)
+    queries = rng.standard_normal((9, 6)).astype(np.float32)
+    rows = Dataset(np.full(80, "p"), np.array([f"{i}.jpg" for i in range(80)]))
+    hits = search(build_index(gallery, rows, "flat", metric), queries, 10)
+    dist = cdist(queries, gallery, metric)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(hits.indices, order)
+    np.testing.assert_allclose(hits.distances, np.take_along_axis(dist, order, axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_search_with_the_excluder_equals_a_reference_applying_it_by_hand(data):
+    k = 20  # more than the gallery left after the query's own person-camera images: the search goes deeper
+    gallery = Dataset(np.zeros(len(data["g_emb"]), str), np.array(data["gallery"][2]))
+    index = build_index(data["g_emb"], gallery, "flat")
+    exclusion = EXCLUDERS["market1501"](data["query"][2], data["gallery"][2])
+    hits = search(index, data["q_emb"], k, exclusion)
+    dist = cdist(data["q_emb"], data["g_emb"])
+    for i in range(len(data["q_emb"])):
+        same = (data["g_persons"] == data["q_persons"][i]) & (data["g_cams"] == data["q_cams"][i])
+        allowed = np.flatnonzero(~same & (data["g_persons"] != -1))
+        expected = allowed[np.argsort(dist[i, allowed], kind="stable")[:k]]
+        np.testing.assert_array_equal(hits.indices[i], expected)
+        # Without the excluder, the query's own person-camera images would rank first.
+        assert same[np.argsort(dist[i])[0]]
+
+
+def test_an_approximate_index_still_returns_k_results_when_its_probed_lists_run_out():
+    rng = np.random.default_rng(1)
+    gallery = rng.standard_normal((400, 8)).astype(np.float32)
+    rows = Dataset(np.full(400, "p"), np.array([f"{i}.jpg" for i in range(400)]))
+    index = build_index(gallery, rows, "ivfsq", params={"nlist": 10, "nprobe": 1})
+    hits = search(index, gallery[:4], 150)  # one list holds about 40 vectors
+    assert (hits.indices >= 0).all() and all(len(set(row)) == 150 for row in hits.indices)
+    assert (np.diff(hits.distances, axis=1) >= 0).all()
+
+
+def test_the_command_writes_json_and_csv_with_the_exact_results(data):
+    status, index = build(data)
+    assert status == 0 and sorted(os.listdir(index)) == ["gallery.csv", "index.faiss", "manifest.json"]
+    manifest = json.load(open(os.path.join(index, "manifest.json")))
+    described = (manifest["kind"], manifest["metric"], manifest["dim"], manifest["count"])
+    assert described == ("flat", "euclidean", 8, 78)
+    assert query(data, index, "out.json", "--top_k", "3", "--excluder", "market1501") == 0
+    assert query(data, index, "out.csv", "--top_k", "3", "--excluder", "market1501") == 0
+    results = json.load(open(data["tmp"] / "out.json"))
+    assert [r["query"] for r in results] == data["query"][2]
+    dist = cdist(data["q_emb"], data["g_emb"])
+    fids, pids = data["gallery"][2], data["gallery"][3]
+    for i, row in enumerate(results):
+        assert len(row["results"]) == 3 and set(row["results"][0]) == {"path", "pid", "distance"}
+        for result in row["results"]:
+            j = fids.index(result["path"])
+            assert result["pid"] == pids[j]
+            assert result["distance"] == pytest.approx(float(dist[i, j]), rel=1e-5)
+        assert [r["distance"] for r in row["results"]] == sorted(r["distance"] for r in row["results"])
+    with open(data["tmp"] / "out.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["query", "rank", "path", "pid", "distance"] and len(table) == 5 * 3
+    flat = [(r["query"], i + 1, x["path"], x["pid"], x["distance"]) for r in results
+            for i, x in enumerate(r["results"])]
+    assert [(t["query"], int(t["rank"]), t["path"], t["pid"], float(t["distance"])) for t in table] == flat
+
+
+def test_image_queries_go_through_the_embedder(data, monkeypatch):
+    calls = {}
+
+    class FakeEmbedder:
+        @classmethod
+        def from_experiment(cls, root, checkpoint=None):
+            calls["root"], calls["checkpoint"] = root, checkpoint
+            return cls()
+
+        def embed(self, paths, flip=False, crops=None, aggregator=None):
+            calls["paths"], calls["flip"] = list(paths), flip
+            return data["q_emb"][:len(paths)]
+
+    monkeypatch.setattr(trinet, "Embedder", FakeEmbedder, raising=False)
+    monkeypatch.setattr(trinet.console, "import_tensorflow_quietly", lambda: None)
+    _, index = build(data)
+    images = ["a.jpg", "b.jpg"]
+    assert main(["query", "--index", index, "--images", *images, "--experiment_root", str(data["tmp"]),
+                 "--checkpoint", "7", "--flip_augment", "--top_k", "4", "--filename",
+                 str(data["tmp"] / "img.json"), "--quiet"]) == 0
+    assert calls == {"root": str(data["tmp"]), "checkpoint": "7", "paths": images, "flip": True}
+    results = json.load(open(data["tmp"] / "img.json"))
+    expected = np.argsort(cdist(data["q_emb"][:2], data["g_emb"]), axis=1)[:, :4]
+    assert [r["query"] for r in results] == images
+    assert [[data["gallery"][2].index(x["path"]) for x in r["results"]] for r in results] == expected.tolist()
+
+
+def test_rank_pictures_are_drawn_for_the_queries(data):
+    _, index = build(data)
+    out = data["tmp"] / "ranks"
+    assert query(data, index, "out.json", "--show_ranks", str(out), "--image_root", str(data["tmp"]),
+                 "--num_show", "2") == 0
+    assert len(os.listdir(out)) == 2
+
+
+def error_of(capsys):
+    return capsys.readouterr().err
+
+
+def test_a_missing_or_unfinished_index_folder_is_refused(data, capsys):
+    assert query(data, str(data["tmp"] / "nowhere"), "out.json") == 2
+    assert "nowhere is not found" in error_of(capsys)
+    _, index = build(data)
+    os.remove(os.path.join(index, "manifest.json"))
+    assert query(data, index, "out.json") == 2
+    assert "no complete index" in error_of(capsys)
+
+
+def test_query_embeddings_of_another_dimension_are_refused(data, capsys):
+    _, index = build(data)
+    csv_path, _, fids, pids = data["query"]
+    other = str(data["tmp"] / "q4.h5")
+    write_embeddings(other, data["q_emb"][:, :4], pids=pids, fids=fids)
+    assert main(["query", "--index", index, "--query_dataset", csv_path, "--query_embeddings", other,
+                 "--filename", str(data["tmp"] / "o.json")]) == 2
+    message = error_of(capsys)
+    assert "dimension 4" in message and "built for dimension 8" in message and "q4.h5" in message
+
+
+def test_an_index_built_for_another_dimension_is_refused(data, capsys):
+    csv_path, _, fids, pids = data["gallery"]
+    other = str(data["tmp"] / "g4.h5")
+    write_embeddings(other, data["g_emb"][:, :4], pids=pids, fids=fids)
+    assert main(["index", "--gallery_dataset", csv_path, "--gallery_embeddings", other, "--output",
+                 str(data["tmp"] / "idx4"), "--quiet"]) == 0
+    assert query(data, str(data["tmp"] / "idx4"), "out.json") == 2
+    message = error_of(capsys)
+    assert "have dimension 8 but the index" in message and "built for dimension 4" in message
+
+
+def test_unknown_kinds_foreign_parameters_and_unsearchable_metrics_are_refused(data, capsys):
+    with pytest.raises(SystemExit):
+        build(data, "--index", "lsh")
+    assert "invalid choice: 'lsh'" in error_of(capsys)
+    with pytest.raises(TrinetError, match=r"Unknown index kind 'lsh'; expected one of \['flat', 'hnsw'"):
+        kind_parameters("lsh", {}, 10)
+    assert build(data, "--nlist", "4")[0] == 2
+    assert "--index flat takes no --nlist (it applies to --index ivfpq / ivfsq)" in error_of(capsys)
+    assert build(data, "--metric", "cityblock")[0] == 2
+    assert "cityblock distance cannot be searched" in error_of(capsys)
+    assert build(data, "--index", "ivfpq")[0] == 2
+    assert "--pq_m 32 must divide the embedding dimension 8" in error_of(capsys)
+    assert build(data, "--index", "ivfpq", "--pq_m", "4")[0] == 2  # 78 vectors cannot train 256 centroids
+    assert "needs at least that many gallery vectors; the gallery has 78" in error_of(capsys)
+
+
+def test_a_missing_faiss_is_reported_at_once_with_what_to_install(data, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` raises ImportError
+    assert build(data)[0] == 2
+    message = error_of(capsys)
+    assert "needs faiss, which is not installed" in message and "pip install 'trinet[search]'" in message
+    assert query(data, str(data["tmp"] / "nowhere"), "out.json") == 2
+    assert "needs faiss" in error_of(capsys)
+
+
+def test_every_index_kind_saves_and_loads(tmp_path):
+    rng = np.random.default_rng(2)
+    gallery = rng.standard_normal((300, 8)).astype(np.float32)
+    rows = Dataset(np.full(300, "p"), np.array([f"{i}.jpg" for i in range(300)]))
+    for kind in INDEX_KINDS:
+        built = build_index(gallery, rows, kind, params={"pq_m": 4} if kind == "ivfpq" else {})
+        save_index(str(tmp_path / kind), built)
+        loaded = load_index(str(tmp_path / kind))
+        assert (loaded.kind, loaded.params, loaded.dim, len(loaded.gallery)) == (kind, built.params, 8, 300)
+        np.testing.assert_array_equal(search(loaded, gallery[:3], 5).indices,
+                                      search(built, gallery[:3], 5).indices)
+
+
+@pytest.mark.slow
+def test_image_queries_with_a_trained_model_find_themselves_first(finished, image_set, tmp_path):
+    """embed.py embeds the gallery, trinet-search indexes it, and images of the gallery given as queries
+    (embedded by trinet.Embedder) find themselves at rank 1, at the epsilon distance."""
+    from trinet.cli.embed import main as embed_main
+
+    csv_path, images = image_set
+    gallery_h5 = str(tmp_path / "gallery.h5")
+    assert embed_main(["--experiment_root", str(finished), "--dataset", csv_path, "--image_root", images,
+                       "--filename", gallery_h5, "--quiet"]) == 0
+    index = str(tmp_path / "index")
+    assert main(["index", "--gallery_dataset", csv_path, "--gallery_embeddings", gallery_h5, "--output",
+                 index, "--quiet"]) == 0
+    fids = [line.split(",")[1].strip() for line in open(csv_path)][::7]
+    out = str(tmp_path / "found.json")
+    assert main(["query", "--index", index, "--experiment_root", str(finished), "--top_k", "3", "--filename",
+                 out, "--quiet", "--images", *[os.path.join(images, f) for f in fids]]) == 0
+    results = json.load(open(out))
+    assert [r["results"][0]["path"] for r in results] == fids
+    assert max(r["results"][0]["distance"] for r in results) < 1e-3
