@@ -104,3 +104,19 @@ def test_the_registry_builds_each_kind():
     assert type(batch_norm("fused", synchronized=True)) is FusedBatchNormalization
     with pytest.raises(ValueError, match="Unknown batch norm 'cudnn'; expected one of"):
         batch_norm("cudnn")
+
+
+@pytest.mark.parametrize("saved, loaded", [("keras", "fused"), ("fused", "keras")])
+def test_a_keras_weights_file_loads_into_either_kind(tmp_path, saved, loaded):
+    """Keras' .weights.h5 files name layers after their class; LuNet loads a file of either kind."""
+    from trinet.backbones import build_backbone
+
+    source = build_backbone("lunet", batch_norm=saved)
+    _randomise(source.weights)
+    path = str(tmp_path / "lunet.weights.h5")
+    source.save_weights(path)
+    target = build_backbone("lunet", weights=path, batch_norm=loaded)
+    assert all(isinstance(layer, FusedBatchNormalization) == (loaded == "fused")
+               for layer in target._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization))
+    for a, b in zip(target.weights, source.weights):
+        np.testing.assert_array_equal(a, b)

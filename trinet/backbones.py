@@ -134,6 +134,26 @@ def lunet(weights: str | None = None, last_stride: int = 2, batch_norm: str = "k
     Cheap enough to train on a CPU at 128x64 or 64x32. `last_stride=1` gives the pooling before the
     last stage a stride of 1 (the feature map keeps twice the height and width).
     """
+    if weights is None:
+        return _lunet(last_stride, batch_norm, sync_batchnorm)
+    # Keras' weights files name each layer after its class: load into the kind the file was saved with
+    from trinet.registries import BATCH_NORMS
+
+    errors = []
+    for kind in BATCH_NORMS:
+        model = _lunet(last_stride, kind, False)
+        try:
+            model.load_weights(weights)
+        except ValueError as e:
+            errors.append(e)
+            continue
+        if kind == batch_norm and not sync_batchnorm:
+            return model
+        return _rebuilt(model, (), batch_norm, sync_batchnorm)
+    raise errors[0]
+
+
+def _lunet(last_stride: int, batch_norm: str, sync_batchnorm: bool) -> "keras.Model":
     import keras
 
     from trinet.layers import ImagePreprocessing
@@ -149,10 +169,7 @@ def lunet(weights: str | None = None, last_stride: int = 2, batch_norm: str = "k
         if s < len(LUNET_STAGES):
             stride = last_stride if s == len(LUNET_STAGES) - 1 else 2
             x = keras.layers.MaxPooling2D(3, strides=stride, padding="same", name=f"lunet_s{s}_pool")(x)
-    model = keras.Model(inputs, x, name="backbone")
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+    return keras.Model(inputs, x, name="backbone")
 
 
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
