@@ -60,7 +60,7 @@ def test_mirrored_without_cross_replica_mining_trains(tmp_path):
     ({"jit_compile": True, "distribute": "mirrored"}, "--jit_compile is not available with --distribute"),
     ({"mixed_precision": "float16", "new_layers_lr_multiplier": 10.0}, "does not go with"),
     ({"mixed_precision": "float8"}, "--mixed_precision 'float8' is not one of bfloat16, float16"),
-    ({"distribute": "tpu"}, "--distribute 'tpu' is not one of mirrored, none"),
+    ({"distribute": "tpu"}, "--distribute 'tpu' is not one of mirrored, multi_worker, none"),
 ])
 def test_invalid_device_settings_are_refused(changes, words):
     with pytest.raises(Exception, match=words):

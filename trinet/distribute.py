@@ -1,14 +1,17 @@
 """The devices a run computes on: `tf.distribute` strategies (`--distribute`) and the dtype policy
 (`--mixed_precision`).
 
-trinet builds no engine of its own: several GPUs of a machine go through `tf.distribute.MirroredStrategy`.
-(Several machines, through `tf.distribute.MultiWorkerMirroredStrategy`, are not available yet.)
+trinet builds no engine of its own: several GPUs of a machine go through `tf.distribute.MirroredStrategy`,
+several machines through `tf.distribute.MultiWorkerMirroredStrategy`, configured by `TF_CONFIG` as
+TensorFlow documents. Every worker runs the same command; only the chief writes the experiment root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 from typing import Iterator
 
 import keras
@@ -38,7 +41,45 @@ def make_strategy(kind: str) -> tf.distribute.Strategy | None:
         strategy = tf.distribute.MirroredStrategy(devices)
         log.info("Training on %d replicas: %s.", strategy.num_replicas_in_sync, ", ".join(devices))
         return strategy
-    raise ValueError(f"Unknown --distribute {kind!r}; expected none or mirrored")
+    if kind == "multi_worker":
+        workers, task = cluster()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        log.info("Training on %d workers (this one is %s %d), %d replicas.", len(workers), task["type"],
+                 task["index"], strategy.num_replicas_in_sync)
+        return strategy
+    raise ValueError(f"Unknown --distribute {kind!r}; expected none, mirrored or multi_worker")
+
+
+def cluster() -> tuple[list[str], dict]:
+    """`(worker addresses, this task)` from `TF_CONFIG`.
+
+    Raises:
+        TrinetError: TF_CONFIG is missing or is not a cluster description.
+    """
+    config = os.environ.get("TF_CONFIG")
+    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+               '"index": 0}}')
+    if not config:
+        raise TrinetError("--distribute multi_worker needs the environment variable TF_CONFIG, the same "
+                          f"cluster on every worker and this worker's task, e.g. {example}")
+    try:
+        parsed = json.loads(config)
+        workers = list(parsed["cluster"]["worker"]) + list(parsed["cluster"].get("chief", []))
+        task = {"type": str(parsed["task"]["type"]), "index": int(parsed["task"]["index"])}
+    except (ValueError, KeyError, TypeError) as e:
+        raise TrinetError(f"TF_CONFIG is not a cluster description ({type(e).__name__}: {e}); expected e.g. "
+                          f"{example}") from None
+    return workers, task
+
+
+def is_chief(kind: str) -> bool:
+    """Whether this process writes the run's files: always, except on the workers of a multi-worker
+    cluster other than its chief (the task `chief`, or else worker 0)."""
+    if kind != "multi_worker":
+        return True
+    _, task = cluster()
+    has_chief = "chief" in json.loads(os.environ["TF_CONFIG"])["cluster"]
+    return task["type"] == "chief" or (not has_chief and task["type"] == "worker" and task["index"] == 0)
 
 
 def replica_share(batch_p: int, batch_k: int, replicas: int) -> int:

@@ -187,6 +187,8 @@ DISTRIBUTE = {
     "none": "one device (the first GPU, else the CPU)",
     "mirrored": "tf.distribute.MirroredStrategy over every visible GPU (or, without one, every logical CPU "
                 "device)",
+    "multi_worker": "tf.distribute.MultiWorkerMirroredStrategy over the workers of TF_CONFIG (every worker "
+                    "runs the same command)",
 }
 #: `--mixed_precision` choices: the computation dtype (variables, distances and losses stay float32).
 MIXED_PRECISION = {
@@ -268,6 +270,9 @@ def _problems(s: TrainSettings):
     if s.distribute == "none" and (s.cross_replica_mining or s.sync_batchnorm):
         flag = "--cross_replica_mining" if s.cross_replica_mining else "--sync_batchnorm"
         yield f"{flag} applies to --distribute mirrored or multi_worker, not to --distribute none"
+    if s.distribute == "multi_worker" and s.seed is None and not s.resume:
+        yield ("--distribute multi_worker needs --seed (the same on every worker, so that they build the "
+               "same batches)")
     if s.jit_compile and s.distribute != "none":
         yield (f"--jit_compile is not available with --distribute {s.distribute} yet (XLA and the replicas' "
                "collectives); use one of them")

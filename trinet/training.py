@@ -27,7 +27,7 @@ import keras
 from trinet import checkpoints, experiment
 from trinet.console import LOG_FORMAT
 from trinet.datasets import Dataset, check_files, find_non_images, read_csv
-from trinet.distribute import dtype_policy, make_strategy, replica_share, scope
+from trinet.distribute import dtype_policy, is_chief, make_strategy, replica_share, scope
 from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path, remove_stale_temporaries
 from trinet.losses import cdist
@@ -279,14 +279,16 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
     With `cross_replica_mining` the outputs of all replicas are all-gathered (differentiably) and each
     replica evaluates the objectives on the global batch, keeping its own samples' losses: the step then
     computes what one device computes. Without it, each replica's objectives see its own images only. The
-    monitoring is always of the global batch. Returns one replica's values (they are the same on all).
+    monitoring is always of the global batch. `stop` (a float, > 0 on a worker that was interrupted) is
+    summed over the replicas into the output `stop`, so that every worker of a cluster stops after the
+    same step. Returns one replica's values (they are the same on all).
     """
     variables = [v for _, group in updates for v in group]
     watched = variables + ([centers] if centers is not None else [])
     replicas = strategy.num_replicas_in_sync
     share = batch_size // replicas
 
-    def replica_step(images, labels):
+    def replica_step(images, labels, stop):
         ctx = tf.distribute.get_replica_context()
         first = ctx.replica_id_in_sync_group * share
         own_images, own_labels = images[first:first + share], labels[first:first + share]
@@ -315,11 +317,13 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
             per_sample, terms = gather(per_sample), {name: gather(v) for name, v in terms.items()}
         loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, own_loss)
         stats = batch_stats(outputs["dists"], labels, k)
+        # > 0: a worker was interrupted (the identity places the input on this replica's device)
+        stats["stop"] = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(stop))
         return _monitoring(stats, loss, per_sample, outputs, terms, skipped)
 
     @tf.function
-    def step(images, labels):
-        results = strategy.run(replica_step, args=(images, labels))
+    def step(images, labels, stop=0.0):
+        results = strategy.run(replica_step, args=(images, labels, tf.convert_to_tensor(stop, tf.float32)))
         return {name: strategy.experimental_local_results(value)[0] for name, value in results.items()}
 
     return step
@@ -335,11 +339,12 @@ class Trainer:
     """
 
     def __init__(self, s: TrainSettings, identities: int, keras_weights: str | None = None,
-                 source: str | None = None):
+                 source: str | None = None, strategy: tf.distribute.Strategy | None = None):
         assert s.seed is not None
         self.s = s
+        # a multi-worker strategy must exist before TensorFlow runs its first operation
+        self.strategy = strategy if strategy is not None else make_strategy(s.distribute)
         keras.utils.set_random_seed(s.seed)
-        self.strategy = make_strategy(s.distribute)
         if self.strategy is not None:
             replica_share(s.batch_p, s.batch_k, self.strategy.num_replicas_in_sync)
         self.num_classes = identities if s.id_loss_weight else 0  # classes of the classifier (0: none)
@@ -426,14 +431,15 @@ class Trainer:
 class _Run:
     """The objects of one training run, built from the settings before anything is written."""
 
-    def __init__(self, s: TrainSettings, dataset: Dataset, latest: str | None):
-        self.s, self.dataset = s, dataset
+    def __init__(self, s: TrainSettings, dataset: Dataset, latest: str | None, chief: bool = True,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.s, self.dataset, self.chief = s, dataset, chief
         self.root = s.experiment_root
         assert s.seed is not None
         self.sampler: PKSampler = SAMPLERS[s.sampler](dataset.pids, s.batch_p, s.batch_k, s.seed)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
-        self.trainer = Trainer(s, len(self.sampler.unique_pids), keras_weights, source)
+        self.trainer = Trainer(s, len(self.sampler.unique_pids), keras_weights, source, strategy)
         self.validator = None
         if s.validation:
             from trinet.validation import Validator
@@ -442,9 +448,11 @@ class _Run:
                                        s.val_excluder, s.embedding_metric, net_size=s.net_size,
                                        threads=min(4, s.loading_threads))
 
-    def save(self, step: int, state: dict[str, Any], path: str | None = None) -> str:
+    def save(self, step: int, state: dict[str, Any], path: str | None = None) -> str | None:
         """Write `checkpoint-<step>.h5` (or `path`); a failed write keeps every earlier checkpoint and says
-        so."""
+        so. Only the chief writes (the other workers of a cluster return None)."""
+        if not self.chief:
+            return None
         try:
             written = checkpoints.save_checkpoint(self.root, step, self.trainer.groups(), state, path=path)
         except OSError as e:
@@ -467,37 +475,42 @@ def train(s: TrainSettings) -> int:
     root = s.experiment_root
     if not s.resume and s.seed is None:
         s = s.replace(seed=random.SystemRandom().randrange(2**31))
+    chief = is_chief(s.distribute)  # the other workers of a cluster write nothing in the experiment root
     trinet_log = logging.getLogger("trinet")
     early = logging.handlers.MemoryHandler(capacity=100000, flushLevel=logging.CRITICAL + 1)
     trinet_log.addHandler(early)
+    # a multi-worker strategy configures TensorFlow's collectives: before TensorFlow runs anything else
+    strategy = make_strategy(s.distribute) if s.distribute == "multi_worker" else None
     with contextlib.ExitStack() as stack:
         try:
             log.info("%s training with the following parameters:", "Resuming" if s.resume else "Starting")
             for key, value in sorted(s.saved().items()):
                 log.info("%20s: %s", key, value)
-            if not s.resume:
+            if not s.resume and chief:
                 experiment.check_fresh(root)  # before any long work
             dataset = load_training_set(s)
             if s.resume:
-                experiment.check_writable(root)
-                stack.enter_context(ExperimentLock(root))
+                if chief:
+                    experiment.check_writable(root)
+                    stack.enter_context(ExperimentLock(root))
                 latest = checkpoints.latest_checkpoint(root)
             else:
                 latest = None
-            run = _Run(s, dataset, latest)
-            if not s.resume:
+            run = _Run(s, dataset, latest, chief, strategy)
+            if not s.resume and chief:
                 experiment.prepare_fresh(root)
                 stack.enter_context(ExperimentLock(root))
                 experiment.save_args(root, s.saved())
-            handler = _add_file_log(root)
-            stack.callback(handler.close)
-            stack.callback(trinet_log.removeHandler, handler)
-            early.setTarget(handler)
-            early.flush()
+            if chief:
+                handler = _add_file_log(root)
+                stack.callback(handler.close)
+                stack.callback(trinet_log.removeHandler, handler)
+                early.setTarget(handler)
+                early.flush()
         finally:
             trinet_log.removeHandler(early)
             early.close()
-        stale = remove_stale_temporaries(root)
+        stale = remove_stale_temporaries(root) if chief else []
         if stale:
             log.info("Removed %d temporary files left by an interrupted run: %s", len(stale), listing(stale))
         try:
@@ -535,7 +548,8 @@ def _loop(run: _Run, latest: str | None) -> int:
     total = s.train_iterations
     if step >= total:
         log.info("Training already finished (%d of %d iterations).", step, total)
-        if not os.path.isfile(os.path.join(root, experiment.MODEL_FILE)):  # killed before it was written
+        # a run killed after its last checkpoint but before model.keras was written
+        if run.chief and not os.path.isfile(os.path.join(root, experiment.MODEL_FILE)):
             log.info("Training finished after %d iterations; the embedding model is in %s.", step,
                      export(root, model))
         return 0
@@ -543,10 +557,10 @@ def _loop(run: _Run, latest: str | None) -> int:
     assert s.seed is not None
     k = max(1, s.batch_k - 1)
 
-    writer = tf.summary.create_file_writer(root)
+    writer = tf.summary.create_file_writer(root) if run.chief else tf.summary.create_noop_writer()
     dim = int(model.output["embedding"].shape[-1])
     detailed = (DetailedLogs(root, total, s.batch_size, dim, max(len(f.encode()) for f in run.dataset.fids))
-                if s.detailed_logs else None)
+                if s.detailed_logs and run.chief else None)
     excluded: set[int] = set(state["excluded_rows"])
     seed = s.seed
     delivered = Delivered(state["next_batch"] - 1)
@@ -569,7 +583,8 @@ def _loop(run: _Run, latest: str | None) -> int:
 
     with Uninterrupt() as interrupt, writer.as_default():
         tick = time.perf_counter()
-        while step < total and not interrupt.interrupted:
+        agreed_stop = False  # with several workers: a stop that every worker saw after the same step
+        while step < total and not (agreed_stop if trainer.strategy is not None else interrupt.interrupted):
             item = next(data, None)
             if item is None:  # the generator gave up: a long run of batches that all failed
                 first = delivered.index + 1
@@ -598,7 +613,11 @@ def _loop(run: _Run, latest: str | None) -> int:
                                       "--validate_images, then --resume.")
                 reopen = True
             delivered.index = index
-            out = trainer.step(step)(images, labels)
+            if trainer.strategy is None:
+                out = trainer.step(step)(images, labels)
+            else:
+                out = trainer.step(step)(images, labels, tf.constant(float(interrupt.interrupted)))
+                agreed_stop = bool(out["stop"] > 0)
             step += 1
             state["next_batch"] = index + 1
             if reopen:  # later batches are drawn without the undecodable images
@@ -627,7 +646,7 @@ def _loop(run: _Run, latest: str | None) -> int:
                 tf.summary.histogram("embedding_pos_dists", out["pos_dists"], step=step)
                 tf.summary.histogram("embedding_neg_dists", out["neg_dists"], step=step)
                 tf.summary.histogram("embedding_lengths", out["norms"], step=step)
-            if run.validator is not None and (step % s.val_frequency == 0 or step == total):
+            if run.validator is not None and run.chief and (step % s.val_frequency == 0 or step == total):
                 _validate(run, writer, step, state)
             if s.checkpoint_frequency and step % s.checkpoint_frequency == 0 and step < total:
                 if detailed is not None:
@@ -642,6 +661,9 @@ def _loop(run: _Run, latest: str | None) -> int:
     if step < total:
         log.info("Stopped at iteration %d of %d. To continue: train.py --experiment_root %s --resume",
                  step, total, root)
+        return 0
+    if not run.chief:
+        log.info("Training finished after %d iterations (the chief writes the model).", step)
         return 0
     path = export(root, model)
     log.info("Training finished after %d iterations; the embedding model is in %s.", step, path)
