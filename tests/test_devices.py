@@ -150,6 +150,29 @@ def test_a_mirrored_run_resumes_on_one_device(tmp_path, image_set):
     from trinet.cli import train as train_cli
     assert train_cli.main(["--experiment_root", str(root), "--resume", "--distribute", "none"]) == 0
     log = open(root / "train.log").read()
-    assert "Training on 1 replicas" in log and "Restored checkpoint-2.h5" in log
+    assert "Running on 1 replicas" in log and "Restored checkpoint-2.h5" in log
     assert json.load(open(root / "args.json"))["distribute"] == "mirrored"  # what the run was started with
     assert checkpoints.read_info(str(root / "checkpoint-4.h5"))[0] == 4
+
+
+@pytest.mark.slow
+def test_embedding_on_two_replicas_equals_one_device(tmp_path, finished, image_set):
+    """embed.py --distribute mirrored splits each batch over two logical CPU devices: same embeddings (a
+    batch of 5 images splits 3 + 2; the last batch of 2 splits 1 + 1)."""
+    import h5py
+
+    csv, images = image_set
+    out = {}
+    for name, flags in (("one", []), ("two", ["--distribute", "mirrored"])):
+        out[name] = tmp_path / f"{name}.h5"
+        argv = ["--experiment_root", str(finished), "--dataset", csv, "--image_root", images, "--filename",
+                str(out[name]), "--batch_size", "10", "--flip_augment", "--aggregator", "mean", *flags]
+        env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        script = os.path.join(os.path.dirname(__file__), "scripts", "embed_two_devices.py")
+        done = subprocess.run([sys.executable, script, *argv], check=True, env=env, capture_output=True,
+                              text=True)
+        assert ("Running on 2 replicas" in done.stderr) == (name == "two")
+    with h5py.File(out["one"]) as a, h5py.File(out["two"]) as b:
+        assert a["emb"].shape == b["emb"].shape == (30, 8)
+        np.testing.assert_allclose(b["emb"][()], a["emb"][()], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b["emb_aug"][()], a["emb_aug"][()], rtol=1e-5, atol=1e-6)

@@ -39,7 +39,7 @@ def make_strategy(kind: str) -> tf.distribute.Strategy | None:
     if kind == "mirrored":
         devices = mirrored_devices()
         strategy = tf.distribute.MirroredStrategy(devices)
-        log.info("Training on %d replicas: %s.", strategy.num_replicas_in_sync, ", ".join(devices))
+        log.info("Running on %d replicas: %s.", strategy.num_replicas_in_sync, ", ".join(devices))
         return strategy
     if kind == "multi_worker":
         workers, task = cluster()

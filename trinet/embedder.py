@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from trinet import experiment
+from trinet.distribute import make_strategy, scope
 from trinet.embedding import embed_batches, load_model
 from trinet.errors import TrinetError, listing
 from trinet.fileio import path_problem
@@ -81,8 +82,8 @@ class Embedder:
     """
 
     def __init__(self, model: keras.Model, net_size: tuple[int, int],
-                 pre_crop_size: tuple[int, int] | None = None, *, source: str = ""):
-        self.model = model
+                 pre_crop_size: tuple[int, int] | None = None, *, source: str = "", strategy=None):
+        self.model, self.strategy = model, strategy
         self.net_size = (int(net_size[0]), int(net_size[1]))
         pre_crop_size = pre_crop_size or net_size
         self.pre_crop_size = (int(pre_crop_size[0]), int(pre_crop_size[1]))
@@ -91,13 +92,15 @@ class Embedder:
     @classmethod
     def from_experiment(cls, root: str, checkpoint: str | int | None = None, *,
                         net_size: tuple[int, int] | None = None,
-                        pre_crop_size: tuple[int, int] | None = None) -> Embedder:
+                        pre_crop_size: tuple[int, int] | None = None, distribute: str = "none") -> Embedder:
         """The model of the experiment folder `root` written by train.py.
 
         Args:
             checkpoint: as embed.py's `--checkpoint`: a step (25000), a name (checkpoint-25000), a path,
                 `best` or `model.keras`. Default: the latest checkpoint (or model.keras without any).
             net_size, pre_crop_size: override the sizes of the experiment's args.json (needed without it).
+            distribute: 'none', or 'mirrored' to split each batch over every local GPU (or logical CPU
+                device) with `tf.distribute.MirroredStrategy`; the embeddings are the same.
 
         Raises:
             TrinetError: `root` is no folder, it has no checkpoint or model file, or the sizes are unknown.
@@ -113,8 +116,12 @@ class Embedder:
             raise TrinetError(f"The net input size of {root} is not known (its {experiment.ARGS_FILE} lacks "
                               "it); pass net_size=(height, width).")
         pre_crop_size = pre_crop_size or _size(settings, "pre_crop")
-        model, source = load_model(root, None if checkpoint is None else str(checkpoint), settings)
-        return cls(model, net_size, pre_crop_size, source=source)
+        if distribute not in ("none", "mirrored"):
+            raise TrinetError(f"distribute={distribute!r}; expected 'none' or 'mirrored'")
+        strategy = make_strategy(distribute)
+        with scope(strategy):  # the variables are mirrored on every device
+            model, source = load_model(root, None if checkpoint is None else str(checkpoint), settings)
+        return cls(model, net_size, pre_crop_size, source=source, strategy=strategy)
 
     @property
     def dim(self) -> int:
@@ -141,7 +148,8 @@ class Embedder:
         per_batch = max(1, batch_size // len(names))
         batches = embed_batches(self.model, images, len(names), images_per_batch=per_batch,
                                 net_size=self.net_size, pre_crop_size=self.pre_crop_size, flip=flip,
-                                crop_mode=crops, threads=threads, jit_compile=jit_compile)
+                                crop_mode=crops, threads=threads, jit_compile=jit_compile,
+                                strategy=self.strategy)
         return ((combine(emb_aug), emb_aug) for emb_aug in batches)
 
     def embed(self, images: Sequence[str] | Sequence[np.ndarray] | np.ndarray, *, flip: bool = False,

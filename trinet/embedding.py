@@ -177,6 +177,20 @@ def _compiled(model: keras.Model, jit_compile: bool = False) -> Callable:
     return functions[jit_compile]
 
 
+def _replicated(model: keras.Model, strategy) -> Callable:
+    """`model` in inference mode on every replica of `strategy`, each taking a consecutive share of the
+    `(B, H, W, 3)` batch (the last ones may get fewer or no images); the `(B, D)` results in order."""
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    def run(images):
+        def share(images):
+            ctx = tf.distribute.get_replica_context()
+            size = -(-tf.shape(images)[0] // ctx.num_replicas_in_sync)  # ceil
+            first = ctx.replica_id_in_sync_group * size
+            return tf.cast(model(images[first:first + size], training=False), tf.float32)
+        return tf.concat(strategy.experimental_local_results(strategy.run(share, args=(images,))), axis=0)
+    return run
+
+
 def _padded(run: Callable, size: int) -> Callable:
     """`run` on batches zero-padded to `size` rows (the padding's rows dropped from the result), so that
     XLA sees one shape; the model treats rows independently in inference mode."""
@@ -189,15 +203,16 @@ def _padded(run: Callable, size: int) -> Callable:
 
 
 def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray], views: int, *,
-                  images_per_batch: int, jit_compile: bool = False, **pipeline) -> Iterator[np.ndarray]:
+                  images_per_batch: int, jit_compile: bool = False, strategy=None,
+                  **pipeline) -> Iterator[np.ndarray]:
     """Yield `(M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
     `view_batches`); with `jit_compile`, the model is compiled by XLA and every batch padded to
-    `images_per_batch` images.
+    `images_per_batch` images; with a `tf.distribute` `strategy`, each batch is split over its replicas.
 
     Raises:
         TrinetError: an image cannot be decoded (all such images are named).
     """
-    run = _compiled(model, jit_compile)
+    run = _compiled(model, jit_compile) if strategy is None else _replicated(model, strategy)
     if jit_compile:
         run = _padded(run, images_per_batch * views)
     try:

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Compile the model with XLA (the last batch is padded to a full one, so it compiles "
                         "once). Meant for GPUs: on CPUs XLA is usually slower (its convolutions do not use "
                         "oneDNN).")
+    p.add_argument("--distribute", choices=["none", "mirrored"], default="none",
+                   help="mirrored: split each batch over every local GPU (or, without one, every logical CPU "
+                        "device) with tf.distribute.MirroredStrategy; the embeddings are the same. For "
+                        "several machines, use --shard.")
     several = p.add_mutually_exclusive_group()
     several.add_argument("--shard", type=argtypes.shard, default=None, metavar="I/N",
                          help="Embed only shard I (counted from 0) of N of the dataset's rows (contiguous, "
@@ -135,8 +139,14 @@ def _run(argv: Sequence[str] | None) -> int:
     import_tensorflow_quietly()
     from trinet.embedder import Embedder
     from trinet.embedding import embed_to_file, load_model
-    model, source = load_model(root, args.checkpoint, settings)
-    embedder = Embedder(model, net_size, pre_crop_size, source=source)
+    if args.distribute != "none" and args.jit_compile:
+        raise TrinetError(f"--jit_compile is not available with --distribute {args.distribute} yet; use one "
+                          "of them")
+    from trinet.distribute import make_strategy, scope
+    strategy = make_strategy(args.distribute)
+    with scope(strategy):  # the variables are mirrored on every device
+        model, source = load_model(root, args.checkpoint, settings)
+    embedder = Embedder(model, net_size, pre_crop_size, source=source, strategy=strategy)
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
              source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
