@@ -33,6 +33,7 @@ is printed too. The issue asks the full recipe to be no more than 10% slower per
     python benchmarks/bench_recipe.py                                   # 3 variants x seeds 0 1 2
     python benchmarks/bench_recipe.py --seeds 0 --iterations 200        # a quick look
     python benchmarks/bench_recipe.py --fresh                           # retrain instead of reusing
+    python benchmarks/bench_recipe.py --variants "full recipe" "full recipe, bfloat16"   # the precisions
 
 Measured (2026-11-30, 2 shared vCPUs, load 2-5 from other work; seeds 0 1 2, 1,000 iterations): mAP / rank-1
 67.7 ± 0.9 / 78.1 ± 2.3 (triplet), 71.4 ± 1.4 / 85.0 ± 2.1 (triplet+id+bnneck), 73.2 ± 3.3 / 82.9 ± 3.3 (full
@@ -87,12 +88,18 @@ def variants(iterations: int, pad: int) -> list[tuple[str, dict, str]]:
     full.update({"--warmup_iterations": str(max(1, iterations // 10)), "--warmup_factor": "0.1",
                  "--random_erasing_prob": "0.5", "--pad_crop": str(pad), "--label_smoothing": "0.1",
                  "--last_stride": "1", "--center_loss_weight": "0.0005", "--margin": "0.3"})
+    bfloat16 = dict(full)
+    bfloat16["--mixed_precision"] = "bfloat16"
     return [("triplet", triplet, "euclidean"), ("triplet+id+bnneck", bnneck, "cosine"),
-            ("full recipe", full, "cosine")]
+            ("full recipe", full, "cosine"), ("full recipe, bfloat16", bfloat16, "cosine")]
+
+
+#: The variants run by default (``--variants`` chooses others).
+DEFAULT_VARIANTS = ("triplet", "triplet+id+bnneck", "full recipe")
 
 
 def slug(name: str) -> str:
-    return name.replace("+", "_").replace(" ", "_")
+    return name.replace("+", "_").replace(",", "").replace(" ", "_")
 
 
 def as_argv(flags: dict) -> list[str]:
@@ -245,6 +252,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--pad_crop", type=int, default=3, help="the full recipe's --pad_crop (default 3)")
     p.add_argument("--fresh", action="store_true", help="redo finished runs instead of reusing them")
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                   choices=[name for name, _, _ in variants(1000, 3)],
+                   help="the variants to run ('full recipe, bfloat16': the full recipe with "
+                        "--mixed_precision bfloat16)")
     args = p.parse_args()
     if args.iterations < 100:
         p.error(f"--iterations must be >= 100 (the step time leaves out the first {SKIP_ITERATIONS}). "
@@ -255,7 +266,7 @@ def main() -> None:
     print(f"Generating (or reusing) the demo dataset in {data}", flush=True)
     subprocess.check_call([sys.executable, "-m", "trinet.demo", "--out", data, "--quiet"], cwd=REPO)
 
-    specs = variants(args.iterations, args.pad_crop)
+    specs = [spec for spec in variants(args.iterations, args.pad_crop) if spec[0] in args.variants]
     results: dict[str, list[dict]] = {name: [] for name, _, _ in specs}
     failures: list[str] = []
     total, done = len(specs) * len(args.seeds), 0
@@ -277,7 +288,7 @@ def main() -> None:
                   f"{r['batch_size'] / r['median_s_per_it']:.0f} images/s (median of {r['windows']} windows; "
                   f"training took {r['train_seconds']:.0f} s)", flush=True)
 
-    base = {r["seed"]: r for r in results["triplet"]}
+    base = {r["seed"]: r for r in results.get("triplet", [])}
     reused = any(r["reused"] for rs in results.values() for r in rs)
     print(f"\nBag of Tricks on the demo dataset: LuNet 64x32, {args.iterations} iterations of "
           f"{BATCH_P}x{BATCH_K}, seeds {' '.join(map(str, args.seeds))}; single-view embeddings, "
