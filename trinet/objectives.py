@@ -12,7 +12,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from trinet import losses
+from trinet import distillation, losses
 from trinet.registries import LOSSES
 
 #: `(outputs, labels (B,)) -> (B,)` per-sample loss.
@@ -46,8 +46,11 @@ def center_term(centers: tf.Variable) -> TermFn:
     return lambda outputs, labels: losses.center_loss(outputs["metric"], labels, centers)
 
 
-def build_objectives(settings, centers: tf.Variable | None = None) -> list[Objective]:
-    """The weighted terms of a `TrainSettings` run (terms of weight 0 are left out)."""
+def build_objectives(settings, centers: tf.Variable | None = None,
+                     teacher_metric: str | None = None) -> list[Objective]:
+    """The weighted terms of a `TrainSettings` run (terms of weight 0 are left out); the distillation
+    terms need the outputs `teacher_logits` / `teacher_metric` (`trinet.distillation.Teacher.outputs`),
+    whose distances are taken with `teacher_metric`."""
     terms = []
     if settings.triplet_loss_weight:
         terms.append(Objective("triplet", settings.triplet_loss_weight,
@@ -58,6 +61,12 @@ def build_objectives(settings, centers: tf.Variable | None = None) -> list[Objec
         if centers is None:
             raise ValueError("the centre loss needs its centres variable")
         terms.append(Objective("center", settings.center_loss_weight, center_term(centers)))
+    if getattr(settings, "distill_logits_weight", 0):
+        terms.append(Objective("distill_logits", settings.distill_logits_weight,
+                               distillation.logits_term(settings.distill_temperature)))
+    if getattr(settings, "distill_distance_weight", 0):
+        terms.append(Objective("distill_distance", settings.distill_distance_weight,
+                               distillation.distance_term(teacher_metric or settings.metric)))
     return terms
 
 

@@ -86,6 +86,11 @@ class TrainSettings:
     warmup_factor: float = 0.1
     freeze_backbone_iterations: int = 0
     new_layers_lr_multiplier: float = 1.0
+    # distillation
+    teacher: str | None = None
+    distill_logits_weight: float = 0.0
+    distill_distance_weight: float = 0.0
+    distill_temperature: float = 4.0
     # devices and precision
     distribute: str = "none"
     cross_replica_mining: bool = False
@@ -270,6 +275,16 @@ def _problems(s: TrainSettings):
     if s.distribute == "none" and (s.cross_replica_mining or s.sync_batchnorm):
         flag = "--cross_replica_mining" if s.cross_replica_mining else "--sync_batchnorm"
         yield f"{flag} applies to --distribute mirrored or multi_worker, not to --distribute none"
+    if s.teacher is None and (s.distill_logits_weight or s.distill_distance_weight):
+        flag = "--distill_logits_weight" if s.distill_logits_weight else "--distill_distance_weight"
+        yield f"{flag} needs --teacher (the experiment root of the model to learn from)"
+    if s.teacher is not None and not (s.distill_logits_weight or s.distill_distance_weight):
+        yield "--teacher needs --distill_logits_weight and/or --distill_distance_weight > 0"
+    if s.distill_logits_weight and not s.id_loss_weight:
+        yield ("--distill_logits_weight needs the student's classifier (--id_loss_weight > 0): the KL term "
+               "compares the class probabilities")
+    if s.distill_temperature <= 0:
+        yield f"--distill_temperature must be > 0, got {s.distill_temperature}"
     if s.distribute == "multi_worker" and s.seed is None and not s.resume:
         yield ("--distribute multi_worker needs --seed (the same on every worker, so that they build the "
                "same batches)")

@@ -237,19 +237,22 @@ def _monitoring(stats: dict, loss, per_sample, outputs: dict, terms: dict, skipp
 
 
 def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int, centers=None,
-                    center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None):
+                    center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None, teacher=None):
     """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step that applies, for
     each `(optimizer, variables)` of `updates`, the gradients of those variables, and updates `centers`
     (if any) by plain SGD on the unweighted centre loss (`center_scale` = centre learning rate / centre
     loss weight), as the Bag of Tricks. `jit_compile`: the forward and backward passes and the updates
     are compiled with XLA (the monitoring, of dynamic shapes, is not). `loss_scale`: the
-    LossScaleOptimizer of float16 training (the loss is scaled for the gradients)."""
+    LossScaleOptimizer of float16 training (the loss is scaled for the gradients). `teacher`: `images ->
+    dict` of constant outputs added to the model's (distillation)."""
     variables = [v for _, group in updates for v in group]
     watched = variables + ([centers] if centers is not None else [])
 
     def learn(images, labels):
         with tf.GradientTape() as tape:
             outputs = _float32(model(images, training=True))
+            if teacher is not None:
+                outputs.update(teacher(images))
             outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
             loss, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
             scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
@@ -270,7 +273,7 @@ def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int
 
 def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, updates, objectives,
                          metric: str, k: int, batch_size: int, centers=None, center_scale: float = 0.0,
-                         cross_replica_mining: bool = False, loss_scale=None):
+                         cross_replica_mining: bool = False, loss_scale=None, teacher=None):
     """The training step of `make_train_step` run by each replica of `strategy` on its share of the global
     batch: `batch_size / replicas` consecutive images (whole identities; `trinet.distribute.replica_share`).
 
@@ -298,6 +301,8 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
 
         with tf.GradientTape() as tape:
             outputs = _float32(model(own_images, training=True))
+            if teacher is not None:
+                outputs.update(teacher(own_images))
             if cross_replica_mining:
                 outputs = {name: gather(t) for name, t in outputs.items()}
                 outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
@@ -377,7 +382,14 @@ class Trainer:
                 extra = {"aggregation": "only_first_replica"} if self.strategy is not None else {}
                 self.centers = keras.Variable(rng.standard_normal((identities, dim), dtype=np.float32),
                                               name="centers", **extra)
-        self.objectives = build_objectives(s, self.centers)
+        self.teacher = None
+        if s.teacher is not None:
+            from trinet.distillation import Teacher
+            with scope(self.strategy):
+                self.teacher = Teacher.load(s.teacher)
+            log.info("Distilling from %s (%s).", self.teacher.source,
+                     f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier")
+        self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None)
         self._steps: dict[str, Any] = {}
 
     def _scaled(self, optimizer):
@@ -417,14 +429,17 @@ class Trainer:
                          len(self._variables["new"]), s.freeze_backbone_iterations)
             center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
             k = max(1, s.batch_k - 1)
+            teacher = self.teacher.outputs if self.teacher is not None else None
             if self.strategy is None:
                 self._steps[phase] = make_train_step(self.model, self._updates(phase), self.objectives,
                                                      s.metric, k, self.centers, center_scale,
-                                                     jit_compile=s.jit_compile, loss_scale=self.loss_scale)
+                                                     jit_compile=s.jit_compile, loss_scale=self.loss_scale,
+                                                     teacher=teacher)
             else:
                 self._steps[phase] = make_replicated_step(
                     self.strategy, self.model, self._updates(phase), self.objectives, s.metric, k,
-                    s.batch_size, self.centers, center_scale, s.cross_replica_mining, self.loss_scale)
+                    s.batch_size, self.centers, center_scale, s.cross_replica_mining, self.loss_scale,
+                    teacher=teacher)
         return self._steps[phase]
 
 
@@ -440,6 +455,9 @@ class _Run:
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         self.trainer = Trainer(s, len(self.sampler.unique_pids), keras_weights, source, strategy)
+        if s.distill_logits_weight:
+            assert self.trainer.teacher is not None
+            self.trainer.teacher.check_identities(self.sampler.unique_pids)
         self.validator = None
         if s.validation:
             from trinet.validation import Validator

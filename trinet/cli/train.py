@@ -26,7 +26,7 @@ log = logging.getLogger("trinet.train")
 #: The defaults live in one place: the settings dataclass.
 D = TrainSettings()
 #: Settings holding paths: made absolute, so that the run resumes from any working folder.
-PATH_SETTINGS = ("train_set", "image_root", "val_query", "val_gallery", "val_image_root")
+PATH_SETTINGS = ("train_set", "image_root", "val_query", "val_gallery", "val_image_root", "teacher")
 
 
 def _milestones(text: str) -> tuple[int, ...]:
@@ -183,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Learning rate of the new layers (pooling, head, classifier) as a multiple of the "
                         "backbone's, e.g. 10 as open-reid for a pretrained backbone; they then get an "
                         "optimizer of their own.")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", type=argtypes.readable_directory, default=D.teacher,
+                   help="The experiment root of a trained trinet model (its latest checkpoint), frozen, "
+                        "whose outputs teach this run; its backbone may differ.")
+    g.add_argument("--distill_logits_weight", type=argtypes.nonnegative_float,
+                   default=D.distill_logits_weight,
+                   help="Weight of the KL divergence from the teacher's to the student's class probabilities "
+                        "(softened by --distill_temperature, times its square). Both need a classifier over "
+                        "the same training identities.")
+    g.add_argument("--distill_distance_weight", type=argtypes.nonnegative_float,
+                   default=D.distill_distance_weight,
+                   help="Weight of the term matching the student's batch distance matrix to the teacher's "
+                        "(each divided by its mean distance; Huber loss; relational distillation).")
+    g.add_argument("--distill_temperature", type=argtypes.positive_float, default=D.distill_temperature,
+                   help="Temperature of the softened class probabilities of --distill_logits_weight.")
     g = p.add_argument_group("devices and precision")
     g.add_argument("--distribute", choices=sorted(DISTRIBUTE), default=D.distribute,
                    help="Data-parallel training: " + "; ".join(f"{k}: {v}" for k, v in DISTRIBUTE.items())

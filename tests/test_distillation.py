@@ -1,0 +1,95 @@
+"""Distillation (--teacher): the KL and distance-matching terms in closed form, a student that learns from a
+teacher and resumes bit for bit, and the errors."""
+
+import math
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import train, write_image_set
+from trinet.distillation import distance_matching, kl_divergence
+from trinet.settings import TrainSettings
+
+
+def test_kl_divergence_on_known_distributions():
+    teacher = tf.constant([[0.0, math.log(3.0)], [1.0, 1.0]])  # softmax: (1/4, 3/4) and (1/2, 1/2)
+    student = tf.constant([[0.0, 0.0], [1.0, 1.0]])  # (1/2, 1/2) twice
+    kl = kl_divergence(student, teacher, 1.0).numpy()
+    expected = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    np.testing.assert_allclose(kl, [expected, 0.0], atol=1e-6)
+    # temperature 2: the logits halved (softmax (1/(1+sqrt 3), sqrt 3/(1+sqrt 3))), the KL times 4
+    p = np.array([1.0, math.sqrt(3.0)]) / (1.0 + math.sqrt(3.0))
+    expected_t2 = 4.0 * float(np.sum(p * np.log(p / 0.5)))
+    np.testing.assert_allclose(kl_divergence(student, teacher, 2.0).numpy()[0], expected_t2, atol=1e-6)
+
+
+def test_distance_matching_by_hand():
+    student = tf.constant([[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 0.0]])
+    # each matrix is divided by its mean off-diagonal distance: a scaled copy matches exactly
+    np.testing.assert_allclose(distance_matching(student, 3.0 * student).numpy(), [0.0, 0.0, 0.0], atol=1e-7)
+    teacher = tf.constant([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    # student / (8/6): off-diagonal 0.75, 1.5, 0.75; teacher / 1: 1 everywhere
+    # |diff| = 0.25, 0.5, 0.25 -> Huber 0.03125, 0.125, 0.03125; per anchor: mean over the 2 others
+    expected = [(0.03125 + 0.125) / 2, (0.03125 + 0.03125) / 2, (0.125 + 0.03125) / 2]
+    np.testing.assert_allclose(distance_matching(student, teacher).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"distill_distance_weight": 1.0}, "--distill_distance_weight needs --teacher"),
+    ({"teacher": "t"}, "--teacher needs --distill_logits_weight and/or --distill_distance_weight"),
+    ({"teacher": "t", "distill_logits_weight": 1.0},
+     "--distill_logits_weight needs the student's classifier"),
+    ({"teacher": "t", "distill_distance_weight": 1.0, "distill_temperature": 0.0},
+     "--distill_temperature must be > 0"),
+])
+def test_distillation_settings_are_checked(changes, words):
+    with pytest.raises(Exception, match=words):
+        TrainSettings(train_set="x.csv", **changes).validate()
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, image_set):
+    """A tiny teacher with a classifier (identification + triplet, bnneck)."""
+    root = tmp_path_factory.mktemp("teacher") / "exp"
+    assert train(root, image_set, "--train_iterations", "4", "--id_loss_weight", "1", "--head_name",
+                 "bnneck") == 0
+    return root
+
+
+@pytest.mark.slow
+def test_a_student_learns_from_its_teacher_and_resumes_bit_for_bit(tmp_path, image_set, teacher):
+    reference = tmp_path / "reference"
+    flags = ["--teacher", str(teacher), "--distill_logits_weight", "1", "--distill_distance_weight", "1",
+             "--id_loss_weight", "1", "--train_iterations", "6", "--checkpoint_frequency", "3"]
+    assert train(reference, image_set, *flags) == 0  # another head than its teacher's: fc1024
+    log = open(reference / "train.log").read()
+    assert "objective: 1 x triplet + 1 x id + 1 x distill_logits + 1 x distill_distance" in log
+    assert ", distill_logits " in log and ", distill_distance " in log and "Distilling from " in log
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    for name in ("checkpoint-6.h5", "model.keras"):
+        os.remove(resumed / name)
+    from trinet.cli import train as train_cli
+    assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 0
+    with h5py.File(reference / "checkpoint-6.h5") as a, h5py.File(resumed / "checkpoint-6.h5") as b:
+        assert "teacher" not in str(list(a["model"].attrs.items()))  # the teacher is not part of the student
+        for group in a:
+            for key in a[group]:
+                np.testing.assert_array_equal(a[group][key][()], b[group][key][()], err_msg=f"{group}/{key}")
+
+
+@pytest.mark.slow
+def test_a_teacher_of_other_identities_or_without_classifier_is_refused(tmp_path, teacher, finished, capsys):
+    other = str(tmp_path / "other")
+    csv = write_image_set(other, identities=4, per_identity=3, seed=3)
+    assert train(tmp_path / "a", (csv, other), "--teacher", str(teacher), "--distill_logits_weight", "1",
+                 "--id_loss_weight", "1") == 2
+    assert "the teacher's 6 classes are not the student's 4 training identities" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert train(tmp_path / "b", (csv, other), "--teacher", str(finished), "--distill_logits_weight", "1",
+                 "--id_loss_weight", "1") == 2
+    assert "needs a teacher with a classifier" in capsys.readouterr().err
