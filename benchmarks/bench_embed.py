@@ -55,7 +55,7 @@ def main() -> None:
     pipeline = dict(net_size=args.net_input, pre_crop_size=args.pre_crop, flip=True, crop_mode="five",
                     threads=args.threads)
     # the same view tensors, decoded once, in memory
-    batches = [b.numpy() for b in view_batches(paths, images_per_batch=per_batch, **pipeline)]
+    batches = [b[0].numpy() for b in view_batches(paths, images_per_batch=per_batch, **pipeline)]
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
     def run(images):

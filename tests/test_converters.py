@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -113,12 +114,35 @@ def make_msmt17(parent, name="MSMT17_V1", folders=("train", "test"), lists=None)
     return root
 
 
+#: Bytes that start a BMP file.
+BMP = b"BM" + b"\0" * 14
+
+
+def make_viper(parent) -> str:
+    """VIPeR (VIPeR.v1.0.zip): cam_a/ and cam_b/ with one image per person, named by the pair's number
+    (with gaps) and the viewpoint angle, which differs between the cameras."""
+    return make_files(os.path.join(parent, "VIPeR"), [
+        "cam_a/000_45.bmp", "cam_a/001_90.bmp", "cam_a/003_0.bmp", "cam_a/005_180.bmp", "cam_a/Thumbs.db",
+        "cam_b/000_90.bmp", "cam_b/001_0.bmp", "cam_b/003_45.bmp", "cam_b/005_135.bmp",
+    ], BMP)
+
+
+def make_cuhk01(parent) -> str:
+    """CUHK01 (CUHK01.zip extracted): campus/ with four images per person, 001-002 camera 1, 003-004
+    camera 2."""
+    return make_files(os.path.join(parent, "CUHK01"), [
+        f"campus/{pid}{image:03d}.png" for pid in ("0001", "0002", "0971") for image in range(1, 5)
+    ] + ["campus/Thumbs.db"], PNG)
+
+
 MIMICS = {
     "market1501": make_market,
     "duke": make_duke,
     "cuhk03-detected": make_cuhk03np,
     "cuhk03-labeled": make_cuhk03np,
     "msmt17": make_msmt17,
+    "viper": make_viper,
+    "cuhk01": make_cuhk01,
 }
 
 
@@ -145,7 +169,8 @@ def test_every_converter_runs_on_its_mimic(name, tmp_path):
 
 def test_unknown_dataset_lists_the_valid_names():
     with pytest.raises(TrinetError,
-                       match=r"Unknown dataset 'market'; expected one of \['cuhk03-detected', .*'msmt17'\]"):
+                       match=r"Unknown dataset 'market'; expected one of "
+                             r"\['cuhk01', 'cuhk03-detected', .*'viper'\]"):
         converters.convert("market", "/nonexistent")
 
 
@@ -438,6 +463,109 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# --- VIPeR and CUHK01: random halves of the identities per trial -----------------------------------------
+
+def test_trial_split_is_numpys_frozen_random_state():
+    identities = [f"{i:03d}" for i in range(632)]
+    train, test = converters.trial_split(identities[::-1], 0)  # the order given does not matter
+    assert len(train) == len(test) == 316 and sorted(train + test) == identities
+    # numpy.random.RandomState(0).permutation(632): these values are fixed by numpy's stream policy.
+    assert train[:5] == ["000", "001", "003", "004", "005"]
+    assert test[:5] == ["002", "009", "011", "013", "016"]
+    train, test = converters.trial_split([f"{i:04d}" for i in range(1, 972)], 3)
+    assert (len(train), len(test)) == (485, 486)
+    assert train[:5] == ["0004", "0005", "0006", "0008", "0009"]  # RandomState(3): 3, 4, 5, 7, 8 + 1
+    assert converters.trial_split(identities, 1) != converters.trial_split(identities, 0)
+
+
+def test_viper_rows_of_a_trial(tmp_path):
+    release = make_viper(tmp_path)
+    # RandomState(0).permutation(4) = [2, 3, 1, 0]: training 003 and 005, test 000 and 001.
+    conversion = converters.convert("viper", release)
+    assert conversion.trial == 0 and conversion.csv_name("train") == "viper_trial0_train.csv"
+    assert conversion.rows == {
+        "train": [("003", "cam_a/003_0.bmp"), ("005", "cam_a/005_180.bmp"), ("003", "cam_b/003_45.bmp"),
+                  ("005", "cam_b/005_135.bmp")],
+        "query": [("000", "cam_a/000_45.bmp"), ("001", "cam_a/001_90.bmp")],
+        "test": [("000", "cam_b/000_90.bmp"), ("001", "cam_b/001_0.bmp")],
+    }
+    assert conversion.skipped == ("cam_a/Thumbs.db",)
+    # RandomState(4).permutation(4) = [0, 1, 3, 2]: the other half.
+    conversion = converters.convert("viper", release, 4)
+    assert [pid for pid, _ in conversion.rows["query"]] == ["003", "005"]
+    assert conversion.csv_name("query") == "viper_trial4_query.csv"
+    assert any("viper train: 4 images of 2 identities, the official release has 632 of 316" in w
+               for w in conversion.warnings)
+
+
+def test_viper_pairs_by_number_and_refuses_unpaired_or_doubled(tmp_path):
+    release = make_viper(tmp_path)
+    touch(os.path.join(release, "cam_a", "007_90.bmp"), BMP)
+    with pytest.raises(TrinetError, match=r"1 number\(s\) are in one folder only: 007 \(only in cam_a/\)"):
+        converters.convert("viper", release)
+    touch(os.path.join(release, "cam_b", "007_90.bmp"), BMP)
+    touch(os.path.join(release, "cam_b", "007_45.bmp"), BMP)
+    with pytest.raises(TrinetError, match="one image per person and camera, but 1 person"):
+        converters.convert("viper", release)
+
+
+def test_viper_names_and_layout(tmp_path):
+    release = make_viper(tmp_path)
+    with pytest.raises(TrinetError, match=r"missing cam_a/, cam_b/.*Did you mean .*VIPeR"):
+        converters.convert("viper", str(tmp_path))
+    with pytest.raises(TrinetError, match="Did you mean"):
+        converters.convert("viper", os.path.join(release, "cam_a"))
+    touch(os.path.join(release, "cam_b", "frame_12.bmp"), BMP)
+    with pytest.raises(TrinetError, match=r"do not follow the VIPeR naming cam_C/PPP_AAA.bmp.*frame_12.bmp"):
+        converters.convert("viper", release)
+
+
+def test_cuhk01_rows_of_a_trial(tmp_path):
+    release = make_cuhk01(tmp_path)
+    # RandomState(1).permutation(3) = [0, 2, 1]: training 0001 (3 // 2 = 1 identity), test 0002 and 0971.
+    conversion = converters.convert("cuhk01", release, 1)
+    assert conversion.rows == {
+        "train": [("0001", f"campus/0001{i:03d}.png") for i in range(1, 5)],
+        "query": [(pid, f"campus/{pid}{i:03d}.png") for pid in ("0002", "0971") for i in (1, 2)],
+        "test": [(pid, f"campus/{pid}{i:03d}.png") for pid in ("0002", "0971") for i in (3, 4)],
+    }
+    assert conversion.skipped == ("campus/Thumbs.db",)
+    # RandomState(0).permutation(3) = [2, 1, 0]: training 0971.
+    assert {pid for pid, _ in converters.convert("cuhk01", release).rows["train"]} == {"0971"}
+
+
+def test_cuhk01_refuses_a_fifth_image_and_suggests_the_parent(tmp_path):
+    release = make_cuhk01(tmp_path)
+    with pytest.raises(TrinetError, match=r"missing campus/.*Did you mean .*CUHK01"):
+        converters.convert("cuhk01", os.path.join(release, "campus"))
+    touch(os.path.join(release, "campus", "0001005.png"), PNG)
+    with pytest.raises(TrinetError, match=r"do not follow the CUHK01 naming PPPPNNN.png.*0001005.png"):
+        converters.convert("cuhk01", release)
+
+
+@pytest.mark.parametrize("name, trial, message", [
+    ("viper", 10, "the VIPeR protocol has the trials 0 to 9"),
+    ("market1501", 0, "--trial 0: Market-1501 has one fixed train/test split; --trial applies to cuhk01, "
+                      "viper"),
+])
+def test_trial_out_of_range_or_for_a_fixed_split(name, trial, message, tmp_path):
+    with pytest.raises(TrinetError, match=re.escape(message)):
+        converters.convert(name, MIMICS[name](tmp_path), trial)
+
+
+def test_convert_main_writes_the_trial_files(tmp_path, capsys):
+    release = make_cuhk01(tmp_path)
+    out = tmp_path / "out"
+    assert run_main(load_script("convert").main, ["cuhk01", release, "--trial", "1", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "trial 1 of 0-9 (identities split by numpy.random.RandomState(1))" in stdout
+    assert sorted(os.listdir(out)) == ["cuhk01_trial1_query.csv", "cuhk01_trial1_test.csv",
+                                       "cuhk01_trial1_train.csv"]
+    assert read_lines(out / "cuhk01_trial1_query.csv") == [
+        "0002,campus/0002001.png", "0002,campus/0002002.png", "0971,campus/0971001.png",
+        "0971,campus/0971002.png"]
 
 
 def test_convert_main_prints_what_it_wrote(tmp_path, capsys):

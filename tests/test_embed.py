@@ -12,7 +12,7 @@ from trinet.cli.embed import main
 from trinet.errors import TrinetError
 from trinet.images import crop_offsets, embedding_views
 from trinet.models import load_embedding_model
-from trinet.views import AGGREGATORS, check_views, view_names
+from trinet.views import AGGREGATORS, check_views, scaled_size, view_names
 
 NET, PRE = (32, 16), (36, 18)
 
@@ -53,7 +53,7 @@ def test_aggregators():
 @pytest.mark.parametrize("flip, crop, aggregator, words", [
     (True, None, None, "2 views per image (original_resize, original_flip_resize) need an --aggregator"),
     (False, "five", None, "add --aggregator mean or normalized_mean"),
-    (False, None, "mean", "remove --aggregator, or add --flip_augment or --crop_augment five"),
+    (False, None, "mean", "remove --aggregator, or add --flip_augment, --crop_augment five or a second"),
     (False, "center", "mean", "there is only one (original_center)"),
 ])
 def test_aggregator_rules(flip, crop, aggregator, words):
@@ -175,3 +175,80 @@ def test_up_front_errors(finished, image_set, tmp_path, capsys):
     assert "Checkpoint '77' not found" in capsys.readouterr().err
     assert main(["--experiment_root", str(finished), "--dataset", csv, "--crop_augment", "five"]) == 2
     assert "need an --aggregator" in capsys.readouterr().err
+
+
+# --- Multi-scale views (--scales) -------------------------------------------------------------------------
+
+def tiny_embedder(net=NET, pre=PRE):
+    """An untrained fully convolutional model (global pooling absorbs the size), fast to build."""
+    import keras
+
+    from trinet.embedder import Embedder
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(x))
+    return Embedder(keras.Model(inputs, keras.layers.Dense(5)(x)), net, pre)
+
+
+def test_scale_names_sizes_and_checks():
+    assert scaled_size((32, 16), 1.125) == (36, 18)
+    assert scaled_size((3, 5), 0.5) == (2, 3)  # halves round up
+    assert view_names(True, None, (1.0,)) == ["original_resize", "original_flip_resize"]
+    assert view_names(True, None, (1.0, 1.125)) == [
+        "original_resize_scale1", "original_flip_resize_scale1",
+        "original_resize_scale1.125", "original_flip_resize_scale1.125"]
+    assert len(check_views(True, "five", "mean", NET, PRE, (1.0, 1.5))) == 20
+    with pytest.raises(TrinetError, match="2 views per image .* need an --aggregator"):
+        check_views(False, None, None, NET, PRE, (1.0, 1.5))
+    with pytest.raises(TrinetError, match="--scales 1 1: expected one or more different positive factors"):
+        check_views(False, None, "mean", NET, PRE, (1.0, 1.0))
+    with pytest.raises(TrinetError, match="--scales 0: expected"):
+        check_views(False, None, None, NET, PRE, (0.0,))
+
+
+def test_a_scale_of_one_is_todays_embedding():
+    embedder = tiny_embedder()
+    images = np.random.default_rng(0).integers(0, 256, (3, *NET, 3), dtype=np.uint8)
+    # At the net input size nothing is resized: the model sees the pixels.
+    direct = embedder.model(images.astype(np.float32), training=False).numpy()
+    np.testing.assert_allclose(embedder.embed(images, scales=[1.0]), direct, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(embedder.embed(images, scales=[1.0]), embedder.embed(images))
+    assert embedder.view_names(scales=[1.0]) == ["original_resize"]
+
+
+def test_two_scales_are_the_mean_of_the_separate_embeddings(tmp_path):
+    embedder = tiny_embedder()
+    larger = tiny_embedder((48, 24), (54, 27))  # NET and PRE times 1.5
+    larger.model = embedder.model
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (40, 20, 3), dtype=np.uint8), rng.integers(0, 256, (30, 14, 3), np.uint8)]
+    emb = embedder.embed(images, aggregator="mean", scales=(1.0, 1.5))
+    separate = [embedder.embed(images), larger.embed(images)]
+    np.testing.assert_allclose(emb, (separate[0] + separate[1]) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(separate[0], separate[1])  # the scales really differ
+    # With flip and centre crops: the views of each scale, scale after scale; crops scale with the image.
+    _, aug = next(embedder.blocks(images, flip=True, crops="center", aggregator="mean", scales=(1.0, 1.5)))
+    _, small_aug = next(embedder.blocks(images, flip=True, crops="center", aggregator="mean"))
+    _, large_aug = next(larger.blocks(images, flip=True, crops="center", aggregator="mean"))
+    np.testing.assert_allclose(aug, np.concatenate([small_aug, large_aug]), rtol=1e-5, atol=1e-6)
+    # Files decode to the same views as arrays.
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"{i}.png"))
+        cv2.imwrite(paths[-1], image[..., ::-1])
+    np.testing.assert_allclose(embedder.embed(paths, aggregator="mean", scales=(1.0, 1.5)), emb,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_embed_py_scales_flag(finished, image_set, tmp_path):
+    out = str(tmp_path / "s.h5")
+    assert embed(finished, image_set, tmp_path, "--scales", "1", "1.25", "--aggregator", "mean",
+                 "--filename", out) == 0
+    with h5py.File(out) as f:
+        assert [n.decode() for n in f["augmentation_types"][()]] == ["original_resize_scale1",
+                                                                     "original_resize_scale1.25"]
+        assert f["emb_aug"].shape == (2, 30, 8) and f.attrs["scales"] == "1 1.25"
+        np.testing.assert_allclose(f["emb"][()], f["emb_aug"][()].mean(axis=0), rtol=1e-6, atol=1e-7)
+    assert embed(finished, image_set, tmp_path, "--scales", "1", "1.25", "--filename", out) == 2

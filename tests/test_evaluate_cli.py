@@ -130,6 +130,57 @@ def test_market_ap_flag(data, capsys):
     assert "AP: Market-1501" in capsys.readouterr().out
 
 
+def test_cmc_protocols(data, capsys):
+    """--cmc cuhk03 and allshots against a reference written here: the gallery in other cameras with one
+    image per identity (two images per person and camera, so the draws matter), and every match."""
+    path = data["tmp"] / "cuhk03.json"
+    assert main(arguments(data, "--cmc", "cuhk03", "--cmc_repeats", "3", "--seed", "4", "--filename",
+                          str(path))) == 0
+    results = json.loads(path.read_text())
+    assert "CMC: cuhk03" in capsys.readouterr().out
+    assert results["cmc_protocol"] == "cuhk03"
+    assert results["settings"]["cmc"] == "cuhk03"
+    assert (results["settings"]["cmc_repeats"], results["settings"]["seed"]) == (3, 4)
+    rng = np.random.default_rng(4)
+    top1 = []
+    for i, (qp, qc) in enumerate(data["query"]["rows"]):
+        _, _, dist = expected_ranking(data, i)
+        valid = [j for j, (p, c) in enumerate(data["gallery"]["rows"]) if c != qc and p != -1]
+        persons = sorted({data["gallery"]["pids"][j] for j in valid})
+        if data["query"]["pids"][i] not in persons:
+            continue
+        members = [[j for j in valid if data["gallery"]["pids"][j] == p] for p in persons]
+        draws = rng.integers(0, [len(m) for m in members], size=(3, len(persons)))
+        for r in range(3):
+            chosen = [members[k][draws[r, k]] for k in range(len(persons))]
+            match = chosen[persons.index(data["query"]["pids"][i])]
+            top1.append(all(dist[j] > dist[match] for j in chosen if j != match))
+    assert len(top1) == 5 * 3
+    assert results["top-1"] == pytest.approx(np.mean(top1))
+
+    path = data["tmp"] / "allshots.json"
+    assert main(arguments(data, "--cmc", "allshots", "--filename", str(path), "--quiet")) == 0
+    fractions = []
+    for i in range(5):
+        keep, labels, dist = expected_ranking(data, i)
+        ranked = labels[keep][np.argsort(dist[keep])]
+        before = np.cumsum(~ranked)[ranked]  # non-matches before each match
+        fractions.append(np.mean(before < 1))
+    results = json.loads(path.read_text())
+    assert results["top-1"] == pytest.approx(np.mean(fractions))
+    assert "cmc_repeats" not in results["settings"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--cmc", "cuhk03", "--excluder", "diagonal"], "use an excluder that does: cuhk01, cuhk03, duke"),
+    (["--seed", "3"], "--seed set(s) the random draws of --cmc cuhk03"),
+    (["--cmc", "allshots", "--cmc_repeats", "3"], "--cmc allshots draws nothing"),
+])
+def test_cmc_flag_errors(data, capsys, extra, message):
+    assert main(arguments(data, *extra)) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_rerank_flags(data):
     from trinet.distances import cdist
     from trinet.rerank import re_ranking

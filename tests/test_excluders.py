@@ -17,6 +17,9 @@ EXAMPLES = {
                ("test/3059/3059_023_15_0113noon_0917_1.jpg", 3059, 15)],
     "cuhk03": [("detected/query/0003_c1_22.png", 3, 1),
                ("labeled/bounding_box_test/1467_c2_05.png", 1467, 2)],
+    "viper": [("cam_a/000_45.bmp", 0, 1), ("VIPeR/cam_b/000_90.bmp", 0, 2), ("cam_b/873_180.bmp", 873, 2)],
+    "cuhk01": [("campus/0001001.png", 1, 1), ("campus/0001002.png", 1, 1), ("0971003.png", 971, 2),
+               ("campus/0971004.png", 971, 2)],
 }
 
 
@@ -86,6 +89,24 @@ def test_cuhk03_np():
     np.testing.assert_array_equal(EXCLUDERS["cuhk03"](query, gallery).mask(), [[1, 0]])
 
 
+def test_viper_camera_is_the_folder_and_cuhk01_pairs_images_into_cameras():
+    # VIPeR: the same file name in cam_a/ and cam_b/ is the same person in two cameras.
+    exclusion = EXCLUDERS["viper"](["cam_a/005_45.bmp"], ["cam_a/005_45.bmp", "cam_b/005_45.bmp",
+                                                          "cam_a/007_0.bmp"])
+    np.testing.assert_array_equal(exclusion.mask(), [[1, 0, 0]])
+    np.testing.assert_array_equal(exclusion.gallery_cameras, [0, 1, 0])
+    # CUHK01: images 001/002 are camera 1, 003/004 camera 2.
+    exclusion = EXCLUDERS["cuhk01"](["campus/0003001.png"], ["campus/0003002.png", "campus/0003003.png",
+                                                             "campus/0003004.png", "campus/0004002.png"])
+    np.testing.assert_array_equal(exclusion.mask(), [[1, 0, 0, 0]])
+    np.testing.assert_array_equal(exclusion.query_cameras, [0])
+    np.testing.assert_array_equal(exclusion.gallery_cameras, [0, 1, 1, 0])
+    with pytest.raises(TrinetError, match=r"regex .* on the name with its last 1 folder\(s\)"):
+        EXCLUDERS["viper"](["005_45.bmp"], ["cam_b/005_45.bmp"])
+    with pytest.raises(TrinetError, match="1 gallery file names do not follow the CUHK01 naming"):
+        EXCLUDERS["cuhk01"](["0003001.png"], ["0003005.png"])
+
+
 def test_diagonal_ignores_only_the_same_path():
     files = ["a/x.jpg", "b/x.jpg", "a/y.jpg"]
     exclusion = EXCLUDERS["diagonal"](files, files + ["c/z.jpg"])
@@ -122,9 +143,10 @@ def test_key_index_pairs_equal_brute_force():
 
 
 def test_unknown_excluder_lists_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown excluder 'mars'.*'cuhk03', 'diagonal', 'duke'"):
+    with pytest.raises(ValueError, match=r"Unknown excluder 'mars'.*'cuhk01', 'cuhk03', 'diagonal', 'duke'"):
         get_excluder("mars")
 
 
 def test_registry_names():
-    assert sorted(EXCLUDERS) == ["cuhk03", "diagonal", "duke", "market1501", "msmt17", "none"]
+    assert sorted(EXCLUDERS) == ["cuhk01", "cuhk03", "diagonal", "duke", "market1501", "msmt17", "none",
+                                 "viper"]

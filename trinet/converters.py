@@ -1,11 +1,15 @@
 """Dataset converters: official person re-id releases to trinet CSVs.
 
 Each converter reads one extracted release (Market-1501, DukeMTMC-reID, CUHK03-NP detected or labeled,
-MSMT17) and returns its `pid,path` rows per split: `train`, `query` and `test` (the gallery; the original
-triplet-reid names it `test`, as in `market1501_test.csv`). Paths are relative to the release folder, which
-becomes `--image_root`, and keep the official file names, because the evaluation-time excluders parse
-person and camera from the basename. Junk (`-1`) and distractor (`0000`) images of Market-1501 are kept
-with their labels, as in the original CSVs.
+MSMT17, VIPeR, CUHK01) and returns its `pid,path` rows per split: `train`, `query` and `test` (the gallery;
+the original triplet-reid names it `test`, as in `market1501_test.csv`). VIPeR and CUHK01 have no fixed
+split: their protocol averages 10 trials, each a random half of the identities for training and the other
+half for testing (`trial_split`: trial N draws with `numpy.random.RandomState(N)`, whose stream numpy keeps
+fixed); the query is the test identities' first camera, the gallery their second. Paths are relative to
+the release folder, which becomes `--image_root`, and keep the official file names, because the
+evaluation-time excluders parse person and camera from the basename (VIPeR's camera: from its folder).
+Junk (`-1`) and distractor (`0000`) images of Market-1501 are kept with their labels, as in the original
+CSVs.
 
 Checks, all before anything is written: the folder has the release's layout (else an error naming what is
 missing, and the folder nearby that looks right); every image follows the release's naming (else an error
@@ -17,8 +21,10 @@ training sets, in `trinet.combine`.
 References: Zheng et al., "Scalable Person Re-identification: A Benchmark", ICCV 2015 (Market-1501);
 Zheng et al., ICCV 2017 and Ristani et al., ECCVW 2016 (DukeMTMC-reID); Li et al., CVPR 2014 and Zhong et
 al., "Re-ranking Person Re-identification with k-reciprocal Encoding", CVPR 2017 (CUHK03-NP); Wei et al.,
-"Person Transfer GAN to Bridge Domain Gap for Person Re-Identification", CVPR 2018 (MSMT17). See
-`data/README.md` for where each release comes from.
+"Person Transfer GAN to Bridge Domain Gap for Person Re-Identification", CVPR 2018 (MSMT17); Gray et al.,
+"Evaluating Appearance Models for Recognition, Reacquisition, and Tracking", PETS 2007 (VIPeR); Li et al.,
+"Human Reidentification with Transferred Metric Learning", ACCV 2012 (CUHK01). See `data/README.md` for
+where each release comes from.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import dataclasses
 import os
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
+
 from trinet.datasets import write_csv
 from trinet.errors import TrinetError, listing
-from trinet.naming import (CUHK03NP, DUKE, MARKET1501, MARKET_FOLDERS, MARKET_LABELS, MSMT17, MSMT17_LAYOUTS,
-                           MSMT17_LISTS, Naming)
+from trinet.naming import (CUHK01, CUHK01_FOLDER, CUHK03NP, DUKE, MARKET1501, MARKET_FOLDERS, MARKET_LABELS,
+                           MSMT17, MSMT17_LAYOUTS, MSMT17_LISTS, VIPER, VIPER_FOLDERS, Naming)
 
 #: One CSV row: (pid, path relative to the image root).
 Row = tuple[str, str]
@@ -64,7 +72,10 @@ class Converter:
             junk and distractor labels.
         labels: special identity labels -> `trinet.naming.JUNK` or `DISTRACTOR`.
         label_splits: the splits where the protocol has junk and distractor images.
-        read: `read(release_dir) -> (rows per split, skipped clutter paths)`; raises TrinetError.
+        read: `read(release_dir) -> (rows per split, skipped clutter paths)`; raises TrinetError. With
+            `trials`, `read(release_dir, trial)`.
+        trials: the number of random train/test splits the protocol averages (`--trial 0` to
+            `trials - 1`); 0 for a release with one fixed split. The CSV names then hold `{trial}`.
     """
 
     name: str
@@ -74,7 +85,8 @@ class Converter:
     expected: Mapping[str, tuple[int, int]]
     labels: Mapping[str, str]
     label_splits: tuple[str, ...]
-    read: Callable[[str], tuple[dict[str, list[Row]], list[str]]]
+    read: Callable[..., tuple[dict[str, list[Row]], list[str]]]
+    trials: int = 0
 
 
 def _csv_names(prefix: str) -> dict[str, str]:
@@ -143,7 +155,7 @@ def scan_folder(root: str, folder: str, naming: Naming, title: str) -> tuple[lis
         if is_clutter(entry.name):
             skipped.append(relative)
             continue
-        match = naming.match(entry.name) if entry.is_file() else None
+        match = naming.match(naming.tail(relative)) if entry.is_file() else None
         if match is None:
             bad.append(entry.name + ("/" if entry.is_dir() else ""))
             continue
@@ -267,6 +279,85 @@ def read_msmt17(root: str) -> tuple[dict[str, list[Row]], list[str]]:
 CUHK03NP_RELEASE = "the cuhk03-np folder that holds detected/ and labeled/"
 
 
+def trial_split(identities: Sequence[str], trial: int) -> tuple[list[str], list[str]]:
+    """The identities of one trial of the VIPeR / CUHK01 protocol: `(train, test)`, each sorted.
+
+    The sorted identities are permuted by `numpy.random.RandomState(trial).permutation`; the first
+    `n // 2` are for training, the other `n - n // 2` for testing (VIPeR 316 + 316, CUHK01 485 + 486, as
+    open-reid). `RandomState`'s stream is frozen by numpy, so a trial gives the same split everywhere.
+    """
+    ordered = sorted(identities)
+    order = np.random.RandomState(trial).permutation(len(ordered))
+    half = len(ordered) // 2
+    return sorted(ordered[i] for i in order[:half]), sorted(ordered[i] for i in order[half:])
+
+
+VIPER_RELEASE = "the VIPeR folder of VIPeR.v1.0.zip, with cam_a/ and cam_b/"
+
+
+def read_viper(root: str, trial: int) -> tuple[dict[str, list[Row]], list[str]]:
+    """The `read` of VIPeR: one image per person in each camera folder, paired by the person's number.
+
+    train: both images of the trial's training identities; query: the `cam_a` images of its test
+    identities; test (gallery): their `cam_b` images.
+
+    Raises:
+        TrinetError: not the layout, a badly named file, a person with two images in one camera or with
+            an image in one camera only.
+    """
+    folders = list(VIPER_FOLDERS)
+    _check_layout(root, folders, (), "VIPeR", VIPER_RELEASE, _has_all(folders))
+    cameras: list[dict[str, str]] = []
+    skipped: list[str] = []
+    for folder in folders:
+        rows, clutter = scan_folder(root, folder, VIPER, "VIPeR")
+        skipped += clutter
+        by_person: dict[str, str] = {}
+        twice = []
+        for pid, path in rows:
+            if pid in by_person:
+                twice.append(f"{by_person[pid]} and {path}")
+            by_person[pid] = path
+        if twice:
+            raise TrinetError(f"{os.path.join(root, folder)}: VIPeR has one image per person and camera, but "
+                              f"{len(twice)} person(s) have two: {listing(twice)}")
+        cameras.append(by_person)
+    unpaired = sorted(set(cameras[0]) ^ set(cameras[1]))
+    if unpaired:
+        where = [f"{pid} (only in {folders[0] if pid in cameras[0] else folders[1]}/)" for pid in unpaired]
+        raise TrinetError(f"{root}: VIPeR pairs the images of cam_a/ and cam_b/ by their number, but "
+                          f"{len(unpaired)} number(s) are in one folder only: {listing(where)}")
+    train, test = trial_split(list(cameras[0]), trial)
+    return {"train": [(pid, camera[pid]) for pid in train for camera in cameras],
+            "query": [(pid, cameras[0][pid]) for pid in test],
+            "test": [(pid, cameras[1][pid]) for pid in test]}, skipped
+
+
+CUHK01_RELEASE = f"the folder that holds {CUHK01_FOLDER}/ (CUHK01.zip extracted)"
+
+
+def read_cuhk01(root: str, trial: int) -> tuple[dict[str, list[Row]], list[str]]:
+    """The `read` of CUHK01: four images per person in `campus/`, 001-002 from camera 1, 003-004 from
+    camera 2.
+
+    train: all images of the trial's training identities; query: the camera-1 images of its test
+    identities; test (gallery): their camera-2 images.
+    """
+    _check_layout(root, [CUHK01_FOLDER], (), "CUHK01", CUHK01_RELEASE,
+                  _has_all([CUHK01_FOLDER], naming=CUHK01))
+    rows, skipped = scan_folder(root, CUHK01_FOLDER, CUHK01, "CUHK01")
+    train, test = trial_split(sorted({pid for pid, _ in rows}), trial)
+    train_set, test_set = set(train), set(test)
+
+    def camera(path: str) -> int | None:
+        match = CUHK01.match(CUHK01.tail(path))
+        return None if match is None else CUHK01.camera(match["camera"])
+
+    return {"train": [row for row in rows if row[0] in train_set],
+            "query": [row for row in rows if row[0] in test_set and camera(row[1]) == 1],
+            "test": [row for row in rows if row[0] in test_set and camera(row[1]) == 2]}, skipped
+
+
 def _folder_converter(name: str, title: str, release: str, csv_names: Mapping[str, str],
                       expected: Mapping[str, tuple[int, int]], folders: Mapping[str, str], naming: Naming,
                       labels: Mapping[str, str] | None = None, label_splits: tuple[str, ...] = ()
@@ -297,6 +388,14 @@ CONVERTERS: dict[str, Converter] = {
         "msmt17", "MSMT17", MSMT17_RELEASE, _csv_names("msmt17"),
         {"train": (32621, 1041), "query": (11659, 3060), "test": (82161, 3060)},
         {}, (), read_msmt17),
+    "viper": Converter(
+        "viper", "VIPeR", VIPER_RELEASE, _csv_names("viper_trial{trial}"),
+        {"train": (632, 316), "query": (316, 316), "test": (316, 316)},
+        {}, (), read_viper, trials=10),
+    "cuhk01": Converter(
+        "cuhk01", "CUHK01", CUHK01_RELEASE, _csv_names("cuhk01_trial{trial}"),
+        {"train": (1940, 485), "query": (972, 486), "test": (972, 486)},
+        {}, (), read_cuhk01, trials=10),
 }
 
 
@@ -341,9 +440,14 @@ class Conversion:
     rows: dict[str, list[Row]]
     skipped: tuple[str, ...]
     warnings: tuple[str, ...]
+    trial: int | None = None
 
     def stats(self, split: str) -> SplitStats:
         return split_stats(self.rows[split], self.converter.labels)
+
+    def csv_name(self, split: str) -> str:
+        """The file name of `split`, e.g. `market1501_train.csv` or `viper_trial3_train.csv`."""
+        return self.converter.csv_names[split].format(trial=self.trial)
 
 
 def check_counts(converter: Converter, rows: Mapping[str, Sequence[Row]]) -> list[str]:
@@ -366,16 +470,32 @@ def check_counts(converter: Converter, rows: Mapping[str, Sequence[Row]]) -> lis
     return warnings
 
 
-def convert(name: str, release_dir: str) -> Conversion:
+def convert(name: str, release_dir: str, trial: int | None = None) -> Conversion:
     """Read the release in `release_dir` with converter `name`; nothing is written.
 
+    Args:
+        trial: the random split of a release with `trials` (default 0); None for the others.
+
     Raises:
-        TrinetError: unknown name, wrong folder, badly named files (see the module docstring).
+        TrinetError: unknown name, wrong folder, badly named files (see the module docstring), a trial
+            out of range or given for a release with a fixed split.
     """
     converter = get_converter(name)
-    rows, skipped = converter.read(release_dir)
+    if converter.trials:
+        trial = 0 if trial is None else trial
+        if not 0 <= trial < converter.trials:
+            raise TrinetError(f"--trial {trial}: the {converter.title} protocol has the trials 0 to "
+                              f"{converter.trials - 1}")
+        rows, skipped = converter.read(release_dir, trial)
+    else:
+        if trial is not None:
+            with_trials = sorted(n for n, c in CONVERTERS.items() if c.trials)
+            raise TrinetError(f"--trial {trial}: {converter.title} has one fixed train/test split; --trial "
+                              f"applies to {', '.join(with_trials)} (random halves of the identities)")
+        rows, skipped = converter.read(release_dir)
     rows = {split: sorted(rows[split], key=lambda row: row[1]) for split in SPLITS}
-    return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)))
+    return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)),
+                      trial)
 
 
 def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
@@ -383,7 +503,7 @@ def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     for split in SPLITS:
-        path = os.path.join(out_dir, conversion.converter.csv_names[split])
+        path = os.path.join(out_dir, conversion.csv_name(split))
         rows = conversion.rows[split]
         write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows])
         written[split] = path
@@ -394,6 +514,9 @@ def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[st
     """What was written, for printing: one line per file with rows, identities, junk and distractors."""
     converter = conversion.converter
     lines = [f"Converted {converter.title} from {conversion.release_dir}"]
+    if conversion.trial is not None:
+        lines[0] += (f", trial {conversion.trial} of 0-{converter.trials - 1} (identities split by "
+                     f"numpy.random.RandomState({conversion.trial}))")
     for split in SPLITS:
         stats = conversion.stats(split)
         text = f"  {written[split]}: {stats.rows:,} rows, {stats.identities:,} identities"

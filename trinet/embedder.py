@@ -21,7 +21,7 @@ from trinet.distribute import make_strategy, scope
 from trinet.embedding import embed_batches, load_model
 from trinet.errors import TrinetError, listing
 from trinet.fileio import path_problem
-from trinet.views import AGGREGATORS, check_views
+from trinet.views import AGGREGATORS, NO_SCALES, check_views
 
 #: What `Embedder.embed` accepts, in words for the messages.
 ACCEPTED = "a list of image paths, a list of (H, W, 3) uint8 RGB arrays, or an (N, H, W, 3) uint8 array"
@@ -128,33 +128,34 @@ class Embedder:
         """D, the embedding dimension."""
         return int(self.model.output.shape[-1])
 
-    def view_names(self, flip: bool = False, crops: str | None = None,
-                   aggregator: str | None = None) -> list[str]:
+    def view_names(self, flip: bool = False, crops: str | None = None, aggregator: str | None = None,
+                   scales: Sequence[float] = NO_SCALES) -> list[str]:
         """The names of the views of each image (`views.check_views`, which raises on bad combinations)."""
-        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size)
+        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size, scales)
 
     def blocks(self, images: Any, *, flip: bool = False, crops: str | None = None,
                aggregator: str | None = None, batch_size: int = 256, threads: int = 8,
-               jit_compile: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+               jit_compile: bool = False, scales: Sequence[float] = NO_SCALES
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Embed `images` block by block: yields `(b, D)` embeddings and the `(M, b, D)` ones of the M
-        views.
+        views (of all scales).
 
         The arguments are those of `embed` (`jit_compile`: the model compiled by XLA, for GPUs); they
         are checked before this returns.
         """
-        names = self.view_names(flip, crops, aggregator)
+        names = self.view_names(flip, crops, aggregator, scales)
         images = check_images(images)
         combine = AGGREGATORS[aggregator] if aggregator else (lambda views: views[0])
         per_batch = max(1, batch_size // len(names))
-        batches = embed_batches(self.model, images, len(names), images_per_batch=per_batch,
+        batches = embed_batches(self.model, images, len(names) // len(scales), images_per_batch=per_batch,
                                 net_size=self.net_size, pre_crop_size=self.pre_crop_size, flip=flip,
                                 crop_mode=crops, threads=threads, jit_compile=jit_compile,
-                                strategy=self.strategy)
+                                strategy=self.strategy, scales=tuple(float(s) for s in scales))
         return ((combine(emb_aug), emb_aug) for emb_aug in batches)
 
     def embed(self, images: Sequence[str] | Sequence[np.ndarray] | np.ndarray, *, flip: bool = False,
               crops: str | None = None, aggregator: str | None = None, batch_size: int = 256,
-              threads: int = 8) -> np.ndarray:
+              threads: int = 8, scales: Sequence[float] = NO_SCALES) -> np.ndarray:
         """The `(N, D)` float32 embeddings of `images`, as embed.py writes them.
 
         Args:
@@ -166,12 +167,14 @@ class Embedder:
                 several views, not allowed with one).
             batch_size: views per batch through the network.
             threads: images decoded in parallel.
+            scales: embed each view also at other sizes: the net input size (and pre-crop size) times
+                each scale (embed.py's `--scales`; `trinet.views`). Several views need an aggregator.
 
         Raises:
             TrinetError: bad images or view options (the message says what is allowed).
         """
         out = [emb for emb, _ in self.blocks(images, flip=flip, crops=crops, aggregator=aggregator,
-                                             batch_size=batch_size, threads=threads)]
+                                             batch_size=batch_size, threads=threads, scales=scales)]
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)

@@ -28,7 +28,7 @@ from trinet.images import decode, embedding_views
 from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
 from trinet.pipeline import decodable
 from trinet.progress import Progress
-from trinet.views import view_names
+from trinet.views import NO_SCALES, scaled_size, view_names
 
 if TYPE_CHECKING:
     from trinet.embedder import Embedder
@@ -71,37 +71,54 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     return embedding_model(model), path
 
 
+def _sizes(net_size: tuple[int, int], pre_crop_size: tuple[int, int], crop_mode: str | None,
+           scales: Sequence[float]) -> list[tuple[tuple[int, int], tuple[int, int], tuple[int, int]]]:
+    """Per scale: the net input size, the pre-crop size, and the size of its views."""
+    out = []
+    for scale in scales:
+        net, pre = scaled_size(net_size, scale), scaled_size(pre_crop_size, scale)
+        out.append((net, pre, pre if crop_mode == "avgpool" else net))
+    return out
+
+
 def prepare_fn(net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
-               threads: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A compiled function `(b,) paths -> (b * M, h, w, 3)` float32 views (image-major), decoding the b
-    images in parallel (`threads` at a time)."""
+               threads: int, scales: Sequence[float] = NO_SCALES
+               ) -> Callable[[tf.Tensor], tuple[tf.Tensor, ...]]:
+    """A compiled function `(b,) paths -> one (b * M, h_s, w_s, 3) float32 tensor of views (image-major)
+    per scale`, decoding the b images once, in parallel (`threads` at a time)."""
     views = len(view_names(flip, crop_mode))
-    height, width = pre_crop_size if crop_mode == "avgpool" else net_size
+    sizes = _sizes(net_size, pre_crop_size, crop_mode, scales)
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
     def prepare(paths):
         def views_of(path):
-            return embedding_views(decode(path), net_size, pre_crop_size, flip, crop_mode)
+            image = decode(path)
+            return tuple(embedding_views(image, net, pre, flip, crop_mode) for net, pre, _ in sizes)
 
-        spec = tf.TensorSpec((views, height, width, 3), tf.float32)
+        spec = tuple(tf.TensorSpec((views, h, w, 3), tf.float32) for _, _, (h, w) in sizes)
         stacked = tf.map_fn(views_of, paths, fn_output_signature=spec, parallel_iterations=threads)
-        return tf.reshape(stacked, (-1, height, width, 3))
+        return tuple(tf.reshape(t, (-1, h, w, 3)) for t, (_, _, (h, w)) in zip(stacked, sizes))
 
     return prepare
 
 
 @functools.lru_cache(maxsize=16)
 def prepare_arrays_fn(net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
-                      crop_mode: str | None) -> Callable[[Sequence[np.ndarray]], tf.Tensor]:
-    """A function `b (H_i, W_i, 3) uint8 images -> (b * M, h, w, 3)` float32 views (image-major), the
-    views of each image those of its file (`decode` casts the same pixels). The images may differ in size.
-    Cached: repeated calls (one query at a time) do not trace again."""
+                      crop_mode: str | None, scales: tuple[float, ...] = NO_SCALES
+                      ) -> Callable[[Sequence[np.ndarray]], tuple[tf.Tensor, ...]]:
+    """A function `b (H_i, W_i, 3) uint8 images -> one (b * M, h_s, w_s, 3) float32 tensor of views
+    (image-major) per scale`, the views of each image those of its file (`decode` casts the same pixels).
+    The images may differ in size. Cached: repeated calls (one query at a time) do not trace again."""
+    sizes = _sizes(net_size, pre_crop_size, crop_mode, scales)
+
     @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8)])
     def views_of(image):
-        return embedding_views(tf.cast(image, tf.float32), net_size, pre_crop_size, flip, crop_mode)
+        image = tf.cast(image, tf.float32)
+        return tuple(embedding_views(image, net, pre, flip, crop_mode) for net, pre, _ in sizes)
 
-    def prepare(images: Sequence[np.ndarray]) -> tf.Tensor:
-        return tf.concat([views_of(image) for image in images], axis=0)
+    def prepare(images: Sequence[np.ndarray]) -> tuple[tf.Tensor, ...]:
+        per_image = [views_of(image) for image in images]
+        return tuple(tf.concat([views[i] for views in per_image], axis=0) for i in range(len(sizes)))
 
     return prepare
 
@@ -111,11 +128,13 @@ def _is_paths(images: Sequence) -> bool:
 
 
 def _preparer(images: Sequence, net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
-              crop_mode: str | None, threads: int) -> Callable[[Sequence], tf.Tensor]:
+              crop_mode: str | None, threads: int, scales: Sequence[float] = NO_SCALES
+              ) -> Callable[[Sequence], tuple[tf.Tensor, ...]]:
     """The function that makes the views of a block of `images`: paths (`prepare_fn`) or arrays."""
+    scales = tuple(float(s) for s in scales)
     if not _is_paths(images):
-        return prepare_arrays_fn(net_size, pre_crop_size, flip, crop_mode)
-    from_paths = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads)
+        return prepare_arrays_fn(net_size, pre_crop_size, flip, crop_mode, scales)
+    from_paths = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads, scales)
     return lambda block: from_paths(tf.constant(block))
 
 
@@ -124,15 +143,15 @@ _DONE = object()
 
 def view_batches(images: Sequence[str] | Sequence[np.ndarray], *, images_per_batch: int, prefetch: int = 2,
                  net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
-                 threads: int) -> Iterator[tf.Tensor]:
-    """Yield `(b * M, h, w, 3)` views of successive blocks of `images_per_batch` images (paths, or uint8
-    `(H, W, 3)` RGB arrays), prepared by a background thread `prefetch` batches ahead, so that decoding
-    overlaps the model.
+                 threads: int, scales: Sequence[float] = NO_SCALES) -> Iterator[tuple[tf.Tensor, ...]]:
+    """Yield the views of successive blocks of `images_per_batch` images (paths, or uint8 `(H, W, 3)` RGB
+    arrays), one `(b * M, h_s, w_s, 3)` tensor per scale, prepared by a background thread `prefetch`
+    batches ahead, so that decoding overlaps the model.
 
     (A tf.data iterator would do the same, but on small CPU machines its presence made the model run a
     third slower in most runs: see benchmarks/bench_embed.py.) Errors of the preparation are raised here.
     """
-    prepare = _preparer(images, net_size, pre_crop_size, flip, crop_mode, threads)
+    prepare = _preparer(images, net_size, pre_crop_size, flip, crop_mode, threads, scales)
     ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
@@ -205,9 +224,11 @@ def _padded(run: Callable, size: int) -> Callable:
 def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray], views: int, *,
                   images_per_batch: int, jit_compile: bool = False, strategy=None,
                   **pipeline) -> Iterator[np.ndarray]:
-    """Yield `(M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
-    `view_batches`); with `jit_compile`, the model is compiled by XLA and every batch padded to
-    `images_per_batch` images; with a `tf.distribute` `strategy`, each batch is split over its replicas.
+    """Yield `(S * M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
+    `view_batches`): the M `views` of each of the S scales, scale after scale (each scale a separate run
+    of the model, as its images have another size); with `jit_compile`, the model is compiled by XLA and
+    every batch padded to `images_per_batch` images; with a `tf.distribute` `strategy`, each batch is
+    split over its replicas.
 
     Raises:
         TrinetError: an image cannot be decoded (all such images are named).
@@ -216,9 +237,12 @@ def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray
     if jit_compile:
         run = _padded(run, images_per_batch * views)
     try:
-        for images in view_batches(paths, images_per_batch=images_per_batch, **pipeline):
-            emb = run(images).numpy()
-            yield emb.reshape(-1, views, emb.shape[-1]).transpose(1, 0, 2)
+        for batch in view_batches(paths, images_per_batch=images_per_batch, **pipeline):
+            parts = []
+            for images in batch:
+                emb = run(images).numpy()
+                parts.append(emb.reshape(-1, views, emb.shape[-1]).transpose(1, 0, 2))
+            yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     except tf.errors.OpError:
         if not _is_paths(paths):
             raise
@@ -233,15 +257,15 @@ def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray
 def embed_to_file(embedder: Embedder, paths: list[str], fids: list[str], pids: list[str] | None, *,
                   filename: str, output_format: str, aggregator: str | None, batch_size: int, threads: int,
                   flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False,
-                  jit_compile: bool = False) -> tuple[int, int]:
+                  jit_compile: bool = False, scales: Sequence[float] = NO_SCALES) -> tuple[int, int]:
     """Embed `paths` with `embedder` (as `Embedder.embed`) and write `filename` in `output_format` (see
     `h5io.EMBEDDING_FORMATS`); returns `(N, D)`. `jit_compile`: compile the model with XLA (see
-    `embed_batches`)."""
-    names = embedder.view_names(flip, crop_mode, aggregator)
+    `embed_batches`); `scales`: see `Embedder.embed`."""
+    names = embedder.view_names(flip, crop_mode, aggregator, scales)
     writer = open_writer(output_format, filename, fids=fids, dim=embedder.dim, augmentation_types=names,
                          pids=pids, attrs=attrs)
     blocks = embedder.blocks(paths, flip=flip, crops=crop_mode, aggregator=aggregator, batch_size=batch_size,
-                             threads=threads, jit_compile=jit_compile)
+                             threads=threads, jit_compile=jit_compile, scales=scales)
     with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
         for emb, emb_aug in blocks:
             writer.write(emb, emb_aug)

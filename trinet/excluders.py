@@ -7,9 +7,10 @@ ranking as negatives. For retrieval sets where query set = gallery set (Stanford
 `diagonal` ignores only the query's own file. The releases' naming is described in `trinet.naming`.
 
 Each excluder is a function `(query paths, gallery paths) -> Exclusion` that parses the base names
-once (the folders of a path are ignored) and codes persons and cameras as integers, so the mask of a
-block of queries is one integer comparison. The person and camera come from the file name, as in the
-original triplet-reid; the CSV identities decide what is a match.
+once (the folders of a path are ignored, except VIPeR's camera folder `cam_a/` or `cam_b/`) and codes
+persons and cameras as integers, so the mask of a block of queries is one integer comparison. The
+cameras are kept in the `Exclusion` for the `cuhk03` CMC protocol (`trinet.cmc`). The person and camera
+come from the file name, as in the original triplet-reid; the CSV identities decide what is a match.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trinet.errors import TrinetError, listing
-from trinet.naming import JUNK_PID, NAMINGS
+from trinet.naming import JUNK_PID, NAMINGS, Naming
 
 #: How many offending file names an error message lists.
 SHOW = 3
@@ -69,11 +70,16 @@ class Exclusion:
         query_keys: `(Q,)` int64, -1 for "nothing by key".
         gallery_keys: `(G,)` int64.
         gallery_ignored: `(G,)` bool (junk).
+        query_cameras, gallery_cameras: `(Q,)` and `(G,)` int64 camera codes (equal = same camera), from
+            the excluders that read cameras from the file names; None for the others. The `cuhk03` CMC
+            protocol (`trinet.cmc`) needs them.
     """
 
     query_keys: np.ndarray
     gallery_keys: np.ndarray
     gallery_ignored: np.ndarray
+    query_cameras: np.ndarray | None = None
+    gallery_cameras: np.ndarray | None = None
 
     @classmethod
     def nothing(cls, num_queries: int, num_gallery: int) -> "Exclusion":
@@ -105,37 +111,44 @@ class Exclusion:
 @dataclasses.dataclass(frozen=True)
 class NameRule:
     """How a dataset names its images: a regex over the base name (extension removed) with groups
-    `pid` and `cam`, and an example."""
+    `pid` and `cam`, and an example; the naming (`trinet.naming.Naming`) says how many folders the
+    name includes and what camera each `cam` text is."""
 
     dataset: str
     regex: str
     layout: str
     example: str
+    naming: Naming | None = None
 
     def parse(self, paths: Names, role: str) -> tuple[np.ndarray, np.ndarray]:
         """`(N,)` paths -> `(N,)` int64 persons and cameras; TrinetError naming the first misfits."""
         pattern = re.compile(self.regex)
         persons = np.empty(len(paths), np.int64)
         cameras = np.empty(len(paths), np.int64)
+        depth = self.naming.depth if self.naming else 0
         bad: list[str] = []
         for i, path in enumerate(paths):
-            stem = os.path.splitext(os.path.basename(str(path)))[0]
-            found = pattern.fullmatch(stem)
-            if found is None:
+            name = self.naming.tail(str(path)) if self.naming else os.path.basename(str(path))
+            found = pattern.fullmatch(os.path.splitext(name)[0])
+            camera = None if found is None else (
+                self.naming.camera(found.group("cam")) if self.naming else int(found.group("cam")))
+            if found is None or camera is None:
                 bad.append(f"entry {i + 1}: {str(path)!r}")
                 continue
             persons[i] = int(found.group("pid"))
-            cameras[i] = int(found.group("cam"))
+            cameras[i] = camera
         if bad:
+            seen = "the name without folder and extension" if depth == 0 else \
+                f"the name with its last {depth} folder(s), without extension"
             raise TrinetError(
                 f"{len(bad)} {role} file names do not follow the {self.dataset} naming {self.layout} "
-                f"(e.g. {self.example}; regex {self.regex!r} on the name without folder and extension): "
+                f"(e.g. {self.example}; regex {self.regex!r} on {seen}): "
                 f"{listing(bad, SHOW, '; ')}. Pick the excluder of your dataset, or `diagonal` / `none`.")
         return persons, cameras
 
 
 #: The naming of each camera-based dataset (official releases), from `trinet.naming`.
-RULES = {name: NameRule(n.title, n.loose, n.template, n.example) for name, n in NAMINGS.items()}
+RULES = {name: NameRule(n.title, n.loose, n.template, n.example, n) for name, n in NAMINGS.items()}
 
 #: The person id of junk images, ignored for every query.
 JUNK = int(JUNK_PID)
@@ -157,7 +170,9 @@ def camera_excluder(rule: NameRule) -> Excluder:
         keys = coded.astype(np.int64) * len(cams) + cam_coded
         query_keys, gallery_keys = keys[:len(q_person)], keys[len(q_person):]
         query_keys = np.where(q_person == JUNK, -1, query_keys)
-        return Exclusion(query_keys, gallery_keys, g_person == JUNK)
+        cam_coded = cam_coded.astype(np.int64)
+        return Exclusion(query_keys, gallery_keys, g_person == JUNK, cam_coded[:len(q_cam)],
+                         cam_coded[len(q_cam):])
 
     exclude.__doc__ = (f"{rule.dataset}: ignore gallery images of the query's person and camera, and junk "
                        f"(person -1); names like {rule.example}.")

@@ -25,6 +25,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
+from trinet.cmc import DEFAULT_REPEATS, all_matches_curve, get_cmc_protocol, single_shot_ranks
 from trinet.distances import cdist, get_metric
 from trinet.excluders import Exclusion, KeyIndex, Names
 
@@ -280,8 +281,9 @@ class Results:
         aps: `(Q,)` AP of each query (the Market-1501 AP if `market_ap`); NaN for skipped queries.
         inps: `(Q,)` INP of each query; NaN for skipped queries.
         first_rank: `(Q,)` 0-based rank of the first match; -1 for skipped queries.
-        cmc: `(L,)` CMC curve over the evaluated queries (L = gallery size).
+        cmc: `(L,)` CMC curve over the evaluated queries (L = gallery size), under `cmc_protocol`.
         market_ap: whether `aps` holds the Market-1501 AP.
+        cmc_protocol: the name of the CMC protocol in `trinet.cmc.CMC_PROTOCOLS`.
     """
 
     aps: np.ndarray
@@ -289,6 +291,7 @@ class Results:
     first_rank: np.ndarray
     cmc: np.ndarray
     market_ap: bool = False
+    cmc_protocol: str = "market1501"
 
     @property
     def evaluated(self) -> np.ndarray:
@@ -326,19 +329,73 @@ def summarize(ranks: MatchRanks, cmc_length: int, *, market_ap: bool = False) ->
                    cmc_curve(ranks, cmc_length), market_ap)
 
 
+def single_shot_cmc(distances: DistanceFn, query_pids: Names, gallery_pids: Names, exclusion: Exclusion, *,
+                    length: int, repeats: int = DEFAULT_REPEATS, seed: int = 0, batch_size: int = 256,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The `(length,)` CMC of the `cuhk03` protocol (`trinet.cmc`), one block of queries at a time.
+
+    A query ranks the gallery entries that `exclusion` keeps and that show another camera; one image per
+    identity is drawn `repeats` times with `numpy.random.default_rng(seed)`, the same whatever the
+    blocks. NaN everywhere when no query has a valid match.
+
+    Raises:
+        ValueError: the exclusion has no cameras, or `repeats` < 1.
+    """
+    if exclusion.query_cameras is None or exclusion.gallery_cameras is None:
+        raise ValueError("the cuhk03 CMC protocol separates cameras, but the exclusion has none")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1. Received: repeats={repeats}")
+    q_codes, g_codes = _codes(query_pids, gallery_pids)
+    kept = np.flatnonzero(~exclusion.gallery_ignored)
+    kept_cameras = exclusion.gallery_cameras[kept]
+    rng = np.random.default_rng(seed)
+    hist = np.zeros(length + 1, np.int64)
+    evaluated = 0
+    step = block_rows(len(kept), batch_size)
+    for start in range(0, len(q_codes), step):
+        rows = slice(start, min(start + step, len(q_codes)))
+        allowed = ~exclusion.mask(rows)[:, kept]
+        allowed &= exclusion.query_cameras[rows, None] != kept_cameras[None, :]
+        ranks = single_shot_ranks(np.asarray(distances(rows, kept)), allowed, q_codes[rows], g_codes[kept],
+                                  rng, repeats)
+        found = ranks[:, 0] >= 0
+        hist += np.bincount(np.minimum(ranks[found].ravel(), length), minlength=length + 1)
+        evaluated += int(found.sum())
+        if progress is not None:
+            progress(rows.stop - rows.start)
+    if evaluated == 0:
+        return np.full(length, np.nan)
+    return np.cumsum(hist[:length]) / (evaluated * repeats)
+
+
 def evaluate(query_emb: np.ndarray, gallery_emb: np.ndarray, query_pids: Names,
              gallery_pids: Names, exclusion: Exclusion | None = None, *, metric: str = "euclidean",
              batch_size: int = 256, market_ap: bool = False, distances: DistanceFn | None = None,
-             progress: Callable[[int], None] | None = None) -> Results:
+             progress: Callable[[int], None] | None = None, cmc: str = "market1501",
+             cmc_repeats: int = DEFAULT_REPEATS, seed: int = 0) -> Results:
     """Evaluate query embeddings `(Q, D)` against gallery embeddings `(G, D)`, in blocks of queries.
 
-    `distances` replaces the metric's distances (e.g. re-ranked ones); see `rank_queries`.
+    `distances` replaces the metric's distances (e.g. re-ranked ones); see `rank_queries`. `cmc` names
+    the CMC protocol (`trinet.cmc.CMC_PROTOCOLS`); `cmc_repeats` and `seed` are the draws of `cuhk03`,
+    which takes a second pass over the queries (`progress` is called for both). mAP, mINP and
+    `first_rank` do not depend on the protocol.
     """
+    protocol = get_cmc_protocol(cmc)
     if distances is None:
         distances = EmbeddingDistances(query_emb, gallery_emb, metric)
     ranks = rank_queries(distances, query_pids, gallery_pids, exclusion, batch_size=batch_size,
                          progress=progress)
-    return summarize(ranks, len(gallery_pids), market_ap=market_ap)
+    results = summarize(ranks, len(gallery_pids), market_ap=market_ap)
+    if protocol.first_match_break:
+        return results
+    if protocol.single_gallery_shot:
+        if exclusion is None:
+            raise ValueError("the cuhk03 CMC protocol needs an exclusion with cameras")
+        curve = single_shot_cmc(distances, query_pids, gallery_pids, exclusion, length=len(gallery_pids),
+                                repeats=cmc_repeats, seed=seed, batch_size=batch_size, progress=progress)
+    else:
+        curve = all_matches_curve(ranks.num_matches, ranks.negatives_before, len(gallery_pids))
+    return dataclasses.replace(results, cmc=curve, cmc_protocol=cmc)
 
 
 def ranked_list(distances: np.ndarray, matches: np.ndarray, ignore: np.ndarray, k: int) -> np.ndarray:

@@ -7,13 +7,16 @@ data and regular expressions: no numpy, no TensorFlow.
 Market-1501 (Zheng et al., ICCV 2015) labels junk images (bad detections, ignored at evaluation) with
 person `-1` and distractors (false detections, kept as negatives) with person `0000`; the other releases
 have neither. MSMT17 (Wei et al., CVPR 2018) lists its splits in text files; CUHK03-NP (Zhong et al., CVPR
-2017) has Market-1501's folders under `detected/` and `labeled/`.
+2017) has Market-1501's folders under `detected/` and `labeled/`. VIPeR (Gray et al., PETS 2007) holds one
+image per person in each of `cam_a/` and `cam_b/`, under the same number; CUHK01 (Li et al., ACCV 2012)
+holds four images per person in `campus/`, two per camera.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Mapping
 
 #: The identity labels of Market-1501's junk and distractor images, as written in file names and CSVs.
 JUNK_PID, DISTRACTOR_PID = "-1", "0000"
@@ -54,6 +57,8 @@ class Naming:
         loose: a regex over the basename without extension, groups `pid` and `cam`, that accepts any
             number of digits and any tail after the camera (the evaluation reads renamed or re-encoded
             copies too).
+        depth: how many parent folders the names include (VIPeR: 1, the camera is the folder).
+        cameras: the text of the camera group -> the camera number; None: the text is the number.
     """
 
     title: str
@@ -62,10 +67,23 @@ class Naming:
     example: str
     fields: str
     loose: str
+    depth: int = 0
+    cameras: Mapping[str, int] | None = None
 
     def match(self, name: str) -> re.Match[str] | None:
-        """The match of a basename against the official naming, or None."""
+        """The match of a name (a basename, or with `depth` folders: `tail`) against the official naming."""
         return self.regex.fullmatch(name)
+
+    def tail(self, path: str) -> str:
+        """The part of `path` the patterns see: the basename, with the last `depth` folders before it."""
+        parts = path.replace("\\", "/").split("/")
+        return "/".join(parts[-1 - self.depth:])
+
+    def camera(self, text: str) -> int | None:
+        """The camera number of the camera group's text; None if the release has no such camera."""
+        if self.cameras is None:
+            return int(text)
+        return self.cameras.get(text)
 
     def describe(self) -> str:
         return f"{self.template}, e.g. {self.example} ({self.fields})"
@@ -93,8 +111,27 @@ MSMT17 = Naming(
     "DDDD date and time of day (morning, noon, afternoon), FFFF frame, K box",
     r"(?P<pid>-1|\d+)_\d+_(?P<cam>\d+)_\S*")
 
+VIPER = Naming(
+    "VIPeR", re.compile(r"cam_(?P<camera>[ab])/(?P<pid>\d{3})_\d{1,3}\.bmp"),
+    "cam_C/PPP_AAA.bmp", "cam_a/000_45.bmp",
+    "C camera a or b (the folder), PPP person: the number of the pair, 000-873 with gaps, AAA viewpoint "
+    "angle in degrees",
+    r"cam_(?P<cam>[ab])/(?P<pid>\d+)_\S*", depth=1, cameras={"a": 1, "b": 2})
+CUHK01 = Naming(
+    "CUHK01", re.compile(r"(?P<pid>\d{4})(?P<camera>00[1-4])\.png"),
+    "PPPPNNN.png", "0001001.png",
+    "PPPP person 0001-0971, NNN image 001-004: 001 and 002 from camera 1, 003 and 004 from camera 2",
+    r"(?P<pid>\d{4})(?P<cam>00[1-4])\S*", cameras={"001": 1, "002": 1, "003": 2, "004": 2})
+
+#: VIPeR's two camera folders, in the release folder `VIPeR/`.
+VIPER_FOLDERS = ("cam_a", "cam_b")
+
+#: CUHK01's image folder, in the release folder (`CUHK01/` of the archive `CUHK01.zip`).
+CUHK01_FOLDER = "campus"
+
 #: The naming of each release by the name the excluders use.
-NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": CUHK03NP}
+NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": CUHK03NP, "viper": VIPER,
+           "cuhk01": CUHK01}
 
 
 def market_name(pid: str, camera: int, sequence: int, frame: int, box: int) -> str:

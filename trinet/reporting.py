@@ -35,7 +35,7 @@ def summary(results: Results, gallery: Dataset, exclusion: Exclusion) -> str:
     return (f"mAP: {results.mean_ap:.2%} | mINP: {results.mean_inp:.2%} | {tops}\n"
             f"{results.num_evaluated} of {results.num_queries} queries evaluated, {results.num_skipped} "
             f"skipped (no valid match) | gallery: {len(gallery)} images, {ignored} ignored for every query "
-            f"| AP: {'Market-1501' if results.market_ap else 'scikit-learn'}")
+            f"| AP: {'Market-1501' if results.market_ap else 'scikit-learn'} | CMC: {results.cmc_protocol}")
 
 
 def results_json(results: Results, query: Dataset, gallery: Dataset, exclusion: Exclusion,
@@ -47,6 +47,7 @@ def results_json(results: Results, query: Dataset, gallery: Dataset, exclusion: 
         "mAP": results.mean_ap,
         "mINP": results.mean_inp,
         "CMC": results.cmc.tolist(),
+        "cmc_protocol": results.cmc_protocol,
         **{f"top-{k}": results.top(k) for k in TOP_K},
         "aps": [{"query": str(fid), "ap": float(ap)}
                 for fid, ap in zip(query.fids[evaluated], results.aps[evaluated])],

@@ -5,11 +5,15 @@
     trinet-convert cuhk03-detected ~/datasets/cuhk03-np --out data
     trinet-convert cuhk03-labeled ~/datasets/cuhk03-np --out data
     trinet-convert msmt17 ~/datasets/MSMT17_V1 --out data
+    trinet-convert viper ~/datasets/VIPeR --trial 0 --out data
+    trinet-convert cuhk01 ~/datasets/CUHK01 --trial 0 --out data
 
 Writes e.g. data/market1501_{train,query,test}.csv with rows `pid,relative/path` (paths relative to the
 release folder, which is the `--image_root` for training and evaluation) and prints the files, rows,
-identities and junk/distractor counts. Counts that differ from the official release are warnings; a wrong
-folder or a badly named file is an error (exit status 2). See data/README.md.
+identities and junk/distractor counts. VIPeR and CUHK01 have 10 random train/test splits (`--trial 0`
+to `9`, written as e.g. data/viper_trial0_{train,query,test}.csv). Counts that differ from the official
+release are warnings; a wrong folder or a badly named file is an error (exit status 2). See
+data/README.md.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 from typing import Sequence
 
 from trinet import converters
-from trinet.argtypes import writeable_directory
+from trinet.argtypes import nonnegative_int, writeable_directory
 from trinet.console import run_main
 
 
@@ -37,12 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the extracted release folder; the CSV paths are relative to it")
     parser.add_argument("--out", default=".", type=writeable_directory, metavar="DIR",
                         help="folder for the CSV files, created if needed (default: the current folder)")
+    with_trials = sorted(name for name, converter in converters.CONVERTERS.items() if converter.trials)
+    parser.add_argument("--trial", type=nonnegative_int, default=None, metavar="N",
+                        help=f"{' and '.join(with_trials)}: which of the protocol's 10 random train/test "
+                             "splits to write (0-9; the identities are permuted by "
+                             "numpy.random.RandomState(N), half for training; the query is the first "
+                             "camera of the test identities, the gallery the second). Default: 0. Not "
+                             "allowed for the releases with a fixed split.")
     return parser
 
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    conversion = converters.convert(args.dataset, args.release_dir)
+    conversion = converters.convert(args.dataset, args.release_dir, args.trial)
     for warning in conversion.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     written = converters.write_conversion(conversion, args.out)

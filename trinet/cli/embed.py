@@ -16,7 +16,7 @@ from trinet import argtypes
 from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.errors import TrinetError, listing
 from trinet.h5io import EMBEDDING_FORMATS, METRIC_ATTRIBUTE
-from trinet.views import AGGREGATORS, CROP_MODES, check_views
+from trinet.views import AGGREGATORS, CROP_MODES, NO_SCALES, check_views
 
 log = logging.getLogger("trinet.embed")
 
@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aggregator", choices=sorted(AGGREGATORS), default=None,
                    help="How the embeddings of several views are combined (required with several views, "
                         "not allowed with one): mean, or normalized_mean (the mean scaled to unit length).")
+    p.add_argument("--scales", type=argtypes.positive_float, nargs="+", default=None, metavar="S",
+                   help="Also embed every view at other sizes: the net input size times each scale S (with "
+                        "--crop_augment, the pre-crop size and the crops scaled alike), e.g. --scales 1 "
+                        "1.125; the views of all scales are combined by --aggregator and named with their "
+                        "scale in augmentation_types (original_resize_scale1.125). Default: 1 (the net "
+                        "input size only).")
     for flag in SIZE_FLAGS:
         p.add_argument(f"--{flag}", type=argtypes.positive_int, default=None,
                        help=f"Image size setting; default: the training run's --{flag}.")
@@ -88,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Flags that define the embedding, which --merge takes from the shard files instead.
 EMBEDDING_FLAGS = ("checkpoint", "image_root", "flip_augment", "crop_augment", "aggregator", "jit_compile",
-                   *SIZE_FLAGS)
+                   "scales", *SIZE_FLAGS)
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -124,7 +130,9 @@ def _run(argv: Sequence[str] | None) -> int:
                           f"(no args.json in {root}).")
     net_size = (args.net_input_height, args.net_input_width)
     pre_crop_size = (args.pre_crop_height, args.pre_crop_width)
-    names = check_views(args.flip_augment, args.crop_augment, args.aggregator, net_size, pre_crop_size)
+    scales = tuple(args.scales or NO_SCALES)
+    names = check_views(args.flip_augment, args.crop_augment, args.aggregator, net_size, pre_crop_size,
+                        scales)
     if "crop_augment" in settings and bool(settings["crop_augment"]) != (args.crop_augment is not None):
         log.warning("Crop augmentation differs between training (%s) and embedding (%s).",
                     bool(settings["crop_augment"]), args.crop_augment)
@@ -164,9 +172,11 @@ def _run(argv: Sequence[str] | None) -> int:
         embedder, paths, fids, pids, filename=filename, output_format=output_format,
         aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
         flip=args.flip_augment, crop_mode=args.crop_augment, quiet=args.quiet, jit_compile=args.jit_compile,
+        scales=scales,
         attrs={**shard_attrs, "experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
                "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
                "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
+               "scales": " ".join(f"{scale:g}" for scale in scales),
                "trinet_version": __version__,
                METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")})
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)

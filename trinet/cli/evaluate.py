@@ -18,12 +18,14 @@ from typing import Sequence
 
 import numpy as np
 
-from trinet.argtypes import positive_int, readable_directory, unit_float, writeable_directory, writeable_file
+from trinet.argtypes import (nonnegative_int, positive_int, readable_directory, unit_float,
+                             writeable_directory, writeable_file)
+from trinet.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
 from trinet.console import run_main, setup_console_logging
 from trinet.datasets import Dataset, read_csv
 from trinet.distances import METRICS
 from trinet.errors import TrinetError, listing
-from trinet.excluders import EXCLUDERS
+from trinet.excluders import EXCLUDERS, RULES
 from trinet.fileio import make_directory, write_json_atomic
 from trinet.h5io import read_embeddings, read_metric
 from trinet.metrics import DistanceFn, EmbeddingDistances, evaluate
@@ -52,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--excluder", required=True, choices=sorted(EXCLUDERS),
         help="Which gallery entries each query ignores, read from the file names. market1501, duke, "
-             "msmt17 and cuhk03 (CUHK03-NP naming) ignore images of the query's person taken by the "
-             "query's camera, and junk images (person -1); distractors (0000) stay as negatives. "
+             "msmt17, cuhk03 (CUHK03-NP naming), viper (camera from the folder cam_a/ or cam_b/) and cuhk01 "
+             "ignore images of the query's person taken by the query's camera, and junk images (person "
+             "-1); distractors (0000) stay as negatives. "
              "diagonal ignores only the query's own file (query set = gallery set, e.g. Stanford Online "
              "Products); none ignores nothing.")
     parser.add_argument("--query_dataset", required=True,
@@ -83,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "code does (trapezoid between the precision before and at each match) "
                              "instead of scikit-learn's average_precision_score, which gives slightly "
                              "higher values. The papers' numbers use the Market-1501 code.")
+    cmc = parser.add_argument_group("CMC protocol (open-reid's three)")
+    cmc.add_argument("--cmc", choices=sorted(CMC_PROTOCOLS), default="market1501",
+                     help="How the CMC curve (top-1/5/10) is counted; mAP and mINP do not change. "
+                          + "; ".join(f"{name}: {p.description}" for name, p in sorted(CMC_PROTOCOLS.items()))
+                          + ". cuhk03 needs an excluder that reads cameras (not diagonal or none). "
+                            "Default: %(default)s.")
+    cmc.add_argument("--cmc_repeats", type=positive_int, default=None,
+                     help=f"--cmc cuhk03: number of random draws of one image per gallery identity, "
+                          f"averaged. Default: {DEFAULT_REPEATS}, as open-reid.")
+    cmc.add_argument("--seed", type=nonnegative_int, default=None,
+                     help="--cmc cuhk03: seed of the random draws (the same seed gives the same curve, "
+                          "whatever --batch_size). Default: 0.")
     rerank = parser.add_argument_group("re-ranking (Zhong et al., CVPR 2017)")
     rerank.add_argument("--rerank", action="store_true",
                         help="Apply k-reciprocal re-ranking to the distances before the metrics. It "
@@ -142,7 +157,9 @@ def _settings(args: argparse.Namespace) -> dict:
     """The settings stored in the results JSON."""
     settings = {key: getattr(args, key) for key in (
         "excluder", "metric", "query_dataset", "query_embeddings", "gallery_dataset", "gallery_embeddings",
-        "batch_size", "use_market_ap", "rerank")}
+        "batch_size", "use_market_ap", "rerank", "cmc")}
+    if CMC_PROTOCOLS[args.cmc].single_gallery_shot:
+        settings.update(cmc_repeats=args.cmc_repeats, seed=args.seed)
     if args.rerank:
         settings.update(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
     return settings
@@ -153,6 +170,14 @@ def _run(argv: Sequence[str] | None) -> int:
     setup_console_logging(args.quiet)
     if args.show_ranks and args.image_root is None:
         raise TrinetError("--show_ranks needs --image_root, the folder the CSV image paths are relative to")
+    protocol = CMC_PROTOCOLS[args.cmc]
+    if not protocol.single_gallery_shot:
+        given = [flag for flag in ("cmc_repeats", "seed") if getattr(args, flag) is not None]
+        if given:
+            raise TrinetError(f"{', '.join('--' + flag for flag in given)} set(s) the random draws of --cmc "
+                              f"cuhk03; --cmc {args.cmc} draws nothing. Remove it, or add --cmc cuhk03.")
+    args.cmc_repeats = DEFAULT_REPEATS if args.cmc_repeats is None else args.cmc_repeats
+    args.seed = 0 if args.seed is None else args.seed
     query, query_emb = load_split(args.query_dataset, args.query_embeddings)
     gallery, gallery_emb = load_split(args.gallery_dataset, args.gallery_embeddings)
     if query_emb.shape[1] != gallery_emb.shape[1]:
@@ -165,6 +190,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except TrinetError as e:
         raise TrinetError(f"--excluder {args.excluder} (query CSV {args.query_dataset}, gallery CSV "
                           f"{args.gallery_dataset}): {e}") from None
+    if protocol.separate_camera_set and exclusion.query_cameras is None:
+        raise TrinetError(f"--cmc {args.cmc} compares cameras, but --excluder {args.excluder} reads none "
+                          f"from the file names; use an excluder that does: {', '.join(sorted(RULES))}.")
     log.info("%d queries, %d gallery images (%d ignored for every query by the %s excluder), %d-d, %s",
              len(query), len(gallery), exclusion.gallery_ignored.sum(), args.excluder, query_emb.shape[1],
              args.metric)
@@ -180,10 +208,12 @@ def _run(argv: Sequence[str] | None) -> int:
         with Progress(total, "Re-ranking: nearest neighbours", "images", quiet=args.quiet) as progress:
             distances = ReRanker.from_embeddings(query_emb, gallery_emb, args.metric, k1=args.k1, k2=args.k2,
                                                  lambda_value=args.lambda_value, progress=progress.update)
-    with Progress(len(query), "Evaluating", "queries", quiet=args.quiet) as progress:
+    passes = 2 if protocol.single_gallery_shot else 1  # the random draws take a second pass
+    with Progress(passes * len(query), "Evaluating", "queries", quiet=args.quiet) as progress:
         results = evaluate(query_emb, gallery_emb, query.pids, gallery.pids, exclusion,
                            batch_size=args.batch_size, market_ap=args.use_market_ap, distances=distances,
-                           progress=progress.update)
+                           progress=progress.update, cmc=args.cmc, cmc_repeats=args.cmc_repeats,
+                           seed=args.seed)
     if results.num_evaluated == 0:
         raise TrinetError(f"None of the {len(query)} queries of {args.query_dataset} has a valid match in "
                           f"{args.gallery_dataset} under the {args.excluder} excluder: check that the "
