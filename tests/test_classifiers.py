@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from conftest import train
 from trinet import registries
-from trinet.cli import train as train_cli
+from trinet.cli import embed, train as train_cli
 from trinet.errors import TrinetError
 from trinet.heads import classifier
 from trinet.objectives import identification_term
@@ -121,6 +121,7 @@ def test_every_registered_classifier_has_its_defaults():
     ({"color_jitter": (0.2, 0.2, 0.2, 0.6)}, "--color_jitter takes 4 numbers B C S H"),
     ({"color_jitter": (0.2, -0.1, 0.2, 0.1)}, "--color_jitter takes 4 numbers"),
     ({"color_jitter": (0.2, 0.2)}, "--color_jitter takes 4 numbers"),
+    ({"color_jitter": 0.2}, "--color_jitter takes 4 numbers"),  # a hand-edited args.json
     ({"auto_augment_prob": 1.5}, "--auto_augment_prob must be in [0, 1], got 1.5"),
 ])
 def test_invalid_settings_are_refused_naming_the_flags(changes, words):
@@ -189,3 +190,9 @@ def test_a_margin_classifier_trains_and_resumes_bit_for_bit_with_colour_augmenta
     model = load_embedding_model(str(reference / "model.keras"))
     assert not [layer for layer in model.layers if "classifier" in layer.name]
     assert model.output.shape[-1] == 8
+    if kind == "circle":  # a checkpoint (with the cosine classifier's weights) embeds
+        out = tmp_path / "emb.h5"
+        assert embed.main(["--experiment_root", str(reference), "--dataset", image_set[0], "--image_root",
+                           image_set[1], "--checkpoint", "checkpoint-6", "--filename", str(out)]) == 0
+        with h5py.File(out) as f:
+            assert f["emb"].shape == (30, 8)

@@ -1,4 +1,5 @@
-"""Registries of the training choices whose code needs TensorFlow: losses, poolings, optimizers, schedules.
+"""Registries of the training choices whose code needs TensorFlow: losses, poolings, batch norms, optimizers,
+schedules and identification classifiers.
 
 Each registry is the one list of its choices. An entry names its implementation as `module:attribute`
 and imports it only when it is used, so that `train.py --help` and the checks at parse time stay fast.

@@ -340,7 +340,7 @@ def _classifier_problems(s: TrainSettings):
 def _color_problems(s: TrainSettings):
     """The checks of --color_jitter and --auto_augment_prob."""
     if s.color_jitter is not None:
-        values = list(s.color_jitter)
+        values = list(s.color_jitter) if isinstance(s.color_jitter, (list, tuple)) else [s.color_jitter]
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         if len(values) != 4 or not numbers or min(values) < 0 or values[3] > 0.5:
             yield (f"--color_jitter takes 4 numbers B C S H (brightness, contrast, saturation >= 0 and hue "
