@@ -16,6 +16,9 @@ from typing import Any, Callable
 
 #: Standard deviation of the classifier's initial weights (open-reid, the Bag of Tricks).
 CLASSIFIER_INIT_STD = 0.001
+#: Standard deviation of a cosine classifier's initial weights (normalised before use: only their directions
+#: matter, and a larger norm keeps the first gradients' steps small).
+COSINE_INIT_STD = 0.01
 
 
 def _linear(x, embedding_dim: int):
@@ -82,13 +85,29 @@ def bnneck(x, embedding_dim: int, test_feature: str | None = "after", bn: dict |
     return {"metric": x, "embedding": x if test_feature == "before" else neck, "raw": x, "neck": neck}
 
 
-def classifier(x, num_classes: int):
-    """A bias-free linear classifier `(B, F) -> (B, num_classes)` logits, initialised with std 0.001."""
+def classifier(x, num_classes: int, kind: str = "softmax", scale: float | None = None):
+    """The identification classifier `(B, F) -> (B, num_classes)` logits (`trinet.registries.CLASSIFIERS`).
+
+    softmax: a bias-free linear layer, initialised with std 0.001. The margin kinds (cosface, arcface,
+    circle): `scale` times the cosines of the L2-normalised feature and class weights
+    (`trinet.layers.CosineClassifier`; weights initialised with std 0.01, their norm does not matter). Both
+    keep their `(F, num_classes)` weights in `head_classifier/kernel`.
+    """
     import keras
 
-    init = keras.initializers.RandomNormal(stddev=CLASSIFIER_INIT_STD)
-    return keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=init,
-                              name="head_classifier")(x)
+    from trinet.registries import CLASSIFIERS
+
+    CLASSIFIERS[kind]  # an unknown kind raises, naming the valid ones
+    if kind == "softmax":
+        init = keras.initializers.RandomNormal(stddev=CLASSIFIER_INIT_STD)
+        return keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=init,
+                                  name="head_classifier")(x)
+    from trinet.layers import CosineClassifier
+
+    if scale is None or scale <= 0:
+        raise ValueError(f"the {kind} classifier needs a scale > 0. Received: scale={scale!r}")
+    init = keras.initializers.RandomNormal(stddev=COSINE_INIT_STD)
+    return CosineClassifier(num_classes, scale, kernel_initializer=init, name="head_classifier")(x)
 
 
 #: Heads by name: `(features (B, F), embedding_dim, test_feature=..., bn={"kind": ..., "synchronized": ...})

@@ -48,16 +48,22 @@ def crop(image: tf.Tensor, offset: tuple[int, int], size: tuple[int, int]) -> tf
 
 def train_augment(image: tf.Tensor, seed: tf.Tensor, net_size: tuple[int, int],
                   pre_crop_size: tuple[int, int], flip: bool, random_crop: bool, pad: int = 0,
-                  erasing_prob: float = 0.0) -> tf.Tensor:
-    """Resize, then random flip, random crop, pad-and-crop and random erasing, deterministic in `seed`
-    (`(2,)` int).
+                  erasing_prob: float = 0.0, color_jitter: tuple[float, ...] | None = None,
+                  auto_augment_prob: float = 0.0) -> tf.Tensor:
+    """Resize, then the AutoAugment-style policy, random flip, random crop, pad-and-crop, colour jitter and
+    random erasing, deterministic in `seed` (`(2,)` int).
 
     Without crop augmentation the image is resized to `net_size`; with it, to `pre_crop_size` and a
     random `net_size` crop is taken. `pad` > 0 pads by that many pixels and crops the size back at a
-    random place; `erasing_prob` > 0 erases a random rectangle with that probability
-    (`trinet.augment`). Each draw derives its own seed from `seed`.
+    random place; `erasing_prob` > 0 erases a random rectangle with that probability;
+    `auto_augment_prob` > 0 applies the policy with that probability; `color_jitter` is the
+    `(brightness, contrast, saturation, hue)` ranges (`trinet.augment`). Each draw derives its own seed
+    from `seed`.
     """
     image = resize(image, pre_crop_size if random_crop else net_size)
+    if auto_augment_prob:
+        from trinet.augment import auto_augment
+        image = auto_augment(image, seed, auto_augment_prob)
     if flip:
         image = tf.image.stateless_random_flip_left_right(image, seed=seed)
     if random_crop:
@@ -65,6 +71,9 @@ def train_augment(image: tf.Tensor, seed: tf.Tensor, net_size: tuple[int, int],
     if pad:
         from trinet.augment import pad_crop
         image = pad_crop(image, seed, pad)
+    if color_jitter is not None and any(color_jitter):
+        from trinet.augment import color_jitter as jitter
+        image = jitter(image, seed, *color_jitter)
     if erasing_prob:
         from trinet.augment import random_erasing
         image = random_erasing(image, seed, erasing_prob)

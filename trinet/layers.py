@@ -7,6 +7,8 @@ from keras import ops
 
 #: Per-channel means of the Caffe-style ImageNet preprocessing, in BGR order (keras.applications).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+#: Floor of a squared norm before L2 normalisation (a zero vector stays zero instead of becoming NaN).
+NORM_EPSILON = 1e-24
 
 
 @keras.saving.register_keras_serializable(package="trinet")
@@ -110,3 +112,37 @@ def with_batch_norm(config: dict, kind: str, synchronized: bool) -> dict:
             layer.update({k: target[k] for k in ("module", "class_name", "registered_name")})
             layer["config"]["synchronized"] = synchronized
     return config
+
+
+@keras.saving.register_keras_serializable(package="trinet")
+class CosineClassifier(keras.layers.Layer):
+    """`(B, F) -> (B, C)`: `scale` times the cosine between each feature and each class weight, both
+    L2-normalised (the classifier of CosFace, ArcFace and circle loss; their margins are applied in the
+    loss). The kernel is `(F, C)`, named `kernel`, as a bias-free `Dense` layer's. Computed in float32
+    whatever the dtype policy (the cosines are close to 1, where float16 is coarse).
+    """
+
+    def __init__(self, units: int, scale: float, kernel_initializer="glorot_uniform", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.units, self.scale = int(units), float(scale)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                      initializer=self.kernel_initializer, name="kernel")
+
+    def call(self, inputs):
+        features = ops.cast(inputs, "float32")
+        features = features / ops.sqrt(ops.maximum(ops.sum(ops.square(features), axis=-1, keepdims=True),
+                                                   NORM_EPSILON))
+        kernel = self.kernel / ops.sqrt(ops.maximum(ops.sum(ops.square(self.kernel), axis=0, keepdims=True),
+                                                    NORM_EPSILON))
+        return self.scale * ops.matmul(features, kernel)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "scale": self.scale,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}

@@ -31,13 +31,15 @@ class ModelSpec:
     num_classes: int = 0
     batch_norm: str = "keras"
     sync_batchnorm: bool = False
+    classifier: str = "softmax"
+    classifier_scale: float | None = None
 
     @classmethod
     def from_settings(cls, settings, num_classes: int = 0) -> "ModelSpec":
         """The spec of a `TrainSettings` run; `num_classes` > 0 adds the classifier."""
         return cls(settings.model_name, settings.head_name, settings.embedding_dim, settings.pooling,
                    settings.last_stride, settings.test_feature, num_classes, settings.batch_norm,
-                   settings.sync_batchnorm)
+                   settings.sync_batchnorm, settings.classifier, settings.classifier_parameters[0])
 
 
 def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
@@ -46,7 +48,8 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
         metric `(B, D)`: the feature the metric losses see;
         embedding `(B, D')`: the inference embedding;
         raw `(B, D)`: the embedding before L2 normalisation (monitoring);
-        logits `(B, num_classes)`: only when `spec.num_classes` > 0.
+        logits `(B, num_classes)`: only when `spec.num_classes` > 0; for the margin classifiers
+            (`spec.classifier`), the scaled cosines, without the margin (the loss applies it).
 
     Args:
         weights: the backbone's initial weights (None, 'imagenet' or a Keras weights file).
@@ -60,7 +63,7 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
     outputs = {"features": features, "metric": head["metric"], "embedding": head["embedding"],
                "raw": head["raw"]}
     if spec.num_classes:
-        outputs["logits"] = classifier(head["neck"], spec.num_classes)
+        outputs["logits"] = classifier(head["neck"], spec.num_classes, spec.classifier, spec.classifier_scale)
     return keras.Model(inputs, outputs, name="trinet")
 
 

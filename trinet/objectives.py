@@ -13,7 +13,7 @@ from typing import Callable
 import tensorflow as tf
 
 from trinet import distillation, losses
-from trinet.registries import LOSSES
+from trinet.registries import CLASSIFIERS, LOSSES
 
 #: `(outputs, labels (B,)) -> (B,)` per-sample loss.
 TermFn = Callable[[dict[str, tf.Tensor], tf.Tensor], tf.Tensor]
@@ -36,9 +36,22 @@ def triplet_term(loss: str, margin: float | str) -> TermFn:
     return lambda outputs, labels: loss_fn(outputs["dists"], labels, margin)[1]
 
 
-def identification_term(label_smoothing: float) -> TermFn:
-    """Softmax cross-entropy of `outputs['logits']` with label smoothing."""
-    return lambda outputs, labels: losses.cross_entropy(outputs["logits"], labels, label_smoothing)
+def identification_term(label_smoothing: float, classifier: str = "softmax", scale: float | None = None,
+                        margin: float | None = None) -> TermFn:
+    """Softmax cross-entropy of `outputs['logits']` with label smoothing. For a margin classifier
+    (`trinet.registries.CLASSIFIERS`), `outputs['logits']` are `scale` x cosines: the cross-entropy is of
+    the classifier's margin logits of those cosines and the labels."""
+    if classifier == "softmax":
+        return lambda outputs, labels: losses.cross_entropy(outputs["logits"], labels, label_smoothing)
+    if scale is None or margin is None:
+        raise ValueError(f"the {classifier} classifier needs its scale and margin. Received: "
+                         f"scale={scale!r}, margin={margin!r}")
+    margin_logits = CLASSIFIERS.resolve(classifier)
+
+    def term(outputs, labels):
+        cosines = outputs["logits"] / scale
+        return losses.cross_entropy(margin_logits(cosines, labels, scale, margin), labels, label_smoothing)
+    return term
 
 
 def center_term(centers: tf.Variable) -> TermFn:
@@ -56,7 +69,9 @@ def build_objectives(settings, centers: tf.Variable | None = None,
         terms.append(Objective("triplet", settings.triplet_loss_weight,
                                triplet_term(settings.loss, settings.margin)))
     if settings.id_loss_weight:
-        terms.append(Objective("id", settings.id_loss_weight, identification_term(settings.label_smoothing)))
+        terms.append(Objective("id", settings.id_loss_weight,
+                               identification_term(settings.label_smoothing, settings.classifier,
+                                                   *settings.classifier_parameters)))
     if settings.center_loss_weight:
         if centers is None:
             raise ValueError("the centre loss needs its centres variable")

@@ -24,14 +24,16 @@ class Delivered:
 def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int | None, *,
                      net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
                      crop: bool, threads: int, pad: int = 0, erasing_prob: float = 0.0,
-                     delivered: Delivered | None = None) -> tf.data.Dataset:
+                     delivered: Delivered | None = None, color_jitter: tuple[float, ...] | None = None,
+                     auto_augment_prob: float = 0.0) -> tf.data.Dataset:
     """Batches `start <= index < stop` (forever if None) of `sampler` as `(index, images, labels)`.
 
     `index` is the batch index (int64 scalar), `images` `(P*K, H, W, 3)` float32 in [0, 255],
     `labels` `(P*K,)` int32 identity codes. Images are decoded and augmented in parallel, in order,
     and prefetched. A batch with an image that fails to decode is skipped; the caller sees the gap in
     `index`. With `delivered`, the stream ends once it runs `MAX_AHEAD` batches ahead of the last
-    delivered one (every batch failing would otherwise never yield, and never end).
+    delivered one (every batch failing would otherwise never yield, and never end). `color_jitter` and
+    `auto_augment_prob`: see `images.train_augment`.
     """
     batch = sampler.batch_size
     seed = sampler.seed
@@ -49,7 +51,7 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
 
     def load(index, row, element_seed):
         image = train_augment(decode(tf.gather(all_paths, row)), element_seed, net_size, pre_crop_size,
-                              flip, crop, pad, erasing_prob)
+                              flip, crop, pad, erasing_prob, color_jitter, auto_augment_prob)
         return index, image, tf.gather(codes, row)
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()

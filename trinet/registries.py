@@ -1,4 +1,5 @@
-"""Registries of the training choices whose code needs TensorFlow: losses, poolings, optimizers, schedules.
+"""Registries of the training choices whose code needs TensorFlow: losses, poolings, batch norms, optimizers,
+schedules and identification classifiers.
 
 Each registry is the one list of its choices. An entry names its implementation as `module:attribute`
 and imports it only when it is used, so that `train.py --help` and the checks at parse time stay fast.
@@ -96,3 +97,39 @@ SCHEDULES = Registry("schedule", {
                        "multiplied by --lr_gamma at each of --lr_milestones"),
     "cosine": Entry("trinet.schedule:Cosine", "half a cosine from the learning rate to 0"),
 })
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierEntry(Entry):
+    """A classifier kind: its margin function (`target`) and its default scale and margin (None: the kind
+    has none)."""
+
+    scale: float | None = None
+    margin: float | None = None
+
+
+#: Identification classifiers (`--classifier`). Each names its margin function `(cosines (B, C), labels (B,),
+#: scale, margin) -> (B, C) logits for the cross-entropy`; softmax is today's bias-free linear classifier,
+#: whose logits the loss takes as they are. The margin kinds L2-normalise features and class weights.
+CLASSIFIERS = Registry("classifier", {
+    "softmax": ClassifierEntry("trinet.losses:linear_logits",
+                               "a bias-free linear classifier (initialised with std 0.001), plain softmax"),
+    "cosface": ClassifierEntry("trinet.losses:cosface_logits",
+                               "CosFace / AM-softmax: s (cos - m) for the true class, s cos for the others "
+                               "(default s 30, m 0.35)", scale=30.0, margin=0.35),
+    "arcface": ClassifierEntry("trinet.losses:arcface_logits",
+                               "ArcFace: s cos(theta + m) for the true class (s (cos - m sin m) where "
+                               "theta + m > pi), s cos for the others (default s 30, m 0.5)",
+                               scale=30.0, margin=0.5),
+    "circle": ClassifierEntry("trinet.losses:circle_logits",
+                              "circle loss's softmax form: s [1 + m - cos]+ (cos - 1 + m) for the true "
+                              "class, s [cos + m]+ (cos - m) for the others (default s 64, m 0.35)",
+                              scale=64.0, margin=0.35),
+})
+
+
+def classifier_defaults(name: str) -> ClassifierEntry:
+    """The registered classifier `name` (its defaults: `.scale`, `.margin`)."""
+    entry = CLASSIFIERS[name]
+    assert isinstance(entry, ClassifierEntry)
+    return entry

@@ -62,6 +62,9 @@ class TrainSettings:
     crop_augment: bool = False
     pad_crop: int = 0
     random_erasing_prob: float = 0.0
+    # colour augmentation (issue 12): None / 0 keep the images as they were
+    color_jitter: tuple[float, ...] | None = None
+    auto_augment_prob: float = 0.0
     # objectives
     loss: str = "batch_hard"
     margin: float | str = "soft"
@@ -71,6 +74,10 @@ class TrainSettings:
     label_smoothing: float = 0.0
     center_loss_weight: float = 0.0
     center_learning_rate: float = 0.5
+    # identification classifier (issue 12): None takes the classifier's default (registries.CLASSIFIERS)
+    classifier: str = "softmax"
+    classifier_scale: float | None = None
+    classifier_margin: float | None = None
     # optimisation
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -132,6 +139,17 @@ class TrainSettings:
     def validation(self) -> bool:
         return self.val_query is not None
 
+    @property
+    def classifier_parameters(self) -> tuple[float | None, float | None]:
+        """`(scale, margin)` of the classifier: the values given, else the kind's defaults (None for softmax,
+        which has neither)."""
+        from trinet.registries import classifier_defaults
+
+        entry = classifier_defaults(self.classifier)
+        scale = self.classifier_scale if self.classifier_scale is not None else entry.scale
+        margin = self.classifier_margin if self.classifier_margin is not None else entry.margin
+        return scale, margin
+
     # -- conversions ---------------------------------------------------------------------------------
     def replace(self, **changes: Any) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
@@ -140,6 +158,8 @@ class TrainSettings:
         """The JSON object of `args.json`: every field but those in `NOT_SAVED`."""
         values = dataclasses.asdict(self)
         values["lr_milestones"] = list(self.lr_milestones)
+        if self.color_jitter is not None:
+            values["color_jitter"] = list(self.color_jitter)
         return {k: v for k, v in values.items() if k not in NOT_SAVED}
 
     @classmethod
@@ -158,6 +178,8 @@ class TrainSettings:
         kwargs = {k: v for k, v in values.items() if k not in NOT_SAVED}
         if kwargs.get("lr_milestones") is not None:
             kwargs["lr_milestones"] = tuple(kwargs["lr_milestones"])
+        if isinstance(kwargs.get("color_jitter"), list):
+            kwargs["color_jitter"] = tuple(kwargs["color_jitter"])
         for name, value in kwargs.items():
             _check_type(name, value, cls.__dataclass_fields__[name].default, source)
         lacking = sorted(set(known) - set(values) - set(NOT_SAVED))
@@ -301,3 +323,47 @@ def _problems(s: TrainSettings):
         yield "--val_query needs --val_excluder (the dataset's protocol, as evaluate.py's --excluder)"
     if s.val_query is None and s.val_excluder is not None:
         yield f"--val_excluder {s.val_excluder} needs --val_query and --val_gallery"
+    yield from _classifier_problems(s)
+    yield from _color_problems(s)
+
+
+def _classifier_problems(s: TrainSettings):
+    """The checks of --classifier, --classifier_scale and --classifier_margin."""
+    import math
+
+    from trinet import registries
+
+    registries.check("--classifier", s.classifier, registries.CLASSIFIERS)
+    if s.classifier == "softmax":
+        for flag, value in (("--classifier_scale", s.classifier_scale),
+                            ("--classifier_margin", s.classifier_margin)):
+            if value is not None:
+                yield (f"{flag} {value} applies to the margin classifiers (--classifier cosface, arcface or "
+                       "circle), not to --classifier softmax")
+        return
+    if not s.id_loss_weight:
+        yield (f"--classifier {s.classifier} needs the identification loss (--id_loss_weight > 0); without "
+               "it there is no classifier")
+    scale, margin = s.classifier_parameters
+    if not isinstance(scale, (int, float)) or not scale > 0:
+        yield f"--classifier_scale must be > 0 with --classifier {s.classifier}, got {scale}"
+    if not isinstance(margin, (int, float)) or not margin >= 0:
+        yield f"--classifier_margin must be >= 0 with --classifier {s.classifier}, got {margin}"
+    elif s.classifier == "arcface" and margin >= math.pi:
+        yield (f"--classifier_margin {margin} is not an angle below pi (radians) for --classifier arcface; "
+               "the usual margin is 0.5")
+    elif s.classifier == "circle" and margin >= 1:
+        yield (f"--classifier_margin {margin} must be below 1 for --classifier circle (the true class's "
+               "optimum is 1 - m); the usual margin is 0.25 to 0.35")
+
+
+def _color_problems(s: TrainSettings):
+    """The checks of --color_jitter and --auto_augment_prob."""
+    if s.color_jitter is not None:
+        values = list(s.color_jitter) if isinstance(s.color_jitter, (list, tuple)) else [s.color_jitter]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if len(values) != 4 or not numbers or min(values) < 0 or values[3] > 0.5:
+            yield (f"--color_jitter takes 4 numbers B C S H (brightness, contrast, saturation >= 0 and hue "
+                   f"in [0, 0.5]), got {values}")
+    if not 0 <= s.auto_augment_prob <= 1:
+        yield f"--auto_augment_prob must be in [0, 1], got {s.auto_augment_prob}"

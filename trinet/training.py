@@ -589,7 +589,8 @@ def _loop(run: _Run, latest: str | None) -> int:
         data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
-                                delivered=delivered)
+                                delivered=delivered, color_jitter=s.color_jitter,
+                                auto_augment_prob=s.auto_augment_prob)
         return sampler, iter(data)
 
     sampler, data = open_data(state["next_batch"])

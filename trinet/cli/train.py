@@ -35,6 +35,13 @@ def _milestones(text: str) -> tuple[int, ...]:
     return tuple(argtypes.positive_int(p) for p in parts)
 
 
+class _StoreTuple(argparse.Action):
+    """Store the values of an `nargs` option as a tuple (as `TrainSettings` holds them)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(values))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -128,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random_erasing_prob", type=argtypes.unit_float, default=D.random_erasing_prob,
                    help="Probability of erasing a random rectangle (2-40%% of the area, aspect 0.3-3.33, "
                         "filled with the ImageNet mean; Zhong et al. 2017); the Bag of Tricks uses 0.5.")
+    # colour augmentation (issue 12)
+    g.add_argument("--color_jitter", type=argtypes.nonnegative_float, nargs=4, default=D.color_jitter,
+                   metavar=("B", "C", "S", "H"), action=_StoreTuple,
+                   help="Colour jitter as torchvision's ColorJitter: brightness, contrast and saturation "
+                        "factors uniform in [max(0, 1 - x), 1 + x], a hue shift uniform in [-H, H] (H <= "
+                        "0.5, in turns of the colour wheel), applied in this fixed order; e.g. 0.2 0.15 0 0 "
+                        "(fast-reid's). Default: off.")
+    g.add_argument("--auto_augment_prob", type=argtypes.unit_float, default=D.auto_augment_prob,
+                   help="Probability of applying trinet's AutoAugment-style policy to an image: one of "
+                        "its sub-policies, each two colour or geometric operations with their own "
+                        "probability and magnitude (trinet.augment.AUTO_AUGMENT_POLICY); fast-reid's SBS "
+                        "uses AutoAugment with 0.1. 0: off.")
     g = p.add_argument_group("objectives")
     g.add_argument("--loss", choices=sorted(registries.LOSSES), default=D.loss,
                    help="The triplet loss. " + registries.LOSSES.help() + ".")
@@ -148,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: off.")
     g.add_argument("--center_learning_rate", type=argtypes.positive_float, default=D.center_learning_rate,
                    help="Learning rate of the centres' own SGD update (on the unweighted centre loss).")
+    # identification classifier (issue 12)
+    g.add_argument("--classifier", choices=sorted(registries.CLASSIFIERS), default=D.classifier,
+                   help="The identification loss's classifier (with --id_loss_weight). "
+                        + registries.CLASSIFIERS.help() + ". The margin kinds L2-normalise the feature and "
+                        "the class weights; label smoothing applies to all.")
+    g.add_argument("--classifier_scale", type=argtypes.positive_float, default=D.classifier_scale,
+                   help="The scale s of a margin classifier. Default: the classifier's (cosface 30, arcface "
+                        "30, circle 64); not used by softmax.")
+    g.add_argument("--classifier_margin", type=argtypes.nonnegative_float, default=D.classifier_margin,
+                   help="The margin m of a margin classifier (arcface: an angle in radians). Default: the "
+                        "classifier's (cosface 0.35, arcface 0.5, circle 0.35); not used by softmax.")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=sorted(registries.OPTIMIZERS), default=D.optimizer,
                    help=registries.OPTIMIZERS.help() + ".")
@@ -282,6 +312,10 @@ def resolve_settings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Tr
     if not args.resume:
         if args.test_feature is None and args.head_name == "bnneck":
             args.test_feature = "after"
+        # issue 12: args.json records the scale and margin a margin classifier trains with
+        if args.classifier != "softmax" and args.classifier in registries.CLASSIFIERS:
+            scale, margin = _settings(vars(args)).classifier_parameters
+            args.classifier_scale, args.classifier_margin = scale, margin
         settings = _settings(vars(args))
         _check(settings, parser)
         return settings
