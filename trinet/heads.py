@@ -85,7 +85,33 @@ def bnneck(x, embedding_dim: int, test_feature: str | None = "after", bn: dict |
     return {"metric": x, "embedding": x if test_feature == "before" else neck, "raw": x, "neck": neck}
 
 
-def classifier(x, num_classes: int, kind: str = "softmax", scale: float | None = None):
+def pcb(features, embedding_dim: int, feature_map=None, num_stripes: int = 6, global_branch: bool = False,
+        bn: dict | None = None, **_):
+    """PCB (Sun et al. 2018): horizontal stripes, each reduced and classified on its own.
+
+    Each of the `num_stripes` stripes of the feature map (`trinet.layers.StripePooling`), and with
+    `global_branch` the pooled feature too, gets its own linear reduction to `embedding_dim`, batch norm and
+    ReLU. The embedding (and the metric feature) is their concatenation, `(B, parts x embedding_dim)`;
+    `parts` lists them for the classifiers (one per part)."""
+    import keras
+
+    from trinet.layers import StripePooling, batch_norm
+
+    inputs = StripePooling(num_stripes, name="head_pcb_stripes")(feature_map)
+    names = [str(i) for i in range(num_stripes)]
+    if global_branch:
+        inputs, names = inputs + [features], names + ["global"]
+    parts = []
+    for x, name in zip(inputs, names):
+        x = keras.layers.Dense(embedding_dim, use_bias=False, name=f"head_pcb_reduce_{name}")(x)
+        x = batch_norm(**(bn or {}), momentum=0.9, epsilon=1e-5, name=f"head_pcb_bn_{name}")(x)
+        parts.append(keras.layers.ReLU(name=f"head_pcb_relu_{name}")(x))
+    emb = keras.layers.Concatenate(name="head_pcb_concat")(parts) if len(parts) > 1 else parts[0]
+    return {"metric": emb, "embedding": emb, "raw": emb, "neck": emb, "parts": parts}
+
+
+def classifier(x, num_classes: int, kind: str = "softmax", scale: float | None = None,
+               name: str = "head_classifier"):
     """The identification classifier `(B, F) -> (B, num_classes)` logits (`trinet.registries.CLASSIFIERS`).
 
     softmax: a bias-free linear layer, initialised with std 0.001. The margin kinds (cosface, arcface,
@@ -100,14 +126,13 @@ def classifier(x, num_classes: int, kind: str = "softmax", scale: float | None =
     CLASSIFIERS[kind]  # an unknown kind raises, naming the valid ones
     if kind == "softmax":
         init = keras.initializers.RandomNormal(stddev=CLASSIFIER_INIT_STD)
-        return keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=init,
-                                  name="head_classifier")(x)
+        return keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=init, name=name)(x)
     from trinet.layers import CosineClassifier
 
     if scale is None or scale <= 0:
         raise ValueError(f"the {kind} classifier needs a scale > 0. Received: scale={scale!r}")
     init = keras.initializers.RandomNormal(stddev=COSINE_INIT_STD)
-    return CosineClassifier(num_classes, scale, kernel_initializer=init, name="head_classifier")(x)
+    return CosineClassifier(num_classes, scale, kernel_initializer=init, name=name)(x)
 
 
 #: Heads by name: `(features (B, F), embedding_dim, test_feature=..., bn={"kind": ..., "synchronized": ...})
@@ -118,6 +143,7 @@ HEADS: dict[str, Callable[..., dict[str, Any]]] = {
     "fc1024": fc1024,
     "fc1024_normalize": fc1024_normalize,
     "bnneck": bnneck,
+    "pcb": pcb,
 }
 
 

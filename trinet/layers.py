@@ -146,3 +146,45 @@ class CosineClassifier(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "scale": self.scale,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="trinet")
+class StripePooling(keras.layers.Layer):
+    """PCB's horizontal stripes: the feature map cut into `num_stripes` bands of rows (as even as the height
+    allows: band i holds rows floor(i h / S) to floor((i + 1) h / S)), each averaged.
+
+    Input: `(B, h, w, F)` with h >= S. Output: a list of S `(B, F)` tensors, top to bottom.
+    """
+
+    def __init__(self, num_stripes: int, **kwargs):
+        super().__init__(**kwargs)
+        if num_stripes < 1:
+            raise ValueError(f"num_stripes must be >= 1, got {num_stripes}")
+        self.num_stripes = num_stripes
+
+    def call(self, feature_map):
+        rows = ops.mean(ops.cast(feature_map, "float32"), axis=2)  # (B, h, F)
+        height = ops.shape(rows)[1]
+        sums = ops.concatenate([ops.zeros_like(rows[:, :1]), ops.cumsum(rows, axis=1)], axis=1)  # (B, h+1, F)
+        bounds = ops.floor_divide(ops.arange(self.num_stripes + 1) * height, self.num_stripes)
+        edges = ops.take(sums, bounds, axis=1)  # (B, S+1, F)
+        sizes = ops.cast(bounds[1:] - bounds[:-1], "float32")[None, :, None]
+        means = ops.cast((edges[:, 1:] - edges[:, :-1]) / sizes, self.compute_dtype)  # (B, S, F)
+        return [means[:, i] for i in range(self.num_stripes)]
+
+    def compute_output_shape(self, input_shape):
+        return [(input_shape[0], input_shape[-1])] * self.num_stripes
+
+    def get_config(self):
+        return {**super().get_config(), "num_stripes": self.num_stripes}
+
+
+@keras.saving.register_keras_serializable(package="trinet")
+class Stack(keras.layers.Layer):
+    """A list of `(B, C)` tensors stacked into `(B, P, C)` (PCB's per-part logits)."""
+
+    def call(self, parts):
+        return ops.stack(parts, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], len(input_shape), input_shape[0][-1])

@@ -12,6 +12,7 @@ import keras
 
 from trinet.backbones import build_backbone
 from trinet.heads import classifier, get_head
+from trinet.layers import Stack
 from trinet.registries import POOLINGS
 
 #: The outputs of the training model.
@@ -33,13 +34,16 @@ class ModelSpec:
     sync_batchnorm: bool = False
     classifier: str = "softmax"
     classifier_scale: float | None = None
+    num_stripes: int = 6
+    pcb_global_branch: bool = False
 
     @classmethod
     def from_settings(cls, settings, num_classes: int = 0) -> "ModelSpec":
         """The spec of a `TrainSettings` run; `num_classes` > 0 adds the classifier."""
         return cls(settings.model_name, settings.head_name, settings.embedding_dim, settings.pooling,
                    settings.last_stride, settings.test_feature, num_classes, settings.batch_norm,
-                   settings.sync_batchnorm, settings.classifier, settings.classifier_parameters[0])
+                   settings.sync_batchnorm, settings.classifier, settings.classifier_parameters[0],
+                   settings.num_stripes, settings.pcb_global_branch)
 
 
 def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
@@ -48,7 +52,8 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
         metric `(B, D)`: the feature the metric losses see;
         embedding `(B, D')`: the inference embedding;
         raw `(B, D)`: the embedding before L2 normalisation (monitoring);
-        logits `(B, num_classes)`: only when `spec.num_classes` > 0; for the margin classifiers
+        logits `(B, num_classes)` (PCB: `(B, parts, num_classes)`, a classifier per part): only when
+            `spec.num_classes` > 0; for the margin classifiers
             (`spec.classifier`), the scaled cosines, without the margin (the loss applies it).
 
     Args:
@@ -57,12 +62,20 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
     backbone = build_backbone(spec.model_name, weights, spec.last_stride, spec.batch_norm,
                               spec.sync_batchnorm)
     inputs = keras.Input((None, None, 3), name="image")
-    features = POOLINGS.resolve(spec.pooling)(name="pooling")(backbone(inputs))
+    feature_map = backbone(inputs)
+    features = POOLINGS.resolve(spec.pooling)(name="pooling")(feature_map)
     head = get_head(spec.head_name)(features, spec.embedding_dim, test_feature=spec.test_feature,
-                                    bn={"kind": spec.batch_norm, "synchronized": spec.sync_batchnorm})
+                                    bn={"kind": spec.batch_norm, "synchronized": spec.sync_batchnorm},
+                                    feature_map=feature_map, num_stripes=spec.num_stripes,
+                                    global_branch=spec.pcb_global_branch)
     outputs = {"features": features, "metric": head["metric"], "embedding": head["embedding"],
                "raw": head["raw"]}
-    if spec.num_classes:
+    if spec.num_classes and "parts" in head:  # one classifier per part: (B, parts, num_classes)
+        names = [f"head_classifier_{i}" for i in range(len(head["parts"]))]
+        outputs["logits"] = Stack(name="head_classifier_stack")(
+            [classifier(part, spec.num_classes, spec.classifier, spec.classifier_scale, name=name)
+             for part, name in zip(head["parts"], names)])
+    elif spec.num_classes:
         outputs["logits"] = classifier(head["neck"], spec.num_classes, spec.classifier, spec.classifier_scale)
     return keras.Model(inputs, outputs, name="trinet")
 

@@ -42,15 +42,28 @@ def identification_term(label_smoothing: float, classifier: str = "softmax", sca
     (`trinet.registries.CLASSIFIERS`), `outputs['logits']` are `scale` x cosines: the cross-entropy is of
     the classifier's margin logits of those cosines and the labels."""
     if classifier == "softmax":
-        return lambda outputs, labels: losses.cross_entropy(outputs["logits"], labels, label_smoothing)
+        return _per_part(lambda logits, labels: losses.cross_entropy(logits, labels, label_smoothing))
     if scale is None or margin is None:
         raise ValueError(f"the {classifier} classifier needs its scale and margin. Received: "
                          f"scale={scale!r}, margin={margin!r}")
     margin_logits = CLASSIFIERS.resolve(classifier)
 
-    def term(outputs, labels):
-        cosines = outputs["logits"] / scale
+    def term(logits, labels):
+        cosines = logits / scale
         return losses.cross_entropy(margin_logits(cosines, labels, scale, margin), labels, label_smoothing)
+    return _per_part(term)
+
+
+def _per_part(loss):
+    """A term from `loss((N, C) logits, (N,) labels) -> (N,)`: of `outputs['logits']` `(B, C)`, or for
+    PCB's `(B, P, C)` the mean over the P parts of each part's loss."""
+    def term(outputs, labels):
+        logits = outputs["logits"]
+        if logits.shape.rank == 2:
+            return loss(logits, labels)
+        parts, classes = logits.shape[1], tf.shape(logits)[2]
+        flat = loss(tf.reshape(logits, (-1, classes)), tf.repeat(labels, parts))
+        return tf.reduce_mean(tf.reshape(flat, (-1, parts)), axis=1)
     return term
 
 

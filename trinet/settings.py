@@ -50,6 +50,8 @@ class TrainSettings:
     batch_norm: str = "fused"
     test_feature: str | None = None
     test_metric: str | None = None
+    num_stripes: int = 6
+    pcb_global_branch: bool = False
     # batches and augmentation
     sampler: str = "pk"
     batch_p: int = 32
@@ -297,6 +299,11 @@ def _problems(s: TrainSettings):
     if s.distribute == "none" and (s.cross_replica_mining or s.sync_batchnorm):
         flag = "--cross_replica_mining" if s.cross_replica_mining else "--sync_batchnorm"
         yield f"{flag} applies to --distribute mirrored or multi_worker, not to --distribute none"
+    if s.head_name != "pcb" and (s.num_stripes != 6 or s.pcb_global_branch):
+        flag = "--pcb_global_branch" if s.pcb_global_branch else f"--num_stripes {s.num_stripes}"
+        yield f"{flag} applies to --head_name pcb only, not to --head_name {s.head_name}"
+    if s.num_stripes < 1:
+        yield f"--num_stripes must be at least 1, got {s.num_stripes}"
     if s.teacher is None and (s.distill_logits_weight or s.distill_distance_weight):
         flag = "--distill_logits_weight" if s.distill_logits_weight else "--distill_distance_weight"
         yield f"{flag} needs --teacher (the experiment root of the model to learn from)"

@@ -334,6 +334,15 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
     return step
 
 
+def _check_stripes(model: keras.Model, s: TrainSettings) -> None:
+    """Raise TrinetError if PCB's stripes outnumber the rows of the backbone's feature map."""
+    height = model.get_layer("backbone").compute_output_shape((1, *s.net_size, 3))[1]
+    if height is not None and s.num_stripes > height:
+        raise TrinetError(f"--num_stripes {s.num_stripes} is larger than the height of the feature map "
+                          f"({height} rows for --net_input_height {s.net_input_height} with --model_name "
+                          f"{s.model_name}); use at most {height} stripes, or a larger input")
+
+
 class Trainer:
     """What a training step needs, built from the settings: the model (its inference part too), the
     optimizer and schedule, the centres of the centre loss, the objectives, and the compiled steps.
@@ -356,6 +365,8 @@ class Trainer:
         with scope(self.strategy):
             with dtype_policy(s.mixed_precision):
                 self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
+            if s.head_name == "pcb":
+                _check_stripes(self.model, s)
             if source is not None:
                 transfer(self.model, source, s)
             self.inference = embedding_model(self.model)

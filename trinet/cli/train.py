@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Stride of the backbone's last stage; 1 doubles the final feature map's height "
                         "and width (the Bag of Tricks). Available for "
                         f"{', '.join(backbones.LAST_STRIDE_CHOICES)}.")
+    g.add_argument("--num_stripes", type=argtypes.positive_int, default=D.num_stripes,
+                   help="--head_name pcb: the horizontal stripes of the feature map, each with its own "
+                        "reduction to --embedding_dim, batch norm and classifier (at most the feature map's "
+                        "height: the input height / 32, / 16 with --last_stride 1, for the ResNets).")
+    g.add_argument("--pcb_global_branch", action="store_true",
+                   help="--head_name pcb: also a branch on the globally pooled feature (pytorch-reid-lite "
+                        "found it helps).")
     g.add_argument("--batch_norm", choices=sorted(registries.BATCH_NORMS), default=D.batch_norm,
                    help="The batch-norm layers' implementation (same variables, so checkpoints of either "
                         "load into the other). " + registries.BATCH_NORMS.help() + ".")
