@@ -45,6 +45,13 @@ TRAIN=(--experiment_root "$EXP" --train_set "$DATA/demo_train.csv" --image_root 
        --val_query "$DATA/demo_query.csv" --val_gallery "$DATA/demo_test.csv" --val_excluder market1501
        --val_frequency 500
        --checkpoint_frequency 250 --log_frequency 50 --seed 0)
+# bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX; oneDNN uses them): 1.4-2x the float32
+# step of this LuNet, at the same accuracy (benchmarks/bench_precision.py, bench_recipe.py --variants).
+# Elsewhere it would be emulated, and slower: float32. DEMO_PRECISION=float32 forces float32.
+if [ "${DEMO_PRECISION:-auto}" = auto ] && grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then
+    TRAIN+=(--mixed_precision bfloat16)
+    echo "This CPU computes bfloat16 natively: training in mixed bfloat16 precision."
+fi
 if [ -f "$EXP/model.keras" ]; then
     echo "Training already finished: reusing $EXP (delete it to train again)."
 elif [ -f "$EXP/args.json" ]; then
