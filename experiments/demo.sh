@@ -7,8 +7,8 @@
 #
 # Hardware: any CPU; about 2-3 minutes on 2 cores (training is 1,000 iterations of LuNet at 64x32 with the
 # Bag-of-Tricks recipe, validated at iterations 500 and 1,000).
-# Expect (seed 0): the trained model at roughly 80% mAP / 86% rank-1 on the demo query/gallery split
-# (90% / 90% re-ranked), against about 2-3% for the untrained network and for raw pixels. Exact figures
+# Expect (seed 0): the trained model at roughly 78% mAP / 85% rank-1 on the demo query/gallery split
+# (89% / 89% re-ranked), against about 2-3% for the untrained network and for raw pixels. Exact figures
 # vary a little with the machine's math libraries.
 #
 # Re-running reuses what exists: the dataset if it is complete, the trained model if training finished,
