@@ -90,8 +90,13 @@ def variants(iterations: int, pad: int) -> list[tuple[str, dict, str]]:
                  "--last_stride": "1", "--center_loss_weight": "0.0005", "--margin": "0.3"})
     bfloat16 = dict(full)
     bfloat16["--mixed_precision"] = "bfloat16"
+    pcb = dict(full)  # PCB instead of BNNeck: 4 stripes (of the 8 rows of LuNet's map at stride 1) + global
+    del pcb["--test_metric"]
+    pcb.update({"--head_name": "pcb", "--num_stripes": "4", "--pcb_global_branch": None,
+                "--embedding_dim": "64"})
     return [("triplet", triplet, "euclidean"), ("triplet+id+bnneck", bnneck, "cosine"),
-            ("full recipe", full, "cosine"), ("full recipe, bfloat16", bfloat16, "cosine")]
+            ("full recipe", full, "cosine"), ("full recipe, bfloat16", bfloat16, "cosine"),
+            ("full recipe, pcb", pcb, "euclidean")]
 
 
 #: The variants run by default (``--variants`` chooses others).
@@ -255,7 +260,8 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                    choices=[name for name, _, _ in variants(1000, 3)],
                    help="the variants to run ('full recipe, bfloat16': the full recipe with "
-                        "--mixed_precision bfloat16)")
+                        "--mixed_precision bfloat16; 'full recipe, pcb': with --head_name pcb, 4 stripes and "
+                        "the global branch instead of BNNeck)")
     args = p.parse_args()
     if args.iterations < 100:
         p.error(f"--iterations must be >= 100 (the step time leaves out the first {SKIP_ITERATIONS}). "
