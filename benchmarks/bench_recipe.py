@@ -94,9 +94,11 @@ def variants(iterations: int, pad: int) -> list[tuple[str, dict, str]]:
     del pcb["--test_metric"]
     pcb.update({"--head_name": "pcb", "--num_stripes": "4", "--pcb_global_branch": None,
                 "--embedding_dim": "64"})
+    mutual = dict(full)  # deep mutual learning of two networks (network 0 is evaluated)
+    mutual["--mutual_models"] = "2"
     return [("triplet", triplet, "euclidean"), ("triplet+id+bnneck", bnneck, "cosine"),
             ("full recipe", full, "cosine"), ("full recipe, bfloat16", bfloat16, "cosine"),
-            ("full recipe, pcb", pcb, "euclidean")]
+            ("full recipe, pcb", pcb, "euclidean"), ("full recipe, mutual", mutual, "cosine")]
 
 
 #: The variants run by default (``--variants`` chooses others).
@@ -261,7 +263,8 @@ def main() -> None:
                    choices=[name for name, _, _ in variants(1000, 3)],
                    help="the variants to run ('full recipe, bfloat16': the full recipe with "
                         "--mixed_precision bfloat16; 'full recipe, pcb': with --head_name pcb, 4 stripes and "
-                        "the global branch instead of BNNeck)")
+                        "the global branch instead of BNNeck; 'full recipe, mutual': two networks by deep "
+                        "mutual learning, the first one evaluated)")
     args = p.parse_args()
     if args.iterations < 100:
         p.error(f"--iterations must be >= 100 (the step time leaves out the first {SKIP_ITERATIONS}). "

@@ -100,6 +100,10 @@ class TrainSettings:
     distill_logits_weight: float = 0.0
     distill_distance_weight: float = 0.0
     distill_temperature: float = 4.0
+    # deep mutual learning
+    mutual_models: int = 1
+    mutual_logits_weight: float = 1.0
+    mutual_distance_weight: float = 1.0
     # devices and precision
     distribute: str = "none"
     cross_replica_mining: bool = False
@@ -314,6 +318,20 @@ def _problems(s: TrainSettings):
                "compares the class probabilities")
     if s.distill_temperature <= 0:
         yield f"--distill_temperature must be > 0, got {s.distill_temperature}"
+    if s.mutual_models < 1:
+        yield f"--mutual_models must be at least 1, got {s.mutual_models}"
+    if s.mutual_models > 1:
+        if s.mutual_logits_weight and not s.id_loss_weight:
+            yield ("--mutual_models with --mutual_logits_weight > 0 needs the classifiers (--id_loss_weight "
+                   "> 0); or set --mutual_logits_weight 0")
+        if not (s.mutual_logits_weight or s.mutual_distance_weight):
+            yield "--mutual_models: --mutual_logits_weight and --mutual_distance_weight are both 0"
+        for flag, value in (("--distribute", s.distribute != "none"), ("--teacher", s.teacher is not None),
+                            ("--jit_compile", s.jit_compile), ("--mixed_precision float16",
+                                                               s.mixed_precision == "float16")):
+            if value:
+                yield f"--mutual_models {s.mutual_models} does not go with {flag} yet (one device, float32 " \
+                      "or bfloat16)"
     if s.distribute == "multi_worker" and s.seed is None and not s.resume:
         yield ("--distribute multi_worker needs --seed (the same on every worker, so that they build the "
                "same batches)")

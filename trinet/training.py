@@ -173,9 +173,9 @@ class DetailedLogs:
             array.flush()
 
 
-def export(root: str, model: keras.Model) -> str:
-    """Save the inference model as `model.keras` (raw RGB in, embedding out), atomically."""
-    path = os.path.join(root, experiment.MODEL_FILE)
+def export(root: str, model: keras.Model, filename: str = experiment.MODEL_FILE) -> str:
+    """Save the inference model as `model.keras` (or `filename`; raw RGB in, embedding out), atomically."""
+    path = os.path.join(root, filename)
     try:
         with atomic_path(path) as tmp:
             keras_tmp = tmp + ".keras"  # Keras insists on the extension
@@ -465,7 +465,13 @@ class _Run:
         self.sampler: PKSampler = SAMPLERS[s.sampler](dataset.pids, s.batch_p, s.batch_k, s.seed)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
-        self.trainer = Trainer(s, len(self.sampler.unique_pids), keras_weights, source, strategy)
+        identities = len(self.sampler.unique_pids)
+        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy)
+        if s.mutual_models > 1:
+            from trinet.mutual import MutualTrainer
+            members = [self.trainer] + [Trainer(s.replace(seed=s.seed + 1000 * i), identities, keras_weights,
+                                                source) for i in range(1, s.mutual_models)]
+            self.trainer = MutualTrainer(members, s.mutual_logits_weight, s.mutual_distance_weight)
         if s.distill_logits_weight:
             assert self.trainer.teacher is not None
             self.trainer.teacher.check_identities(self.sampler.unique_pids)
@@ -697,6 +703,9 @@ def _loop(run: _Run, latest: str | None) -> int:
         return 0
     path = export(root, model)
     log.info("Training finished after %d iterations; the embedding model is in %s.", step, path)
+    for filename, member in getattr(trainer, "extra_models", dict)().items():
+        log.info("The embedding model of another network of the mutual learning is in %s.",
+                 export(root, member, filename))
     if state.get("best"):
         best = state["best"]
         log.info("Best validation at iteration %d: mAP %.2f%%, rank-1 %.2f%% (embed it with --checkpoint "

@@ -235,6 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "(each divided by its mean distance; Huber loss; relational distillation).")
     g.add_argument("--distill_temperature", type=argtypes.positive_float, default=D.distill_temperature,
                    help="Temperature of the softened class probabilities of --distill_logits_weight.")
+    g = p.add_argument_group("deep mutual learning")
+    g.add_argument("--mutual_models", type=argtypes.positive_int, default=D.mutual_models,
+                   help="Train this many networks together (deep mutual learning, as AlignedReID): each with "
+                        "its own losses plus the mutual terms below, on the same batches. Network 0 is the "
+                        "run's model (model.keras, validation); network i is saved in the checkpoints and "
+                        "as model_member<i>.keras.")
+    g.add_argument("--mutual_logits_weight", type=argtypes.nonnegative_float, default=D.mutual_logits_weight,
+                   help="Weight of each network's KL divergence to the others' class probabilities (needs "
+                        "--id_loss_weight).")
+    g.add_argument("--mutual_distance_weight", type=argtypes.nonnegative_float,
+                   default=D.mutual_distance_weight,
+                   help="Weight of the matching of each network's batch distance matrix to the others' "
+                        "(as --distill_distance_weight).")
     g = p.add_argument_group("devices and precision")
     g.add_argument("--distribute", choices=sorted(DISTRIBUTE), default=D.distribute,
                    help="Data-parallel training: " + "; ".join(f"{k}: {v}" for k, v in DISTRIBUTE.items())
