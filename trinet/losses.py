@@ -212,3 +212,23 @@ def circle_logits(cos: tf.Tensor, labels: tf.Tensor, scale: float, margin: float
     positive = tf.nn.relu(1.0 + margin - detached) * (cos - (1.0 - margin))
     negative = tf.nn.relu(detached + margin) * (cos - margin)
     return scale * tf.where(_target(cos, labels), positive, negative)
+
+
+def spectral_transform(features: tf.Tensor, sigma: float = 0.1) -> tf.Tensor:
+    """The spectral feature transformation (Luo et al. 2018, arXiv 1811.11405): `(B, D)` -> `(B, D)`, each
+    feature replaced by the mean of the batch's features weighted by softmax_j(cos(f_i, f_j) / sigma)."""
+    unit = features / tf.maximum(tf.norm(features, axis=1, keepdims=True), 1e-12)
+    weights = tf.nn.softmax(tf.matmul(unit, unit, transpose_b=True) / sigma, axis=1)
+    return tf.matmul(weights, features)
+
+
+def batch_distances(metric: str, spectral_sigma: float | None = None):
+    """`(B, D) features -> (B, B)` distances under `metric`, of the spectrally transformed features when
+    `spectral_sigma` is given (what the triplet losses see during training)."""
+    if spectral_sigma is None:
+        return lambda features: cdist(features, features, metric)
+
+    def distances(features):
+        transformed = spectral_transform(features, spectral_sigma)
+        return cdist(transformed, transformed, metric)
+    return distances

@@ -18,7 +18,6 @@ import keras
 import tensorflow as tf
 
 from trinet.distillation import distance_matching, kl_divergence
-from trinet.losses import cdist
 from trinet.monitoring import active_fraction, batch_stats
 from trinet.objectives import Objective, evaluate as evaluate_objectives
 
@@ -71,7 +70,7 @@ class MutualTrainer:
         s = self.s
         phase = "new" if iteration < s.freeze_backbone_iterations else "all"
         if phase not in self._steps:
-            self._steps[phase] = make_mutual_step(self.members, phase, s.metric, max(1, s.batch_k - 1),
+            self._steps[phase] = make_mutual_step(self.members, phase, max(1, s.batch_k - 1),
                                                   self.logits_weight, self.distance_weight)
         return self._steps[phase]
 
@@ -81,7 +80,7 @@ class MutualTrainer:
                 for i, member in enumerate(self.members[1:], 1)}
 
 
-def make_mutual_step(members: list, phase: str, metric: str, k: int, logits_weight: float,
+def make_mutual_step(members: list, phase: str, k: int, logits_weight: float,
                      distance_weight: float):
     """A compiled `(images, labels) -> dict` step of deep mutual learning: every network's own objective
     plus its mutual terms, each network's gradients applied by its own optimizers (and centres). The
@@ -104,7 +103,7 @@ def make_mutual_step(members: list, phase: str, metric: str, k: int, logits_weig
             outputs = []
             for member, *_ in plans:
                 out = _float32(member.model(images, training=True))
-                out["dists"] = cdist(out["metric"], out["metric"], metric)
+                out["dists"] = member.distances(out["metric"])
                 outputs.append(out)
             results = []
             for i, (member, *_) in enumerate(plans):

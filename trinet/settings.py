@@ -76,6 +76,8 @@ class TrainSettings:
     label_smoothing: float = 0.0
     center_loss_weight: float = 0.0
     center_learning_rate: float = 0.5
+    spectral_transform: bool = False
+    spectral_sigma: float = 0.1
     # identification classifier (issue 12): None takes the classifier's default (registries.CLASSIFIERS)
     classifier: str = "softmax"
     classifier_scale: float | None = None
@@ -318,6 +320,8 @@ def _problems(s: TrainSettings):
                "compares the class probabilities")
     if s.distill_temperature <= 0:
         yield f"--distill_temperature must be > 0, got {s.distill_temperature}"
+    if s.spectral_sigma <= 0:
+        yield f"--spectral_sigma must be > 0, got {s.spectral_sigma}"
     if s.mutual_models < 1:
         yield f"--mutual_models must be at least 1, got {s.mutual_models}"
     if s.mutual_models > 1:

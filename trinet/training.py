@@ -30,7 +30,7 @@ from trinet.datasets import Dataset, check_files, find_non_images, read_csv
 from trinet.distribute import dtype_policy, is_chief, make_strategy, replica_share, scope
 from trinet.errors import TrinetError, listing
 from trinet.fileio import atomic_path, remove_stale_temporaries
-from trinet.losses import cdist
+from trinet.losses import batch_distances
 from trinet.models import ModelSpec, build_model, embedding_model, new_layer_variables
 from trinet.monitoring import active_fraction, batch_stats
 from trinet.objectives import build_objectives, evaluate as evaluate_objectives
@@ -236,9 +236,10 @@ def _monitoring(stats: dict, loss, per_sample, outputs: dict, terms: dict, skipp
     return stats
 
 
-def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int, centers=None,
+def make_train_step(model: keras.Model, updates, objectives, distances, k: int, centers=None,
                     center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None, teacher=None):
-    """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step that applies, for
+    """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step (`distances`: the
+    `(B, D) -> (B, B)` distances the losses see, `trinet.losses.batch_distances`) that applies, for
     each `(optimizer, variables)` of `updates`, the gradients of those variables, and updates `centers`
     (if any) by plain SGD on the unweighted centre loss (`center_scale` = centre learning rate / centre
     loss weight), as the Bag of Tricks. `jit_compile`: the forward and backward passes and the updates
@@ -253,7 +254,7 @@ def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int
             outputs = _float32(model(images, training=True))
             if teacher is not None:
                 outputs.update(teacher(images))
-            outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+            outputs["dists"] = distances(outputs["metric"])
             loss, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
             scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
         grads = tape.gradient(scaled, watched)
@@ -272,7 +273,7 @@ def make_train_step(model: keras.Model, updates, objectives, metric: str, k: int
 
 
 def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, updates, objectives,
-                         metric: str, k: int, batch_size: int, centers=None, center_scale: float = 0.0,
+                         distances, k: int, batch_size: int, centers=None, center_scale: float = 0.0,
                          cross_replica_mining: bool = False, loss_scale=None, teacher=None):
     """The training step of `make_train_step` run by each replica of `strategy` on its share of the global
     batch: `batch_size / replicas` consecutive images (whole identities; `trinet.distribute.replica_share`).
@@ -305,11 +306,11 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
                 outputs.update(teacher(own_images))
             if cross_replica_mining:
                 outputs = {name: gather(t) for name, t in outputs.items()}
-                outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+                outputs["dists"] = distances(outputs["metric"])
                 _, per_sample, terms = evaluate_objectives(objectives, outputs, labels)
                 own_loss = tf.reduce_sum(per_sample[first:first + share]) / batch_size
             else:
-                outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+                outputs["dists"] = distances(outputs["metric"])
                 own_total, per_sample, terms = evaluate_objectives(objectives, outputs, own_labels)
                 own_loss = own_total / replicas
             scaled = own_loss if loss_scale is None else loss_scale.scale_loss(own_loss)
@@ -318,7 +319,7 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
                          all_reduce=lambda g: ctx.all_reduce(tf.distribute.ReduceOp.SUM, g))
         if not cross_replica_mining:  # the monitoring sees the global batch
             outputs = {name: gather(tf.stop_gradient(t)) for name, t in outputs.items() if name != "dists"}
-            outputs["dists"] = cdist(outputs["metric"], outputs["metric"], metric)
+            outputs["dists"] = distances(outputs["metric"])
             per_sample, terms = gather(per_sample), {name: gather(v) for name, v in terms.items()}
         loss = ctx.all_reduce(tf.distribute.ReduceOp.SUM, own_loss)
         stats = batch_stats(outputs["dists"], labels, k)
@@ -401,6 +402,8 @@ class Trainer:
             log.info("Distilling from %s (%s).", self.teacher.source,
                      f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier")
         self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None)
+        #: `(B, D) -> (B, B)`: the distances of the metric features the losses see (--spectral_transform)
+        self.distances = batch_distances(s.metric, s.spectral_sigma if s.spectral_transform else None)
         self._steps: dict[str, Any] = {}
 
     def _scaled(self, optimizer):
@@ -443,12 +446,12 @@ class Trainer:
             teacher = self.teacher.outputs if self.teacher is not None else None
             if self.strategy is None:
                 self._steps[phase] = make_train_step(self.model, self._updates(phase), self.objectives,
-                                                     s.metric, k, self.centers, center_scale,
+                                                     self.distances, k, self.centers, center_scale,
                                                      jit_compile=s.jit_compile, loss_scale=self.loss_scale,
                                                      teacher=teacher)
             else:
                 self._steps[phase] = make_replicated_step(
-                    self.strategy, self.model, self._updates(phase), self.objectives, s.metric, k,
+                    self.strategy, self.model, self._updates(phase), self.objectives, self.distances, k,
                     s.batch_size, self.centers, center_scale, s.cross_replica_mining, self.loss_scale,
                     teacher=teacher)
         return self._steps[phase]

@@ -174,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: off.")
     g.add_argument("--center_learning_rate", type=argtypes.positive_float, default=D.center_learning_rate,
                    help="Learning rate of the centres' own SGD update (on the unweighted centre loss).")
+    g.add_argument("--spectral_transform", action="store_true",
+                   help="The triplet loss sees the batch's spectrally transformed features (Luo et al. 2018, "
+                        "pytorch-reid-lite): each replaced by the batch's features weighted by "
+                        "softmax(cosine / --spectral_sigma). Training only; the embedding is unchanged.")
+    g.add_argument("--spectral_sigma", type=argtypes.positive_float, default=D.spectral_sigma,
+                   help="The temperature of --spectral_transform's weights.")
     # identification classifier (issue 12)
     g.add_argument("--classifier", choices=sorted(registries.CLASSIFIERS), default=D.classifier,
                    help="The identification loss's classifier (with --id_loss_weight). "
