@@ -22,8 +22,9 @@ import numpy as np
 
 from trinet.distances import EUCLIDEAN_EPSILON
 
-#: At most this many stripe-to-stripe distances (query x gallery x S x S, float32) are held at a time.
-MAX_BLOCK_ENTRIES = 1 << 26
+#: At most this many stripe-to-stripe distances (query x gallery x S x S) are held at a time (64 MB in
+#: float32; larger blocks were no faster on 2 CPU cores, see benchmarks/bench_local_distance.py).
+MAX_BLOCK_ENTRIES = 1 << 24
 
 
 def normalize(d: np.ndarray) -> np.ndarray:
@@ -96,12 +97,14 @@ def local_distances(query: np.ndarray, gallery: np.ndarray | LocalGallery) -> np
     s, g = gallery.stripes, gallery.size
     query = query.astype(gallery.rows.dtype, copy=False)
     out = np.empty((len(query), g), gallery.rows.dtype)
-    step = max(1, MAX_BLOCK_ENTRIES // max(1, s * s * g))
+    step = max(1, min(len(query), MAX_BLOCK_ENTRIES // max(1, s * s * g)))
+    work = np.empty(step * s * s * g, gallery.rows.dtype)  # one buffer for every block
     for start in range(0, len(query), step):
         block = query[start:start + step]
         b = len(block)
         rows = np.ascontiguousarray(block.transpose(1, 0, 2)).reshape(-1, gallery.dim)  # (S * b, D)
-        c = (-2.0 * rows) @ gallery.rows.T  # (S * b, S * G): -2 <q_i, g_j>
+        c = work[:b * s * s * g].reshape(s * b, s * g)
+        np.matmul(-2.0 * rows, gallery.rows.T, out=c)  # (S * b, S * G): -2 <q_i, g_j>
         c += np.einsum("ij,ij->i", rows, rows)[:, None]
         c += gallery.norms[None, :]
         np.maximum(c, 0.0, out=c)  # rounding of the product form
