@@ -18,9 +18,10 @@ import numpy as np
 
 from trinet import experiment
 from trinet.distribute import make_strategy, scope
-from trinet.embedding import embed_batches, load_model
+from trinet.embedding import embed_batches, load_model, split_local
 from trinet.errors import TrinetError, listing
 from trinet.fileio import path_problem
+from trinet.models import global_part, local_shape
 from trinet.views import AGGREGATORS, NO_SCALES, check_views
 
 #: What `Embedder.embed` accepts, in words for the messages.
@@ -75,7 +76,9 @@ class Embedder:
     """A trained embedding model with the image sizes it was trained at.
 
     Args:
-        model: the embedding model, `(B, h, w, 3)` float32 RGB in [0, 255] -> `(B, D)`.
+        model: the embedding model, `(B, h, w, 3)` float32 RGB in [0, 255] -> `(B, D)`, or (a model trained
+            with --local_branch) -> `{"embedding": (B, D), "local": (B, S, D_l)}`. `Embedder.model` is then
+            its embedding part; `blocks_with_local` gives the local features too.
         net_size: `(height, width)` the images are resized to.
         pre_crop_size: `(height, width)` for crop views (`crops=`); default `net_size`.
         source: where the weights came from (a checkpoint or model file), for messages.
@@ -83,7 +86,10 @@ class Embedder:
 
     def __init__(self, model: keras.Model, net_size: tuple[int, int],
                  pre_crop_size: tuple[int, int] | None = None, *, source: str = "", strategy=None):
-        self.model, self.strategy = model, strategy
+        self.model, self.strategy = global_part(model), strategy
+        self._full = model
+        #: `(S, D_l)` of the model's local features, or None when it has none.
+        self.local_shape = local_shape(model)
         self.net_size = (int(net_size[0]), int(net_size[1]))
         pre_crop_size = pre_crop_size or net_size
         self.pre_crop_size = (int(pre_crop_size[0]), int(pre_crop_size[1]))
@@ -143,15 +149,36 @@ class Embedder:
         The arguments are those of `embed` (`jit_compile`: the model compiled by XLA, for GPUs); they
         are checked before this returns.
         """
+        blocks = self.blocks_with_local(images, flip=flip, crops=crops, aggregator=aggregator,
+                                        batch_size=batch_size, threads=threads, jit_compile=jit_compile,
+                                        scales=scales)
+        return ((emb, emb_aug) for emb, emb_aug, _ in blocks)
+
+    def blocks_with_local(self, images: Any, *, flip: bool = False, crops: str | None = None,
+                          aggregator: str | None = None, batch_size: int = 256, threads: int = 8,
+                          jit_compile: bool = False, scales: Sequence[float] = NO_SCALES
+                          ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """As `blocks`, with a third item: the `(b, S, D_l)` local features of a model with the local branch
+        (None without): with several views, combined by the same aggregator, stripe by stripe (mean: the
+        mean of the views' stripe features; normalized_mean: that mean, each stripe L2-normalised)."""
         names = self.view_names(flip, crops, aggregator, scales)
         images = check_images(images)
         combine = AGGREGATORS[aggregator] if aggregator else (lambda views: views[0])
         per_batch = max(1, batch_size // len(names))
-        batches = embed_batches(self.model, images, len(names) // len(scales), images_per_batch=per_batch,
+        batches = embed_batches(self._full, images, len(names) // len(scales), images_per_batch=per_batch,
                                 net_size=self.net_size, pre_crop_size=self.pre_crop_size, flip=flip,
                                 crop_mode=crops, threads=threads, jit_compile=jit_compile,
                                 strategy=self.strategy, scales=tuple(float(s) for s in scales))
-        return ((combine(emb_aug), emb_aug) for emb_aug in batches)
+        shape = self.local_shape
+
+        def split(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            emb_aug, local_aug = split_local(flat, shape)
+            if local_aug is None or shape is None:
+                return combine(emb_aug), emb_aug, None
+            # (M, b, S, D_l): the aggregator sees (M, b * S, D_l)
+            local = combine(local_aug.reshape(len(local_aug), -1, shape[1])).reshape(-1, *shape)
+            return combine(emb_aug), emb_aug, local
+        return (split(flat) for flat in batches)
 
     def embed(self, images: Sequence[str] | Sequence[np.ndarray] | np.ndarray, *, flip: bool = False,
               crops: str | None = None, aggregator: str | None = None, batch_size: int = 256,

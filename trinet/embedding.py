@@ -68,7 +68,7 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     _, state = checkpoints.read_info(path)
     model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0))))
     checkpoints.restore(path, {"model": model.weights})
-    return embedding_model(model), path
+    return embedding_model(model, local=True), path
 
 
 def _sizes(net_size: tuple[int, int], pre_crop_size: tuple[int, int], crop_mode: str | None,
@@ -180,32 +180,53 @@ def view_batches(images: Sequence[str] | Sequence[np.ndarray], *, images_per_bat
             worker.join(timeout=0.05)
 
 
+def _flat(outputs) -> tf.Tensor:
+    """A model's outputs as one `(B, D)` float32 tensor: the embedding, or for a model with the local branch
+    the embedding then its `(B, S, D_l)` local features flattened, `(B, D + S * D_l)` (`split_local`)."""
+    if not isinstance(outputs, dict):
+        return tf.cast(outputs, tf.float32)
+    local = tf.cast(outputs["local"], tf.float32)
+    return tf.concat([tf.cast(outputs["embedding"], tf.float32),
+                      tf.reshape(local, (tf.shape(local)[0], -1))], axis=-1)
+
+
+def split_local(flat: np.ndarray,
+                local_shape: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`(..., D + S * D_l)` rows of `_flat` -> `(..., D)` embeddings and `(..., S, D_l)` local features (None
+    without `local_shape`, when the rows are the embeddings)."""
+    if local_shape is None:
+        return flat, None
+    size = local_shape[0] * local_shape[1]
+    return flat[..., :-size], flat[..., -size:].reshape(*flat.shape[:-1], *local_shape)
+
+
 _COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict[bool, Callable]]" = weakref.WeakKeyDictionary()
 
 
 def _compiled(model: keras.Model, jit_compile: bool = False) -> Callable:
-    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images (traced once per model),
-    with XLA if `jit_compile` (which compiles once per input shape)."""
+    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images -> `(B, D)` (`_flat`; traced
+    once per model), with XLA if `jit_compile` (which compiles once per input shape)."""
     functions = _COMPILED.setdefault(model, {})
     if jit_compile not in functions:
         @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
                      jit_compile=jit_compile)
         def run(images):
-            return tf.cast(model(images, training=False), tf.float32)
+            return _flat(model(images, training=False))
         functions[jit_compile] = run
     return functions[jit_compile]
 
 
 def _replicated(model: keras.Model, strategy) -> Callable:
     """`model` in inference mode on every replica of `strategy`, each taking a consecutive share of the
-    `(B, H, W, 3)` batch (the last ones may get fewer or no images); the `(B, D)` results in order."""
+    `(B, H, W, 3)` batch (the last ones may get fewer or no images); the `(B, D)` results (`_flat`) in
+    order."""
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
     def run(images):
         def share(images):
             ctx = tf.distribute.get_replica_context()
             size = -(-tf.shape(images)[0] // ctx.num_replicas_in_sync)  # ceil
             first = ctx.replica_id_in_sync_group * size
-            return tf.cast(model(images[first:first + size], training=False), tf.float32)
+            return _flat(model(images[first:first + size], training=False))
         return tf.concat(strategy.experimental_local_results(strategy.run(share, args=(images,))), axis=0)
     return run
 
@@ -225,10 +246,10 @@ def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray
                   images_per_batch: int, jit_compile: bool = False, strategy=None,
                   **pipeline) -> Iterator[np.ndarray]:
     """Yield `(S * M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
-    `view_batches`): the M `views` of each of the S scales, scale after scale (each scale a separate run
-    of the model, as its images have another size); with `jit_compile`, the model is compiled by XLA and
-    every batch padded to `images_per_batch` images; with a `tf.distribute` `strategy`, each batch is
-    split over its replicas.
+    `view_batches`; for a model with the local branch, rows of `_flat`): the M `views` of each of the S
+    scales, scale after scale (each scale a separate run of the model, as its images have another size);
+    with `jit_compile`, the model is compiled by XLA and every batch padded to `images_per_batch` images;
+    with a `tf.distribute` `strategy`, each batch is split over its replicas.
 
     Raises:
         TrinetError: an image cannot be decoded (all such images are named).
@@ -259,15 +280,20 @@ def embed_to_file(embedder: Embedder, paths: list[str], fids: list[str], pids: l
                   flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False,
                   jit_compile: bool = False, scales: Sequence[float] = NO_SCALES) -> tuple[int, int]:
     """Embed `paths` with `embedder` (as `Embedder.embed`) and write `filename` in `output_format` (see
-    `h5io.EMBEDDING_FORMATS`); returns `(N, D)`. `jit_compile`: compile the model with XLA (see
+    `h5io.EMBEDDING_FORMATS`; HDF5 also stores the local features of a model with the local branch as
+    `emb_local`); returns `(N, D)`. `jit_compile`: compile the model with XLA (see
     `embed_batches`); `scales`: see `Embedder.embed`."""
     names = embedder.view_names(flip, crop_mode, aggregator, scales)
+    if embedder.local_shape is not None and output_format != "h5":
+        log.warning("The model has local features (--local_branch); --output_format %s stores only the "
+                    "embeddings (HDF5 stores the local features as emb_local).", output_format)
     writer = open_writer(output_format, filename, fids=fids, dim=embedder.dim, augmentation_types=names,
-                         pids=pids, attrs=attrs)
-    blocks = embedder.blocks(paths, flip=flip, crops=crop_mode, aggregator=aggregator, batch_size=batch_size,
-                             threads=threads, jit_compile=jit_compile, scales=scales)
+                         pids=pids, attrs=attrs, local_shape=embedder.local_shape)
+    blocks = embedder.blocks_with_local(paths, flip=flip, crops=crop_mode, aggregator=aggregator,
+                                        batch_size=batch_size, threads=threads, jit_compile=jit_compile,
+                                        scales=scales)
     with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
-        for emb, emb_aug in blocks:
-            writer.write(emb, emb_aug)
+        for emb, emb_aug, local in blocks:
+            writer.write(emb, emb_aug, local)
             progress.update(emb_aug.shape[1])
     return len(paths), embedder.dim

@@ -6,6 +6,8 @@ triplet-reid, plus self-description):
     emb                 (N, D) float32   final embedding of each row, in dataset order
     emb_aug             (M, N, D) float32  every test-time view; only when M > 1
     augmentation_types  (M,) bytes       view names, e.g. b'original_center', b'original_flip_top_left'
+    emb_local           (N, S, D_l) float32  AlignedReID's local features (the S stripes of each row, after
+                        the aggregator); only for a model trained with --local_branch
     pids, fids          (N,) utf-8 str   identity and path of each row (pids empty for plain lists)
     attrs               free-form settings (experiment, checkpoint, aggregator, trinet version), and
                         `rows_written` = N, set last by `EmbeddingWriter`: the file is complete
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: The attribute that marks a complete file (its value is N); files of older versions lack it.
 ROWS_WRITTEN = "rows_written"
+#: The dataset of AlignedReID's local features `(N, S, D_l)` (models trained with --local_branch).
+LOCAL_KEY = "emb_local"
 
 
 class _GuardedFile:
@@ -130,8 +134,10 @@ class EmbeddingFileWriter(abc.ABC):
         # else the with statement raises `value`
 
     @abc.abstractmethod
-    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
-        """Append rows: `emb` `(b, D)` and, where the format stores them, `emb_aug` `(M, b, D)`."""
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None,
+              emb_local: np.ndarray | None = None) -> None:
+        """Append rows: `emb` `(b, D)` and, where the format stores them, `emb_aug` `(M, b, D)` and the local
+        features `emb_local` `(b, S, D_l)`."""
 
     @abc.abstractmethod
     def _open(self, tmp: str) -> None:
@@ -157,13 +163,15 @@ class EmbeddingWriter(EmbeddingFileWriter):
         augmentation_types: the M view names; `emb_aug (M, N, D)` is stored when M > 1.
         pids, fids: `(N,)` identities and paths of the rows.
         attrs: settings stored as HDF5 attributes (str, numbers, bools; None becomes '').
+        local_shape: `(S, D_l)`: `emb_local (N, S, D_l)` is stored (every `write` then gives it).
     """
 
     def __init__(self, path: str, rows: int, dim: int, *,
                  augmentation_types: Sequence[str] = ("original_resize",),
                  pids: Sequence[str] | None = None, fids: Sequence[str] | None = None,
-                 attrs: Mapping[str, Any] | None = None):
+                 attrs: Mapping[str, Any] | None = None, local_shape: tuple[int, int] | None = None):
         self.path, self.rows, self.dim = path, rows, dim
+        self.local_shape = None if local_shape is None else (int(local_shape[0]), int(local_shape[1]))
         self.views = len(augmentation_types)
         self._types, self._pids, self._fids, self._attrs = augmentation_types, pids, fids, attrs or {}
         self.written = 0
@@ -177,6 +185,10 @@ class EmbeddingWriter(EmbeddingFileWriter):
         self._emb = f.create_dataset("emb", (self.rows, self.dim), np.float32, chunks=chunk)
         self._aug = (f.create_dataset("emb_aug", (self.views, self.rows, self.dim), np.float32,
                                       chunks=(1, *chunk)) if self.views > 1 else None)
+        self._local = None
+        if self.local_shape is not None:
+            self._local = f.create_dataset(LOCAL_KEY, (self.rows, *self.local_shape), np.float32,
+                                           chunks=(max(1, min(self.rows, 512)), *self.local_shape))
         f.create_dataset("augmentation_types", data=np.array(list(self._types), dtype="S"))
         text = h5py.string_dtype("utf-8")
         for name, values in (("pids", self._pids), ("fids", self._fids)):
@@ -190,8 +202,10 @@ class EmbeddingWriter(EmbeddingFileWriter):
             raise RuntimeError(f"{self.path}: the writer is not open; use it in a with statement")
         return self._sink, self._file
 
-    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
-        """Append rows: `emb` `(b, D)` and, when M > 1, `emb_aug` `(M, b, D)`.
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None,
+              emb_local: np.ndarray | None = None) -> None:
+        """Append rows: `emb` `(b, D)`, when M > 1 `emb_aug` `(M, b, D)`, with `local_shape` `emb_local`
+        `(b, S, D_l)`.
 
         Raises:
             OSError: an earlier write failed (the file is then discarded on exit).
@@ -205,6 +219,10 @@ class EmbeddingWriter(EmbeddingFileWriter):
         self._emb[start:stop] = emb
         if self._aug is not None:
             self._aug[:, start:stop] = emb_aug
+        if self._local is not None:
+            if emb_local is None:
+                raise ValueError(f"{self.path}: the writer stores local features; write() needs emb_local")
+            self._local[start:stop] = emb_local
         self.written = stop
 
     def _complete(self) -> BaseException | None:
@@ -218,7 +236,7 @@ class EmbeddingWriter(EmbeddingFileWriter):
 
     def _close(self, failure: BaseException | None) -> BaseException | None:
         """Close HDF5 and the file under it; returns what went wrong first (None if nothing)."""
-        self._emb = self._aug = None
+        self._emb = self._aug = self._local = None
         if self._file is not None:
             try:
                 self._file.close()
@@ -233,7 +251,7 @@ class EmbeddingWriter(EmbeddingFileWriter):
 
 class CsvWriter(EmbeddingFileWriter):
     """Write `path,v1,...,vD` lines (the format of the paper's trinet_embed.py), one per row of `fids`,
-    atomically (see `EmbeddingFileWriter`); `emb_aug` and the settings are not stored."""
+    atomically (see `EmbeddingFileWriter`); `emb_aug`, the local features and the settings are not stored."""
 
     def __init__(self, path: str, fids: Sequence[str]):
         self.path, self.fids, self.written = path, fids, 0
@@ -242,7 +260,8 @@ class CsvWriter(EmbeddingFileWriter):
     def _open(self, tmp: str) -> None:
         self._file = open(tmp, "w", encoding="utf-8")
 
-    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None) -> None:
+    def write(self, emb: np.ndarray, emb_aug: np.ndarray | None = None,
+              emb_local: np.ndarray | None = None) -> None:
         if self._file is None:
             raise RuntimeError(f"{self.path}: the writer is not open; use it in a with statement")
         for fid, row in zip(self.fids[self.written:self.written + len(emb)], emb):
@@ -259,9 +278,10 @@ class CsvWriter(EmbeddingFileWriter):
 
 
 def _hdf5_writer(path: str, *, fids: Sequence[str], dim: int, augmentation_types: Sequence[str],
-                 pids: Sequence[str] | None, attrs: Mapping[str, Any] | None) -> EmbeddingFileWriter:
+                 pids: Sequence[str] | None, attrs: Mapping[str, Any] | None,
+                 local_shape: tuple[int, int] | None = None) -> EmbeddingFileWriter:
     return EmbeddingWriter(path, len(fids), dim, augmentation_types=augmentation_types, pids=pids,
-                           fids=fids, attrs=attrs)
+                           fids=fids, attrs=attrs, local_shape=local_shape)
 
 
 def _csv_writer(path: str, *, fids: Sequence[str], **_) -> EmbeddingFileWriter:
@@ -274,7 +294,8 @@ EMBEDDING_FORMATS: dict[str, Callable[..., EmbeddingFileWriter]] = {"h5": _hdf5_
 
 def open_writer(output_format: str, path: str, *, fids: Sequence[str], dim: int,
                 augmentation_types: Sequence[str] = ("original_resize",), pids: Sequence[str] | None = None,
-                attrs: Mapping[str, Any] | None = None) -> EmbeddingFileWriter:
+                attrs: Mapping[str, Any] | None = None,
+                local_shape: tuple[int, int] | None = None) -> EmbeddingFileWriter:
     """A writer of an embedding file in `output_format` (see `EMBEDDING_FORMATS`), to use as a context
     manager: one row per image path of `fids`, of D = `dim` values.
 
@@ -282,6 +303,7 @@ def open_writer(output_format: str, path: str, *, fids: Sequence[str], dim: int,
         augmentation_types: the M view names (HDF5 stores `emb_aug` when M > 1).
         pids: `(N,)` identities of the rows, stored by HDF5.
         attrs: settings, stored by HDF5 as attributes.
+        local_shape: `(S, D_l)` of the local features that HDF5 stores as `emb_local` (CSV does not).
 
     Raises:
         ValueError: an unknown format (the message lists the valid ones).
@@ -290,28 +312,33 @@ def open_writer(output_format: str, path: str, *, fids: Sequence[str], dim: int,
         raise ValueError(f"Unknown embedding file format {output_format!r}; expected one of "
                          f"{sorted(EMBEDDING_FORMATS)}")
     return EMBEDDING_FORMATS[output_format](path, fids=fids, dim=dim, augmentation_types=augmentation_types,
-                                            pids=pids, attrs=attrs)
+                                            pids=pids, attrs=attrs, local_shape=local_shape)
 
 
 def write_embeddings(path: str, emb: np.ndarray, *, emb_aug: np.ndarray | None = None,
                      augmentation_types: Sequence[str] = ("original_resize",),
                      pids: Sequence[str] | None = None, fids: Sequence[str] | None = None,
-                     attrs: Mapping[str, Any] | None = None) -> None:
+                     attrs: Mapping[str, Any] | None = None, emb_local: np.ndarray | None = None) -> None:
     """Write a whole embedding file atomically (see `EmbeddingWriter`).
 
     Args:
         emb: `(N, D)` final embeddings.
         emb_aug: `(M, N, D)` per-view embeddings, stored when given and M > 1.
         augmentation_types: the M view names (one name when `emb_aug` is not given).
+        emb_local: `(N, S, D_l)` local features, stored as `emb_local` when given.
     """
     emb = np.asarray(emb, dtype=np.float32)
     if emb.ndim != 2:
         raise ValueError(f"emb must be (N, D), got shape {emb.shape}")
     if emb_aug is None or len(emb_aug) <= 1:
         augmentation_types, emb_aug = list(augmentation_types)[:1], None
+    local = None if emb_local is None else np.asarray(emb_local, dtype=np.float32)
+    if local is not None and (local.ndim != 3 or len(local) != len(emb)):
+        raise ValueError(f"emb_local must be (N, S, D_l) with N = {len(emb)}, got shape {local.shape}")
     with EmbeddingWriter(path, len(emb), emb.shape[1], augmentation_types=augmentation_types, pids=pids,
-                         fids=fids, attrs=attrs) as writer:
-        writer.write(emb, None if emb_aug is None else np.asarray(emb_aug, dtype=np.float32))
+                         fids=fids, attrs=attrs, local_shape=None if local is None else local.shape[1:]
+                         ) as writer:
+        writer.write(emb, None if emb_aug is None else np.asarray(emb_aug, dtype=np.float32), local)
 
 
 def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str | None = None,
@@ -429,3 +456,33 @@ def read_strings(path: str, key: str) -> list[str] | None:
         if key not in f:
             return None
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in f[key][()]]
+
+
+def read_local_embeddings(path: str, *, expected_rows: int, partner: str | None = None,
+                          fids: Sequence[str] | np.ndarray | None = None, flag: str = "") -> np.ndarray:
+    """Read and validate the `(N, S, D_l)` float32 local features (`emb_local`) of an HDF5 embedding file,
+    in the order of `fids` as `read_embeddings` (call that first: it checks the file itself).
+
+    Raises:
+        TrinetError: the file has no `emb_local` (the message names the file and `flag`, the option that
+            needs them), or it has the wrong shape or row count, or non-finite values.
+    """
+    with h5py.File(path, "r") as f:
+        if LOCAL_KEY not in f:
+            raise TrinetError(f"{path} has no local features (dataset {LOCAL_KEY!r}), which "
+                              f"{flag or 'this'} needs: embed with a model trained with --local_branch, or "
+                              f"leave it out. The file holds {sorted(f.keys())}.")
+        local = f[LOCAL_KEY]
+        if local.ndim != 3 or len(local) != expected_rows or 0 in local.shape:
+            raise TrinetError(f"{path}: dataset {LOCAL_KEY!r} must be (N, S, D_l) with N = {expected_rows} "
+                              f"(the rows of {partner or 'its dataset'}), found shape {local.shape}; embed "
+                              "that CSV again.")
+        values = np.asarray(local[()], dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise TrinetError(f"{path}: {LOCAL_KEY} holds NaN or infinite values; the model that wrote them has "
+                          "diverged or the file is damaged.")
+    if fids is not None:
+        order = match_rows(path, fids, partner)
+        if order is not None:
+            values = values[order]
+    return values

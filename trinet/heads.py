@@ -110,6 +110,23 @@ def pcb(features, embedding_dim: int, feature_map=None, num_stripes: int = 6, gl
     return {"metric": emb, "embedding": emb, "raw": emb, "neck": emb, "parts": parts}
 
 
+def local_branch(feature_map, num_stripes: int = 8, local_dim: int = 128, bn: dict | None = None):
+    """AlignedReID's local branch: `(B, h, w, F)` feature map -> `(B, S, local_dim)` local features.
+
+    The S horizontal stripes (`trinet.layers.StripePooling`, averaged), one linear reduction shared by the
+    stripes (AlignedReID's 1x1 convolution), batch norm (statistics over the batch and the stripes) and ReLU.
+    """
+    import keras
+
+    from trinet.layers import Stack, StripePooling, batch_norm
+
+    parts = StripePooling(num_stripes, name="head_local_stripes")(feature_map)
+    stripes = Stack(name="head_local_stack")(parts)  # (B, S, F)
+    x = keras.layers.Dense(local_dim, use_bias=False, name="head_local_reduce")(stripes)
+    x = batch_norm(**(bn or {}), momentum=0.9, epsilon=1e-5, name="head_local_bn")(x)
+    return keras.layers.ReLU(name="head_local_relu")(x)
+
+
 def classifier(x, num_classes: int, kind: str = "softmax", scale: float | None = None,
                name: str = "head_classifier"):
     """The identification classifier `(B, F) -> (B, num_classes)` logits (`trinet.registries.CLASSIFIERS`).

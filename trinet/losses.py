@@ -4,6 +4,9 @@ Triplet losses: batch-hard and batch-all from "In Defense of the Triplet Loss fo
 Re-Identification" (Hermans, Beyer, Leibe 2017, arXiv:1703.07737). Each takes a `(B, B)` distance
 matrix and `(B,)` labels and returns `(loss, per_anchor)`: the scalar to minimise and a `(B,)` vector.
 
+The local triplet loss of AlignedReID (Zhang et al. 2017, arXiv:1711.08184) takes `(B, S, D)` stripe features
+and the hard pairs mined with the global distances.
+
 Identification and centre losses (Luo et al. 2019, "Bag of Tricks and a Strong Baseline for Deep
 Person Re-identification"; Wen et al. 2016, "A Discriminative Feature Learning Approach for Deep Face
 Recognition") return per-sample `(B,)` losses. How they are weighted and summed is
@@ -141,6 +144,55 @@ def batch_all_contributions(dists: tf.Tensor, labels: tf.Tensor, margin: float |
     losses, _, active = _batch_all_terms(dists, labels, margin)
     size = tf.cast(tf.shape(dists)[0], losses.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(losses, axis=[1, 2]) * size, active)
+
+
+def shortest_path(costs: tf.Tensor) -> tf.Tensor:
+    """`(..., S, T)` costs -> `(...)`: the cheapest path from `[0, 0]` to `[S-1, T-1]` moving one cell down or
+    right at a time, both end cells counted (S and T static; the numpy twin is
+    `trinet.local_distances.shortest_path`). Differentiable: the gradient flows along the cheapest path."""
+    s, t = costs.shape[-2], costs.shape[-1]
+    if s is None or t is None:
+        raise ValueError(f"shortest_path needs static S and T. Received: shape {costs.shape}")
+    row = [costs[..., 0, 0]]
+    for j in range(1, t):
+        row.append(row[-1] + costs[..., 0, j])
+    for i in range(1, s):
+        above = row
+        row = [above[0] + costs[..., i, 0]]
+        for j in range(1, t):
+            row.append(tf.minimum(above[j], row[-1]) + costs[..., i, j])
+    return row[-1]
+
+
+def local_distance(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """AlignedReID's local distance of pairs `(P, S, D), (P, S, D) -> (P,)`: the S x S euclidean distances
+    between the stripes of `a[p]` and of `b[p]` (with `EUCLIDEAN_EPSILON`), each normalised by
+    (e^d - 1) / (e^d + 1) = tanh(d / 2), then `shortest_path` (`trinet.local_distances`)."""
+    diff = tf.expand_dims(a, 2) - tf.expand_dims(b, 1)  # (P, S, S, D)
+    stripes = tf.sqrt(tf.reduce_sum(tf.square(diff), axis=-1) + EUCLIDEAN_EPSILON)
+    return shortest_path(tf.tanh(stripes / 2))
+
+
+def hardest_pairs(dists: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The batch-hard choices of `(B, B)` distances: `(furthest positive (B,), closest negative (B,), whether
+    the anchor has a positive (B,) bool)`, indices into the batch (an anchor without positive gets 0)."""
+    positive, negative = label_masks(labels)
+    inf = tf.fill(tf.shape(dists), tf.constant(float("inf"), dists.dtype))
+    furthest = tf.argmax(tf.where(positive, dists, -inf), axis=1, output_type=tf.int32)
+    closest = tf.argmin(tf.where(negative, dists, inf), axis=1, output_type=tf.int32)
+    return furthest, closest, tf.reduce_any(positive, axis=1)
+
+
+def local_triplet(dists: tf.Tensor, local: tf.Tensor, labels: tf.Tensor,
+                  margin: float | str = "soft") -> tf.Tensor:
+    """AlignedReID's local triplet loss, `(B,)` per anchor: for the hardest positive and negative chosen by
+    the *global* distances `dists` `(B, B)` (as `batch_hard`), the local distances (`local_distance`) of
+    the pairs from the `(B, S, D)` local features, `apply_margin(d_ap - d_an, margin)`. An anchor without
+    positive uses 0 as its positive distance, as `batch_hard`."""
+    furthest, closest, has_positive = hardest_pairs(dists, labels)
+    d_ap = local_distance(local, tf.gather(local, furthest))
+    d_an = local_distance(local, tf.gather(local, closest))
+    return apply_margin(tf.where(has_positive, d_ap, tf.zeros_like(d_ap)) - d_an, margin)
 
 
 def cross_entropy(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:

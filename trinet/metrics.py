@@ -28,6 +28,7 @@ import numpy as np
 from trinet.cmc import DEFAULT_REPEATS, all_matches_curve, get_cmc_protocol, single_shot_ranks
 from trinet.distances import cdist, get_metric
 from trinet.excluders import Exclusion, KeyIndex, Names
+from trinet.local_distances import LocalGallery, local_distances
 
 #: At most this many distances are held per block of queries (256 MB in float32): `--batch_size` is
 #: lowered for large galleries so memory stays bounded by this, not by queries x gallery. Blocks much
@@ -271,6 +272,34 @@ class EmbeddingDistances:
             whole = len(columns) == len(self.gallery) and np.array_equal(columns, np.arange(len(columns)))
             self._columns, self._selected = columns, self.gallery if whole else self.gallery[columns]
         return cdist(self.query[rows], self._selected, self.metric)
+
+
+class WithLocalDistances:
+    """`DistanceFn`: `distances` (the global ones) + `weight` x AlignedReID's local distances
+    (`trinet.local_distances`) of the `(Q, S, D_l)` and `(G, S, D_l)` local features; exact, and held for one
+    block of queries at a time (the local distances work in blocks of `local_distances.MAX_BLOCK_ENTRIES`)."""
+
+    def __init__(self, distances: DistanceFn, query_local: np.ndarray, gallery_local: np.ndarray,
+                 weight: float):
+        if np.ndim(query_local) != 3 or np.shape(query_local)[1:] != np.shape(gallery_local)[1:]:
+            raise ValueError(f"Local features must be (Q, S, D) and (G, S, D). Received: "
+                             f"{np.shape(query_local)}, {np.shape(gallery_local)}")
+        self.distances, self.query_local, self.gallery_local = distances, query_local, gallery_local
+        self.weight = float(weight)
+        self._columns: np.ndarray | None = None
+        self._gallery: LocalGallery | None = None
+
+    def __call__(self, rows: slice, columns: np.ndarray) -> np.ndarray:
+        if self._columns is not columns or self._gallery is None:
+            whole = (len(columns) == len(self.gallery_local)
+                     and np.array_equal(columns, np.arange(len(columns))))
+            self._columns = columns
+            self._gallery = LocalGallery(self.gallery_local if whole else self.gallery_local[columns])
+        out = self.distances(rows, columns)
+        local = local_distances(self.query_local[rows], self._gallery)
+        local *= self.weight
+        out += local
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

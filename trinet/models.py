@@ -11,12 +11,12 @@ import dataclasses
 import keras
 
 from trinet.backbones import build_backbone
-from trinet.heads import classifier, get_head
+from trinet.heads import classifier, get_head, local_branch
 from trinet.layers import Stack
 from trinet.registries import POOLINGS
 
 #: The outputs of the training model.
-OUTPUTS = ("features", "metric", "embedding", "raw", "logits")
+OUTPUTS = ("features", "metric", "embedding", "raw", "logits", "local")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,9 @@ class ModelSpec:
     classifier_scale: float | None = None
     num_stripes: int = 6
     pcb_global_branch: bool = False
+    local_branch: bool = False
+    local_stripes: int = 8
+    local_dim: int = 128
 
     @classmethod
     def from_settings(cls, settings, num_classes: int = 0) -> "ModelSpec":
@@ -43,7 +46,8 @@ class ModelSpec:
         return cls(settings.model_name, settings.head_name, settings.embedding_dim, settings.pooling,
                    settings.last_stride, settings.test_feature, num_classes, settings.batch_norm,
                    settings.sync_batchnorm, settings.classifier, settings.classifier_parameters[0],
-                   settings.num_stripes, settings.pcb_global_branch)
+                   settings.num_stripes, settings.pcb_global_branch, settings.local_branch,
+                   settings.local_stripes, settings.local_dim)
 
 
 def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
@@ -54,7 +58,9 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
         raw `(B, D)`: the embedding before L2 normalisation (monitoring);
         logits `(B, num_classes)` (PCB: `(B, parts, num_classes)`, a classifier per part): only when
             `spec.num_classes` > 0; for the margin classifiers
-            (`spec.classifier`), the scaled cosines, without the margin (the loss applies it).
+            (`spec.classifier`), the scaled cosines, without the margin (the loss applies it);
+        local `(B, S, local_dim)`: AlignedReID's local features (`heads.local_branch`), only with
+            `spec.local_branch`.
 
     Args:
         weights: the backbone's initial weights (None, 'imagenet' or a Keras weights file).
@@ -70,6 +76,9 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
                                     global_branch=spec.pcb_global_branch)
     outputs = {"features": features, "metric": head["metric"], "embedding": head["embedding"],
                "raw": head["raw"]}
+    if spec.local_branch:
+        outputs["local"] = local_branch(feature_map, spec.local_stripes, spec.local_dim,
+                                        bn={"kind": spec.batch_norm, "synchronized": spec.sync_batchnorm})
     if spec.num_classes and "parts" in head:  # one classifier per part: (B, parts, num_classes)
         names = [f"head_classifier_{i}" for i in range(len(head["parts"]))]
         outputs["logits"] = Stack(name="head_classifier_stack")(
@@ -86,9 +95,27 @@ def new_layer_variables(model: keras.Model) -> list:
     return [v for v in model.trainable_variables if id(v) not in backbone]
 
 
-def embedding_model(model: keras.Model) -> keras.Model:
+def embedding_model(model: keras.Model, local: bool = False) -> keras.Model:
     """The inference model `(B, H, W, 3) -> (B, D)` sharing `model`'s layers (and weights), without
-    the classifier."""
+    the classifier. With `local` and a model with the local branch: `-> {"embedding": (B, D), "local":
+    (B, S, D_l)}` (what `model.keras` holds then; `global_part` takes the embedding back out)."""
+    if local and "local" in model.output:
+        return keras.Model(model.inputs[0], {"embedding": model.output["embedding"],
+                                             "local": model.output["local"]}, name="trinet_embedding")
+    return keras.Model(model.inputs[0], model.output["embedding"], name="trinet_embedding")
+
+
+def local_shape(model: keras.Model) -> tuple[int, int] | None:
+    """`(S, D_l)` of an inference model's local features, or None when it has none."""
+    if not isinstance(model.output, dict) or "local" not in model.output:
+        return None
+    return int(model.output["local"].shape[1]), int(model.output["local"].shape[2])
+
+
+def global_part(model: keras.Model) -> keras.Model:
+    """An inference model with its `(B, D)` embedding as its only output (itself when it has no other)."""
+    if not isinstance(model.output, dict):
+        return model
     return keras.Model(model.inputs[0], model.output["embedding"], name="trinet_embedding")
 
 

@@ -2,7 +2,8 @@
 
 Each term is a pure function of `(outputs, labels)` returning a `(B,)` per-sample loss whose batch
 mean is the term's value. `outputs` is the model's dict (float32) plus `dists`, the `(B, B)` distance
-matrix of the `metric` outputs. The total loss is the weighted sum of the terms' means.
+matrix of the `metric` outputs (with `--local_branch`, also `local`, `(B, S, D)`). The total loss is the
+weighted sum of the terms' means.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def _per_part(loss):
     return term
 
 
+def local_term(margin: float | str) -> TermFn:
+    """AlignedReID's local triplet loss (`losses.local_triplet`) of `outputs['local']` `(B, S, D)` on the
+    hardest pairs of the global `outputs['dists']`."""
+    return lambda outputs, labels: losses.local_triplet(outputs["dists"], outputs["local"], labels, margin)
+
+
 def center_term(centers: tf.Variable) -> TermFn:
     """Squared distance of `outputs['metric']` to its identity's centre (a `(C, D)` variable)."""
     return lambda outputs, labels: losses.center_loss(outputs["metric"], labels, centers)
@@ -85,6 +92,8 @@ def build_objectives(settings, centers: tf.Variable | None = None,
         terms.append(Objective("id", settings.id_loss_weight,
                                identification_term(settings.label_smoothing, settings.classifier,
                                                    *settings.classifier_parameters)))
+    if getattr(settings, "local_branch", False) and settings.local_loss_weight:
+        terms.append(Objective("local", settings.local_loss_weight, local_term(settings.margin)))
     if settings.center_loss_weight:
         if centers is None:
             raise ValueError("the centre loss needs its centres variable")

@@ -52,6 +52,11 @@ class TrainSettings:
     test_metric: str | None = None
     num_stripes: int = 6
     pcb_global_branch: bool = False
+    # AlignedReID's local branch (issue 12): off keeps the model and the objective as they were
+    local_branch: bool = False
+    local_stripes: int = 8
+    local_dim: int = 128
+    local_loss_weight: float = 1.0
     # batches and augmentation
     sampler: str = "pk"
     batch_p: int = 32
@@ -354,6 +359,7 @@ def _problems(s: TrainSettings):
         yield f"--val_excluder {s.val_excluder} needs --val_query and --val_gallery"
     yield from _classifier_problems(s)
     yield from _color_problems(s)
+    yield from _local_problems(s)
 
 
 def _classifier_problems(s: TrainSettings):
@@ -396,3 +402,26 @@ def _color_problems(s: TrainSettings):
                    f"in [0, 0.5]), got {values}")
     if not 0 <= s.auto_augment_prob <= 1:
         yield f"--auto_augment_prob must be in [0, 1], got {s.auto_augment_prob}"
+
+
+def _local_problems(s: TrainSettings):
+    """The checks of --local_branch, --local_stripes, --local_dim and --local_loss_weight."""
+    if not s.local_branch:
+        for name in ("local_stripes", "local_dim", "local_loss_weight"):
+            value = getattr(s, name)
+            if value != getattr(TrainSettings, name):  # its default
+                yield (f"--{name} {value} applies to --local_branch only; add --local_branch or remove "
+                       f"--{name}")
+        return
+    if s.local_stripes < 1 or s.local_dim < 1:
+        yield (f"--local_stripes and --local_dim must be at least 1, got --local_stripes {s.local_stripes} "
+               f"and --local_dim {s.local_dim}")
+    if not s.local_loss_weight > 0:
+        yield (f"--local_branch with --local_loss_weight {s.local_loss_weight}: nothing would train the "
+               "local branch; give a weight > 0 (AlignedReID uses 1), or remove --local_branch")
+    if s.sampler == "random":
+        yield ("--local_branch mines each anchor's hardest positive, which --sampler random does not "
+               "guarantee: use --sampler pk")
+    elif s.batch_k < 2:
+        yield (f"--local_branch needs --batch_k at least 2 (its loss mines each anchor's hardest positive in "
+               f"the batch), got {s.batch_k}")

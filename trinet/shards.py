@@ -21,7 +21,7 @@ import numpy as np
 
 from trinet.errors import TrinetError, listing
 from trinet.fileio import path_problem
-from trinet.h5io import ROWS_WRITTEN, open_writer, read_strings
+from trinet.h5io import LOCAL_KEY, ROWS_WRITTEN, open_writer, read_strings
 from trinet.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class Shard:
     stop: int
     augmentation_types: tuple[str, ...]
     dim: int
+    local_shape: tuple[int, int] | None = None  # (S, D_l) of its emb_local, if it has one
 
 
 def _plain(value: Any) -> Any:
@@ -160,12 +161,16 @@ def read_shard(path: str, fids: Sequence[str], pids: Sequence[str] | None,
                               f"{attrs.get(ROWS_WRITTEN, 'not marked')} written; embed that shard again")
         dim = int(f["emb"].shape[1])
         aug_shape = tuple(f["emb_aug"].shape) if "emb_aug" in f else None
+        local = tuple(f[LOCAL_KEY].shape) if LOCAL_KEY in f else None
+    if local is not None and (len(local) != 3 or local[0] != found):
+        raise TrinetError(f"--merge: {path}: {LOCAL_KEY} has shape {local} but the file holds {found} rows")
     types = tuple(read_strings(path, "augmentation_types") or ("original_resize",))
     if aug_shape != ((len(types), found, dim) if len(types) > 1 else None):
         raise TrinetError(f"--merge: {path}: emb_aug has shape {aug_shape} but the file names {len(types)} "
                           f"views of {found} rows of dimension {dim}")
     stored_fids, stored_pids = read_strings(path, "fids"), read_strings(path, "pids")
-    shard = Shard(path, attrs, index, count, start, stop, types, dim)
+    shard = Shard(path, attrs, index, count, start, stop, types, dim,
+                  None if local is None else (int(local[1]), int(local[2])))
     if stored_fids is None or stored_fids != list(fids[start:stop]):
         raise TrinetError(f"--merge: {path} (shard {index}/{count}): its image paths are not rows "
                           f"{start}-{stop} of --dataset")
@@ -247,15 +252,22 @@ def merge_shards(paths: Sequence[str], fids: Sequence[str], pids: Sequence[str] 
     fingerprint = fingerprint_strings(fids)
     shards = order_shards([read_shard(path, fids, pids, fingerprint) for path in paths])
     first = shards[0]
+    other = next((shard for shard in shards if shard.local_shape != first.local_shape), None)
+    if other is not None:
+        raise TrinetError(f"--merge: {first.path} and {other.path} differ in their local features "
+                          f"({LOCAL_KEY} of shape {first.local_shape} and {other.local_shape} per row); "
+                          "embed every shard with the same model")
     writer = open_writer(output_format, filename, fids=fids, dim=first.dim,
                          augmentation_types=first.augmentation_types, pids=pids,
-                         attrs=merged_attributes(first, dataset))
+                         attrs=merged_attributes(first, dataset), local_shape=first.local_shape)
     with writer, Progress(len(fids), "Merging", "rows", quiet=quiet) as progress:
         for shard in shards:
             with h5py.File(shard.path, "r") as f:
                 emb, aug = f["emb"], f["emb_aug"] if "emb_aug" in f else None
+                local = f[LOCAL_KEY] if LOCAL_KEY in f else None
                 for start in range(0, shard.stop - shard.start, BLOCK_ROWS):
                     stop = min(start + BLOCK_ROWS, shard.stop - shard.start)
-                    writer.write(emb[start:stop], None if aug is None else aug[:, start:stop])
+                    writer.write(emb[start:stop], None if aug is None else aug[:, start:stop],
+                                 None if local is None else local[start:stop])
                     progress.update(stop - start)
     return len(fids), first.dim

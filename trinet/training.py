@@ -174,13 +174,14 @@ class DetailedLogs:
 
 
 def export(root: str, model: keras.Model, filename: str = experiment.MODEL_FILE) -> str:
-    """Save the inference model as `model.keras` (or `filename`; raw RGB in, embedding out), atomically."""
+    """Save the inference model as `model.keras` (or `filename`; raw RGB in, embedding out; with the local
+    branch, a dict of the embedding and the local features), atomically."""
     path = os.path.join(root, filename)
     try:
         with atomic_path(path) as tmp:
             keras_tmp = tmp + ".keras"  # Keras insists on the extension
             try:
-                embedding_model(model).save(keras_tmp)
+                embedding_model(model, local=True).save(keras_tmp)
                 os.replace(keras_tmp, tmp)
             finally:
                 if os.path.exists(keras_tmp):
@@ -335,11 +336,12 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
     return step
 
 
-def _check_stripes(model: keras.Model, s: TrainSettings) -> None:
-    """Raise TrinetError if PCB's stripes outnumber the rows of the backbone's feature map."""
+def _check_stripes(model: keras.Model, s: TrainSettings, flag: str, stripes: int) -> None:
+    """Raise TrinetError if `stripes` (given by `flag`: PCB's --num_stripes, the local branch's
+    --local_stripes) outnumber the rows of the backbone's feature map."""
     height = model.get_layer("backbone").compute_output_shape((1, *s.net_size, 3))[1]
-    if height is not None and s.num_stripes > height:
-        raise TrinetError(f"--num_stripes {s.num_stripes} is larger than the height of the feature map "
+    if height is not None and stripes > height:
+        raise TrinetError(f"{flag} {stripes} is larger than the height of the feature map "
                           f"({height} rows for --net_input_height {s.net_input_height} with --model_name "
                           f"{s.model_name}); use at most {height} stripes, or a larger input")
 
@@ -367,7 +369,9 @@ class Trainer:
             with dtype_policy(s.mixed_precision):
                 self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
             if s.head_name == "pcb":
-                _check_stripes(self.model, s)
+                _check_stripes(self.model, s, "--num_stripes", s.num_stripes)
+            if s.local_branch:
+                _check_stripes(self.model, s, "--local_stripes", s.local_stripes)
             if source is not None:
                 transfer(self.model, source, s)
             self.inference = embedding_model(self.model)

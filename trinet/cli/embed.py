@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="embed.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Embed the images of a dataset CSV (or of a text file with one image path per line) "
                     "with a trained experiment, optionally with test-time augmentation, into an HDF5 file "
-                    "(datasets emb, emb_aug, augmentation_types, pids, fids) or a CSV of path,v1,...,vD.")
+                    "(datasets emb, emb_aug, augmentation_types, pids, fids, and emb_local for a model "
+                    "trained with --local_branch) or a CSV of path,v1,...,vD.")
     p.add_argument("--experiment_root", required=True, type=argtypes.readable_directory,
                    help="The experiment folder written by train.py (its args.json gives the model and "
                         "image sizes).")

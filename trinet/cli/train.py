@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pcb_global_branch", action="store_true",
                    help="--head_name pcb: also a branch on the globally pooled feature (pytorch-reid-lite "
                         "found it helps).")
+    g.add_argument("--local_branch", action="store_true",
+                   help="AlignedReID's local branch beside the head: the feature map's --local_stripes "
+                        "horizontal stripes, each averaged, reduced to --local_dim by one linear layer "
+                        "shared by the stripes, batch norm and ReLU; trained by a local triplet loss "
+                        "(--local_loss_weight) on the hardest pairs of the global distances. embed.py writes "
+                        "the local features as emb_local; evaluate.py --local_distance_weight uses them.")
+    g.add_argument("--local_stripes", type=argtypes.positive_int, default=D.local_stripes,
+                   help="--local_branch: the number of stripes (AlignedReID: one per row of ResNet-50's 8x4 "
+                        "feature map at 256x128; at most the feature map's height).")
+    g.add_argument("--local_dim", type=argtypes.positive_int, default=D.local_dim,
+                   help="--local_branch: the dimension of each stripe's local feature.")
     g.add_argument("--batch_norm", choices=sorted(registries.BATCH_NORMS), default=D.batch_norm,
                    help="The batch-norm layers' implementation (same variables, so checkpoints of either "
                         "load into the other). " + registries.BATCH_NORMS.help() + ".")
@@ -169,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "over the training identities (initialised with std 0.001); 0: off.")
     g.add_argument("--label_smoothing", type=argtypes.nonnegative_float, default=D.label_smoothing,
                    help="Label smoothing of the identification loss (the Bag of Tricks uses 0.1).")
+    g.add_argument("--local_loss_weight", type=argtypes.positive_float, default=D.local_loss_weight,
+                   help="--local_branch: weight of the local triplet loss: for each anchor's hardest "
+                        "positive and negative by the global distance (as batch_hard), the local distances "
+                        "(stripe distances normalised by (e^d - 1) / (e^d + 1), shortest path from the top "
+                        "to the bottom stripes), with --margin.")
     g.add_argument("--center_loss_weight", type=argtypes.nonnegative_float, default=D.center_loss_weight,
                    help="Weight of the centre loss on the metric feature (the Bag of Tricks uses 0.0005); "
                         "0: off.")
