@@ -96,9 +96,12 @@ def variants(iterations: int, pad: int) -> list[tuple[str, dict, str]]:
                 "--embedding_dim": "64"})
     mutual = dict(full)  # deep mutual learning of two networks (network 0 is evaluated)
     mutual["--mutual_models"] = "2"
+    local = dict(full)  # AlignedReID's local branch: 8 stripes (the rows of LuNet's map at stride 1)
+    local.update({"--local_branch": None, "--local_stripes": "8"})
     return [("triplet", triplet, "euclidean"), ("triplet+id+bnneck", bnneck, "cosine"),
             ("full recipe", full, "cosine"), ("full recipe, bfloat16", bfloat16, "cosine"),
-            ("full recipe, pcb", pcb, "euclidean"), ("full recipe, mutual", mutual, "cosine")]
+            ("full recipe, pcb", pcb, "euclidean"), ("full recipe, mutual", mutual, "cosine"),
+            ("full recipe, local", local, "cosine")]
 
 
 #: The variants run by default (``--variants`` chooses others).
@@ -226,18 +229,25 @@ def one_run(name: str, flags: dict, metric: str, seed: int, data: str, folder: s
                     "--dataset", os.path.join(data, f"demo_{split}.csv"),
                     "--filename", splits[split], "--quiet"],
                    log, f"Embedding the {split} split of {name} (seed {seed})")
-    evaluation = os.path.join(folder, "evaluation.json")
-    run_logged([py, os.path.join(REPO, "evaluate.py"), "--excluder", "market1501", "--metric", metric,
-                "--query_dataset", os.path.join(data, "demo_query.csv"),
-                "--query_embeddings", splits["query"],
-                "--gallery_dataset", os.path.join(data, "demo_test.csv"),
-                "--gallery_embeddings", splits["test"],
-                "--filename", evaluation, "--quiet"], log, f"Evaluating {name} (seed {seed})")
-    with open(evaluation) as f:
-        scores = json.load(f)
+
+    def evaluate(filename: str, *extra: str) -> dict:
+        run_logged([py, os.path.join(REPO, "evaluate.py"), "--excluder", "market1501", "--metric", metric,
+                    "--query_dataset", os.path.join(data, "demo_query.csv"),
+                    "--query_embeddings", splits["query"],
+                    "--gallery_dataset", os.path.join(data, "demo_test.csv"),
+                    "--gallery_embeddings", splits["test"],
+                    "--filename", os.path.join(folder, filename), "--quiet", *extra], log,
+                   f"Evaluating {name} (seed {seed})")
+        with open(os.path.join(folder, filename)) as f:
+            return json.load(f)
+
+    scores = evaluate("evaluation.json")
     result = {"variant": name, "seed": seed, "mAP": scores["mAP"], "rank1": scores["top-1"],
               "train_seconds": train_seconds, "load_before": load, "load_after": os.getloadavg()[0],
               "batch_size": BATCH_P * BATCH_K, "train_command": train_cmd[1:], "metric": metric}
+    if "--local_branch" in flags:  # the same embeddings ranked by global + local distance (weight 1)
+        local = evaluate("evaluation_local.json", "--local_distance_weight", "1")
+        result.update(mAP_local=local["mAP"], rank1_local=local["top-1"])
     result.update(speed(exp, cpu_samples))
     with open(result_file, "w") as f:
         json.dump(result, f, indent=1)
@@ -264,7 +274,8 @@ def main() -> None:
                    help="the variants to run ('full recipe, bfloat16': the full recipe with "
                         "--mixed_precision bfloat16; 'full recipe, pcb': with --head_name pcb, 4 stripes and "
                         "the global branch instead of BNNeck; 'full recipe, mutual': two networks by deep "
-                        "mutual learning, the first one evaluated)")
+                        "mutual learning, the first one evaluated; 'full recipe, local': with AlignedReID's "
+                        "local branch, evaluated by the global and by the global + local distance)")
     args = p.parse_args()
     if args.iterations < 100:
         p.error(f"--iterations must be >= 100 (the step time leaves out the first {SKIP_ITERATIONS}). "
@@ -321,6 +332,11 @@ def main() -> None:
                             for r in rs if r["seed"] in base])
         print(f"{name:20s} | {m:6.2f} ± {ms:5.2f} | {k:6.2f} ± {ks:5.2f} | {ips:4.0f} ± {ipss:3.0f} | "
               f"{ra:7.3f} ± {ras:5.3f} | {cpu:5.2f} ± {cpus:4.2f} | {cr:6.3f} ± {crs:5.3f} | {len(rs):4d}")
+        if all("mAP_local" in r for r in rs):
+            ml, mls = mean_std([r["mAP_local"] * 100 for r in rs])
+            kl, kls = mean_std([r["rank1_local"] * 100 for r in rs])
+            print(f"{'  + local distance':20s} | {ml:6.2f} ± {mls:5.2f} | {kl:6.2f} ± {kls:5.2f} | (the same "
+                  "runs ranked by global + local distance, evaluate.py --local_distance_weight 1)")
     print(f"""
 mAP and rank-1 in %, mean ± standard deviation over seeds.
 images/s: batch size / median wall time of a step (windows of 20 steps after iteration {SKIP_ITERATIONS});
