@@ -189,7 +189,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(files, tmp_
 
 
 def test_full_disk_while_writing_embeddings(files, tmp_path, capsys, monkeypatch, finished):
-    def failing(self, emb, emb_aug=None):
+    def failing(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(h5io.EmbeddingWriter, "write", failing)
