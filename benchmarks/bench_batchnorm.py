@@ -21,7 +21,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from trinet.argtypes import image_size  # noqa: E402
+from common import fixed_batch, step_arguments, trainer_settings  # noqa: E402
 
 TORCH_STEP = r"""
 import json, sys, time
@@ -66,21 +66,14 @@ print(json.dumps({"torch": torch.__version__, **results}))
 
 def trinet_rates(args) -> dict[str, float]:
     import numpy as np
-    import tensorflow as tf
 
-    from trinet.settings import TrainSettings
     from trinet.training import Trainer
 
     batch = args.batch_p * args.batch_k
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch, *args.net_input, 3)).astype(np.float32))
-    labels = tf.constant(np.repeat(np.arange(args.batch_p), args.batch_k).astype(np.int32))
+    images, labels = fixed_batch(args.batch_p, args.batch_k, args.net_input)
     steps = {}
     for kind in ("keras", "fused"):
-        settings = TrainSettings(model_name=args.model_name, batch_p=args.batch_p, batch_k=args.batch_k,
-                                 net_input_height=args.net_input[0], net_input_width=args.net_input[1],
-                                 seed=0, batch_norm=kind)
-        steps[kind] = Trainer(settings, args.batch_p).step(0)
+        steps[kind] = Trainer(trainer_settings(args, batch_norm=kind), args.batch_p).step(0)
         for _ in range(args.warmup):
             steps[kind](images, labels)["loss"].numpy()
     rates: dict[str, list[float]] = {kind: [] for kind in steps}
@@ -95,13 +88,7 @@ def trinet_rates(args) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_name", default="resnet50")
-    p.add_argument("--batch_p", type=int, default=18)
-    p.add_argument("--batch_k", type=int, default=4)
-    p.add_argument("--net_input", type=image_size, default=(256, 128))
-    p.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    step_arguments(p, model_name="resnet50", batch_p=18, net_input=(256, 128), steps=3)
     p.add_argument("--torch_python", default=sys.executable,
                    help="a Python interpreter with torch and torchvision (skipped if it has none)")
     args = p.parse_args()

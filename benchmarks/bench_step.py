@@ -26,8 +26,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from common import peak_rss_mb  # noqa: E402
-from trinet.argtypes import image_size  # noqa: E402
+from common import fixed_batch, peak_rss_mb, step_arguments, trainer_settings  # noqa: E402
 
 RECIPE = dict(id_loss_weight=1.0, label_smoothing=0.1, head_name="bnneck", test_feature="after",
               test_metric="cosine")
@@ -44,32 +43,20 @@ VARIANTS = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_name", default="lunet")
-    p.add_argument("--batch_p", type=int, default=16)
-    p.add_argument("--batch_k", type=int, default=4)
-    p.add_argument("--net_input", type=image_size, default=(64, 32))
+    step_arguments(p, steps=20, warmup=3, repeats=5)
     p.add_argument("--identities", type=int, default=100, help="classes of the classifier")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement (after warm-up)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
 
     import numpy as np
     import tensorflow as tf
 
-    from trinet.settings import TrainSettings
     from trinet.training import Trainer
 
     batch = args.batch_p * args.batch_k
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(0, 255, (batch, *args.net_input, 3)).astype(np.float32))
-    labels = tf.constant(np.repeat(rng.choice(args.identities, args.batch_p, replace=False),
-                                   args.batch_k).astype(np.int32))
+    images, labels = fixed_batch(args.batch_p, args.batch_k, args.net_input, args.identities)
     steps = {}
     for name, changes in VARIANTS.items():
-        settings = TrainSettings(model_name=args.model_name, batch_p=args.batch_p, batch_k=args.batch_k,
-                                 net_input_height=args.net_input[0], net_input_width=args.net_input[1],
-                                 seed=0, **changes)
+        settings = trainer_settings(args, **changes)
         steps[name] = Trainer(settings, args.identities).step(0)
         for _ in range(args.warmup):
             steps[name](images, labels)["loss"].numpy()

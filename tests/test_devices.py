@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import train
+from conftest import assert_same_checkpoints, train
 from trinet import checkpoints
 from trinet.settings import TrainSettings
 
@@ -131,11 +131,7 @@ def test_float16_training_logs_the_loss_scale_and_resumes_bit_for_bit(tmp_path, 
         os.remove(resumed / name)
     from trinet.cli import train as train_cli
     assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 0
-    import h5py
-    with h5py.File(reference / "checkpoint-6.h5") as a, h5py.File(resumed / "checkpoint-6.h5") as b:
-        for group in a:
-            for key in a[group]:
-                np.testing.assert_array_equal(a[group][key][()], b[group][key][()], err_msg=f"{group}/{key}")
+    assert_same_checkpoints(reference / "checkpoint-6.h5", resumed / "checkpoint-6.h5")
 
 
 @pytest.mark.slow

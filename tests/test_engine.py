@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import TINY, train, write_image_set
+from conftest import TINY, assert_same_checkpoints, train, write_image_set
 from trinet import checkpoints
 from trinet.cli import embed, train as train_cli
 
@@ -105,11 +105,8 @@ def test_full_recipe_trains_logs_every_term_and_resumes_bit_for_bit(tmp_path, im
     if state(reference / "checkpoint-3.h5")["best"]["step"] == 3:
         shutil.copy(reference / "best.h5", resumed / "best.h5")  # best.h5 of iteration 3 existed then
     assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 0
-    with h5py.File(reference / "checkpoint-6.h5") as a, h5py.File(resumed / "checkpoint-6.h5") as b:
-        assert sorted(a) == sorted(b) == ["model", "optimizer", "training"]
-        for group in a:
-            for key in a[group]:
-                np.testing.assert_array_equal(a[group][key][()], b[group][key][()], err_msg=f"{group}/{key}")
+    groups = assert_same_checkpoints(reference / "checkpoint-6.h5", resumed / "checkpoint-6.h5")
+    assert groups == ["model", "optimizer", "training"]
     assert state(resumed / "checkpoint-6.h5") == final
     np.testing.assert_array_equal(np.load(resumed / "detailed_losses.npy"),
                                   np.load(reference / "detailed_losses.npy"))
