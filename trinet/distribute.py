@@ -42,16 +42,17 @@ def make_strategy(kind: str) -> tf.distribute.Strategy | None:
         log.info("Running on %d replicas: %s.", strategy.num_replicas_in_sync, ", ".join(devices))
         return strategy
     if kind == "multi_worker":
-        workers, task = cluster()
+        tasks, task = cluster()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        log.info("Training on %d workers (this one is %s %d), %d replicas.", len(workers), task["type"],
+        workers = sum(len(tasks.get(role, [])) for role in ("chief", "worker"))
+        log.info("Training on %d workers (this one is %s %d), %d replicas.", workers, task["type"],
                  task["index"], strategy.num_replicas_in_sync)
         return strategy
     raise ValueError(f"Unknown --distribute {kind!r}; expected none, mirrored or multi_worker")
 
 
-def cluster() -> tuple[list[str], dict]:
-    """`(worker addresses, this task)` from `TF_CONFIG`.
+def cluster() -> tuple[dict[str, list[str]], dict]:
+    """`(the cluster: addresses by task type, this task {"type", "index"})` from `TF_CONFIG`.
 
     Raises:
         TrinetError: TF_CONFIG is missing or is not a cluster description.
@@ -64,12 +65,14 @@ def cluster() -> tuple[list[str], dict]:
                           f"cluster on every worker and this worker's task, e.g. {example}")
     try:
         parsed = json.loads(config)
-        workers = list(parsed["cluster"]["worker"]) + list(parsed["cluster"].get("chief", []))
+        tasks = {str(kind): list(addresses) for kind, addresses in parsed["cluster"].items()}
+        if "worker" not in tasks:
+            raise KeyError("worker")
         task = {"type": str(parsed["task"]["type"]), "index": int(parsed["task"]["index"])}
     except (ValueError, KeyError, TypeError) as e:
         raise TrinetError(f"TF_CONFIG is not a cluster description ({type(e).__name__}: {e}); expected e.g. "
                           f"{example}") from None
-    return workers, task
+    return tasks, task
 
 
 def is_chief(kind: str) -> bool:
@@ -77,9 +80,9 @@ def is_chief(kind: str) -> bool:
     cluster other than its chief (the task `chief`, or else worker 0)."""
     if kind != "multi_worker":
         return True
-    _, task = cluster()
-    has_chief = "chief" in json.loads(os.environ["TF_CONFIG"])["cluster"]
-    return task["type"] == "chief" or (not has_chief and task["type"] == "worker" and task["index"] == 0)
+    tasks, task = cluster()
+    first_worker = task["type"] == "worker" and task["index"] == 0
+    return task["type"] == "chief" or ("chief" not in tasks and first_worker)
 
 
 def replica_share(batch_p: int, batch_k: int, replicas: int) -> int:

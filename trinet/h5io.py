@@ -392,20 +392,24 @@ def read_embeddings(path: str, *, expected_rows: int | None = None, partner: str
         bad = np.flatnonzero(~finite)
         raise TrinetError(f"{path}: {len(bad)} rows hold NaN or infinite values (first: row {bad[0]}); "
                           "the model that wrote them has diverged or the file is damaged.")
-    if fids is not None:
-        order = match_rows(path, fids, partner)
-        if order is not None:
-            values = values[order]
-    return values
+    return _in_order(values, path, fids, partner)
+
+
+def _in_order(values: np.ndarray, path: str, fids: Sequence[str] | np.ndarray | None, partner: str | None,
+              warn: bool = True) -> np.ndarray:
+    """`values`, the rows of embedding file `path`, in the order of `fids` (see `match_rows`)."""
+    order = None if fids is None else match_rows(path, fids, partner, warn)
+    return values if order is None else values[order]
 
 
 def match_rows(path: str, fids: Sequence[str] | np.ndarray,
-               partner: str | None = None) -> np.ndarray | None:
+               partner: str | None = None, warn: bool = True) -> np.ndarray | None:
     """The order that puts the rows of embedding file `path` into the order of `fids` (a CSV's paths),
     or None when they are in that order already or the file stores no paths (files of the original
     triplet-reid).
 
-    Rows stored in another order are reordered by their stored `fids`, with a warning naming the file.
+    Rows stored in another order are reordered by their stored `fids`, with a warning naming the file
+    (unless `warn` is False).
 
     Raises:
         TrinetError: the stored paths are not those of `fids` in any order (the message names the file
@@ -431,9 +435,10 @@ def match_rows(path: str, fids: Sequence[str] | np.ndarray,
                           "another CSV? Embed that CSV again.")
     order = np.empty(len(wanted), dtype=np.int64)
     order[wanted_order] = stored_order
-    log.warning("%s: the rows are in another order than %s (%d of %d rows differ, first at row %d); "
-                "they are reordered by their stored image paths.", path, partner, len(differ), len(wanted),
-                differ[0] + 1)
+    if warn:
+        log.warning("%s: the rows are in another order than %s (%d of %d rows differ, first at row %d); "
+                    "they are reordered by their stored image paths.", path, partner, len(differ),
+                    len(wanted), differ[0] + 1)
     return order
 
 
@@ -481,8 +486,4 @@ def read_local_embeddings(path: str, *, expected_rows: int, partner: str | None 
     if not np.isfinite(values).all():
         raise TrinetError(f"{path}: {LOCAL_KEY} holds NaN or infinite values; the model that wrote them has "
                           "diverged or the file is damaged.")
-    if fids is not None:
-        order = match_rows(path, fids, partner)
-        if order is not None:
-            values = values[order]
-    return values
+    return _in_order(values, path, fids, partner, warn=False)  # read_embeddings warned of a reorder

@@ -41,6 +41,10 @@ def mutual_terms(outputs: list[dict[str, tf.Tensor]], index: int, logits_weight:
     return terms
 
 
+def _needs_all_networks(outputs, labels):
+    raise TypeError("a mutual term is a function of every network's outputs: see mutual_terms")
+
+
 class MutualTrainer:
     """N `trinet.training.Trainer`s trained together; looks like the first one to the training loop."""
 
@@ -51,8 +55,10 @@ class MutualTrainer:
         self.s, self.model, self.inference, self.schedule = (first.s, first.model, first.inference,
                                                              first.schedule)
         self.num_classes, self.strategy, self.loss_scale, self.teacher = first.num_classes, None, None, None
+        #: network 0's terms and the mutual ones, as the log line lists them (the mutual terms need every
+        #: network's outputs: `make_mutual_step` computes them with `mutual_terms`)
         self.objectives = first.objectives + [
-            Objective(name, weight, lambda outputs, labels: None)  # for the log line; computed by the step
+            Objective(name, weight, _needs_all_networks)
             for name, weight in (("mutual_logits", logits_weight), ("mutual_distance", distance_weight))
             if weight]
         self._steps: dict[str, Any] = {}

@@ -92,16 +92,16 @@ def build_objectives(settings, centers: tf.Variable | None = None,
         terms.append(Objective("id", settings.id_loss_weight,
                                identification_term(settings.label_smoothing, settings.classifier,
                                                    *settings.classifier_parameters)))
-    if getattr(settings, "local_branch", False) and settings.local_loss_weight:
+    if settings.local_branch and settings.local_loss_weight:
         terms.append(Objective("local", settings.local_loss_weight, local_term(settings.margin)))
     if settings.center_loss_weight:
         if centers is None:
             raise ValueError("the centre loss needs its centres variable")
         terms.append(Objective("center", settings.center_loss_weight, center_term(centers)))
-    if getattr(settings, "distill_logits_weight", 0):
+    if settings.distill_logits_weight:
         terms.append(Objective("distill_logits", settings.distill_logits_weight,
                                distillation.logits_term(settings.distill_temperature)))
-    if getattr(settings, "distill_distance_weight", 0):
+    if settings.distill_distance_weight:
         terms.append(Objective("distill_distance", settings.distill_distance_weight,
                                distillation.distance_term(teacher_metric or settings.metric)))
     return terms

@@ -429,6 +429,11 @@ class Trainer:
             groups["training"] = [self.centers]
         return groups
 
+    def extra_models(self) -> dict[str, keras.Model]:
+        """`{file name: training model}` of the run's other networks, exported beside model.keras (none:
+        see `trinet.mutual.MutualTrainer`)."""
+        return {}
+
     def _updates(self, phase: str) -> list[tuple[Any, list]]:
         """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies."""
         if self.new_optimizer is None:
@@ -710,7 +715,7 @@ def _loop(run: _Run, latest: str | None) -> int:
         return 0
     path = export(root, model)
     log.info("Training finished after %d iterations; the embedding model is in %s.", step, path)
-    for filename, member in getattr(trainer, "extra_models", dict)().items():
+    for filename, member in trainer.extra_models().items():
         log.info("The embedding model of another network of the mutual learning is in %s.",
                  export(root, member, filename))
     if state.get("best"):
