@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from trinet.distillation import distance_matching, kl_divergence
-from trinet.monitoring import active_fraction, batch_stats
+from trinet.monitoring import batch_stats
 from trinet.objectives import Objective, evaluate as evaluate_objectives
 
 #: The name of network i's checkpoint groups and model file (i > 0; network 0 keeps the plain names).
@@ -91,7 +91,7 @@ def make_mutual_step(members: list, phase: str, k: int, logits_weight: float,
     """A compiled `(images, labels) -> dict` step of deep mutual learning: every network's own objective
     plus its mutual terms, each network's gradients applied by its own optimizers (and centres). The
     monitoring is network 0's; `loss_member<i>` is network i's total loss."""
-    from trinet.training import _apply, _float32
+    from trinet.training import _apply, _float32, _monitoring
 
     plans = []
     for member in members:
@@ -123,11 +123,8 @@ def make_mutual_step(members: list, phase: str, k: int, logits_weight: float,
             _apply(updates, tape.gradient(loss, watched), member.centers, center_scale)
         del tape
         loss, per_sample, terms = results[0]
-        stats = batch_stats(outputs[0]["dists"], labels, k)
-        stats.update(loss=loss, per_sample=per_sample, emb=outputs[0]["embedding"],
-                     norms=tf.norm(outputs[0]["raw"], axis=1),
-                     active=active_fraction(terms.get("triplet", per_sample)), skipped=tf.constant(False))
-        stats.update({f"loss_{name}": tf.reduce_mean(values) for name, values in terms.items()})
+        stats = _monitoring(batch_stats(outputs[0]["dists"], labels, k), loss, per_sample, outputs[0], terms,
+                            tf.constant(False))
         stats.update({f"loss_member{i}": result[0] for i, result in enumerate(results[1:], 1)})
         return stats
 
