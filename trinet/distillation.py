@@ -23,7 +23,7 @@ from trinet import checkpoints, experiment
 from trinet.datasets import read_csv
 from trinet.errors import TrinetError
 from trinet.losses import cdist
-from trinet.models import ModelSpec, build_model
+from trinet.embedding import rebuild_model
 
 
 @dataclasses.dataclass
@@ -51,19 +51,14 @@ class Teacher:
         Raises:
             TrinetError: `root` is not a finished or running trinet experiment.
         """
-        from trinet.settings import TrainSettings
-
         if not os.path.isdir(root):
             raise TrinetError(f"--teacher {root}: no such folder; expected the experiment root of a trained "
                               "trinet model")
         path = checkpoints.latest_checkpoint(root)
         if path is None:
             raise TrinetError(f"--teacher {root}: the folder holds no trinet checkpoint")
-        settings, _ = TrainSettings.from_saved(experiment.load_args(root),
-                                               os.path.join(root, experiment.ARGS_FILE))
+        model, settings = rebuild_model(root, path, experiment.load_args(root))
         num_classes = int(checkpoints.read_info(path)[1].get("num_classes", 0))
-        model = build_model(ModelSpec.from_settings(settings, num_classes))
-        checkpoints.restore(path, {"model": model.weights})
         model.trainable = False
         pids = None
         if num_classes and settings.train_set and os.path.isfile(settings.train_set):

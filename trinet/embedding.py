@@ -62,13 +62,20 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     if missing:
         raise TrinetError(f"Rebuilding the model of {path} needs {', '.join(missing)} from "
                           f"{os.path.join(root, experiment.ARGS_FILE)}, which lacks them.")
+    return embedding_model(rebuild_model(root, path, settings)[0], local=True), path
+
+
+def rebuild_model(root: str, path: str, settings: dict):
+    """The training model (with its classifier, if the run had one) of the trinet checkpoint `path` of the
+    experiment `root` whose args.json holds `settings`, its weights loaded. Returns `(model, the run's
+    TrainSettings)`."""
     from trinet.settings import TrainSettings
 
     train_settings, _ = TrainSettings.from_saved(settings, os.path.join(root, experiment.ARGS_FILE))
     _, state = checkpoints.read_info(path)
     model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0))))
     checkpoints.restore(path, {"model": model.weights})
-    return embedding_model(model, local=True), path
+    return model, train_settings
 
 
 def _sizes(net_size: tuple[int, int], pre_crop_size: tuple[int, int], crop_mode: str | None,
