@@ -1,6 +1,6 @@
 """ResNet-50 training step with Keras' batch norm and the fused one (`--batch_norm`), beside PyTorch.
 
-Both trinet variants build the step through `trinet.training.Trainer` (the paper's triplet recipe) and
+Both trinet variants build the step through `trinet.training.trainer.Trainer` (the paper's triplet recipe) and
 time it on one fixed P x K batch. When PyTorch and torchvision are importable by `--torch_python` (by
 default this interpreter), the same step is timed there too (torchvision's ResNet-50, a linear head,
 the batch-hard soft-margin triplet loss, Adam), eager, channels_last, and torch.compile'd, in a
@@ -67,7 +67,7 @@ print(json.dumps({"torch": torch.__version__, **results}))
 def trinet_rates(args) -> dict[str, float]:
     import numpy as np
 
-    from trinet.training import Trainer
+    from trinet.training.trainer import Trainer
 
     batch = args.batch_p * args.batch_k
     images, labels = fixed_batch(args.batch_p, args.batch_k, args.net_input)

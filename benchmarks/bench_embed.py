@@ -5,8 +5,8 @@ model from a tf.data iterator made most runs ~35% slower, with a core partly idl
 no steal time, no page faults. embed.py therefore prepares views with compiled TensorFlow ops on a
 producer thread instead; the training pipeline, measured the same way, does not show the effect.)
 
-(a) `trinet.embedding.embed_to_file`: read and decode JPEGs, make the 10 views (flip x five crops) in a
-parallel tf.data pipeline, run the model, aggregate, write HDF5; (b) the same model on the same view
+(a) `trinet.embedding.writer.embed_to_file`: read and decode JPEGs, make the 10 views (flip x five crops)
+in a parallel tf.data pipeline, run the model, aggregate, write HDF5; (b) the same model on the same view
 tensors already in memory. The ratio (a)/(b) (target >= 0.9) shows what the pipeline and the writing cost.
 
     python benchmarks/bench_embed.py                                   # LuNet at 128x64
@@ -23,7 +23,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import peak_rss_mb, write_jpegs  # noqa: E402
-from trinet.argtypes import image_size  # noqa: E402
+from trinet.console.argtypes import image_size  # noqa: E402
 
 
 def main() -> None:
@@ -41,10 +41,11 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from trinet.embedder import Embedder
-    from trinet.embedding import embed_to_file, view_batches
-    from trinet.models import ModelSpec, build_model, embedding_model
-    from trinet.views import view_names
+    from trinet.embedding.embedder import Embedder
+    from trinet.embedding.inference import view_batches
+    from trinet.embedding.writer import embed_to_file
+    from trinet.models.builder import ModelSpec, build_model, embedding_model
+    from trinet.pipeline.views import view_names
 
     folder = tempfile.mkdtemp(prefix="bench_embed_")
     paths, _ = write_jpegs(folder, identities=args.images // 10, per_identity=10)

@@ -1,7 +1,7 @@
 """Peak memory of embedding long image lists: it should not grow with the number of images.
 
 Embeds lists of N paths (cycling over a few hundred real JPEG files) with 10 views per image through
-`trinet.embedding.embed_to_file` and reports the peak resident memory of a fresh process per N. The
+`trinet.embedding.writer.embed_to_file` and reports the peak resident memory of a fresh process per N. The
 HDF5 file is written block by block, so only the (N, D) and (M, N, D) outputs on disk grow.
 
     python benchmarks/bench_embed_memory.py                  # N = 10,000 and 100,000
@@ -26,9 +26,9 @@ CHILD = "--child"
 
 
 def child(folder: str, count: int, out: str) -> None:
-    from trinet.embedder import Embedder
-    from trinet.embedding import embed_to_file
-    from trinet.models import ModelSpec, build_model, embedding_model
+    from trinet.embedding.embedder import Embedder
+    from trinet.embedding.writer import embed_to_file
+    from trinet.models.builder import ModelSpec, build_model, embedding_model
 
     files = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".jpg"))
     paths = [files[i % len(files)] for i in range(count)]

@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trinet.distances import cdist  # noqa: E402
-from trinet.excluders import EXCLUDERS  # noqa: E402
-from trinet.metrics import block_rows, evaluate  # noqa: E402
+from trinet.core.distances import cdist  # noqa: E402
+from trinet.evaluation.excluders import EXCLUDERS  # noqa: E402
+from trinet.evaluation.metrics import block_rows, evaluate  # noqa: E402
 
 #: size name -> (queries, gallery, identities, cameras, junk, distractors, naming)
 SIZES = {
@@ -164,7 +164,7 @@ def peak_mb(fn, *args, **kwargs) -> float:
 
 def run_cli(query: Split, gallery: Split, naming: str) -> float:
     """Write the CSVs and HDF5 files, time `python evaluate.py` end to end."""
-    from trinet.h5io import write_embeddings
+    from trinet.data.embeddings.hdf5 import write_embeddings
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as tmp:
         args = []

@@ -5,10 +5,11 @@ against a straightforward numpy implementation, in the same run.
     python benchmarks/bench_local_distance.py --evaluate       # plus the whole evaluation, with and without
     python benchmarks/bench_local_distance.py --queries 500 --gallery 4000
 
-trinet (`trinet.local_distances.local_distances`, as evaluate.py --local_distance_weight calls it through
-`trinet.metrics.WithLocalDistances`): blocks of 256 queries (evaluate.py's --batch_size), each computed in
-sub-blocks of at most `MAX_BLOCK_ENTRIES` stripe distances: one matrix product for every stripe pair of the
-sub-block, the normalisation in place, and the shortest path as S^2 vectorised steps over the sub-block.
+trinet (`trinet.core.local_distances.local_distances`, as evaluate.py --local_distance_weight calls it through
+`trinet.evaluation.metrics.WithLocalDistances`): blocks of 256 queries (evaluate.py's --batch_size), each
+computed in sub-blocks of at most `MAX_BLOCK_ENTRIES` stripe distances: one matrix product for every stripe
+pair of the sub-block, the normalisation in place, and the shortest path as S^2 vectorised steps over the
+sub-block.
 
 The straightforward implementation takes one pair at a time: the S x S stripe distances with numpy, the
 normalisation, and the dynamic programme in Python loops. It is far too slow for all 66 million pairs, so it
@@ -32,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import peak_rss_mb  # noqa: E402
-from trinet.local_distances import LocalGallery, local_distances  # noqa: E402
+from trinet.core.local_distances import LocalGallery, local_distances  # noqa: E402
 
 #: AlignedReID's reported time for the local distances of Market-1501's test set (seconds).
 ALIGNEDREID_SECONDS = 140.0
@@ -87,7 +88,8 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=256,
                         help="queries per block (evaluate.py's --batch_size)")
     parser.add_argument("--evaluate", action="store_true",
-                        help="also time trinet.metrics.evaluate with and without the local distances")
+                        help="also time trinet.evaluation.metrics.evaluate with and without the local "
+                             "distances")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     query = features(rng, args.queries, args.stripes, args.dim)
@@ -122,7 +124,7 @@ def main() -> None:
           f"{ALIGNEDREID_SECONDS / fast:.1f}x")
 
     if args.evaluate:
-        from trinet.metrics import EmbeddingDistances, WithLocalDistances, evaluate
+        from trinet.evaluation.metrics import EmbeddingDistances, WithLocalDistances, evaluate
 
         q_emb = rng.normal(size=(args.queries, 128)).astype(np.float32)
         g_emb = rng.normal(size=(args.gallery, 128)).astype(np.float32)

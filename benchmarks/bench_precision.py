@@ -1,8 +1,8 @@
 """Training images/s in float32, bfloat16, with XLA, and bfloat16 + XLA, side by side in one run.
 
-Each variant builds its step through `trinet.training.Trainer` (what train.py runs; the paper's triplet
-recipe on the chosen backbone, fused batch norm) and times it on one fixed P x K batch; the variants are
-measured in turns, `--repeats` times, and the medians are printed with the ratio to float32:
+Each variant builds its step through `trinet.training.trainer.Trainer` (what train.py runs; the paper's
+triplet recipe on the chosen backbone, fused batch norm) and times it on one fixed P x K batch; the variants
+are measured in turns, `--repeats` times, and the medians are printed with the ratio to float32:
 
     float32          the default
     bfloat16         --mixed_precision bfloat16 (oneDNN uses AVX512-BF16 / AMX where the CPU has them)
@@ -39,7 +39,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from trinet.training import Trainer
+    from trinet.training.trainer import Trainer
 
     batch = args.batch_p * args.batch_k
     images, labels = fixed_batch(args.batch_p, args.batch_k, args.net_input)

@@ -61,7 +61,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_P, BATCH_K = 16, 4
-LOG_FREQUENCY = 20  # = trinet.training.ETA_WINDOW: the logged windows of step times tile the run
+LOG_FREQUENCY = 20  # = trinet.training.engine.ETA_WINDOW: the logged windows of step times tile the run
 SKIP_ITERATIONS = 60  # start-up: the windows of step times from here on make the step time
 
 

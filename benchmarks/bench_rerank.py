@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from bench_evaluate import generate  # noqa: E402
 from test_rerank import paper_re_ranking  # noqa: E402
 
-from trinet.distances import cdist  # noqa: E402
-from trinet.excluders import EXCLUDERS  # noqa: E402
-from trinet.metrics import evaluate  # noqa: E402
-from trinet.rerank import ReRanker  # noqa: E402
+from trinet.core.distances import cdist  # noqa: E402
+from trinet.evaluation.excluders import EXCLUDERS  # noqa: E402
+from trinet.evaluation.metrics import evaluate  # noqa: E402
+from trinet.evaluation.rerank import ReRanker  # noqa: E402
 
 
 def dense_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3, kind="quicksort"):

@@ -8,7 +8,7 @@
 The gallery is generated like real embeddings: identities of about `--per_identity` images whose centres
 lie near a `--latent`-dimensional subspace (learned embeddings have a low intrinsic dimension), each image
 its centre plus noise in all dimensions; the queries are further images of gallery identities. Every
-index is built and searched through `trinet.search` with the defaults of `trinet-search index`, so the
+index is built and searched through `trinet.search.index` with the defaults of `trinet-search index`, so the
 figures are those of the command. Memory is the size of the serialized index (what it holds in RAM);
 recall@10 is the mean fraction of the exact top-10 (the flat index, same run) that the index returns in
 its top-10. On a busy machine use `--threads 1 --repeat 3` (faiss's OpenMP threads wait for each other
@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common import peak_rss_mb  # noqa: E402
 
-from trinet.datasets import Dataset  # noqa: E402
-from trinet.search import INDEX_KINDS, build_index, import_faiss, search  # noqa: E402
+from trinet.data.datasets import Dataset  # noqa: E402
+from trinet.search.index import INDEX_KINDS, build_index, import_faiss, search  # noqa: E402
 
 #: The targets of issue 13 for an approximate index, against exact (flat) search.
 TARGET_RECALL, TARGET_SPEEDUP, TARGET_MEMORY = 0.95, 10.0, 1 / 3

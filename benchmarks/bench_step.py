@@ -1,6 +1,6 @@
 """Training-step throughput of the recipes, on the same in-memory batch, against today's triplet-only step.
 
-Each variant builds its model, optimizer and objectives through `trinet.training.Trainer` (what
+Each variant builds its model, optimizer and objectives through `trinet.training.trainer.Trainer` (what
 train.py runs) and times its compiled step on one fixed batch, so that only the step differs (the
 input pipeline, where random erasing and pad-and-crop run, is measured by bench_train_pipeline.py).
 The variants are measured in turns, `--repeats` times, and medians are reported with the ratio to
@@ -50,7 +50,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from trinet.training import Trainer
+    from trinet.training.trainer import Trainer
 
     batch = args.batch_p * args.batch_k
     images, labels = fixed_batch(args.batch_p, args.batch_k, args.net_input, args.identities)

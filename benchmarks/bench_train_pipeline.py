@@ -1,7 +1,7 @@
 """Training throughput: the real tf.data pipeline vs the same model fed from in-memory tensors.
 
 Both runs use the same compiled training step; the only difference is where the batches come from:
-(a) `trinet.pipeline.training_dataset` reading, decoding, resizing, flipping and cropping JPEGs in
+(a) `trinet.pipeline.dataset.training_dataset` reading, decoding, resizing, flipping and cropping JPEGs in
 parallel, (b) one pre-decoded batch held in memory. The ratio (a)/(b) shows whether the input pipeline
 holds the model back (target: >= 0.95).
 
@@ -20,7 +20,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from common import peak_rss_mb, write_jpegs  # noqa: E402
-from trinet.argtypes import image_size  # noqa: E402
+from trinet.console.argtypes import image_size  # noqa: E402
 
 
 def main() -> None:
@@ -41,10 +41,10 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from trinet.pipeline import training_dataset
-    from trinet.sampling import PKSampler
-    from trinet.settings import TrainSettings
-    from trinet.training import Trainer
+    from trinet.pipeline.dataset import training_dataset
+    from trinet.pipeline.sampling import PKSampler
+    from trinet.config.settings import TrainSettings
+    from trinet.training.trainer import Trainer
 
     folder = tempfile.mkdtemp(prefix="bench_train_")
     paths, pids = write_jpegs(folder, identities=max(2 * args.batch_p, 60), per_identity=8)

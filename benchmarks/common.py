@@ -38,7 +38,7 @@ def step_arguments(parser, model_name: str = "lunet", batch_p: int = 16, batch_k
                    net_input=(64, 32), steps: int = 10, warmup: int = 2, repeats: int = 3) -> None:
     """The flags of the benchmarks that time training steps on one fixed batch (bench_step,
     bench_precision, bench_batchnorm)."""
-    from trinet.argtypes import image_size
+    from trinet.console.argtypes import image_size
 
     parser.add_argument("--model_name", default=model_name)
     parser.add_argument("--batch_p", type=int, default=batch_p)
@@ -63,7 +63,7 @@ def fixed_batch(batch_p: int, batch_k: int, net_input, identities: int | None = 
 
 def trainer_settings(args, **changes):
     """The `TrainSettings` of a step benchmark's run: the backbone and batch of `args`, seed 0."""
-    from trinet.settings import TrainSettings
+    from trinet.config.settings import TrainSettings
 
     return TrainSettings(model_name=args.model_name, batch_p=args.batch_p, batch_k=args.batch_k,
                          net_input_height=args.net_input[0], net_input_width=args.net_input[1], seed=0,

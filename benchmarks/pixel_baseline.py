@@ -8,7 +8,7 @@ Generates the default demo dataset (`python -m trinet.demo`, seed 0) into a temp
 AND camera and junk (`-1`) are ignored, distractors (`0000`) stay as negatives; AP by scikit-learn,
 rank-1 = the nearest remaining gallery image is the same identity; euclidean distances.
 
-Models: raw pixels downsampled to 32x16 (`trinet.baselines`, no learning); stripe colour histograms
+Models: raw pixels downsampled to 32x16 (`trinet.tools.baselines`, no learning); stripe colour histograms
 (no learning); the same histograms projected by PCA + LDA fitted on the TRAIN identities only; and,
 with `--cnn_steps`, a small CNN trained on TRAIN with the batch-hard soft-margin triplet loss.
 
@@ -42,11 +42,11 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from trinet.argtypes import nonnegative_int  # noqa: E402
-from trinet.baselines import pixel_embeddings  # noqa: E402
-from trinet.console import run_main  # noqa: E402
-from trinet.datasets import Dataset, read_csv  # noqa: E402
+from trinet.console.argtypes import nonnegative_int  # noqa: E402
+from trinet.console.commands import run_main  # noqa: E402
+from trinet.data.datasets import Dataset, read_csv  # noqa: E402
 from trinet.demo import generate  # noqa: E402
+from trinet.tools.baselines import pixel_embeddings  # noqa: E402
 
 CAMERA = re.compile(r"_c(\d+)s\d+_")
 
@@ -57,7 +57,8 @@ def cameras(dataset: Dataset) -> np.ndarray:
 
 
 def market_scores(query: Dataset, gallery: Dataset, q_emb: np.ndarray, g_emb: np.ndarray) -> tuple:
-    """(mAP, rank-1) under the Market-1501 protocol; a small reference, independent of trinet.metrics."""
+    """(mAP, rank-1) under the Market-1501 protocol; a small reference, independent of
+    trinet.evaluation.metrics."""
     dist = cdist(q_emb, g_emb)
     q_cams, g_cams = cameras(query), cameras(gallery)
     aps, hits = [], []

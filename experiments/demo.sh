@@ -72,7 +72,7 @@ step "4/5 Baselines: the untrained network (checkpoint-0) and raw pixels"
 for split in query test; do
     "$PY" "$HERE/embed.py" --experiment_root "$EXP" --dataset "$DATA/demo_$split.csv" --checkpoint 0 \
         --flip_augment --aggregator mean --filename "untrained_${split}_embeddings.h5" --quiet
-    "$PY" -m trinet.baselines --dataset "$DATA/demo_$split.csv" --image_root "$DATA" \
+    "$PY" -m trinet.tools.baselines --dataset "$DATA/demo_$split.csv" --image_root "$DATA" \
         --filename "$EVAL/pixels_${split}_embeddings.h5" --quiet
 done
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trinet.augment import ERASE_ATTEMPTS, IMAGENET_MEAN_RGB, pad_crop, random_erasing
+from trinet.pipeline.augment import ERASE_ATTEMPTS, IMAGENET_MEAN_RGB, pad_crop, random_erasing
 
 RNG = np.random.default_rng(0)
 # Whole numbers in [0, 255]: never equal to a fill of IMAGENET_MEAN_RGB, and never 0 (the padding).

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY, write_image_set
-from trinet import checkpoints, h5io
 from trinet.cli import embed, evaluate, train
+from trinet.data.embeddings import hdf5
+from trinet.rundir import checkpoints
 
 
 def status(main, argv):
@@ -192,7 +193,7 @@ def test_full_disk_while_writing_embeddings(files, tmp_path, capsys, monkeypatch
     def failing(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(h5io.EmbeddingWriter, "write", failing)
+    monkeypatch.setattr(hdf5.EmbeddingWriter, "write", failing)
     out = tmp_path / "out.h5"
     assert status(embed.main, ["--experiment_root", finished, "--dataset", files["good"], "--image_root",
                                files["root"], "--filename", out, "--quiet"]) == 2
@@ -208,14 +209,14 @@ def evaluation(tmp_path_factory):
     csv = root / "set.csv"
     csv.write_text("".join(f"{n[:4]},{n}\n" for n in names))
     emb = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
-    h5io.write_embeddings(str(root / "good.h5"), emb)
+    hdf5.write_embeddings(str(root / "good.h5"), emb)
     with h5py.File(root / "no_emb.h5", "w") as f:
         f["embeddings"] = emb
-    h5io.write_embeddings(str(root / "three.h5"), emb[:3])
+    hdf5.write_embeddings(str(root / "three.h5"), emb[:3])
     nan = emb.copy()
     nan[2, 5] = np.nan
-    h5io.write_embeddings(str(root / "nan.h5"), nan)
-    h5io.write_embeddings(str(root / "dim16.h5"), np.zeros((4, 16), np.float32))
+    hdf5.write_embeddings(str(root / "nan.h5"), nan)
+    hdf5.write_embeddings(str(root / "dim16.h5"), np.zeros((4, 16), np.float32))
     (root / "text.h5").write_text("not hdf5")
     return root
 

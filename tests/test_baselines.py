@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from trinet import baselines, demo
-from trinet.datasets import Dataset, read_csv
-from trinet.errors import TrinetError
-from trinet.h5io import read_embeddings, read_strings
+from trinet import demo
+
+from trinet.core.errors import TrinetError
+from trinet.data.datasets import Dataset, read_csv
+from trinet.data.embeddings.hdf5 import read_embeddings, read_strings
+from trinet.tools import baselines
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import pytest
 import keras
 import tensorflow as tf
 
-from trinet.backbones import BACKBONES
-from trinet.layers import FusedBatchNormalization, batch_norm
-from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
+from trinet.models.backbones.catalog import BACKBONES
+from trinet.models.builder import ModelSpec, build_model, embedding_model, load_embedding_model
+from trinet.models.layers import FusedBatchNormalization, batch_norm
 
 RNG = np.random.default_rng(0)
 
@@ -109,7 +109,7 @@ def test_the_registry_builds_each_kind():
 @pytest.mark.parametrize("saved, loaded", [("keras", "fused"), ("fused", "keras")])
 def test_a_keras_weights_file_loads_into_either_kind(tmp_path, saved, loaded):
     """Keras' .weights.h5 files name layers after their class; LuNet loads a file of either kind."""
-    from trinet.backbones import build_backbone
+    from trinet.models.backbones.catalog import build_backbone
 
     source = build_backbone("lunet", batch_norm=saved)
     _randomise(source.weights)

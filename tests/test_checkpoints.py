@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from trinet import checkpoints
-from trinet.errors import TrinetError
+from trinet.core.errors import TrinetError
+from trinet.rundir import checkpoints
 
 
 def small_model(seed=0):

@@ -15,12 +15,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_same_checkpoints, train
-from trinet import registries
 from trinet.cli import embed, train as train_cli
-from trinet.errors import TrinetError
-from trinet.heads import classifier
-from trinet.objectives import identification_term
-from trinet.settings import TrainSettings
+from trinet.config import registries
+from trinet.config.settings import TrainSettings
+from trinet.core.errors import TrinetError
+from trinet.models.heads import classifier
+from trinet.training.objectives import identification_term
 
 # Two features and two classes, placed by hand. Normalised, the features are (0.6, 0.8) and (-0.8, 0.6) and
 # the class weights (1, 0) and (0, 1), so the cosines are [[0.6, 0.8], [-0.8, 0.6]].
@@ -184,7 +184,7 @@ def test_a_margin_classifier_trains_and_resumes_bit_for_bit_with_colour_augmenta
     np.testing.assert_array_equal(np.load(resumed / "detailed_losses.npy"),
                                   np.load(reference / "detailed_losses.npy"))
 
-    from trinet.models import load_embedding_model
+    from trinet.models.builder import load_embedding_model
     model = load_embedding_model(str(reference / "model.keras"))
     assert not [layer for layer in model.layers if "classifier" in layer.name]
     assert model.output.shape[-1] == 8

@@ -1,12 +1,12 @@
-"""trinet.cmc: open-reid's CMC protocols (market1501, cuhk03, allshots) on hand-written cases."""
+"""trinet.evaluation.cmc: open-reid's CMC protocols (market1501, cuhk03, allshots) on hand-written cases."""
 
 import numpy as np
 import pytest
 
-from trinet import metrics
-from trinet.cmc import CMC_PROTOCOLS, all_matches_curve, get_cmc_protocol
-from trinet.excluders import EXCLUDERS
-from trinet.metrics import evaluate, single_shot_cmc
+from trinet.evaluation import metrics
+from trinet.evaluation.cmc import CMC_PROTOCOLS, all_matches_curve, get_cmc_protocol
+from trinet.evaluation.excluders import EXCLUDERS
+from trinet.evaluation.metrics import evaluate, single_shot_cmc
 
 
 def name(pid: str, cam: int, index: int) -> str:

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trinet.augment import (AUTO_AUGMENT_OPS, AUTO_AUGMENT_POLICY, IMAGENET_MEAN_RGB, auto_augment,
-                            auto_contrast, color_jitter, posterize, rotate, shear_x, solarize, translate_x)
-from trinet.images import train_augment
+from trinet.pipeline.augment import (AUTO_AUGMENT_OPS, AUTO_AUGMENT_POLICY, IMAGENET_MEAN_RGB, auto_augment,
+                                     auto_contrast, color_jitter, posterize, rotate, shear_x, solarize,
+                                     translate_x)
+from trinet.pipeline.images import train_augment
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (12, 8, 3)).astype(np.float32)

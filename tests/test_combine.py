@@ -1,4 +1,4 @@
-"""Combining training sets (trinet.combine, trinet-combine) on converted mimic releases."""
+"""Combining training sets (trinet.data.combine, trinet-combine) on converted mimic releases."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import os
 import pytest
 
 from test_converters import REPO, make_cuhk03np, make_duke, make_market, read_lines, run_script
-from trinet import combine, converters
 from trinet.cli.combine import main
-from trinet.datasets import load_dataset, write_csv
-from trinet.errors import TrinetError
+from trinet.core.errors import TrinetError
+from trinet.data import combine
+from trinet.data.converters import registry
+from trinet.data.datasets import load_dataset, write_csv
 
 
 def converted(tmp_path, name, make) -> tuple[str, str]:
     """Convert a mimic release under tmp_path/datasets; returns (train CSV, release folder)."""
     release = make(tmp_path / "datasets")
-    written = converters.write_conversion(converters.convert(name, release), str(tmp_path / "csv"))
+    written = registry.write_conversion(registry.convert(name, release), str(tmp_path / "csv"))
     return written["train"], release
 
 
@@ -50,7 +51,7 @@ def test_combine_keeps_equal_numbers_of_two_sets_apart(tmp_path):
     root = make_cuhk03np(tmp_path)
     sets = []
     for subset in ("detected", "labeled"):
-        written = converters.write_conversion(converters.convert(f"cuhk03-{subset}", root), str(tmp_path))
+        written = registry.write_conversion(registry.convert(f"cuhk03-{subset}", root), str(tmp_path))
         sets.append(combine.Source(subset, written["train"], root))
     combined = combine.combine(sets)
     assert sorted({pid for pid, _ in combined.rows}) == ["detected/0001", "detected/0003",

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from trinet import converters
-from trinet.console import run_main
-from trinet.datasets import load_dataset
-from trinet.errors import TrinetError
+from trinet.console.commands import run_main
+from trinet.core.errors import TrinetError
+from trinet.data.converters import registry, trials
+from trinet.data.datasets import load_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,14 +153,14 @@ def read_lines(path) -> list[str]:
 
 # --- The registry ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(converters.CONVERTERS))
+@pytest.mark.parametrize("name", sorted(registry.CONVERTERS))
 def test_every_converter_runs_on_its_mimic(name, tmp_path):
     assert name in MIMICS, f"add a mimic release for the new converter {name!r}"
-    converter = converters.CONVERTERS[name]
+    converter = registry.CONVERTERS[name]
     assert converter.name == name
-    assert set(converter.csv_names) == set(converter.expected) == set(converters.SPLITS)
-    conversion = converters.convert(name, MIMICS[name](tmp_path))
-    for split in converters.SPLITS:
+    assert set(converter.csv_names) == set(converter.expected) == set(registry.SPLITS)
+    conversion = registry.convert(name, MIMICS[name](tmp_path))
+    for split in registry.SPLITS:
         assert conversion.rows[split], split
         assert [fid for _, fid in conversion.rows[split]] == sorted(fid for _, fid in conversion.rows[split])
         for _, fid in conversion.rows[split]:
@@ -171,14 +171,14 @@ def test_unknown_dataset_lists_the_valid_names():
     with pytest.raises(TrinetError,
                        match=r"Unknown dataset 'market'; expected one of "
                              r"\['cuhk01', 'cuhk03-detected', .*'viper'\]"):
-        converters.convert("market", "/nonexistent")
+        registry.convert("market", "/nonexistent")
 
 
 # --- Market-1501 -----------------------------------------------------------------------------------------
 
 def test_market1501_rows_keep_junk_and_distractors(tmp_path):
     release = make_market(tmp_path / "releases")
-    conversion = converters.convert("market1501", release)
+    conversion = registry.convert("market1501", release)
     assert conversion.rows["train"] == [
         ("0002", "bounding_box_train/0002_c1s1_000451_03.jpg"),
         ("0002", "bounding_box_train/0002_c1s1_000551_01.jpg"),
@@ -202,7 +202,7 @@ def test_market1501_rows_keep_junk_and_distractors(tmp_path):
     assert (test.rows, test.identities, test.special) == (6, 2, {"-1": 2, "0000": 1})
     assert conversion.stats("train").special == {"-1": 0, "0000": 0}
 
-    written = converters.write_conversion(conversion, str(tmp_path / "csv"))
+    written = registry.write_conversion(conversion, str(tmp_path / "csv"))
     assert sorted(os.listdir(tmp_path / "csv")) == [
         "market1501_query.csv", "market1501_test.csv", "market1501_train.csv"]
     assert read_lines(written["train"]) == [
@@ -221,7 +221,7 @@ def test_market1501_rows_keep_junk_and_distractors(tmp_path):
 
 
 def test_counts_that_differ_from_the_official_release_are_warnings(tmp_path):
-    conversion = converters.convert("market1501", make_market(tmp_path))
+    conversion = registry.convert("market1501", make_market(tmp_path))
     assert len(conversion.warnings) == 3
     train, query, test = conversion.warnings
     official = "the official release has"
@@ -232,13 +232,13 @@ def test_counts_that_differ_from_the_official_release_are_warnings(tmp_path):
 
 
 def test_official_counts_give_no_warning():
-    converter = dataclasses.replace(converters.CONVERTERS["market1501"],
+    converter = dataclasses.replace(registry.CONVERTERS["market1501"],
                                     expected={"train": (2, 2), "query": (1, 1), "test": (3, 1)})
     rows = {"train": [("0002", "a"), ("0007", "b")], "query": [("0001", "c")],
             "test": [("-1", "d"), ("0000", "e"), ("0001", "f")]}
-    assert converters.check_counts(converter, rows) == []
+    assert registry.check_counts(converter, rows) == []
     rows["train"].append(("0007", "g"))
-    assert converters.check_counts(converter, rows) == [
+    assert registry.check_counts(converter, rows) == [
         "market1501 train: 3 images of 2 identities, the official release has 2 of 2. Fine for a subset; "
         "otherwise check that the release was extracted completely."]
 
@@ -246,7 +246,7 @@ def test_official_counts_give_no_warning():
 def test_junk_outside_the_gallery_is_a_warning(tmp_path):
     release = make_market(tmp_path)
     touch(os.path.join(release, "bounding_box_train", "-1_c1s1_000401_03.jpg"))
-    conversion = converters.convert("market1501", release)
+    conversion = registry.convert("market1501", release)
     assert ("-1", "bounding_box_train/-1_c1s1_000401_03.jpg") in conversion.rows["train"]
     assert ("market1501 train: 1 junk (-1) images; the Market-1501 protocol has them only in test."
             in conversion.warnings)
@@ -256,7 +256,7 @@ def test_junk_outside_the_gallery_is_a_warning(tmp_path):
 def test_parent_folder_names_what_is_missing_and_the_release_inside(tmp_path):
     release = make_market(tmp_path / "datasets")
     with pytest.raises(TrinetError) as error:
-        converters.convert("market1501", str(tmp_path / "datasets"))
+        registry.convert("market1501", str(tmp_path / "datasets"))
     message = str(error.value)
     assert "does not look like the extracted Market-1501 release" in message
     assert "missing bounding_box_train/, query/, bounding_box_test/" in message
@@ -267,17 +267,17 @@ def test_parent_folder_names_what_is_missing_and_the_release_inside(tmp_path):
 def test_hint_skips_a_release_with_the_same_layout_but_other_names(tmp_path):
     make_duke(tmp_path / "datasets")
     with pytest.raises(TrinetError) as error:
-        converters.convert("market1501", str(tmp_path / "datasets"))
+        registry.convert("market1501", str(tmp_path / "datasets"))
     assert "Did you mean" not in str(error.value)
     release = make_market(tmp_path / "datasets")
     with pytest.raises(TrinetError, match=f"Did you mean {release}\\?$"):
-        converters.convert("market1501", str(tmp_path / "datasets"))
+        registry.convert("market1501", str(tmp_path / "datasets"))
 
 
 def test_split_folder_given_suggests_the_release(tmp_path):
     release = make_market(tmp_path)
     with pytest.raises(TrinetError, match=f"Did you mean {release}\\?"):
-        converters.convert("market1501", os.path.join(release, "query"))
+        registry.convert("market1501", os.path.join(release, "query"))
 
 
 def test_missing_query_folder(tmp_path):
@@ -287,15 +287,15 @@ def test_missing_query_folder(tmp_path):
     os.rmdir(os.path.join(release, "query"))
     with pytest.raises(TrinetError, match=r"missing query/\. Expected the Market-1501-v15.09.15 folder with "
                                           r"bounding_box_train/, query/, bounding_box_test/\.$"):
-        converters.convert("market1501", release)
+        registry.convert("market1501", release)
 
 
 def test_release_folder_not_found_or_a_file(tmp_path):
     with pytest.raises(TrinetError, match="Release folder .*nowhere not found"):
-        converters.convert("duke", str(tmp_path / "nowhere"))
+        registry.convert("duke", str(tmp_path / "nowhere"))
     touch(tmp_path / "DukeMTMC-reID.zip")
     with pytest.raises(TrinetError, match="is a file, not a folder; extract the DukeMTMC-reID release"):
-        converters.convert("duke", str(tmp_path / "DukeMTMC-reID.zip"))
+        registry.convert("duke", str(tmp_path / "DukeMTMC-reID.zip"))
 
 
 def test_badly_named_files_are_named_with_the_pattern(tmp_path):
@@ -304,7 +304,7 @@ def test_badly_named_files_are_named_with_the_pattern(tmp_path):
     touch(os.path.join(release, "bounding_box_train", "img001.jpg"))
     os.makedirs(os.path.join(release, "bounding_box_train", "extra"))
     with pytest.raises(TrinetError) as error:
-        converters.convert("market1501", release)
+        registry.convert("market1501", release)
     message = str(error.value)
     assert message.startswith(os.path.join(release, "bounding_box_train") + ": 3 file(s) do not follow")
     assert "PPPP_cCsS_FFFFFF_BB.jpg, e.g. 0002_c1s1_000451_03.jpg" in message
@@ -318,13 +318,13 @@ def test_split_with_only_clutter_is_an_error(tmp_path):
     touch(os.path.join(release, "query", "Thumbs.db"))
     touch(os.path.join(release, "query", ".DS_Store"))
     with pytest.raises(TrinetError, match=r"query: no images; expected files named like 0002_c1s1_000451_03"):
-        converters.convert("market1501", release)
+        registry.convert("market1501", release)
 
 
 # --- DukeMTMC-reID ---------------------------------------------------------------------------------------
 
 def test_duke_rows(tmp_path):
-    conversion = converters.convert("duke", make_duke(tmp_path))
+    conversion = registry.convert("duke", make_duke(tmp_path))
     assert conversion.rows == {
         "train": [("0005", "bounding_box_train/0005_c2_f0046985.jpg"),
                   ("0005", "bounding_box_train/0005_c5_f0051341.jpg"),
@@ -344,14 +344,14 @@ def test_duke_refuses_market_names(tmp_path):
     touch(os.path.join(release, "query", "0002_c1s1_000451_03.jpg"))
     with pytest.raises(TrinetError, match=r"1 file\(s\) do not follow the DukeMTMC-reID naming "
                                           r"PPPP_cC_fFFFFFFF.jpg.*: 0002_c1s1_000451_03.jpg$"):
-        converters.convert("duke", release)
+        registry.convert("duke", release)
 
 
 # --- CUHK03-NP -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("subset", ["detected", "labeled"])
 def test_cuhk03np_rows(subset, tmp_path):
-    conversion = converters.convert(f"cuhk03-{subset}", make_cuhk03np(tmp_path))
+    conversion = registry.convert(f"cuhk03-{subset}", make_cuhk03np(tmp_path))
     assert conversion.rows == {
         "train": [("0001", f"{subset}/bounding_box_train/0001_c1_1.png"),
                   ("0001", f"{subset}/bounding_box_train/0001_c2_6.png"),
@@ -368,7 +368,7 @@ def test_cuhk03np_rows(subset, tmp_path):
 def test_cuhk03np_subset_folder_given_suggests_its_parent(tmp_path):
     root = make_cuhk03np(tmp_path)
     with pytest.raises(TrinetError) as error:
-        converters.convert("cuhk03-labeled", os.path.join(root, "labeled"))
+        registry.convert("cuhk03-labeled", os.path.join(root, "labeled"))
     message = str(error.value)
     assert "missing labeled/bounding_box_train/, labeled/query/, labeled/bounding_box_test/" in message
     assert "the cuhk03-np folder that holds detected/ and labeled/" in message
@@ -381,15 +381,15 @@ def test_cuhk03np_refuses_jpg_and_a_third_camera(tmp_path):
     touch(os.path.join(root, "detected", "query", "0002_c3_2.png"), PNG)
     with pytest.raises(TrinetError, match=r"2 file\(s\) do not follow the CUHK03-NP detected naming "
                                           r"PPPP_cC_N.png.*: 0002_c1_2.jpg, 0002_c3_2.png$"):
-        converters.convert("cuhk03-detected", root)
-    labeled = converters.convert("cuhk03-labeled", root)  # the other subset is not affected
+        registry.convert("cuhk03-detected", root)
+    labeled = registry.convert("cuhk03-labeled", root)  # the other subset is not affected
     assert labeled.rows["query"][0] == ("0002", "labeled/query/0002_c1_1.png")
 
 
 # --- MSMT17 ----------------------------------------------------------------------------------------------
 
 def test_msmt17_rows_train_is_train_plus_val(tmp_path):
-    conversion = converters.convert("msmt17", make_msmt17(tmp_path))
+    conversion = registry.convert("msmt17", make_msmt17(tmp_path))
     assert conversion.rows == {
         # list_train.txt and list_val.txt merged, sorted by path.
         "train": [("0000", "train/0000/0000_000_01_0303morning_0015_0.jpg"),
@@ -411,7 +411,7 @@ def test_msmt17_rows_train_is_train_plus_val(tmp_path):
 def test_msmt17_v2_layout(tmp_path):
     lists = {name: [line.replace(".jpg", ".jpeg") for line in lines] for name, lines in MSMT17_LISTS.items()}
     root = make_msmt17(tmp_path, "MSMT17_V2", ("mask_train_v2", "mask_test_v2"), lists)
-    conversion = converters.convert("msmt17", root)
+    conversion = registry.convert("msmt17", root)
     assert conversion.rows["train"][0] == ("0000", "mask_train_v2/0000/0000_000_01_0303morning_0015_0.jpeg")
     assert conversion.rows["test"][-1] == ("0002", "mask_test_v2/0002/0002_000_09_0114noon_0400_2.jpeg")
 
@@ -419,13 +419,13 @@ def test_msmt17_v2_layout(tmp_path):
 def test_msmt17_missing_list_and_parent_folder(tmp_path):
     root = make_msmt17(tmp_path / "msmt17")
     with pytest.raises(TrinetError) as error:
-        converters.convert("msmt17", str(tmp_path / "msmt17"))
+        registry.convert("msmt17", str(tmp_path / "msmt17"))
     message = str(error.value)
     assert "missing train/, test/, list_train.txt, list_val.txt, list_query.txt, list_gallery.txt" in message
     assert message.endswith(f"Did you mean {root}?")
     os.remove(os.path.join(root, "list_val.txt"))
     with pytest.raises(TrinetError, match=r"release: missing list_val.txt\. Expected the MSMT17_V1 folder"):
-        converters.convert("msmt17", root)
+        registry.convert("msmt17", root)
 
 
 @pytest.mark.parametrize("line, message", [
@@ -446,14 +446,14 @@ def test_msmt17_bad_list_lines(line, message, tmp_path):
     with open(os.path.join(root, "list_val.txt"), "w") as f:
         f.write(line + "\n")
     with pytest.raises(TrinetError, match=message):
-        converters.convert("msmt17", root)
+        registry.convert("msmt17", root)
 
 
 def test_msmt17_with_both_versions_is_refused(tmp_path):
     root = make_msmt17(tmp_path)
     os.makedirs(os.path.join(root, "mask_train_v2"))
     with pytest.raises(TrinetError, match="both MSMT17_V1 and MSMT17_V2"):
-        converters.convert("msmt17", root)
+        registry.convert("msmt17", root)
 
 
 # --- Command lines ---------------------------------------------------------------------------------------
@@ -469,21 +469,21 @@ def load_script(name):
 
 def test_trial_split_is_numpys_frozen_random_state():
     identities = [f"{i:03d}" for i in range(632)]
-    train, test = converters.trial_split(identities[::-1], 0)  # the order given does not matter
+    train, test = trials.trial_split(identities[::-1], 0)  # the order given does not matter
     assert len(train) == len(test) == 316 and sorted(train + test) == identities
     # numpy.random.RandomState(0).permutation(632): these values are fixed by numpy's stream policy.
     assert train[:5] == ["000", "001", "003", "004", "005"]
     assert test[:5] == ["002", "009", "011", "013", "016"]
-    train, test = converters.trial_split([f"{i:04d}" for i in range(1, 972)], 3)
+    train, test = trials.trial_split([f"{i:04d}" for i in range(1, 972)], 3)
     assert (len(train), len(test)) == (485, 486)
     assert train[:5] == ["0004", "0005", "0006", "0008", "0009"]  # RandomState(3): 3, 4, 5, 7, 8 + 1
-    assert converters.trial_split(identities, 1) != converters.trial_split(identities, 0)
+    assert trials.trial_split(identities, 1) != trials.trial_split(identities, 0)
 
 
 def test_viper_rows_of_a_trial(tmp_path):
     release = make_viper(tmp_path)
     # RandomState(0).permutation(4) = [2, 3, 1, 0]: training 003 and 005, test 000 and 001.
-    conversion = converters.convert("viper", release)
+    conversion = registry.convert("viper", release)
     assert conversion.trial == 0 and conversion.csv_name("train") == "viper_trial0_train.csv"
     assert conversion.rows == {
         "train": [("003", "cam_a/003_0.bmp"), ("005", "cam_a/005_180.bmp"), ("003", "cam_b/003_45.bmp"),
@@ -493,7 +493,7 @@ def test_viper_rows_of_a_trial(tmp_path):
     }
     assert conversion.skipped == ("cam_a/Thumbs.db",)
     # RandomState(4).permutation(4) = [0, 1, 3, 2]: the other half.
-    conversion = converters.convert("viper", release, 4)
+    conversion = registry.convert("viper", release, 4)
     assert [pid for pid, _ in conversion.rows["query"]] == ["003", "005"]
     assert conversion.csv_name("query") == "viper_trial4_query.csv"
     assert any("viper train: 4 images of 2 identities, the official release has 632 of 316" in w
@@ -504,28 +504,28 @@ def test_viper_pairs_by_number_and_refuses_unpaired_or_doubled(tmp_path):
     release = make_viper(tmp_path)
     touch(os.path.join(release, "cam_a", "007_90.bmp"), BMP)
     with pytest.raises(TrinetError, match=r"1 number\(s\) are in one folder only: 007 \(only in cam_a/\)"):
-        converters.convert("viper", release)
+        registry.convert("viper", release)
     touch(os.path.join(release, "cam_b", "007_90.bmp"), BMP)
     touch(os.path.join(release, "cam_b", "007_45.bmp"), BMP)
     with pytest.raises(TrinetError, match="one image per person and camera, but 1 person"):
-        converters.convert("viper", release)
+        registry.convert("viper", release)
 
 
 def test_viper_names_and_layout(tmp_path):
     release = make_viper(tmp_path)
     with pytest.raises(TrinetError, match=r"missing cam_a/, cam_b/.*Did you mean .*VIPeR"):
-        converters.convert("viper", str(tmp_path))
+        registry.convert("viper", str(tmp_path))
     with pytest.raises(TrinetError, match="Did you mean"):
-        converters.convert("viper", os.path.join(release, "cam_a"))
+        registry.convert("viper", os.path.join(release, "cam_a"))
     touch(os.path.join(release, "cam_b", "frame_12.bmp"), BMP)
     with pytest.raises(TrinetError, match=r"do not follow the VIPeR naming cam_C/PPP_AAA.bmp.*frame_12.bmp"):
-        converters.convert("viper", release)
+        registry.convert("viper", release)
 
 
 def test_cuhk01_rows_of_a_trial(tmp_path):
     release = make_cuhk01(tmp_path)
     # RandomState(1).permutation(3) = [0, 2, 1]: training 0001 (3 // 2 = 1 identity), test 0002 and 0971.
-    conversion = converters.convert("cuhk01", release, 1)
+    conversion = registry.convert("cuhk01", release, 1)
     assert conversion.rows == {
         "train": [("0001", f"campus/0001{i:03d}.png") for i in range(1, 5)],
         "query": [(pid, f"campus/{pid}{i:03d}.png") for pid in ("0002", "0971") for i in (1, 2)],
@@ -533,16 +533,16 @@ def test_cuhk01_rows_of_a_trial(tmp_path):
     }
     assert conversion.skipped == ("campus/Thumbs.db",)
     # RandomState(0).permutation(3) = [2, 1, 0]: training 0971.
-    assert {pid for pid, _ in converters.convert("cuhk01", release).rows["train"]} == {"0971"}
+    assert {pid for pid, _ in registry.convert("cuhk01", release).rows["train"]} == {"0971"}
 
 
 def test_cuhk01_refuses_a_fifth_image_and_suggests_the_parent(tmp_path):
     release = make_cuhk01(tmp_path)
     with pytest.raises(TrinetError, match=r"missing campus/.*Did you mean .*CUHK01"):
-        converters.convert("cuhk01", os.path.join(release, "campus"))
+        registry.convert("cuhk01", os.path.join(release, "campus"))
     touch(os.path.join(release, "campus", "0001005.png"), PNG)
     with pytest.raises(TrinetError, match=r"do not follow the CUHK01 naming PPPPNNN.png.*0001005.png"):
-        converters.convert("cuhk01", release)
+        registry.convert("cuhk01", release)
 
 
 @pytest.mark.parametrize("name, trial, message", [
@@ -552,7 +552,7 @@ def test_cuhk01_refuses_a_fifth_image_and_suggests_the_parent(tmp_path):
 ])
 def test_trial_out_of_range_or_for_a_fixed_split(name, trial, message, tmp_path):
     with pytest.raises(TrinetError, match=re.escape(message)):
-        converters.convert(name, MIMICS[name](tmp_path), trial)
+        registry.convert(name, MIMICS[name](tmp_path), trial)
 
 
 def test_convert_main_writes_the_trial_files(tmp_path, capsys):

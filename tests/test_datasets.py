@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from trinet.datasets import (check_files, find_non_images, image_format, load_dataset, read_any, read_csv,
-                             read_image_list)
-from trinet.datasets import write_csv
-from trinet.errors import TrinetError
+from trinet.core.errors import TrinetError
+from trinet.data.datasets import (check_files, find_non_images, image_format, load_dataset, read_any,
+                                  read_csv, read_image_list)
+from trinet.data.datasets import write_csv
 
 
 def write(tmp_path, name, text, encoding="utf-8"):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from trinet import demo
+from trinet.core.errors import TrinetError
+from trinet.data.datasets import image_format, read_csv
 from trinet.demo import drawing, plan
-from trinet.datasets import image_format, read_csv
-from trinet.errors import TrinetError
 
 SMALL = dict(seed=3, train_ids=5, test_ids=6, cameras=4, images_per_camera=2, junk=4, distractors=5,
              height=64, width=32)

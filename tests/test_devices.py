@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_checkpoints, train
-from trinet import checkpoints
-from trinet.settings import TrainSettings
+from trinet.config.settings import TrainSettings
+from trinet.rundir import checkpoints
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "replicated_steps.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,8 +68,8 @@ def test_invalid_device_settings_are_refused(changes, words):
 
 
 def test_an_uneven_split_of_identities_is_refused():
-    from trinet.distribute import replica_share
-    from trinet.errors import TrinetError
+    from trinet.models.distribute import replica_share
+    from trinet.core.errors import TrinetError
 
     assert replica_share(18, 4, 2) == 36
     with pytest.raises(TrinetError, match="--batch_p 18 does not divide evenly over 4 replicas"):
@@ -79,7 +79,7 @@ def test_an_uneven_split_of_identities_is_refused():
 def _trainer_losses(**changes):
     import tensorflow as tf
 
-    from trinet.training import Trainer
+    from trinet.training.trainer import Trainer
 
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (9, 32, 16, 3)).astype(np.float32))

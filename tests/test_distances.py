@@ -1,4 +1,4 @@
-"""trinet.distances: the numpy side of the shared distance definitions."""
+"""trinet.core.distances: the numpy side of the shared distance definitions."""
 
 import os
 import subprocess
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist as scipy_cdist
 
-from trinet import distances
-from trinet.distances import METRICS, cdist, rowwise
+from trinet.core import distances
+from trinet.core.distances import METRICS, cdist, rowwise
 
 
 def scipy_reference(a, b, metric):
@@ -99,7 +99,7 @@ def test_empty_inputs():
 
 
 def test_import_is_numpy_only():
-    code = ("import sys, trinet.distances; "
+    code = ("import sys, trinet.core.distances; "
             "print(sorted(m for m in ('scipy', 'tensorflow', 'keras', 'h5py', 'sklearn') "
             "if m in sys.modules))")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_same_checkpoints, train, write_image_set
-from trinet.distillation import distance_matching, kl_divergence
-from trinet.settings import TrainSettings
+from trinet.config.settings import TrainSettings
+from trinet.training.distillation import distance_matching, kl_divergence
 
 
 def test_kl_divergence_on_known_distributions():

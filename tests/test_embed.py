@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from trinet.cli.embed import main
-from trinet.errors import TrinetError
-from trinet.images import crop_offsets, embedding_views
-from trinet.models import load_embedding_model
-from trinet.views import AGGREGATORS, check_views, scaled_size, view_names
+from trinet.core.errors import TrinetError
+from trinet.models.builder import load_embedding_model
+from trinet.pipeline.images import crop_offsets, embedding_views
+from trinet.pipeline.views import AGGREGATORS, check_views, scaled_size, view_names
 
 NET, PRE = (32, 16), (36, 18)
 
@@ -183,7 +183,7 @@ def tiny_embedder(net=NET, pre=PRE):
     """An untrained fully convolutional model (global pooling absorbs the size), fast to build."""
     import keras
 
-    from trinet.embedder import Embedder
+    from trinet.embedding.embedder import Embedder
 
     keras.utils.set_random_seed(1)
     inputs = keras.Input((None, None, 3))

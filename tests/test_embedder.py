@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 from trinet.cli.embed import main as embed_main
-from trinet.errors import TrinetError
+from trinet.core.errors import TrinetError
 
 
 @pytest.fixture(scope="module")

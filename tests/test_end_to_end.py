@@ -36,7 +36,7 @@ def market(tmp_path_factory):
                     "--out", str(csvs))
     assert "market1501_test.csv" in converted.stdout
     weights = str(tmp_path / "lunet.weights.h5")
-    run(sys.executable, "-c", "import sys; from trinet.backbones import build_backbone; "
+    run(sys.executable, "-c", "import sys; from trinet.models.backbones.catalog import build_backbone; "
         f"build_backbone('lunet').save_weights({weights!r})")
     return data, str(csvs / "market1501"), weights
 
@@ -63,7 +63,7 @@ def test_recipe_on_generated_market_layout(tmp_path, market):
 
     # the pixel baseline through the same evaluation
     for split in ("query", "test"):
-        run(sys.executable, "-m", "trinet.baselines", "--dataset", f"{prefix}_{split}.csv",
+        run(sys.executable, "-m", "trinet.tools.baselines", "--dataset", f"{prefix}_{split}.csv",
             "--image_root", str(data),
             "--filename", str(tmp_path / f"pixels_{split}.h5"), "--quiet")
     run(sys.executable, os.path.join(REPO, "evaluate.py"), "--excluder", "market1501", "--use_market_ap",

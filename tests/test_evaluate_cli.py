@@ -14,8 +14,8 @@ from sklearn.metrics import average_precision_score
 
 from test_metrics import official_market_ap
 from trinet.cli.evaluate import SHOW_RANKS, build_parser, main
-from trinet.h5io import write_embeddings
-from trinet.plots import MATCH_BGR, MISS_BGR
+from trinet.data.embeddings.hdf5 import write_embeddings
+from trinet.evaluation.plots import MATCH_BGR, MISS_BGR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,8 +182,8 @@ def test_cmc_flag_errors(data, capsys, extra, message):
 
 
 def test_rerank_flags(data):
-    from trinet.distances import cdist
-    from trinet.rerank import re_ranking
+    from trinet.core.distances import cdist
+    from trinet.evaluation.rerank import re_ranking
 
     path = data["tmp"] / "rerank.json"
     assert main(arguments(data, "--rerank", "--k1", "4", "--k2", "2", "--lambda_value", "0.5",

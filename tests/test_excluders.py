@@ -1,10 +1,10 @@
-"""trinet.excluders: parsing of the official file names and the masks they give."""
+"""trinet.evaluation.excluders: parsing of the official file names and the masks they give."""
 
 import numpy as np
 import pytest
 
-from trinet.errors import TrinetError
-from trinet.excluders import EXCLUDERS, RULES, Exclusion, KeyIndex, get_excluder
+from trinet.core.errors import TrinetError
+from trinet.evaluation.excluders import EXCLUDERS, RULES, Exclusion, KeyIndex, get_excluder
 
 #: Real file names of each dataset's official release: (name, person, camera).
 EXAMPLES = {

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from trinet.errors import TrinetError
+from trinet.core.errors import TrinetError
 from trinet.export import formats
 from trinet.export.command import main
 
@@ -132,8 +132,8 @@ def test_unknown_format_and_missing_packages(monkeypatch):
 def test_a_folder_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
     import errno
 
-    from trinet.errors import WriteError
-    from trinet.fileio import copy_folder_atomic
+    from trinet.core.errors import WriteError
+    from trinet.core.fileio import copy_folder_atomic
     source = tmp_path / "src"
     (source / "variables").mkdir(parents=True)
     (source / "saved_model.pb").write_bytes(b"graph")

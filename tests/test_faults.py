@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY
-from trinet import checkpoints, h5io
 from trinet.cli.train import main as train_main
+from trinet.data.embeddings import hdf5
+from trinet.rundir import checkpoints
 
 pytestmark = pytest.mark.slow
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -95,7 +96,7 @@ def test_random_kills_during_training_lose_at_most_a_checkpoint_interval(tmp_pat
 WRITER = textwrap.dedent("""
     import sys, numpy as np
     sys.path.insert(0, {repo!r})
-    from trinet.checkpoints import save_checkpoint
+    from trinet.rundir.checkpoints import save_checkpoint
 
     class Var:
         def __init__(self, i, value):
@@ -171,7 +172,7 @@ def test_evaluate_killed_at_random_moments_leaves_no_partial_file(tmp_path):
     rng = np.random.default_rng(0)
     names = [f"{p:04d}_c{c}s1_{i:06d}_00.jpg" for p in range(1, 1501) for c, i in ((1, p), (2, p + 5000))]
     (tmp_path / "set.csv").write_text("".join(f"{n[:4]},{n}\n" for n in names))
-    h5io.write_embeddings(str(tmp_path / "e.h5"), rng.normal(size=(len(names), 64)).astype(np.float32))
+    hdf5.write_embeddings(str(tmp_path / "e.h5"), rng.normal(size=(len(names), 64)).astype(np.float32))
     out = tmp_path / "out"
     out.mkdir()
     argv = [os.path.join(REPO, "evaluate.py"), "--excluder", "market1501", "--query_dataset",

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import train
-from trinet import local_distances as ld
-from trinet.losses import local_distance, local_triplet, shortest_path
-from trinet.models import ModelSpec, build_model, embedding_model
+from trinet.core import local_distances as ld
+from trinet.losses.triplet import local_distance, local_triplet, shortest_path
+from trinet.models.builder import ModelSpec, build_model, embedding_model
 
 #: tanh(1) = (e^2 - 1) / (e^2 + 1): the normalised distance of two stripes 2 apart.
 T1 = (math.e ** 2 - 1) / (math.e ** 2 + 1)
@@ -101,7 +101,7 @@ def test_the_local_branch_is_one_reduction_shared_by_the_stripes():
 
 
 def test_embedder_aggregates_the_stripes_of_the_views_with_the_aggregator():
-    from trinet.embedder import Embedder
+    from trinet.embedding.embedder import Embedder
 
     model = embedding_model(build_model(ModelSpec("lunet", "fc1024", 8, local_branch=True, local_stripes=2,
                                                   local_dim=4)), local=True)
@@ -129,7 +129,7 @@ def test_local_flags_elsewhere_and_too_many_stripes_are_refused(tmp_path, image_
 
 
 def _write(path, emb, local=None, fids=()):
-    from trinet.h5io import write_embeddings
+    from trinet.data.embeddings.hdf5 import write_embeddings
     write_embeddings(str(path), np.asarray(emb, np.float32), fids=list(fids),
                      emb_local=None if local is None else np.asarray(local, np.float32))
 
@@ -170,8 +170,8 @@ def test_evaluate_ranks_by_global_plus_w_times_local(tmp_path, capsys):
 
 
 def test_with_local_distances_in_small_blocks_equals_the_dense_sum(monkeypatch):
-    from trinet.metrics import EmbeddingDistances, WithLocalDistances
-    from trinet.distances import cdist
+    from trinet.evaluation.metrics import EmbeddingDistances, WithLocalDistances
+    from trinet.core.distances import cdist
 
     rng = np.random.default_rng(2)
     q, g = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(9, 3)).astype(np.float32)

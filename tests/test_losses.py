@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trinet.losses import METRICS, apply_margin, batch_all, batch_hard, cdist
-from trinet.registries import LOSSES
-from trinet.monitoring import active_fraction, batch_stats
+from trinet.losses.pairwise import METRICS, cdist
+
+from trinet.config.registries import LOSSES
+from trinet.losses.monitoring import active_fraction, batch_stats
+from trinet.losses.triplet import apply_margin, batch_all, batch_hard
 
 # Four 1-D points on a line (as 2-D vectors): identities 0, 0, 1, 1 at x = 0, 1, 3, 5.5.
 POINTS = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [5.5, 0.0]], np.float32)
@@ -176,7 +178,7 @@ def test_batch_hard_agrees_with_tensorflow_addons(tfa_metric, metric, soft, marg
 
 
 def test_tensorflow_and_numpy_distances_agree():
-    from trinet import distances
+    from trinet.core import distances
     assert sorted(distances.METRICS) == sorted(METRICS)
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(7, 16)).astype(np.float32), rng.normal(size=(5, 16)).astype(np.float32)

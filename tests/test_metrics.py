@@ -1,15 +1,15 @@
-"""trinet.metrics: AP, Market AP, CMC and mINP on hand-written matrices and against references."""
+"""trinet.evaluation.metrics: AP, Market AP, CMC and mINP on hand-written matrices and against references."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from trinet import metrics
-from trinet.distances import cdist
-from trinet.excluders import EXCLUDERS, Exclusion
-from trinet.metrics import (average_precision, cmc_curve, evaluate, first_match_rank,
-                            inverse_negative_penalty, market_average_precision, rank_matches, ranked_list,
-                            summarize)
+from trinet.core.distances import cdist
+from trinet.evaluation import metrics
+from trinet.evaluation.excluders import EXCLUDERS, Exclusion
+from trinet.evaluation.metrics import (average_precision, cmc_curve, evaluate, first_match_rank,
+                                       inverse_negative_penalty, market_average_precision, rank_matches,
+                                       ranked_list, summarize)
 
 
 def official_market_ap(y_true, y_score):

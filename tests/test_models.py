@@ -7,14 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from trinet import backbones
-from trinet.backbones import ALIASES, BACKBONES, CHOICES, build_backbone, canonical_name
-from trinet import registries
 from trinet.cli.train import build_parser
-from trinet.errors import TrinetError
-from trinet.heads import CLASSIFIER_INIT_STD, HEADS, get_head
-from trinet.layers import ImagePreprocessing
-from trinet.models import ModelSpec, build_model, embedding_model, load_embedding_model
+from trinet.config import registries
+from trinet.core.errors import TrinetError
+from trinet.models.backbones import catalog, common
+from trinet.models.backbones.catalog import ALIASES, BACKBONES, CHOICES, build_backbone, canonical_name
+from trinet.models.builder import ModelSpec, build_model, embedding_model, load_embedding_model
+from trinet.models.heads import CLASSIFIER_INIT_STD, HEADS, get_head
+from trinet.models.layers import ImagePreprocessing
 
 IMAGES = np.random.default_rng(0).uniform(0, 255, (2, 64, 32, 3)).astype(np.float32)
 
@@ -43,7 +43,7 @@ def test_backbone_features(name):
     assert other.shape[-1] == BACKBONES[name].features  # any input size
     momenta = {layer.momentum for layer in model._flatten_layers()
                if isinstance(layer, keras.layers.BatchNormalization)}
-    assert momenta == {backbones.BN_MOMENTUM}
+    assert momenta == {common.BN_MOMENTUM}
 
 
 @pytest.mark.parametrize("name, mode", [("resnet50", "caffe"), ("resnet101", "caffe"), ("mobilenet_v1", "tf"),
@@ -162,12 +162,12 @@ def test_imagenet_offline_fails_at_once_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.utils, "get_file",
                         lambda *a, **k: (_ for _ in ()).throw(OSError("Network is unreachable")))
     with pytest.raises(TrinetError) as e:
-        backbones.imagenet_weights("resnet_v1_50")
+        catalog.imagenet_weights("resnet_v1_50")
     message = str(e.value)
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert os.path.join(str(tmp_path / "keras"), "models") in message and "Network is unreachable" in message
     with pytest.raises(TrinetError, match="has no ImageNet weights"):
-        backbones.imagenet_weights("lunet")
+        catalog.imagenet_weights("lunet")
 
 
 def test_imagenet_weights_in_the_cache_are_used_without_network(tmp_path, monkeypatch):
@@ -176,7 +176,7 @@ def test_imagenet_weights_in_the_cache_are_used_without_network(tmp_path, monkey
     cached.parent.mkdir()
     cached.write_bytes(b"placeholder")
     monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("no download"))
-    assert backbones.imagenet_weights("mobilenet_v1_1_224") == str(cached)
+    assert catalog.imagenet_weights("mobilenet_v1_1_224") == str(cached)
 
 
 def test_keras_weights_file_loads_into_the_backbone(tmp_path):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import TINY
-from trinet import checkpoints
+from trinet.rundir import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ITERATIONS = 30
@@ -114,9 +114,9 @@ def test_a_worker_killed_with_sigkill_leaves_a_run_that_resume_ends(tmp_path, im
 
 
 def test_multi_worker_needs_a_cluster_and_a_seed(monkeypatch):
-    from trinet.distribute import cluster
-    from trinet.errors import TrinetError
-    from trinet.settings import TrainSettings
+    from trinet.models.distribute import cluster
+    from trinet.core.errors import TrinetError
+    from trinet.config.settings import TrainSettings
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(TrinetError, match="needs the environment variable TF_CONFIG"):

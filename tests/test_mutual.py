@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import assert_same_checkpoints, train
-from trinet.mutual import mutual_terms
-from trinet.settings import TrainSettings
+from trinet.config.settings import TrainSettings
+from trinet.training.mutual import mutual_terms
 
 
 def test_mutual_terms_average_the_kl_to_the_other_networks():

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from trinet import naming
+from trinet.data import naming
 
 #: A real-looking name of each release, its person and its camera.
 NAMES = {

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trinet import losses
-from trinet.objectives import Objective, build_objectives, evaluate
-from trinet.settings import TrainSettings
+from trinet.config.settings import TrainSettings
+from trinet.losses import classification, pairwise, triplet
+from trinet.training.objectives import Objective, build_objectives, evaluate
 
 
 def test_cross_entropy_by_hand():
     logits = tf.constant([[0.0, 0.0], [math.log(3.0), 0.0]])
     labels = tf.constant([0, 0])
     # softmax of [ln 3, 0] is [3/4, 1/4]: -ln(3/4); of [0, 0]: -ln(1/2)
-    np.testing.assert_allclose(losses.cross_entropy(logits, labels), [math.log(2), -math.log(0.75)],
+    np.testing.assert_allclose(classification.cross_entropy(logits, labels), [math.log(2), -math.log(0.75)],
                                rtol=1e-6)
     # smoothing 0.2 over 2 classes: target [0.9, 0.1]
     expected = -(0.9 * math.log(0.75) + 0.1 * math.log(0.25))
-    np.testing.assert_allclose(losses.cross_entropy(logits, labels, 0.2)[1], expected, rtol=1e-6)
+    np.testing.assert_allclose(classification.cross_entropy(logits, labels, 0.2)[1], expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
@@ -32,8 +32,8 @@ def test_label_smoothing_equals_keras_categorical_cross_entropy(smoothing):
     keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=smoothing,
                                                       reduction=None)
     expected = keras_loss(keras.ops.one_hot(labels, 5), logits)
-    np.testing.assert_allclose(losses.cross_entropy(tf.constant(logits), tf.constant(labels), smoothing),
-                               expected, rtol=1e-5, atol=1e-6)
+    ours = classification.cross_entropy(tf.constant(logits), tf.constant(labels), smoothing)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_center_loss_by_hand():
@@ -41,17 +41,18 @@ def test_center_loss_by_hand():
     centers = tf.constant([[1.0, 0.0], [3.0, 4.0]])
     labels = tf.constant([0, 0, 1])
     # |(1,2)-(1,0)|^2 = 4; |(0,0)-(1,0)|^2 = 1; identical -> clipped to 1e-12
-    np.testing.assert_allclose(losses.center_loss(features, labels, centers), [4.0, 1.0, 1e-12], rtol=1e-6)
+    np.testing.assert_allclose(classification.center_loss(features, labels, centers), [4.0, 1.0, 1e-12],
+                               rtol=1e-6)
 
 
 def test_batch_all_shares_average_to_the_batch_all_loss():
     rng = np.random.default_rng(1)
     emb = tf.constant(rng.normal(size=(8, 3)).astype(np.float32))
     labels = tf.constant([0, 0, 1, 1, 2, 2, 3, 3])
-    dists = losses.cdist(emb, emb)
+    dists = pairwise.cdist(emb, emb)
     for margin in ("soft", 0.2, 5.0):
-        loss, _ = losses.batch_all(dists, labels, margin)
-        shares = losses.batch_all_contributions(dists, labels, margin)
+        loss, _ = triplet.batch_all(dists, labels, margin)
+        shares = triplet.batch_all_contributions(dists, labels, margin)
         assert shares.shape == (8,)
         np.testing.assert_allclose(float(tf.reduce_mean(shares)), float(loss), rtol=1e-5)
 
@@ -77,7 +78,7 @@ def test_objectives_follow_the_settings():
     # the triplet term alone is the original loss: mean of the batch-hard per-anchor losses
     emb = tf.constant([[0.0], [1.0], [3.0], [3.5]])
     labels = tf.constant([0, 0, 1, 1])
-    outputs = {"metric": emb, "dists": losses.cdist(emb, emb)}
+    outputs = {"metric": emb, "dists": pairwise.cdist(emb, emb)}
     total, _, _ = evaluate(build_objectives(TrainSettings()), outputs, labels)
-    expected, _ = losses.batch_hard(outputs["dists"], labels, "soft")
+    expected, _ = triplet.batch_hard(outputs["dists"], labels, "soft")
     assert float(total) == float(expected)

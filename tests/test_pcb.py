@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import train
-from trinet.layers import StripePooling
-from trinet.models import ModelSpec, build_model, embedding_model
-from trinet.objectives import identification_term
+from trinet.models.builder import ModelSpec, build_model, embedding_model
+from trinet.models.layers import StripePooling
+from trinet.training.objectives import identification_term
 
 
 def test_stripes_average_their_rows_as_evenly_as_the_height_allows():

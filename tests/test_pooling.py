@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trinet.pooling import POOLINGS, GeneralizedMeanPooling, make_pooling
+from trinet.models.pooling import POOLINGS, GeneralizedMeanPooling, make_pooling
 
 #: One image, one channel, two positions holding 1 and 3: `(1, 1, 2, 1)`.
 ONE_THREE = np.array([1.0, 3.0], np.float32).reshape(1, 1, 2, 1)

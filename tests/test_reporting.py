@@ -5,10 +5,10 @@ import os
 
 import numpy as np
 
-from trinet import reporting
-from trinet.datasets import Dataset
-from trinet.excluders import Exclusion
-from trinet.metrics import EmbeddingDistances, evaluate
+from trinet.data.datasets import Dataset
+from trinet.evaluation import reporting
+from trinet.evaluation.excluders import Exclusion
+from trinet.evaluation.metrics import EmbeddingDistances, evaluate
 
 
 def setup():

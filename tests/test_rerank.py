@@ -1,11 +1,11 @@
-"""trinet.rerank: equal to a direct transcription of the authors' re-ranking, on small data."""
+"""trinet.evaluation.rerank: equal to a direct transcription of the authors' re-ranking, on small data."""
 
 import numpy as np
 import pytest
 
-from trinet import rerank
-from trinet.distances import cdist
-from trinet.rerank import ReRanker, re_ranking, smallest
+from trinet.core.distances import cdist
+from trinet.evaluation import rerank
+from trinet.evaluation.rerank import ReRanker, re_ranking, smallest
 
 
 def paper_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3, dtype=np.float64,

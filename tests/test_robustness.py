@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from trinet import fileio, h5io
 from trinet.cli import evaluate
-from trinet.errors import TrinetError, WriteError
+from trinet.core import fileio
+from trinet.core.errors import TrinetError, WriteError
+from trinet.data.embeddings import csvfile, formats, hdf5
+from trinet.data.embeddings.writer import EmbeddingFileWriter
 
 ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 
@@ -75,13 +77,13 @@ def test_hdf5_write_failure_neither_crashes_nor_publishes(tmp_path):
     code = textwrap.dedent("""
         import resource, signal, sys
         import numpy as np
-        from trinet import h5io
+        from trinet.data.embeddings import hdf5
         path = sys.argv[1]
-        h5io.write_embeddings(path, np.ones((3, 4), np.float32))
+        hdf5.write_embeddings(path, np.ones((3, 4), np.float32))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))
         try:
-            h5io.write_embeddings(path, np.ones((2000, 64), np.float32), fids=[str(i) for i in range(2000)])
+            hdf5.write_embeddings(path, np.ones((2000, 64), np.float32), fids=[str(i) for i in range(2000)])
         except Exception as e:
             print(type(e).__name__, e)
     """)
@@ -91,13 +93,13 @@ def test_hdf5_write_failure_neither_crashes_nor_publishes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == (f"WriteError Could not write {path}: File too large; the previous file there is "
                            "unchanged.\n")
-    assert h5io.read_embeddings(str(path)).shape == (3, 4) and hidden(tmp_path) == []
+    assert hdf5.read_embeddings(str(path)).shape == (3, 4) and hidden(tmp_path) == []
 
 
 @pytest.mark.parametrize("failing", ["write", "close"])
 def test_embedding_writer_that_fails_keeps_the_previous_file(tmp_path, monkeypatch, failing):
     path = tmp_path / "emb.h5"
-    h5io.write_embeddings(str(path), np.ones((3, 4), np.float32))
+    hdf5.write_embeddings(str(path), np.ones((3, 4), np.float32))
     close = h5py.File.close
 
     def close_then_fail(self):
@@ -107,11 +109,11 @@ def test_embedding_writer_that_fails_keeps_the_previous_file(tmp_path, monkeypat
     if failing == "close":
         monkeypatch.setattr(h5py.File, "close", close_then_fail)
     else:
-        monkeypatch.setattr(h5io.EmbeddingWriter, "write", no_space)
+        monkeypatch.setattr(hdf5.EmbeddingWriter, "write", no_space)
     with pytest.raises(WriteError, match="No space left on device; the previous file there is unchanged"):
-        h5io.write_embeddings(str(path), np.full((5, 4), 2, np.float32))
+        hdf5.write_embeddings(str(path), np.full((5, 4), 2, np.float32))
     monkeypatch.undo()
-    np.testing.assert_array_equal(h5io.read_embeddings(str(path)), np.ones((3, 4)))
+    np.testing.assert_array_equal(hdf5.read_embeddings(str(path)), np.ones((3, 4)))
     assert hidden(tmp_path) == []
 
 
@@ -121,22 +123,23 @@ def test_csv_embeddings_whose_close_fails_keep_the_previous_file(tmp_path):
     fids = [f"images/{i:04d}.jpg" for i in range(20)]
     with pytest.raises(WriteError, match=f"Could not write {path}: File too large; the previous file"):
         with file_size_limit(100):
-            with h5io.CsvWriter(str(path), fids) as writer:
+            with csvfile.CsvWriter(str(path), fids) as writer:
                 writer.write(np.ones((20, 8), np.float32))  # buffered: the failure comes at the close
     assert path.read_text() == "a.jpg,1,2\n" and hidden(tmp_path) == []
 
 
-@pytest.mark.parametrize("output_format", sorted(h5io.EMBEDDING_FORMATS))
+@pytest.mark.parametrize("output_format", sorted(formats.EMBEDDING_FORMATS))
 def test_every_embedding_format_publishes_only_a_complete_file(tmp_path, output_format):
     path, fids = tmp_path / f"emb.{output_format}", ["a.jpg", "b.jpg", "c.jpg"]
     emb = np.arange(12, dtype=np.float32).reshape(3, 4)
     with pytest.raises(KeyboardInterrupt):
-        with h5io.open_writer(output_format, str(path), fids=fids, dim=4) as writer:
+        with formats.open_writer(output_format, str(path), fids=fids, dim=4) as writer:
             writer.write(emb[:2])
             raise KeyboardInterrupt
     assert os.listdir(tmp_path) == []
-    with h5io.open_writer(output_format, str(path), fids=fids, dim=4, attrs={"metric": "cosine"}) as writer:
-        assert isinstance(writer, h5io.EmbeddingFileWriter)
+    attrs = {"metric": "cosine"}
+    with formats.open_writer(output_format, str(path), fids=fids, dim=4, attrs=attrs) as writer:
+        assert isinstance(writer, EmbeddingFileWriter)
         writer.write(emb[:2])
         assert not path.exists()
         writer.write(emb[2:])
@@ -144,14 +147,14 @@ def test_every_embedding_format_publishes_only_a_complete_file(tmp_path, output_
     if output_format == "csv":
         assert path.read_text().splitlines() == ["a.jpg,0,1,2,3", "b.jpg,4,5,6,7", "c.jpg,8,9,10,11"]
     else:
-        np.testing.assert_array_equal(h5io.read_embeddings(str(path), fids=fids), emb)
-        assert h5io.read_metric(str(path)) == "cosine"
+        np.testing.assert_array_equal(hdf5.read_embeddings(str(path), fids=fids), emb)
+        assert hdf5.read_metric(str(path)) == "cosine"
 
 
 def test_an_unknown_embedding_format_is_refused_with_the_valid_ones():
     expected = r"Unknown embedding file format 'npy'; expected one of \['csv', 'h5'\]"
     with pytest.raises(ValueError, match=expected):
-        h5io.open_writer("npy", "emb.npy", fids=["a.jpg"], dim=4)
+        formats.open_writer("npy", "emb.npy", fids=["a.jpg"], dim=4)
 
 
 def test_a_full_disk_while_saving_model_keras_names_the_file(image_set, tmp_path, monkeypatch, capsys):
@@ -178,7 +181,7 @@ def split(tmp_path):
     csv = tmp_path / "set.csv"
     csv.write_text("".join(f"{p},{f}\n" for p, f in zip(pids, fids)))
     h5 = tmp_path / "set.h5"
-    h5io.write_embeddings(str(h5), emb, pids=pids, fids=fids)
+    hdf5.write_embeddings(str(h5), emb, pids=pids, fids=fids)
     return dict(csv=csv, h5=h5, fids=fids, pids=pids, emb=emb, tmp=tmp_path)
 
 
@@ -213,9 +216,9 @@ def test_evaluate_names_a_folder_it_cannot_create(split, monkeypatch, capsys):
 def test_rows_in_another_order_are_reordered_by_their_paths(split, capsys, caplog):
     order = np.random.default_rng(1).permutation(9)
     shuffled = split["tmp"] / "shuffled.h5"
-    h5io.write_embeddings(str(shuffled), split["emb"][order], pids=np.array(split["pids"])[order],
+    hdf5.write_embeddings(str(shuffled), split["emb"][order], pids=np.array(split["pids"])[order],
                           fids=np.array(split["fids"])[order])
-    np.testing.assert_array_equal(h5io.read_embeddings(str(shuffled), fids=split["fids"]), split["emb"])
+    np.testing.assert_array_equal(hdf5.read_embeddings(str(shuffled), fids=split["fids"]), split["emb"])
     assert f"{shuffled}: the rows are in another order than its dataset" in caplog.text
     assert evaluate.main(evaluate_argv(split)) == 0
     expected = capsys.readouterr().out
@@ -230,7 +233,7 @@ def test_rows_of_another_csv_are_refused(split, capsys):
     other = split["tmp"] / "other.h5"
     fids = list(split["fids"])
     fids[4] = "0002_c9s1_000099_00.jpg"
-    h5io.write_embeddings(str(other), split["emb"], pids=split["pids"], fids=fids)
+    hdf5.write_embeddings(str(other), split["emb"], pids=split["pids"], fids=fids)
     assert evaluate.main(evaluate_argv(split, other)) == 2
     err = capsys.readouterr().err
     assert f"error: {other}: the image paths stored with the embeddings are not those of {split['csv']}" \
@@ -248,13 +251,13 @@ def test_partial_or_empty_embedding_files_are_refused(split, capsys):
     assert (f"{partial}: rows 5 to 9 (of 9) are all zeros: the file was not written to the end"
             in capsys.readouterr().err)
     complete = split["tmp"] / "complete.h5"  # zero rows are accepted in a file marked complete
-    h5io.write_embeddings(str(complete), np.concatenate([split["emb"][:4], np.zeros((5, 6), np.float32)]))
-    assert h5io.read_embeddings(str(complete))[4:].sum() == 0
+    hdf5.write_embeddings(str(complete), np.concatenate([split["emb"][:4], np.zeros((5, 6), np.float32)]))
+    assert hdf5.read_embeddings(str(complete))[4:].sum() == 0
     empty = split["tmp"] / "empty.h5"
     with h5py.File(empty, "w") as f:
         f.create_dataset("emb", (0, 6), np.float32)
     with pytest.raises(TrinetError, match=r"empty.h5 holds no embeddings \(shape \(0, 6\)\)"):
-        h5io.read_embeddings(str(empty))
+        hdf5.read_embeddings(str(empty))
 
 
 # Defect 6 (embed): a bad --filename is refused up front, not with a traceback after the work.
@@ -291,8 +294,8 @@ def test_embed_names_an_args_json_that_is_a_folder(tmp_path, capsys):
 def test_folders_and_link_loops_are_named_as_such(tmp_path):
     import argparse
 
-    from trinet import argtypes
-    from trinet.datasets import check_files, read_csv
+    from trinet.console import argtypes
+    from trinet.data.datasets import check_files, read_csv
 
     loop = tmp_path / "loop.csv"
     loop.symlink_to(loop)
@@ -308,9 +311,9 @@ def test_folders_and_link_loops_are_named_as_such(tmp_path):
     with pytest.raises(TrinetError, match=f"Dataset path {loop} is a symbolic link loop; expected a CSV"):
         read_csv(str(loop))
     with pytest.raises(TrinetError, match=f"Embedding file {loop} is a symbolic link loop"):
-        h5io.read_embeddings(str(loop))
+        hdf5.read_embeddings(str(loop))
     with pytest.raises(TrinetError, match=f"Embedding file {tmp_path / 'folder.csv'} is a directory"):
-        h5io.read_embeddings(str(tmp_path / "folder.csv"))
+        hdf5.read_embeddings(str(tmp_path / "folder.csv"))
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").mkdir()
     (tmp_path / "images" / "b.jpg").symlink_to("b.jpg")
@@ -324,7 +327,7 @@ def test_folders_and_link_loops_are_named_as_such(tmp_path):
 
 
 def test_an_encoding_error_names_the_line_of_a_large_file(tmp_path):
-    from trinet.datasets import read_csv
+    from trinet.data.datasets import read_csv
 
     path = tmp_path / "big.csv"
     rows = [f"{i % 50},images/{i:06d}.jpg" for i in range(20000)]
@@ -338,7 +341,7 @@ def test_an_encoding_error_names_the_line_of_a_large_file(tmp_path):
 # Conflicting data: one image under two identities; EXIF orientation.
 
 def test_an_image_under_two_identities_is_named(tmp_path, caplog):
-    from trinet.datasets import read_csv
+    from trinet.data.datasets import read_csv
 
     path = tmp_path / "d.csv"
     path.write_text("pid,path\n1,a.jpg\n1,b.jpg\n2,a.jpg\n2,c.jpg\n2,c.jpg\n")
@@ -365,10 +368,10 @@ def test_exif_orientation_is_ignored_by_training_embedding_and_rank_pictures(tmp
     import cv2
     import tensorflow as tf
 
-    from trinet.baselines import pixel_embeddings
-    from trinet.datasets import Dataset
-    from trinet.images import decode
-    from trinet.plots import read_image
+    from trinet.tools.baselines import pixel_embeddings
+    from trinet.data.datasets import Dataset
+    from trinet.pipeline.images import decode
+    from trinet.evaluation.plots import read_image
 
     image = np.zeros((32, 16, 3), np.uint8)
     image[:8] = 255  # a white top band

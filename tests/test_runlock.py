@@ -12,12 +12,12 @@ import time
 import pytest
 
 from conftest import REPO
-from trinet.errors import TrinetError
-from trinet.runlock import LOCK_FILE, ExperimentLock, read_owner
+from trinet.core.errors import TrinetError
+from trinet.rundir.runlock import LOCK_FILE, ExperimentLock, read_owner
 
 HOLD = """
 import sys, time
-from trinet.runlock import ExperimentLock
+from trinet.rundir.runlock import ExperimentLock
 with ExperimentLock(sys.argv[1], "train.py --resume"):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -130,8 +130,8 @@ def test_racing_runs_on_a_stale_lock_get_one_winner(tmp_path):
     write_lock(tmp_path, pid=dead.pid)
     race = """
 import sys, time
-from trinet.errors import TrinetError
-from trinet.runlock import ExperimentLock
+from trinet.core.errors import TrinetError
+from trinet.rundir.runlock import ExperimentLock
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 try:
     with ExperimentLock(sys.argv[1]):

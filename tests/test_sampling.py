@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from trinet.errors import TrinetError
-from trinet.sampling import PKSampler, element_seeds
+from trinet.core.errors import TrinetError
+from trinet.pipeline.sampling import PKSampler, element_seeds
 
 # 7 identities with 1, 2, 3, 4, 5, 6, 9 images; rows grouped arbitrarily.
 COUNTS = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 9}
@@ -90,7 +90,7 @@ def _write(root, n_ids=4, per_id=3, size=(24, 12)):
 
 
 def test_training_dataset_batches_match_the_sampler(tmp_path):
-    from trinet.pipeline import training_dataset
+    from trinet.pipeline.dataset import training_dataset
     paths, pids = _write(tmp_path)
     sampler = PKSampler(pids, 2, 3, seed=0)
     ds = training_dataset(paths, sampler, 5, 9, net_size=(24, 12), pre_crop_size=(24, 12), flip=False,
@@ -106,7 +106,7 @@ def test_training_dataset_batches_match_the_sampler(tmp_path):
 
 
 def test_augmentation_is_deterministic_and_flips_and_crops(tmp_path):
-    from trinet.pipeline import training_dataset
+    from trinet.pipeline.dataset import training_dataset
     paths, pids = _write(tmp_path)
     sampler = PKSampler(pids, 2, 3, seed=3)
 
@@ -123,7 +123,7 @@ def test_augmentation_is_deterministic_and_flips_and_crops(tmp_path):
 
 
 def test_undecodable_image_skips_only_its_batches(tmp_path):
-    from trinet.pipeline import decodable, training_dataset
+    from trinet.pipeline.dataset import decodable, training_dataset
     paths, pids = _write(tmp_path)
     with open(paths[4], "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\ntruncated")

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from trinet.schedule import (SCHEDULES, Cosine, ExponentialDecay, MultiStep, Scaled, TrinetSchedule, Warmup,
-                             learning_rate, make_schedule)
+from trinet.training.schedule import (SCHEDULES, Cosine, ExponentialDecay, MultiStep, Scaled, TrinetSchedule,
+                                      Warmup, learning_rate, make_schedule)
 
 
 def test_closed_form_values():

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 import trinet
-import trinet.console
 from trinet.cli.search import main
-from trinet.datasets import Dataset
-from trinet.distances import cdist
-from trinet.errors import TrinetError
-from trinet.excluders import EXCLUDERS
-from trinet.h5io import write_embeddings
-from trinet.search import INDEX_KINDS, build_index, kind_parameters, load_index, save_index, search
+import trinet.console.commands
+from trinet.core.distances import cdist
+from trinet.core.errors import TrinetError
+from trinet.data.datasets import Dataset
+from trinet.data.embeddings.hdf5 import write_embeddings
+from trinet.evaluation.excluders import EXCLUDERS
+from trinet.search.index import INDEX_KINDS, build_index, kind_parameters, load_index, save_index, search
 
 pytest.importorskip("faiss")
 
@@ -150,7 +150,7 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
             return data["q_emb"][:len(paths)]
 
     monkeypatch.setattr(trinet, "Embedder", FakeEmbedder, raising=False)
-    monkeypatch.setattr(trinet.console, "import_tensorflow_quietly", lambda: None)
+    monkeypatch.setattr(trinet.console.commands, "import_tensorflow_quietly", lambda: None)
     _, index = build(data)
     images = ["a.jpg", "b.jpg"]
     assert main(["query", "--index", index, "--images", *images, "--experiment_root", str(data["tmp"]),

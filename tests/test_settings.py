@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from trinet.errors import TrinetError
-from trinet.settings import NOT_SAVED, TrainSettings
+from trinet.config.settings import NOT_SAVED, TrainSettings
+from trinet.core.errors import TrinetError
 
 
 def test_args_json_round_trip():

@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from trinet import argtypes
 from trinet.cli.embed import main
-from trinet.errors import TrinetError
-from trinet.shards import check_shard, fingerprint_arrays, fingerprint_strings, shard_range
+from trinet.console import argtypes
+from trinet.core.errors import TrinetError
+from trinet.data.shards import check_shard, fingerprint_arrays, fingerprint_strings, shard_range
 
 
 @pytest.mark.parametrize("rows, count", [(10, 3), (30, 2), (7, 7), (1000, 13), (5, 1)])
@@ -64,7 +64,7 @@ def test_fingerprints_tell_apart_order_content_and_splits():
 def test_the_padded_function_sees_one_shape():
     import tensorflow as tf
 
-    from trinet.embedding import _padded
+    from trinet.embedding.inference import _padded
 
     shapes = []
 

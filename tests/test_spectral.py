@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import train
-from trinet.losses import batch_distances, cdist, spectral_transform
+from trinet.losses.pairwise import batch_distances, cdist, spectral_transform
 
 
 def test_the_spectral_transform_by_hand():

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY, train
-from trinet import checkpoints
 from trinet.cli.train import main
+from trinet.rundir import checkpoints
 
 
 def log_losses(root):

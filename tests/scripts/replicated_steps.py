@@ -14,8 +14,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from trinet.settings import TrainSettings  # noqa: E402
-from trinet.training import Trainer  # noqa: E402
+from trinet.config.settings import TrainSettings  # noqa: E402
+from trinet.training.trainer import Trainer  # noqa: E402
 
 P, K = 4, 3
 changes, steps, out = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

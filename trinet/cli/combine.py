@@ -19,11 +19,11 @@ import argparse
 import os
 from typing import Sequence
 
-from trinet import combine
-from trinet.argtypes import readable_directory, writeable_file
-from trinet.console import run_main
-from trinet.datasets import write_csv
-from trinet.errors import TrinetError
+from trinet.console.argtypes import readable_directory, writeable_file
+from trinet.console.commands import run_main
+from trinet.core.errors import TrinetError
+from trinet.data import combine
+from trinet.data.datasets import write_csv
 
 
 def build_parser() -> argparse.ArgumentParser:

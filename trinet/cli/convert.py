@@ -22,26 +22,26 @@ import argparse
 import sys
 from typing import Sequence
 
-from trinet import converters
-from trinet.argtypes import nonnegative_int, writeable_directory
-from trinet.console import run_main
+from trinet.console.argtypes import nonnegative_int, writeable_directory
+from trinet.console.commands import run_main
+from trinet.data.converters import registry
 
 
 def build_parser() -> argparse.ArgumentParser:
     releases = "\n".join(f"  {name:16} {converter.title}: {converter.release}"
-                         for name, converter in sorted(converters.CONVERTERS.items()))
+                         for name, converter in sorted(registry.CONVERTERS.items()))
     parser = argparse.ArgumentParser(
         description="Convert an extracted official person re-id release into trinet CSVs "
                     "(`pid,relative/path` rows; the release folder is the --image_root).",
         epilog=f"datasets and the folder to pass:\n{releases}\nSee data/README.md for downloads and counts.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", choices=sorted(converters.CONVERTERS),
+    parser.add_argument("dataset", choices=sorted(registry.CONVERTERS),
                         help="which release RELEASE_DIR holds")
     parser.add_argument("release_dir", metavar="RELEASE_DIR",
                         help="the extracted release folder; the CSV paths are relative to it")
     parser.add_argument("--out", default=".", type=writeable_directory, metavar="DIR",
                         help="folder for the CSV files, created if needed (default: the current folder)")
-    with_trials = sorted(name for name, converter in converters.CONVERTERS.items() if converter.trials)
+    with_trials = sorted(name for name, converter in registry.CONVERTERS.items() if converter.trials)
     parser.add_argument("--trial", type=nonnegative_int, default=None, metavar="N",
                         help=f"{' and '.join(with_trials)}: which of the protocol's 10 random train/test "
                              "splits to write (0-9; the identities are permuted by "
@@ -53,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    conversion = converters.convert(args.dataset, args.release_dir, args.trial)
+    conversion = registry.convert(args.dataset, args.release_dir, args.trial)
     for warning in conversion.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    written = converters.write_conversion(conversion, args.out)
-    print("\n".join(converters.summary_lines(conversion, written)))
+    written = registry.write_conversion(conversion, args.out)
+    print("\n".join(registry.summary_lines(conversion, written)))
     return 0
 
 

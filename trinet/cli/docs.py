@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.readme}: the flag reference is out of date; run python -m trinet.cli.docs",
               file=sys.stderr)
         return 1
-    from trinet.fileio import write_text_atomic
+    from trinet.core.fileio import write_text_atomic
     write_text_atomic(args.readme, text.replace(current_block(text), fresh))
     print(f"Updated the flag reference in {args.readme}")
     return 0

@@ -12,11 +12,12 @@ import os
 import sys
 from typing import Sequence
 
-from trinet import argtypes
-from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
-from trinet.errors import TrinetError, listing
-from trinet.h5io import EMBEDDING_FORMATS, METRIC_ATTRIBUTE
-from trinet.views import AGGREGATORS, CROP_MODES, NO_SCALES, check_views
+from trinet.console import argtypes
+from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
+from trinet.core.errors import TrinetError, listing
+from trinet.data.embeddings.formats import EMBEDDING_FORMATS
+from trinet.data.embeddings.hdf5 import METRIC_ATTRIBUTE
+from trinet.pipeline.views import AGGREGATORS, CROP_MODES, NO_SCALES, check_views
 
 log = logging.getLogger("trinet.embed")
 
@@ -101,9 +102,9 @@ EMBEDDING_FLAGS = ("checkpoint", "image_root", "flip_augment", "crop_augment", "
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_console_logging(quiet=args.quiet)
-    from trinet.datasets import check_files, read_any, require_images
-    from trinet.experiment import read_settings
-    from trinet.fileio import remove_stale_temporaries
+    from trinet.data.datasets import check_files, read_any, require_images
+    from trinet.rundir.experiment import read_settings
+    from trinet.core.fileio import remove_stale_temporaries
 
     root = args.experiment_root
     output_format = args.output_format or ("csv" if (args.filename or "").lower().endswith(".csv") else "h5")
@@ -146,12 +147,13 @@ def _run(argv: Sequence[str] | None) -> int:
         log.info("Removed %d temporary files left by killed runs: %s", len(stale), listing(stale))
     from trinet import __version__
     import_tensorflow_quietly()
-    from trinet.embedder import Embedder
-    from trinet.embedding import embed_to_file, load_model
+    from trinet.embedding.embedder import Embedder
+    from trinet.embedding.inference import load_model
+    from trinet.embedding.writer import embed_to_file
     if args.distribute != "none" and args.jit_compile:
         raise TrinetError(f"--jit_compile is not available with --distribute {args.distribute} yet; use one "
                           "of them")
-    from trinet.distribute import make_strategy, scope
+    from trinet.models.distribute import make_strategy, scope
     strategy = make_strategy(args.distribute)
     with scope(strategy):  # the variables are mirrored on every device
         model, source = load_model(root, args.checkpoint, settings)
@@ -161,7 +163,7 @@ def _run(argv: Sequence[str] | None) -> int:
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
     paths, fids, shard_attrs = dataset.paths(), list(dataset.fids), {}
     if args.shard is not None:
-        from trinet import shards
+        from trinet.data import shards
         index, count = args.shard
         start, stop = shards.check_shard(index, count, len(dataset), args.dataset)
         log.info("Shard %d/%d: rows %d-%d of %d.", index, count, start, stop, len(dataset))
@@ -186,9 +188,9 @@ def _run(argv: Sequence[str] | None) -> int:
 
 def _merge(args: argparse.Namespace, filename: str, output_format: str) -> int:
     """embed.py --merge: check the shard files and write the file one process would have written."""
-    from trinet.datasets import read_any
-    from trinet.fileio import remove_stale_temporaries
-    from trinet.shards import merge_shards
+    from trinet.data.datasets import read_any
+    from trinet.core.fileio import remove_stale_temporaries
+    from trinet.data.shards import merge_shards
 
     parser = build_parser()
     given = [f"--{dest}" for dest in EMBEDDING_FLAGS if getattr(args, dest) != parser.get_default(dest)]

@@ -18,26 +18,26 @@ from typing import Sequence
 
 import numpy as np
 
-from trinet.argtypes import (nonnegative_float, nonnegative_int, positive_int, readable_directory, unit_float,
-                             writeable_directory, writeable_file)
-from trinet.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
-from trinet.console import run_main, setup_console_logging
-from trinet.datasets import Dataset, read_csv
-from trinet.distances import METRICS
-from trinet.errors import TrinetError, listing
-from trinet.excluders import EXCLUDERS, RULES
-from trinet.fileio import make_directory, write_json_atomic
-from trinet.h5io import read_embeddings, read_local_embeddings, read_metric
-from trinet.metrics import DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
-from trinet.progress import Progress
-from trinet.reporting import SHOW_RANKS, results_json, show_ranks, summary
+from trinet.console.argtypes import (nonnegative_float, nonnegative_int, positive_int, readable_directory,
+                                     unit_float, writeable_directory, writeable_file)
+from trinet.console.commands import run_main, setup_console_logging
+from trinet.core.distances import METRICS
+from trinet.core.errors import TrinetError, listing
+from trinet.core.fileio import make_directory, write_json_atomic
+from trinet.core.progress import Progress
+from trinet.data.datasets import Dataset, read_csv
+from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric
+from trinet.evaluation.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
+from trinet.evaluation.excluders import EXCLUDERS, RULES
+from trinet.evaluation.metrics import DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
+from trinet.evaluation.reporting import SHOW_RANKS, results_json, show_ranks, summary
 
 log = logging.getLogger(__name__)
 
 
 def plot_file(text: str) -> str:
     """argparse type: a writable file name ending in .png, .pdf, .svg or .jpg."""
-    from trinet.plots import PLOT_FORMATS
+    from trinet.evaluation.plots import PLOT_FORMATS
 
     writeable_file(text)
     if os.path.splitext(text)[1].lower().lstrip(".") not in PLOT_FORMATS:
@@ -230,7 +230,7 @@ def _run(argv: Sequence[str] | None) -> int:
         query_local, gallery_local = load_local(args, query, gallery)
         distances = WithLocalDistances(distances, query_local, gallery_local, args.local_distance_weight)
     if args.rerank:
-        from trinet.rerank import ReRanker, parameter_warnings
+        from trinet.evaluation.rerank import ReRanker, parameter_warnings
 
         for warning in parameter_warnings(args.k1, args.k2, len(query), len(gallery)):
             log.warning("--rerank: %s. Lower --k1/--k2 (the paper's 20 and 6 suit galleries of thousands).",
@@ -260,7 +260,7 @@ def _run(argv: Sequence[str] | None) -> int:
         write_json_atomic(args.filename, results_json(results, query, gallery, exclusion, _settings(args)))
         log.info("Results written to %s", args.filename)
     if args.plot:
-        from trinet.plots import plot_cmc
+        from trinet.evaluation.plots import plot_cmc
 
         make_directory(os.path.dirname(os.path.abspath(args.plot)))
         title = f"CMC: {os.path.basename(args.query_dataset)} vs {os.path.basename(args.gallery_dataset)}"

@@ -21,18 +21,18 @@ from typing import Sequence
 
 import numpy as np
 
-from trinet.argtypes import positive_int, readable_directory, writeable_directory, writeable_file
-from trinet.console import run_main, setup_console_logging
-from trinet.datasets import Dataset, image_path, read_csv
-from trinet.distances import METRICS
-from trinet.errors import TrinetError
-from trinet.excluders import EXCLUDERS
-from trinet.h5io import read_embeddings, read_metric
-from trinet.progress import Progress
-from trinet.search import (FAISS_HINT, INDEX_KINDS, PARAMETERS, SEARCH_METRICS, build_index, check_metric,
-                           import_faiss, load_index, save_index, search)
-from trinet.search_output import RESULT_FORMATS, records, result_format, show_hits, write_results
-from trinet.views import AGGREGATORS, CROP_MODES
+from trinet.console.argtypes import positive_int, readable_directory, writeable_directory, writeable_file
+from trinet.console.commands import run_main, setup_console_logging
+from trinet.core.distances import METRICS
+from trinet.core.errors import TrinetError
+from trinet.core.progress import Progress
+from trinet.data.datasets import Dataset, image_path, read_csv
+from trinet.data.embeddings.hdf5 import read_embeddings, read_metric
+from trinet.evaluation.excluders import EXCLUDERS
+from trinet.pipeline.views import AGGREGATORS, CROP_MODES
+from trinet.search.index import (FAISS_HINT, INDEX_KINDS, PARAMETERS, SEARCH_METRICS, build_index,
+                                 check_metric, import_faiss, load_index, save_index, search)
+from trinet.search.output import RESULT_FORMATS, records, result_format, show_hits, write_results
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _embed_images(args: argparse.Namespace) -> np.ndarray:
-    from trinet.console import import_tensorflow_quietly
+    from trinet.console.commands import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     from trinet import Embedder  # the Python API, loaded on first use: it builds the model with TensorFlow

@@ -14,12 +14,20 @@ import os
 import sys
 from typing import Any, Sequence
 
-from trinet import argtypes, backbones, heads, registries, sampling
-from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
-from trinet.distances import METRICS
-from trinet.errors import TrinetError
-from trinet.excluders import EXCLUDERS
-from trinet.settings import DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME, TrainSettings
+from trinet.config import registries
+
+from trinet.console import argtypes
+
+from trinet.models import heads
+
+from trinet.models.backbones import catalog
+
+from trinet.config.settings import DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME, TrainSettings
+from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
+from trinet.core.distances import METRICS
+from trinet.core.errors import TrinetError
+from trinet.evaluation.excluders import EXCLUDERS
+from trinet.pipeline import sampling
 
 log = logging.getLogger("trinet.train")
 
@@ -78,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--loading_threads", type=argtypes.positive_int, default=D.loading_threads,
                    help="Number of threads that decode and augment images in parallel.")
     g = p.add_argument_group("model")
-    g.add_argument("--model_name", choices=backbones.CHOICES, default=D.model_name, metavar="MODEL_NAME",
-                   help=f"Backbone network, one of {', '.join(backbones.CHOICES)} (resnet_v1_50, "
+    g.add_argument("--model_name", choices=catalog.CHOICES, default=D.model_name, metavar="MODEL_NAME",
+                   help=f"Backbone network, one of {', '.join(catalog.CHOICES)} (resnet_v1_50, "
                         "resnet_v1_101 and mobilenet_v1_1_224 are the original's names).")
     g.add_argument("--head_name", choices=sorted(heads.HEADS), default=D.head_name,
                    help="Embedding head. " + heads.help_text() + ".")
@@ -91,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--last_stride", type=int, choices=[1, 2], default=D.last_stride,
                    help="Stride of the backbone's last stage; 1 doubles the final feature map's height "
                         "and width (the Bag of Tricks). Available for "
-                        f"{', '.join(backbones.LAST_STRIDE_CHOICES)}.")
+                        f"{', '.join(catalog.LAST_STRIDE_CHOICES)}.")
     g.add_argument("--num_stripes", type=argtypes.positive_int, default=D.num_stripes,
                    help="--head_name pcb: the horizontal stripes of the feature map, each with its own "
                         "reduction to --embedding_dim, batch norm and classifier (at most the feature map's "
@@ -163,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--auto_augment_prob", type=argtypes.unit_float, default=D.auto_augment_prob,
                    help="Probability of applying trinet's AutoAugment-style policy to an image: one of "
                         "its sub-policies, each two colour or geometric operations with their own "
-                        "probability and magnitude (trinet.augment.AUTO_AUGMENT_POLICY); fast-reid's SBS "
-                        "uses AutoAugment with 0.1. 0: off.")
+                        "probability and magnitude (trinet.pipeline.augment.AUTO_AUGMENT_POLICY); "
+                        "fast-reid's SBS uses AutoAugment with 0.1. 0: off.")
     g = p.add_argument_group("objectives")
     g.add_argument("--loss", choices=sorted(registries.LOSSES), default=D.loss,
                    help="The triplet loss. " + registries.LOSSES.help() + ".")
@@ -348,7 +356,7 @@ def _check(settings: TrainSettings, parser: argparse.ArgumentParser) -> None:
 def resolve_settings(parser: argparse.ArgumentParser, argv: Sequence[str]) -> TrainSettings:
     """Parse `argv` into settings; on --resume, the settings saved in args.json (flags given that differ
     are reported and ignored)."""
-    from trinet import experiment
+    from trinet.rundir import experiment
 
     args = parser.parse_args(argv)
     if not args.resume:
@@ -398,7 +406,8 @@ def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     settings = resolve_settings(parser, argv)
     import_tensorflow_quietly()
-    from trinet.training import train  # TensorFlow is imported only now, after the arguments are checked
+    # TensorFlow is imported only now, after the arguments are checked.
+    from trinet.training.engine import train
     return train(settings)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from trinet.argtypes import nonnegative_int, positive_int
-from trinet.console import run_main
+from trinet.console.argtypes import nonnegative_int, positive_int
+from trinet.console.commands import run_main
 from trinet.demo.folder import generate
 from trinet.demo.plan import DEFAULTS, MAX_CAMERAS, MAX_PER_CAMERA, MAX_PID, MAX_SIDE, MIN_HEIGHT, MIN_WIDTH
 

@@ -16,13 +16,13 @@ import time
 import cv2
 
 from trinet import __version__
-from trinet.datasets import write_csv
+from trinet.core.errors import TrinetError
+from trinet.core.fileio import remove_stale_temporaries, temporary_name, write_json_atomic
+from trinet.core.progress import Progress
+from trinet.data.datasets import write_csv
 from trinet.demo.drawing import render_distractor, render_junk, render_person
 from trinet.demo.people import make_camera, random_appearance, rng_stream
 from trinet.demo.plan import CSV_NAMES, DEFAULTS, QUERY_DIR, TEST_DIR, TRAIN_DIR, count, make_plan, validate
-from trinet.errors import TrinetError
-from trinet.fileio import remove_stale_temporaries, temporary_name, write_json_atomic
-from trinet.progress import Progress
 
 #: Bumped whenever the images change for the same settings, so that an old dataset is not reused.
 GENERATOR_VERSION = 1

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from trinet.core.errors import TrinetError
+from trinet.data.naming import (DISTRACTOR_PID, JUNK_PID, MARKET_CAMERAS, MARKET_FOLDERS, MARKET_MAX_PID,
+                                MARKET_SEQUENCES, market_name)
 from trinet.demo.people import VIEWS, rng_stream
-from trinet.errors import TrinetError
-from trinet.naming import (DISTRACTOR_PID, JUNK_PID, MARKET_CAMERAS, MARKET_FOLDERS, MARKET_MAX_PID,
-                           MARKET_SEQUENCES, market_name)
 
 #: The image folders, as in Market-1501.
 TRAIN_DIR, QUERY_DIR, TEST_DIR = MARKET_FOLDERS["train"], MARKET_FOLDERS["query"], MARKET_FOLDERS["test"]

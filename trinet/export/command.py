@@ -6,8 +6,8 @@ import argparse
 import logging
 from typing import Sequence
 
-from trinet import argtypes
-from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
+from trinet.console import argtypes
+from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.export.formats import EXTRA, FORMATS, TOLERANCE, check_output, get_format
 
 log = logging.getLogger("trinet.export")
@@ -48,7 +48,7 @@ def _run(argv: Sequence[str] | None) -> int:
     get_format(args.format)  # unknown format, missing packages, bad output: before loading TensorFlow
     check_output(args.output, args.format)
     import_tensorflow_quietly()
-    from trinet.embedder import Embedder
+    from trinet.embedding.embedder import Embedder
     from trinet.export.publish import export
     embedder = Embedder.from_experiment(args.experiment_root, args.checkpoint)
     diffs = export(embedder, args.format, args.output, flip=args.flip, tolerance=args.tolerance)

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from trinet.errors import TrinetError
-from trinet.fileio import path_problem
+from trinet.core.errors import TrinetError
+from trinet.core.fileio import path_problem
 
 #: A built export, run: `(what is run, for messages; the endpoint it equals; (B, H, W, 3) uint8 -> (B, D)
 #: float32)` for each of its endpoints.

@@ -2,7 +2,7 @@
 
 The export is built in a temporary folder; each of its endpoints is run with the format's own runtime on
 probe images and compared with `Embedder.embed` (= embed.py); only then is it copied to --output in one
-step (`trinet.fileio`). A failure at any point leaves nothing at --output.
+step (`trinet.core.fileio`). A failure at any point leaves nothing at --output.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Iterator
 
 import numpy as np
 
-from trinet.embedder import Embedder
-from trinet.errors import TrinetError
+from trinet.core.errors import TrinetError
+from trinet.core.fileio import atomic_path, copy_folder_atomic, remove_stale_temporaries
+from trinet.embedding.embedder import Embedder
 from trinet.export.formats import TOLERANCE, Format, Runners, check_output, get_format
 from trinet.export.serving import ENDPOINTS
-from trinet.fileio import atomic_path, copy_folder_atomic, remove_stale_temporaries
 
 log = logging.getLogger("trinet.export")
 

@@ -12,7 +12,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from trinet.images import resize
+from trinet.pipeline.images import resize
 
 #: The name of the input of every endpoint.
 INPUT = "images"

@@ -1,0 +1,148 @@
+"""The registry of converters (`CONVERTERS`, one entry per release, from the family modules beside this one)
+and converting with it: read a release (`convert`), check its counts, write its CSVs, summarise."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping, Sequence
+
+from trinet.core.errors import TrinetError, listing
+from trinet.data.converters import folders, msmt17, trials
+from trinet.data.converters.layout import SPLITS, Converter, Row
+from trinet.data.datasets import write_csv
+
+#: Every converter, by the name `data/convert.py` takes.
+CONVERTERS: dict[str, Converter] = {**folders.CONVERTERS, **msmt17.CONVERTERS, **trials.CONVERTERS}
+
+
+def get_converter(name: str) -> Converter:
+    """The registered converter `name`; an unknown name raises a TrinetError listing the valid ones."""
+    try:
+        return CONVERTERS[name]
+    except KeyError:
+        raise TrinetError(f"Unknown dataset {name!r}; expected one of {sorted(CONVERTERS)}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Converting
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitStats:
+    """Counts of one split: rows, identities (without junk/distractor labels), rows per special label."""
+
+    rows: int
+    identities: int
+    special: dict[str, int]
+
+
+def split_stats(rows: Sequence[Row], labels: Mapping[str, str]) -> SplitStats:
+    special = {label: 0 for label in labels}
+    identities = set()
+    for pid, _ in rows:
+        if pid in special:
+            special[pid] += 1
+        else:
+            identities.add(pid)
+    return SplitStats(len(rows), len(identities), special)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """The result of converting one release: rows per split (sorted by path) and what to tell the user."""
+
+    converter: Converter
+    release_dir: str
+    rows: dict[str, list[Row]]
+    skipped: tuple[str, ...]
+    warnings: tuple[str, ...]
+    trial: int | None = None
+
+    def stats(self, split: str) -> SplitStats:
+        return split_stats(self.rows[split], self.converter.labels)
+
+    def csv_name(self, split: str) -> str:
+        """The file name of `split`, e.g. `market1501_train.csv` or `viper_trial3_train.csv`."""
+        return self.converter.csv_names[split].format(trial=self.trial)
+
+
+def check_counts(converter: Converter, rows: Mapping[str, Sequence[Row]]) -> list[str]:
+    """Warnings for splits whose counts differ from the official release, or that have junk or
+    distractor rows where the protocol has none."""
+    warnings = []
+    for split in SPLITS:
+        stats = split_stats(rows[split], converter.labels)
+        want_rows, want_ids = converter.expected[split]
+        if (stats.rows, stats.identities) != (want_rows, want_ids):
+            warnings.append(
+                f"{converter.name} {split}: {stats.rows:,} images of {stats.identities:,} identities, the "
+                f"official release has {want_rows:,} of {want_ids:,}. Fine for a subset; otherwise check "
+                "that the release was extracted completely.")
+        stray = {pid: n for pid, n in stats.special.items() if n}
+        if stray and split not in converter.label_splits:
+            found = ", ".join(f"{n:,} {converter.labels[pid]} ({pid})" for pid, n in stray.items())
+            warnings.append(f"{converter.name} {split}: {found} images; the {converter.title} protocol has "
+                            f"them only in {', '.join(converter.label_splits)}.")
+    return warnings
+
+
+def convert(name: str, release_dir: str, trial: int | None = None) -> Conversion:
+    """Read the release in `release_dir` with converter `name`; nothing is written.
+
+    Args:
+        trial: the random split of a release with `trials` (default 0); None for the others.
+
+    Raises:
+        TrinetError: unknown name, wrong folder, badly named files (see the module docstring), a trial
+            out of range or given for a release with a fixed split.
+    """
+    converter = get_converter(name)
+    if converter.trials:
+        trial = 0 if trial is None else trial
+        if not 0 <= trial < converter.trials:
+            raise TrinetError(f"--trial {trial}: the {converter.title} protocol has the trials 0 to "
+                              f"{converter.trials - 1}")
+        rows, skipped = converter.read(release_dir, trial)
+    else:
+        if trial is not None:
+            with_trials = sorted(n for n, c in CONVERTERS.items() if c.trials)
+            raise TrinetError(f"--trial {trial}: {converter.title} has one fixed train/test split; --trial "
+                              f"applies to {', '.join(with_trials)} (random halves of the identities)")
+        rows, skipped = converter.read(release_dir)
+    rows = {split: sorted(rows[split], key=lambda row: row[1]) for split in SPLITS}
+    return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)),
+                      trial)
+
+
+def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
+    """Write one CSV per split into `out_dir` (created if needed); returns split -> path written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+    for split in SPLITS:
+        path = os.path.join(out_dir, conversion.csv_name(split))
+        rows = conversion.rows[split]
+        write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows])
+        written[split] = path
+    return written
+
+
+def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[str]:
+    """What was written, for printing: one line per file with rows, identities, junk and distractors."""
+    converter = conversion.converter
+    lines = [f"Converted {converter.title} from {conversion.release_dir}"]
+    if conversion.trial is not None:
+        lines[0] += (f", trial {conversion.trial} of 0-{converter.trials - 1} (identities split by "
+                     f"numpy.random.RandomState({conversion.trial}))")
+    for split in SPLITS:
+        stats = conversion.stats(split)
+        text = f"  {written[split]}: {stats.rows:,} rows, {stats.identities:,} identities"
+        for pid, count in stats.special.items():
+            text += f", {count:,} {converter.labels[pid]} rows (pid {pid})"
+        lines.append(text)
+    if conversion.skipped:
+        names = sorted({os.path.basename(path) for path in conversion.skipped})
+        lines.append(f"  skipped {len(conversion.skipped)} clutter file(s): {listing(names)}")
+    lines.append(f"Paths are relative to the release folder: train and evaluate with "
+                 f"--image_root {os.path.abspath(conversion.release_dir)}")
+    return lines

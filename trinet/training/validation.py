@@ -1,0 +1,81 @@
+"""Validation during training: embed a query and a gallery set with the current weights and evaluate.
+
+The datasets are read and checked when training starts (before anything is written). Each
+validation embeds every image once (resized to the net input size, no test-time augmentation) with
+the inference model and evaluates with trinet's own metrics under the given excluder and the run's
+test metric. The best model is chosen by `SCORE`, fast-reid's criterion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from trinet.core.errors import TrinetError
+from trinet.data.datasets import Dataset, check_files, read_csv, require_images
+from trinet.evaluation.excluders import get_excluder
+
+log = logging.getLogger("trinet.train")
+
+#: What "best" means: the mean of mAP and rank-1 (fast-reid's `(mAP + rank-1) / 2`).
+SCORE = "(mAP + rank-1) / 2"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """The validation metrics of one model (fractions in [0, 1])."""
+
+    mean_ap: float
+    mean_inp: float
+    rank1: float
+
+    @property
+    def score(self) -> float:
+        """The criterion of the best checkpoint, `SCORE`."""
+        return (self.mean_ap + self.rank1) / 2
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mAP": self.mean_ap, "mINP": self.mean_inp, "rank1": self.rank1, "score": self.score}
+
+
+def _load(path: str, image_root: str | None, flag: str) -> Dataset:
+    """A validation CSV whose images all exist and are image files (there is no flag to skip any)."""
+    return require_images(check_files(read_csv(path, image_root), skip_flag=None), f"{flag} {path}")
+
+
+class Validator:
+    """Loads and checks the validation sets; `evaluate(embedding_model)` returns the `Scores`."""
+
+    def __init__(self, query_csv: str, gallery_csv: str, image_root: str | None, excluder: str, metric: str,
+                 *, net_size: tuple[int, int], batch_size: int = 64, threads: int = 4):
+        self.query = _load(query_csv, image_root, "--val_query")
+        self.gallery = _load(gallery_csv, image_root, "--val_gallery")
+        try:
+            self.exclusion = get_excluder(excluder)(self.query.fids, self.gallery.fids)
+        except ValueError as e:
+            raise TrinetError(f"--val_excluder {excluder} (--val_query {query_csv}, --val_gallery "
+                              f"{gallery_csv}): {e}") from None
+        self.metric, self.net_size, self.batch_size, self.threads = metric, net_size, batch_size, threads
+        log.info("Validation: %d queries, %d gallery images (%s excluder, %s distance); best = %s.",
+                 len(self.query), len(self.gallery), excluder, metric, SCORE)
+
+    def _embed(self, model, dataset: Dataset) -> np.ndarray:
+        from trinet.embedding.inference import embed_batches
+
+        blocks = embed_batches(model, dataset.paths(), 1, images_per_batch=self.batch_size,
+                               net_size=self.net_size, pre_crop_size=self.net_size, flip=False,
+                               crop_mode=None, threads=self.threads)
+        return np.concatenate([block[0] for block in blocks])
+
+    def evaluate(self, model) -> Scores:
+        """Scores of the inference `model` `(B, H, W, 3) -> (B, D)`."""
+        from trinet.evaluation.metrics import evaluate
+
+        results = evaluate(self._embed(model, self.query), self._embed(model, self.gallery), self.query.pids,
+                           self.gallery.pids, self.exclusion, metric=self.metric)
+        if results.num_evaluated == 0:
+            raise TrinetError("None of the validation queries has a valid match in the validation gallery "
+                              "under --val_excluder: check the identities and the excluder.")
+        return Scores(results.mean_ap, results.mean_inp, results.top(1))
