@@ -1,4 +1,5 @@
-"""Run embed.py's main on two logical CPU devices (used by tests/test_devices.py): argv as embed.py's."""
+"""Run embed.py's main on two logical CPU devices (used by tests/training/test_devices.py): argv as
+embed.py's."""
 
 import sys
 

@@ -1,6 +1,6 @@
 """Run `STEPS` training steps of a tiny LuNet recipe on one fixed P x K batch and save the per-step losses
-and the final variables (used by tests/test_devices.py; each tf.distribute strategy in a process of its own,
-since two in one process clash on collective instance keys).
+and the final variables (used by tests/training/test_devices.py; each tf.distribute strategy in a process of
+its own, since two in one process clash on collective instance keys).
 
     python replicated_steps.py '{"distribute": "mirrored", ...}' STEPS OUT.npz
 """

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from conftest import TINY
+from conftest import REPO, TINY
 from trinet.rundir import checkpoints
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 ITERATIONS = 30
 
 

@@ -1,6 +1,5 @@
 """trinet.core.distances: the numpy side of the shared distance definitions."""
 
-import os
 import subprocess
 import sys
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist as scipy_cdist
 
+from conftest import REPO
 from trinet.core import distances
 from trinet.core.distances import METRICS, cdist, rowwise
 
@@ -102,6 +102,6 @@ def test_import_is_numpy_only():
     code = ("import sys, trinet.core.distances; "
             "print(sorted(m for m in ('scipy', 'tensorflow', 'keras', 'h5py', 'sklearn') "
             "if m in sys.modules))")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = REPO
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "[]"

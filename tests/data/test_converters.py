@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
+from conftest import REPO
 from trinet.console.commands import run_main
 from trinet.core.errors import TrinetError
 from trinet.data.converters import registry, trials
 from trinet.data.datasets import load_dataset
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Enough of a JPEG/PNG header for anything that sniffs the first bytes.
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 12

@@ -12,12 +12,13 @@ import pytest
 from scipy.spatial.distance import cdist as scipy_cdist
 from sklearn.metrics import average_precision_score
 
+from conftest import REPO
 from test_metrics import official_market_ap
 from trinet.cli.evaluate import SHOW_RANKS, build_parser, main
 from trinet.data.embeddings.hdf5 import write_embeddings
 from trinet.evaluation.plots import MATCH_BGR, MISS_BGR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO
 
 
 def market_name(person, cam, index):

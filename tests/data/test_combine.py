@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from test_converters import REPO, make_cuhk03np, make_duke, make_market, read_lines, run_script
+from conftest import REPO
+from test_converters import make_cuhk03np, make_duke, make_market, read_lines, run_script
 from trinet.cli.combine import main
 from trinet.core.errors import TrinetError
 from trinet.data import combine

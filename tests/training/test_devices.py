@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import assert_same_checkpoints, train
+from conftest import REPO, SCRIPTS, assert_same_checkpoints, train
 from trinet.config.settings import TrainSettings
 from trinet.rundir import checkpoints
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "replicated_steps.py")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(SCRIPTS, "replicated_steps.py")
+ROOT = REPO
 
 
 def steps(tmp_path, name, steps=20, **changes):
@@ -164,7 +164,7 @@ def test_embedding_on_two_replicas_equals_one_device(tmp_path, finished, image_s
         argv = ["--experiment_root", str(finished), "--dataset", csv, "--image_root", images, "--filename",
                 str(out[name]), "--batch_size", "10", "--flip_augment", "--aggregator", "mean", *flags]
         env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        script = os.path.join(os.path.dirname(__file__), "scripts", "embed_two_devices.py")
+        script = os.path.join(SCRIPTS, "embed_two_devices.py")
         done = subprocess.run([sys.executable, script, *argv], check=True, env=env, capture_output=True,
                               text=True)
         assert ("Running on 2 replicas" in done.stderr) == (name == "two")

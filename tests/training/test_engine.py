@@ -11,11 +11,11 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import TINY, assert_same_checkpoints, train, write_image_set
+from conftest import ACROSS_BUILDS, FIXTURES, TINY, assert_same_checkpoints, train, write_image_set
 from trinet.cli import embed, train as train_cli
 from trinet.rundir import checkpoints
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "v1_experiment")
+FIXTURE = os.path.join(FIXTURES, "v1_experiment")
 
 #: Every option of the recipe switched on (on the TINY LuNet run).
 RECIPE = ["--id_loss_weight", "1", "--label_smoothing", "0.1", "--head_name", "bnneck", "--test_metric",
@@ -155,12 +155,6 @@ def _v1_copy(tmp_path, name: str, **args_changes):
     args.update(train_set=str(root / "train.csv"), image_root=str(root), **args_changes)
     args_path.write_text(json.dumps(args))
     return root
-
-
-#: How far the v1 fixture's resumed run may be from the old code's on another build of TensorFlow and CPU:
-#: two Adam steps from checkpoint-2 round differently under other oneDNN kernels (measured with TensorFlow
-#: 2.21 on an AVX512/AMX CPU: 1.9e-5 absolute, 1.4e-4 relative). Within one build, resuming is exact.
-ACROSS_BUILDS = dict(rtol=1e-3, atol=1e-4)
 
 
 def test_an_experiment_of_the_previous_version_resumes_and_embeds(tmp_path):

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import FIXTURES
 from trinet.core.errors import TrinetError
 from trinet.rundir import checkpoints
 
@@ -104,7 +105,7 @@ def test_a_corrupted_variable_fails_its_checksum_and_points_to_the_previous_chec
 
 
 def test_old_format_without_checksums_still_loads():
-    path = os.path.join(os.path.dirname(__file__), "fixtures", "v1_experiment", "exp", "checkpoint-2.h5")
+    path = os.path.join(FIXTURES, "v1_experiment", "exp", "checkpoint-2.h5")
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "trinet-checkpoint-1"
     assert checkpoints.read_info(path) == (2, {"next_batch": 2, "skipped_batches": 0})

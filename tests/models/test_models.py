@@ -73,7 +73,7 @@ def test_aliases_and_unknown_names():
         get_head("fc2048")
 
 
-@pytest.mark.parametrize("head", sorted(set(HEADS) - {"bnneck", "pcb"}))  # (tests/test_pcb.py)
+@pytest.mark.parametrize("head", sorted(set(HEADS) - {"bnneck", "pcb"}))  # (tests/models/test_pcb.py)
 def test_heads(head):
     model = build_model(spec(head))
     out = model(IMAGES, training=False)
