@@ -616,6 +616,52 @@ def test_convert_command_line_end_to_end(tmp_path):
     assert unknown.returncode == 2 and "invalid choice: 'cuhk03'" in unknown.stderr
 
 
+def test_convert_holds_validation_identities_out_by_the_release_protocol(tmp_path):
+    """--val_identities 3 on a Market-1501 mimic of 6 identities in 2-3 cameras: the validation query has
+    one image per identity and camera with a match in another camera, train + val = trainval."""
+    names = [f"bounding_box_train/{pid:04d}_c{camera}s1_{pid * 1000 + frame:06d}_01.jpg"
+             for pid in range(1, 7) for camera in range(1, 2 + pid % 2 + 1) for frame in range(2)]
+    release = make_files(tmp_path / "Market-1501-v15.09.15", names + [
+        "query/0101_c1s1_000001_00.jpg", "bounding_box_test/0101_c2s1_000002_01.jpg"])
+    out = tmp_path / "csv"
+    done = run_script("data/convert.py", "market1501", release, "--out", str(out), "--val_identities", "3")
+    assert done.returncode == 0, done.stderr
+    assert f"{out}/market1501_train.csv: " in done.stdout and "3 identities" in done.stdout
+    assert "--val_excluder market1501" in done.stdout
+    rows = {split: [line.split(",") for line in read_lines(out / f"market1501_{split}.csv")]
+            for split in ("train", "trainval", "val_query", "val_gallery")}
+    assert sorted(map(tuple, rows["train"] + rows["val_query"] + rows["val_gallery"])) == \
+        sorted(map(tuple, rows["trainval"]))
+    assert len(rows["trainval"]) == len(names)
+    held = {pid for pid, _ in rows["val_query"]}
+    assert len(held) == 3 and held == {pid for pid, _ in rows["val_gallery"]}
+    assert held.isdisjoint(pid for pid, _ in rows["train"])
+
+    def camera(path):
+        return os.path.basename(path).split("_")[1][:2]
+    for pid, path in rows["val_query"]:
+        same = [p for q, p in rows["val_query"] if q == pid and camera(p) == camera(path)]
+        assert same == [path]  # one query per identity and camera
+        assert any(q == pid and camera(p) != camera(path) for q, p in rows["val_gallery"])
+    again = run_script("data/convert.py", "market1501", release, "--out", str(tmp_path / "again"),
+                       "--val_identities", "3")
+    assert again.returncode == 0
+    for split in rows:
+        assert read_lines(tmp_path / "again" / f"market1501_{split}.csv") == read_lines(
+            out / f"market1501_{split}.csv")
+    too_many = run_script("data/convert.py", "market1501", release, "--out", str(tmp_path / "none"),
+                          "--val_identities", "5")
+    assert too_many.returncode == 2 and "--val_identities 5: 6 training identities leave fewer than 2" in \
+        too_many.stderr
+    assert not (tmp_path / "none").exists()  # drawn before anything is written
+
+
+def test_every_converter_names_an_excluder_of_its_naming():
+    from trinet.evaluation.excluders import EXCLUDERS
+    for name, converter in registry.CONVERTERS.items():
+        assert converter.excluder in EXCLUDERS and converter.excluder != "none", name
+
+
 def test_scripts_do_not_import_tensorflow():
     code = ("import runpy, sys; runpy.run_path('data/convert.py'); runpy.run_path('data/combine.py'); "
             "sys.exit('tensorflow' in sys.modules)")

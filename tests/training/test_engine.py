@@ -73,6 +73,12 @@ def state(path):
     (["--weight_decay", "0.1"], "is not used by --optimizer adam; use --optimizer adamw"),
     (["--warmup_iterations", "50", "--train_iterations", "10"], "--warmup_iterations 50 must be smaller"),
     (["--val_query", __file__], "--val_query and --val_gallery go together"),
+    (["--val_identities", "2"], "--val_identities needs --val_excluder"),
+    (["--val_identities", "2", "--val_fraction", "0.5", "--val_excluder", "none"], "both say how many"),
+    (["--val_fraction", "1", "--val_excluder", "none"], "--val_fraction must be between 0 and 1"),
+    (["--val_identities", "2", "--val_query", __file__, "--val_gallery", __file__, "--val_excluder", "none"],
+     "use one or the other"),
+    (["--val_excluder", "none"], "--val_excluder none needs --val_query and --val_gallery, or --val_ident"),
     (["--pooling", "mean"], "argument --pooling: invalid choice: 'mean'"),
 ])
 def test_invalid_combinations_are_refused_at_parse_time(tmp_path, image_set, capsys, flags, words):
@@ -155,6 +161,45 @@ def _v1_copy(tmp_path, name: str, **args_changes):
     args.update(train_set=str(root / "train.csv"), image_root=str(root), **args_changes)
     args_path.write_text(json.dumps(args))
     return root
+
+
+def test_identities_held_out_for_validation_never_train_and_resume_the_same(tmp_path, image_set):
+    """--val_identities 2: the run trains on the other 4 identities (4 classes), validates on the 2 held out
+    (one query each under `none`), keeps best.h5, and resumes with the same identities held out: a run
+    killed after its checkpoint at 2 ends as the uninterrupted one."""
+    from trinet.data.datasets import read_csv
+    from trinet.evaluation.holdout import hold_out
+    flags = ["--id_loss_weight", "1", "--val_identities", "2", "--val_excluder", "none", "--val_frequency",
+             "2", "--train_iterations", "4", "--checkpoint_frequency", "2", "--detailed_logs"]
+    reference = tmp_path / "reference"
+    assert train(reference, image_set, *flags) == 0
+    log = open(reference / "train.log").read()
+    assert "Validation: 2 identities held out of the training set (--val_identities 2), 4 remain" in log
+    assert "Validation: 2 queries, 8 gallery images (none excluder" in log
+    assert "validation at iter 4: mAP" in log and (reference / "best.h5").exists()
+    final = state(reference / "checkpoint-4.h5")
+    assert final["num_classes"] == 4
+    dataset = read_csv(*image_set)
+    held = hold_out(dataset.fids, dataset.pids, "none", seed=4, identities=2).identities  # TINY's --seed 4
+    trained = {name.decode().split("/")[1][:4] for name in np.load(reference / "detailed_fids.npy").ravel()}
+    assert trained and trained.isdisjoint(held) and len(trained | set(held)) == 6
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    for name in ("checkpoint-4.h5", "model.keras", "best.h5"):  # as if killed right after checkpoint 2
+        os.remove(resumed / name)
+    if state(reference / "checkpoint-2.h5")["best"]["step"] == 2:
+        shutil.copy(reference / "best.h5", resumed / "best.h5")
+    assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 0
+    assert_same_checkpoints(reference / "checkpoint-4.h5", resumed / "checkpoint-4.h5")
+    assert state(resumed / "checkpoint-4.h5") == final
+
+
+def test_too_few_identities_to_hold_out_fail_before_anything_is_written(tmp_path, image_set, capsys):
+    assert train(tmp_path / "e", image_set, "--val_identities", "5", "--val_excluder", "none") == 2
+    err = capsys.readouterr().err
+    assert "--val_identities 5: 6 training identities leave fewer than 2 for training" in err
+    assert not (tmp_path / "e").exists()
 
 
 def test_an_experiment_of_the_previous_version_resumes_and_embeds(tmp_path):

@@ -14,17 +14,27 @@ identities and junk/distractor counts. VIPeR and CUHK01 have 10 random train/tes
 to `9`, written as e.g. data/viper_trial0_{train,query,test}.csv). Counts that differ from the official
 release are warnings; a wrong folder or a badly named file is an error (exit status 2). See
 data/README.md.
+
+With `--val_identities N`, N training identities are held out as a validation set split by the release's
+protocol (as AlignedReID's partitions, which hold out 100): e.g. data/market1501_train.csv then holds the
+other identities, data/market1501_trainval.csv all of them, and data/market1501_val_{query,gallery}.csv the
+validation set, for train.py's --val_query/--val_gallery with --val_excluder market1501.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 from typing import Sequence
 
-from trinet.console.argtypes import nonnegative_int, writeable_directory
+from trinet.console.argtypes import nonnegative_int, positive_int, writeable_directory
 from trinet.console.commands import run_main
 from trinet.data.converters import registry
+from trinet.data.converters.layout import Row
+from trinet.data.datasets import write_csv
+from trinet.evaluation.holdout import hold_out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
                              "numpy.random.RandomState(N), half for training; the query is the first "
                              "camera of the test identities, the gallery the second). Default: 0. Not "
                              "allowed for the releases with a fixed split.")
+    parser.add_argument("--val_identities", type=positive_int, default=None, metavar="N",
+                        help="hold N training identities out as a validation query and gallery, split by the "
+                             "release's protocol (one query image per identity and camera): writes "
+                             "<prefix>_val_query.csv and <prefix>_val_gallery.csv, <prefix>_train.csv "
+                             "without them and <prefix>_trainval.csv with them")
+    parser.add_argument("--val_seed", type=nonnegative_int, default=0, metavar="S",
+                        help="--val_identities: the seed of the draw (default: 0)")
     return parser
+
+
+def _validation_rows(conversion: registry.Conversion, identities: int, seed: int) -> dict[str, list[Row]]:
+    """`{"train", "trainval", "val_query", "val_gallery"}` rows of `conversion`'s training split with
+    `identities` held out (`trinet.evaluation.holdout`)."""
+    rows = conversion.rows["train"]
+    split = hold_out([fid for _, fid in rows], [pid for pid, _ in rows], conversion.converter.excluder,
+                     seed=seed, identities=identities)
+    return {"train": [rows[i] for i in split.train], "trainval": rows,
+            "val_query": [rows[i] for i in split.query], "val_gallery": [rows[i] for i in split.gallery]}
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -56,8 +83,23 @@ def _run(argv: Sequence[str] | None) -> int:
     conversion = registry.convert(args.dataset, args.release_dir, args.trial)
     for warning in conversion.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    validation = {}
+    if args.val_identities is not None:  # drawn before anything is written
+        validation = _validation_rows(conversion, args.val_identities, args.val_seed)
+        train = validation.pop("train")
+        conversion = dataclasses.replace(conversion, rows={**conversion.rows, "train": train})
     written = registry.write_conversion(conversion, args.out)
     print("\n".join(registry.summary_lines(conversion, written)))
+    prefix = conversion.csv_name("train").removesuffix("train.csv")
+    for split, rows in validation.items():
+        path = os.path.join(args.out, f"{prefix}{split}.csv")
+        write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows])
+        stats = registry.split_stats(rows, conversion.converter.labels)
+        print(f"  {path}: {stats.rows:,} rows, {stats.identities:,} identities")
+    if validation:
+        print(f"Validation: {args.val_identities} identities held out of {written['train']} (--val_seed "
+              f"{args.val_seed}); train.py --val_query/--val_gallery with --val_excluder "
+              f"{conversion.converter.excluder}")
     return 0
 
 

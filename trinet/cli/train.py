@@ -309,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Folder the validation CSVs' paths are relative to. Default: --image_root.")
     g.add_argument("--val_excluder", choices=sorted(EXCLUDERS), default=D.val_excluder,
                    help="The validation set's protocol, as evaluate.py's --excluder.")
+    g.add_argument("--val_identities", type=argtypes.positive_int, default=D.val_identities,
+                   help="Instead of --val_query/--val_gallery: hold this many identities of the training set "
+                        "out of training as the validation set, split into query and gallery by the "
+                        "protocol of --val_excluder (one query image per identity and camera for a camera "
+                        "excluder; the same identities on --resume). AlignedReID's partitions hold out 100.")
+    g.add_argument("--val_fraction", type=argtypes.unit_float, default=D.val_fraction,
+                   help="As --val_identities, with this fraction of the training identities (at least 1).")
     g.add_argument("--val_frequency", type=argtypes.positive_int, default=D.val_frequency,
                    help="Validate every this many iterations (and at the end).")
     g = p.add_argument_group("checkpoints and logs")

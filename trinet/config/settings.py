@@ -129,6 +129,8 @@ class TrainSettings:
     val_image_root: str | None = None
     val_excluder: str | None = None
     val_frequency: int = 1000
+    val_identities: int | None = None
+    val_fraction: float | None = None
 
     # -- derived values ------------------------------------------------------------------------------
     @property
@@ -149,8 +151,13 @@ class TrainSettings:
         return self.test_metric or self.metric
 
     @property
+    def holdout(self) -> bool:
+        """Whether validation holds identities out of the training set (--val_identities, --val_fraction)."""
+        return self.val_identities is not None or self.val_fraction is not None
+
+    @property
     def validation(self) -> bool:
-        return self.val_query is not None
+        return self.val_query is not None or self.holdout
 
     @property
     def classifier_parameters(self) -> tuple[float | None, float | None]:
@@ -356,10 +363,23 @@ def _problems(s: TrainSettings):
                "or a multiplier of 1")
     if (s.val_query is None) != (s.val_gallery is None):
         yield "--val_query and --val_gallery go together: give both, or neither"
-    if s.val_query is not None and s.val_excluder is None:
-        yield "--val_query needs --val_excluder (the dataset's protocol, as evaluate.py's --excluder)"
-    if s.val_query is None and s.val_excluder is not None:
-        yield f"--val_excluder {s.val_excluder} needs --val_query and --val_gallery"
+    if s.val_identities is not None and s.val_fraction is not None:
+        yield (f"--val_identities {s.val_identities} and --val_fraction {s.val_fraction} both say how many "
+               "identities to hold out: give one")
+    holdout = "--val_identities" if s.val_identities is not None else "--val_fraction"
+    if s.holdout and s.val_query is not None:
+        yield (f"{holdout} holds out validation identities of the training set; --val_query and "
+               "--val_gallery give a validation set of their own: use one or the other")
+    if s.val_fraction is not None and not 0 < s.val_fraction < 1:
+        yield f"--val_fraction must be between 0 and 1 (exclusive). Received: {s.val_fraction}"
+    if s.val_identities is not None and s.val_identities < 1:
+        yield f"--val_identities must be >= 1. Received: {s.val_identities}"
+    if s.validation and s.val_excluder is None:
+        flag = "--val_query" if s.val_query is not None else holdout
+        yield f"{flag} needs --val_excluder (the dataset's protocol, as evaluate.py's --excluder)"
+    if not s.validation and s.val_excluder is not None:
+        yield (f"--val_excluder {s.val_excluder} needs --val_query and --val_gallery, or --val_identities / "
+               "--val_fraction")
     yield from _classifier_problems(s)
     yield from _color_problems(s)
     yield from _local_problems(s)

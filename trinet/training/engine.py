@@ -76,9 +76,17 @@ class _Run:
 
     def __init__(self, s: TrainSettings, dataset: Dataset, latest: str | None, chief: bool = True,
                  strategy: tf.distribute.Strategy | None = None):
-        self.s, self.dataset, self.chief = s, dataset, chief
+        self.s, self.chief = s, chief
         self.root = s.experiment_root
         assert s.seed is not None
+        held_out: tuple[Dataset, Dataset] | None = None  # the validation query and gallery
+        if s.holdout:
+            from trinet.training.validation import hold_out_validation
+            assert s.val_excluder is not None
+            dataset, query, gallery = hold_out_validation(
+                dataset, s.val_excluder, seed=s.seed, identities=s.val_identities, fraction=s.val_fraction)
+            held_out = query, gallery
+        self.dataset = dataset
         self.sampler: PKSampler = SAMPLERS[s.sampler](dataset.pids, s.batch_p, s.batch_k, s.seed)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
@@ -95,10 +103,15 @@ class _Run:
         self.validator = None
         if s.validation:
             from trinet.training.validation import Validator
-            assert s.val_query is not None and s.val_gallery is not None and s.val_excluder is not None
-            self.validator = Validator(s.val_query, s.val_gallery, s.val_image_root or s.image_root,
-                                       s.val_excluder, s.embedding_metric, net_size=s.net_size,
-                                       threads=min(4, s.loading_threads))
+            assert s.val_excluder is not None
+            options: dict[str, Any] = dict(net_size=s.net_size, threads=min(4, s.loading_threads))
+            if held_out is not None:
+                self.validator = Validator(*held_out, s.val_excluder, s.embedding_metric, **options)
+            else:
+                assert s.val_query is not None and s.val_gallery is not None
+                self.validator = Validator.from_csv(s.val_query, s.val_gallery,
+                                                    s.val_image_root or s.image_root, s.val_excluder,
+                                                    s.embedding_metric, **options)
         self.books = Bookkeeping(s, self.trainer, chief)
 
 

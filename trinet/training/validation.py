@@ -1,6 +1,8 @@
 """Validation during training: embed a query and a gallery set with the current weights and evaluate.
 
-The datasets are read and checked when training starts (before anything is written). Each
+The sets are given as CSVs (--val_query, --val_gallery), or held out of the training set (--val_identities,
+--val_fraction; `trinet.evaluation.holdout`). They are read and checked when training starts (before
+anything is written). Each
 validation embeds every image once (resized to the net input size, no test-time augmentation) with
 the inference model and evaluates with trinet's own metrics under the given excluder and the run's
 test metric. The best model is chosen by `SCORE`, fast-reid's criterion.
@@ -16,6 +18,7 @@ import numpy as np
 from trinet.core.errors import TrinetError
 from trinet.data.datasets import Dataset, check_files, read_csv, require_images
 from trinet.evaluation.excluders import get_excluder
+from trinet.evaluation.holdout import hold_out
 
 log = logging.getLogger("trinet.train")
 
@@ -45,21 +48,48 @@ def _load(path: str, image_root: str | None, flag: str) -> Dataset:
     return require_images(check_files(read_csv(path, image_root), skip_flag=None), f"{flag} {path}")
 
 
-class Validator:
-    """Loads and checks the validation sets; `evaluate(embedding_model)` returns the `Scores`."""
+def hold_out_validation(dataset: Dataset, excluder: str, *, seed: int, identities: int | None = None,
+                        fraction: float | None = None) -> tuple[Dataset, Dataset, Dataset]:
+    """`(training set, validation query, validation gallery)`: `identities` (or the `fraction`) of the
+    identities of `dataset` held out and split by the protocol of `excluder` (`trinet.evaluation.holdout`)."""
+    flag = "--val_identities" if identities is not None else "--val_fraction"
+    split = hold_out(dataset.fids, dataset.pids, excluder, seed=seed, identities=identities,
+                     fraction=fraction, flag=flag)
 
-    def __init__(self, query_csv: str, gallery_csv: str, image_root: str | None, excluder: str, metric: str,
-                 *, net_size: tuple[int, int], batch_size: int = 64, threads: int = 4):
-        self.query = _load(query_csv, image_root, "--val_query")
-        self.gallery = _load(gallery_csv, image_root, "--val_gallery")
+    def rows(indices: np.ndarray) -> Dataset:
+        keep = np.zeros(len(dataset), bool)
+        keep[indices] = True
+        return dataset.subset(keep)
+    log.info("Validation: %d identities held out of the training set (%s), %d remain for training.",
+             len(split.identities), f"{flag} {identities if identities is not None else fraction}",
+             len(np.unique(dataset.pids[split.train])))
+    return rows(split.train), rows(split.query), rows(split.gallery)
+
+
+class Validator:
+    """Checks the validation sets `query` and `gallery` under `excluder` (`sources` names them in messages);
+    `evaluate(embedding_model)` returns the `Scores`. `Validator.from_csv` reads them from CSVs."""
+
+    def __init__(self, query: Dataset, gallery: Dataset, excluder: str, metric: str, *,
+                 net_size: tuple[int, int], batch_size: int = 64, threads: int = 4,
+                 sources: str = "the held-out identities"):
+        self.query, self.gallery = query, gallery
         try:
             self.exclusion = get_excluder(excluder)(self.query.fids, self.gallery.fids)
         except ValueError as e:
-            raise TrinetError(f"--val_excluder {excluder} (--val_query {query_csv}, --val_gallery "
-                              f"{gallery_csv}): {e}") from None
+            raise TrinetError(f"--val_excluder {excluder} ({sources}): {e}") from None
         self.metric, self.net_size, self.batch_size, self.threads = metric, net_size, batch_size, threads
         log.info("Validation: %d queries, %d gallery images (%s excluder, %s distance); best = %s.",
                  len(self.query), len(self.gallery), excluder, metric, SCORE)
+
+    @classmethod
+    def from_csv(cls, query_csv: str, gallery_csv: str, image_root: str | None, excluder: str, metric: str,
+                 **options) -> "Validator":
+        """The validator of the CSVs `query_csv` and `gallery_csv` (--val_query, --val_gallery)."""
+        query = _load(query_csv, image_root, "--val_query")
+        gallery = _load(gallery_csv, image_root, "--val_gallery")
+        return cls(query, gallery, excluder, metric, sources=f"--val_query {query_csv}, --val_gallery "
+                   f"{gallery_csv}", **options)
 
     def _embed(self, model, dataset: Dataset) -> np.ndarray:
         from trinet.embedding.inference import embed_batches

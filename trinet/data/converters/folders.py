@@ -19,18 +19,18 @@ CONVERTERS: dict[str, Converter] = {
     "market1501": folder_converter(
         "market1501", "Market-1501", "the Market-1501-v15.09.15 folder", csv_names("market1501"),
         {"train": (12936, 751), "query": (3368, 750), "test": (19732, 750)},
-        MARKET_FOLDERS, MARKET1501, MARKET_LABELS, ("test",)),
+        MARKET_FOLDERS, MARKET1501, MARKET_LABELS, ("test",), excluder="market1501"),
     "duke": folder_converter(
         "duke", "DukeMTMC-reID", "the DukeMTMC-reID folder",
         {"train": "dukeMTMC_train.csv", "query": "dukeMTMC_query.csv", "test": "dukeMTMC_test.csv"},
         {"train": (16522, 702), "query": (2228, 702), "test": (17661, 1110)},
-        MARKET_FOLDERS, DUKE),
+        MARKET_FOLDERS, DUKE, excluder="duke"),
     "cuhk03-detected": folder_converter(
         "cuhk03-detected", "CUHK03-NP detected", CUHK03NP_RELEASE, csv_names("cuhk03np_detected"),
         {"train": (7365, 767), "query": (1400, 700), "test": (5332, 700)},
-        _cuhk03np_folders("detected"), CUHK03NP),
+        _cuhk03np_folders("detected"), CUHK03NP, excluder="cuhk03"),
     "cuhk03-labeled": folder_converter(
         "cuhk03-labeled", "CUHK03-NP labeled", CUHK03NP_RELEASE, csv_names("cuhk03np_labeled"),
         {"train": (7368, 767), "query": (1400, 700), "test": (5328, 700)},
-        _cuhk03np_folders("labeled"), CUHK03NP),
+        _cuhk03np_folders("labeled"), CUHK03NP, excluder="cuhk03"),
 }

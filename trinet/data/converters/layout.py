@@ -43,6 +43,8 @@ class Converter:
             `trials`, `read(release_dir, trial)`.
         trials: the number of random train/test splits the protocol averages (`--trial 0` to
             `trials - 1`); 0 for a release with one fixed split. The CSV names then hold `{trial}`.
+        excluder: the name of the release's evaluation protocol (`evaluate.py --excluder`), which reads
+            persons and cameras from its file names.
     """
 
     name: str
@@ -54,6 +56,7 @@ class Converter:
     label_splits: tuple[str, ...]
     read: Callable[..., tuple[dict[str, list[Row]], list[str]]]
     trials: int = 0
+    excluder: str = "none"
 
 
 def csv_names(prefix: str) -> dict[str, str]:
@@ -157,8 +160,8 @@ def folder_reader(folders: Mapping[str, str], naming: Naming, title: str, releas
 
 def folder_converter(name: str, title: str, release: str, csv_names: Mapping[str, str],
                      expected: Mapping[str, tuple[int, int]], folders: Mapping[str, str], naming: Naming,
-                     labels: Mapping[str, str] | None = None, label_splits: tuple[str, ...] = ()
-                     ) -> Converter:
+                     labels: Mapping[str, str] | None = None, label_splits: tuple[str, ...] = (), *,
+                     excluder: str) -> Converter:
     """The `Converter` of a release with one flat folder of images per split (`folders`: split -> folder)."""
     return Converter(name, title, release, csv_names, expected, labels or {}, label_splits,
-                     folder_reader(folders, naming, title, release))
+                     folder_reader(folders, naming, title, release), excluder=excluder)

@@ -98,5 +98,5 @@ CONVERTERS: dict[str, Converter] = {
     "msmt17": Converter(
         "msmt17", "MSMT17", MSMT17_RELEASE, csv_names("msmt17"),
         {"train": (32621, 1041), "query": (11659, 3060), "test": (82161, 3060)},
-        {}, (), read_msmt17),
+        {}, (), read_msmt17, excluder="msmt17"),
 }

@@ -97,9 +97,9 @@ CONVERTERS: dict[str, Converter] = {
     "viper": Converter(
         "viper", "VIPeR", VIPER_RELEASE, csv_names("viper_trial{trial}"),
         {"train": (632, 316), "query": (316, 316), "test": (316, 316)},
-        {}, (), read_viper, trials=10),
+        {}, (), read_viper, trials=10, excluder="viper"),
     "cuhk01": Converter(
         "cuhk01", "CUHK01", CUHK01_RELEASE, csv_names("cuhk01_trial{trial}"),
         {"train": (1940, 485), "query": (972, 486), "test": (972, 486)},
-        {}, (), read_cuhk01, trials=10),
+        {}, (), read_cuhk01, trials=10, excluder="cuhk01"),
 }
