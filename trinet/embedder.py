@@ -130,6 +130,13 @@ class Embedder:
         return cls(model, net_size, pre_crop_size, source=source, strategy=strategy)
 
     @property
+    def fingerprint(self) -> str:
+        """The SHA-256 of the model's weights (`trinet.shards.fingerprint_arrays`): equal for embeddings of
+        the same model, stored with the embedding files (and search indexes) to tell models apart."""
+        from trinet.shards import fingerprint_arrays
+        return fingerprint_arrays(w.numpy() for w in self._full.weights)
+
+    @property
     def dim(self) -> int:
         """D, the embedding dimension."""
         return int(self.model.output.shape[-1])

@@ -15,7 +15,7 @@ from typing import Sequence
 from trinet import argtypes
 from trinet.console import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.errors import TrinetError, listing
-from trinet.h5io import EMBEDDING_FORMATS, METRIC_ATTRIBUTE
+from trinet.h5io import EMBEDDING_FORMATS, METRIC_ATTRIBUTE, MODEL_ATTRIBUTE
 from trinet.views import AGGREGATORS, CROP_MODES, NO_SCALES, check_views
 
 log = logging.getLogger("trinet.embed")
@@ -167,7 +167,7 @@ def _run(argv: Sequence[str] | None) -> int:
         log.info("Shard %d/%d: rows %d-%d of %d.", index, count, start, stop, len(dataset))
         shard_attrs = shards.shard_attributes(
             index, count, fids, net_size=net_size, pre_crop_size=pre_crop_size,
-            model_fingerprint=shards.fingerprint_arrays(w.numpy() for w in model.weights))
+            model_fingerprint=embedder.fingerprint)
         paths, fids, pids = paths[start:stop], fids[start:stop], None if pids is None else pids[start:stop]
     count, dim = embed_to_file(
         embedder, paths, fids, pids, filename=filename, output_format=output_format,
@@ -178,7 +178,7 @@ def _run(argv: Sequence[str] | None) -> int:
                "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
                "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
                "scales": " ".join(f"{scale:g}" for scale in scales),
-               "trinet_version": __version__,
+               "trinet_version": __version__, MODEL_ATTRIBUTE: embedder.fingerprint,
                METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")})
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
     return 0
