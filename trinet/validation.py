@@ -1,6 +1,7 @@
 """Validation during training: embed a query and a gallery set with the current weights and evaluate.
 
-The datasets are read and checked when training starts (before anything is written). Each
+The datasets are read and checked when training starts (before anything is written), also that some
+query has a valid match under the excluder. Each
 validation embeds every image once (resized to the net input size, no test-time augmentation) with
 the inference model and evaluates with trinet's own metrics under the given excluder and the run's
 test metric. The best model is chosen by `SCORE`, fast-reid's criterion.
@@ -57,9 +58,30 @@ class Validator:
         except ValueError as e:
             raise TrinetError(f"--val_excluder {excluder} (--val_query {query_csv}, --val_gallery "
                               f"{gallery_csv}): {e}") from None
+        self._check_matches(query_csv, gallery_csv, excluder)
         self.metric, self.net_size, self.batch_size, self.threads = metric, net_size, batch_size, threads
         log.info("Validation: %d queries, %d gallery images (%s excluder, %s distance); best = %s.",
                  len(self.query), len(self.gallery), excluder, metric, SCORE)
+
+    def _check_matches(self, query_csv: str, gallery_csv: str, excluder: str) -> None:
+        """Refuse validation sets in which no query has a valid match (a gallery image of its identity
+        that the excluder keeps): up front, not at the first validation after many iterations."""
+        from trinet.metrics import rank_queries
+
+        def no_distances(rows: slice, columns: np.ndarray) -> np.ndarray:
+            return np.zeros((rows.stop - rows.start, len(columns)), np.float32)  # only the matches count
+
+        ranks = rank_queries(no_distances, self.query.pids, self.gallery.pids, self.exclusion)
+        matched = int(np.count_nonzero(ranks.num_matches))
+        if matched == 0:
+            raise TrinetError(f"None of the {len(self.query)} validation queries (--val_query {query_csv}) "
+                              f"has a valid match in --val_gallery {gallery_csv} under --val_excluder "
+                              f"{excluder}: each query needs a gallery image of its identity that the "
+                              "excluder keeps. Check the identities of the two sets and the excluder.")
+        if matched < len(self.query):
+            log.warning("%d of %d validation queries have no valid match in --val_gallery under "
+                        "--val_excluder %s; they are skipped by every validation.", len(self.query) - matched,
+                        len(self.query), excluder)
 
     def _embed(self, model, dataset: Dataset) -> np.ndarray:
         from trinet.embedding import embed_batches
