@@ -103,12 +103,17 @@ def test_experiment_errors(finished, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(finished / "args.json", bare / "args.json")
-    with pytest.raises(TrinetError, match="No checkpoint and no model.keras in"):
+    with pytest.raises(TrinetError, match=r"bare holds no model yet \(args.json: yes; checkpoints: none yet; "
+                                          r"model.keras: no\)"):
         Embedder.from_experiment(bare)
     with pytest.raises(TrinetError, match="Checkpoint '77' not found"):
         Embedder.from_experiment(finished, 77)
     (bare / "args.json").unlink()
-    with pytest.raises(TrinetError, match=r"net input size .* not known .* pass net_size=\(height, width\)"):
+    with pytest.raises(TrinetError, match=r"bare holds no model yet \(args.json: no; checkpoints: none yet"):
+        Embedder.from_experiment(bare)
+    shutil.copy(finished / "model.keras", bare / "model.keras")
+    with pytest.raises(TrinetError, match=r"net input size .* not known \(it has no args.json\); pass "
+                                          r"net_size=\(height, width\)\.$"):
         Embedder.from_experiment(bare)
 
 

@@ -143,7 +143,7 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
         fingerprint = None  # unknown: no model check
 
         @classmethod
-        def from_experiment(cls, root, checkpoint=None):
+        def from_experiment(cls, root, checkpoint=None, names=None):
             calls["root"], calls["checkpoint"] = root, checkpoint
             return cls()
 
@@ -259,10 +259,12 @@ def test_image_queries_with_a_trained_model_find_themselves_first(finished, imag
     index = str(tmp_path / "index")
     assert main(["index", "--gallery_dataset", csv_path, "--gallery_embeddings", gallery_h5, "--output",
                  index, "--quiet"]) == 0
+    # embed.py stored the model's fingerprint, the index keeps it; the images' model is the same one
+    assert load_index(index).model_fingerprint == trinet.Embedder.from_experiment(str(finished)).fingerprint
     fids = [line.split(",")[1].strip() for line in open(csv_path)][::7]
     out = str(tmp_path / "found.json")
     assert main(["query", "--index", index, "--experiment_root", str(finished), "--top_k", "3", "--filename",
-                 out, "--quiet", "--images", *[os.path.join(images, f) for f in fids]]) == 0
+                 out, "--quiet", "--strict", "--images", *[os.path.join(images, f) for f in fids]]) == 0
     results = json.load(open(out))
     assert [r["results"][0]["path"] for r in results] == fids
     assert max(r["results"][0]["distance"] for r in results) < 1e-3

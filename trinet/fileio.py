@@ -158,6 +158,7 @@ def _folder_error(error: BaseException, path: str, kept: str) -> BaseException:
     if isinstance(error, shutil.Error):  # its args: [(source, destination, message), ...]
         failures = error.args[0] if error.args and isinstance(error.args[0], list) else []
         reason = str(failures[0][2]) if failures and len(failures[0]) == 3 else "a file could not be copied"
+        reason = re.sub(r"^\[Errno \d+\] ", "", reason)
         more = f" (and {len(failures) - 1} more files)" if len(failures) > 1 else ""
         return WriteError(f"Could not write {path}: {reason}{more}; {kept}.", error)
     return WriteError(f"Could not write {path}: {getattr(error, 'strerror', None) or error}; {kept}.", error)

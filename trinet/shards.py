@@ -21,7 +21,7 @@ import numpy as np
 
 from trinet.errors import TrinetError, listing
 from trinet.fileio import path_problem
-from trinet.h5io import LOCAL_KEY, ROWS_WRITTEN, open_writer, read_strings
+from trinet.h5io import LOCAL_KEY, MODEL_ATTRIBUTE, ROWS_WRITTEN, open_writer, read_strings
 from trinet.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,8 @@ def order_shards(shards: Sequence[Shard]) -> list[Shard]:
         settings = _settings(shard.attrs)
         for key in sorted(set(reference) | set(settings)):
             if reference.get(key, "<absent>") != settings.get(key, "<absent>"):
-                what = "model (its weights)" if key == "shard_model_fingerprint" else f"attribute {key!r}"
+                model = key in ("shard_model_fingerprint", MODEL_ATTRIBUTE)  # the same, stored twice
+                what = "model (its weights)" if model else f"attribute {key!r}"
                 mine, theirs = reference.get(key, "<absent>"), settings.get(key, "<absent>")
                 raise TrinetError(f"--merge: the shards differ in their {what}: {mine!r} in {first.path}, "
                                   f"{theirs!r} in {shard.path}; all shards must be embedded with the same "

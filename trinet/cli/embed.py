@@ -122,6 +122,12 @@ def _run(argv: Sequence[str] | None) -> int:
         raise TrinetError("--shard writes HDF5 (its attributes record the shard for --merge), not "
                           f"--output_format {output_format}; give --merge --output_format csv for a CSV")
     settings = read_settings(root)
+    from trinet.checkpoints import list_checkpoints
+    from trinet.experiment import MODEL_FILE, describe_contents
+    if args.checkpoint is None and not list_checkpoints(root) and not os.path.isfile(
+            os.path.join(root, MODEL_FILE)):
+        raise TrinetError(f"--experiment_root {root} holds no model yet ({describe_contents(root)}); "
+                          "expected an experiment root of train.py with a checkpoint or model.keras.")
     for flag in SIZE_FLAGS:
         if getattr(args, flag) is None:
             setattr(args, flag, settings.get(flag))
@@ -147,14 +153,14 @@ def _run(argv: Sequence[str] | None) -> int:
     from trinet import __version__
     import_tensorflow_quietly()
     from trinet.embedder import Embedder
-    from trinet.embedding import embed_to_file, load_model
+    from trinet.embedding import CLI_NAMES, embed_to_file, load_model
     if args.distribute != "none" and args.jit_compile:
         raise TrinetError(f"--jit_compile is not available with --distribute {args.distribute} yet; use one "
                           "of them")
     from trinet.distribute import make_strategy, scope
     strategy = make_strategy(args.distribute)
     with scope(strategy):  # the variables are mirrored on every device
-        model, source = load_model(root, args.checkpoint, settings)
+        model, source = load_model(root, args.checkpoint, settings, CLI_NAMES)
     embedder = Embedder(model, net_size, pre_crop_size, source=source, strategy=strategy)
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
              source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")

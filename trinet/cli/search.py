@@ -192,7 +192,8 @@ def _embed_images(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     import_tensorflow_quietly()
     from trinet import Embedder  # the Python API, loaded on first use: it builds the model with TensorFlow
 
-    embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint)
+    names = {"checkpoint": "--checkpoint {}", "net_size": "an --experiment_root with its args.json"}
+    embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint, names=names)
     log.info("Embedding %d query images with %s", len(args.images), args.experiment_root)
     emb = np.asarray(embedder.embed(args.images, flip=args.flip_augment, crops=args.crop_augment,
                                     aggregator=args.aggregator), dtype=np.float32)
