@@ -356,7 +356,8 @@ class Trainer:
     """
 
     def __init__(self, s: TrainSettings, identities: int, keras_weights: str | None = None,
-                 source: str | None = None, strategy: tf.distribute.Strategy | None = None):
+                 source: str | None = None, strategy: tf.distribute.Strategy | None = None,
+                 teacher_pin: dict[str, Any] | None = None):
         assert s.seed is not None
         self.s = s
         # a multi-worker strategy must exist before TensorFlow runs its first operation
@@ -402,9 +403,11 @@ class Trainer:
         if s.teacher is not None:
             from trinet.distillation import Teacher
             with scope(self.strategy):
-                self.teacher = Teacher.load(s.teacher)
-            log.info("Distilling from %s (%s).", self.teacher.source,
-                     f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier")
+                self.teacher = Teacher.load(s.teacher, s.teacher_checkpoint, pin=teacher_pin)
+            log.info("Distilling from %s (%s; SHA-256 %s, %s).", self.teacher.source,
+                     f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier",
+                     self.teacher.sha256[:16], "the one this run was trained against" if teacher_pin
+                     else "recorded in this run's checkpoints")
         self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None)
         #: `(B, D) -> (B, B)`: the distances of the metric features the losses see (--spectral_transform)
         self.distances = batch_distances(s.metric, s.spectral_sigma if s.spectral_transform else None)
@@ -478,7 +481,13 @@ class _Run:
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         identities = len(self.sampler.unique_pids)
-        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy)
+        # the teacher's checkpoint a resumed run was trained against (older checkpoints: none recorded)
+        teacher_pin = checkpoints.read_info(latest)[1].get("teacher") if latest and s.teacher else None
+        if latest and s.teacher and teacher_pin is None:
+            log.warning("%s does not record the teacher's checkpoint (written by an older trinet): resuming "
+                        "with the latest of %s, which may not be the one the run started with.", latest,
+                        s.teacher)
+        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy, teacher_pin)
         if s.mutual_models > 1:
             from trinet.mutual import MutualTrainer
             members = [self.trainer] + [Trainer(s.replace(seed=s.seed + 1000 * i), identities, keras_weights,
@@ -582,6 +591,8 @@ def _loop(run: _Run, latest: str | None) -> int:
     step = 0
     state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
                              "num_classes": trainer.num_classes, "skipped_steps": 0}
+    if trainer.teacher is not None:  # exactly this checkpoint of the teacher is reloaded on --resume
+        state["teacher"] = trainer.teacher.pin()
     if latest is not None:
         step, saved_state = checkpoints.restore(latest, trainer.groups())
         state.update(saved_state)
