@@ -87,11 +87,16 @@ def test_bad_images_are_named(embedder, images, words):
 
 
 def test_view_options_are_checked(embedder):
+    """In the API's words (aggregator=, crops=), not the commands' flags (issue 26)."""
     images = np.zeros((1, 32, 16, 3), np.uint8)
-    with pytest.raises(TrinetError, match="2 views per image .* need an --aggregator"):
+    with pytest.raises(TrinetError, match=r"2 views per image .* need an aggregator to combine them; pass "
+                                          r"aggregator='mean' or 'normalized_mean'\.$"):
         embedder.embed(images, flip=True)
-    with pytest.raises(TrinetError, match="needs several views per image"):
+    with pytest.raises(TrinetError, match=r"aggregator='mean' needs several views per image, .*; leave out "
+                                          r"aggregator, or pass flip=True, crops='five' or a second scale"):
         embedder.embed(images, aggregator="mean")
+    with pytest.raises(TrinetError, match=r"^scales=\(1.0, 1.0\): expected one or more different"):
+        embedder.embed(images, scales=(1, 1), aggregator="mean")
     with pytest.raises(TrinetError, match="Unknown aggregator 'median'"):
         embedder.embed(images, flip=True, aggregator="median")
 

@@ -141,6 +141,7 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
 
     class FakeEmbedder:
         fingerprint = None  # unknown: no model check
+        net_size = pre_crop_size = (32, 16)
 
         @classmethod
         def from_experiment(cls, root, checkpoint=None, names=None):

@@ -156,7 +156,7 @@ class Embedder:
     def view_names(self, flip: bool = False, crops: str | None = None, aggregator: str | None = None,
                    scales: Sequence[float] = NO_SCALES) -> list[str]:
         """The names of the views of each image (`views.check_views`, which raises on bad combinations)."""
-        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size, scales)
+        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size, scales, api=True)
 
     def blocks(self, images: Any, *, flip: bool = False, crops: str | None = None,
                aggregator: str | None = None, batch_size: int = 256, threads: int = 8,

@@ -194,6 +194,9 @@ def _embed_images(args: argparse.Namespace) -> tuple[np.ndarray, str]:
 
     names = {"checkpoint": "--checkpoint {}", "net_size": "an --experiment_root with its args.json"}
     embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint, names=names)
+    from trinet.views import check_views  # with this command's flags in the messages
+    check_views(args.flip_augment, args.crop_augment, args.aggregator, embedder.net_size,
+                embedder.pre_crop_size)
     log.info("Embedding %d query images with %s", len(args.images), args.experiment_root)
     emb = np.asarray(embedder.embed(args.images, flip=args.flip_augment, crops=args.crop_augment,
                                     aggregator=args.aggregator), dtype=np.float32)
