@@ -149,7 +149,7 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
             return cls()
 
         def embed(self, paths, flip=False, crops=None, aggregator=None):
-            calls["paths"], calls["flip"] = list(paths), flip
+            calls["paths"], calls["flip"], calls["aggregator"] = list(paths), flip, aggregator
             return data["q_emb"][:len(paths)]
 
     monkeypatch.setattr(trinet, "Embedder", FakeEmbedder, raising=False)
@@ -157,9 +157,10 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
     _, index = build(data)
     images = ["a.jpg", "b.jpg"]
     assert main(["query", "--index", index, "--images", *images, "--experiment_root", str(data["tmp"]),
-                 "--checkpoint", "7", "--flip_augment", "--top_k", "4", "--filename",
+                 "--checkpoint", "7", "--flip_augment", "--aggregator", "mean", "--top_k", "4", "--filename",
                  str(data["tmp"] / "img.json"), "--quiet"]) == 0
-    assert calls == {"root": str(data["tmp"]), "checkpoint": "7", "paths": images, "flip": True}
+    assert calls == {"root": str(data["tmp"]), "checkpoint": "7", "paths": images, "flip": True,
+                     "aggregator": "mean"}
     results = json.load(open(data["tmp"] / "img.json"))
     expected = np.argsort(cdist(data["q_emb"][:2], data["g_emb"]), axis=1)[:, :4]
     assert [r["query"] for r in results] == images
