@@ -142,3 +142,15 @@ def test_the_readme_snippet_runs(finished, pngs, tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["gallery"].shape == (1, 8) and namespace["gallery"].dtype == np.float32
     assert namespace["queries"].shape == (2, 8)
+
+
+def test_a_missing_best_checkpoint_is_named_in_the_apis_words(finished, image_set, tmp_path, capsys):
+    """The API's error names its parameter (checkpoint='best'); the command's, its flag (issue 26)."""
+    from trinet import Embedder
+    from trinet.cli.embed import main as embed_main
+    with pytest.raises(TrinetError, match=r"^checkpoint='best': .* has no best.h5"):
+        Embedder.from_experiment(finished, "best")
+    csv, images = image_set
+    status = embed_main(["--experiment_root", str(finished), "--dataset", csv, "--image_root", images,
+                         "--checkpoint", "best", "--filename", str(tmp_path / "e.h5")])
+    assert status == 2 and "error: --checkpoint best: " in capsys.readouterr().err

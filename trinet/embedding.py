@@ -96,7 +96,7 @@ def load_model(root: str, checkpoint: str | None, settings: dict,
         if problem is not None:
             raise TrinetError(f"{option}: {path} is {problem}; expected a model file")
         return load_embedding_model(path), path
-    path = checkpoints.resolve(root, checkpoint)
+    path = checkpoints.resolve(root, checkpoint, names["checkpoint"])
     missing = [k for k in ("model_name", "head_name", "embedding_dim") if settings.get(k) is None]
     if missing:
         raise TrinetError(f"Rebuilding the model of {path} needs {', '.join(missing)} from "
