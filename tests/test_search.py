@@ -296,6 +296,19 @@ def test_a_corrupted_index_file_is_refused_naming_it(data, capsys):
     assert f"{path} is corrupt: it fails its checksum" in error_of(capsys)
 
 
+def test_4_kib_overwritten_inside_a_larger_index_is_found(tmp_path):
+    """The case of the issue: the header intact, 4 KiB of vectors changed in place; faiss reads it."""
+    rng = np.random.default_rng(5)
+    rows = Dataset(np.full(1000, "p"), np.array([f"{i}.jpg" for i in range(1000)]))
+    save_index(str(tmp_path / "index"), build_index(rng.standard_normal((1000, 8)).astype(np.float32), rows))
+    path = tmp_path / "index" / "index.faiss"
+    with open(path, "r+b") as f:
+        f.seek(8192)
+        f.write(rng.bytes(4096))
+    with pytest.raises(TrinetError, match=f"^{path} is corrupt: it fails its checksum"):
+        load_index(str(tmp_path / "index"))
+
+
 def test_changed_gallery_rows_are_refused(data, capsys):
     _, index = build(data)
     path = os.path.join(index, "gallery.csv")
