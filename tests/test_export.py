@@ -268,3 +268,34 @@ def test_a_full_disk_while_copying_a_folder_is_one_line(tmp_path, monkeypatch):
     assert str(info.value) == (f"Could not write {tmp_path / 'out'}: No space left on device (and 1 more "
                                "files); nothing was written.")
     assert os.listdir(tmp_path) == ["src"]
+
+
+@pytest.mark.slow
+def test_an_export_killed_by_sigkill_leaves_its_work_folder_beside_the_output(finished, tmp_path):
+    """A real SIGKILL in the middle of the build; the next export removes what it left."""
+    import signal
+    import subprocess
+    import sys
+
+    out, system_tmp = tmp_path / "serving", tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    code = ("import os, signal, sys\n"
+            "from trinet.export import formats\n"
+            "real = formats.FORMATS['saved_model']\n"
+            "def build(model, net_size, endpoints, work):\n"
+            "    real.build(model, net_size, endpoints, work)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "import dataclasses\n"
+            "formats.FORMATS['saved_model'] = dataclasses.replace(real, build=build)\n"
+            "from trinet.export.command import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = dict(os.environ, TMPDIR=str(system_tmp), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code, "--experiment_root", str(finished), "--format",
+                           "saved_model", "--output", str(out), "--quiet"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = os.listdir(tmp_path)
+    assert len(left) == 2 and re.fullmatch(r"\.serving\.tmp-\d+-work", sorted(left)[0]), left
+    assert [n for n in os.listdir(system_tmp) if "trinet" in n] == []  # (TensorFlow's autograph writes there)
+    assert export(finished, "saved_model", out) == 0
+    assert sorted(os.listdir(tmp_path)) == ["serving", "system_tmp"]
