@@ -76,7 +76,8 @@ def _add_index_arguments(p: argparse.ArgumentParser) -> None:
     for name, parameter in PARAMETERS.items():
         default = "" if parameter.default is None else f" Default: {parameter.default}."
         group.add_argument(f"--{name}", type=positive_int, default=None,
-                           help=f"{parameter.help}{default} Only for --index {_owners(name)}.")
+                           help=f"{parameter.help}{default} Allowed: {parameter.allowed()} (checked with "
+                                f"the others before building). Only for --index {_owners(name)}.")
     p.add_argument("--quiet", action="store_true",
                    help="Print only warnings and errors: no progress or log messages.")
 
