@@ -245,3 +245,76 @@ def test_good_evaluation_for_contrast(evaluation, tmp_path):
             evaluation / "good.h5", "--filename", out, "--quiet"]
     assert status(evaluate.main, argv) == 0
     assert json.load(open(out))["num_queries"] == 4
+
+
+# Issue 26: export and search name their own flags, and say what an experiment folder lacks.
+
+def tiny_index(tmp_path, dim=8):
+    pytest.importorskip("faiss")
+    from trinet.data.datasets import Dataset
+    from trinet.search.index import build_index, save_index
+    rows = Dataset(np.full(20, "0001"), np.array([f"g/{i}.jpg" for i in range(20)]))
+    vectors = np.random.default_rng(0).standard_normal((20, dim)).astype(np.float32)
+    save_index(str(tmp_path / "index"), build_index(vectors, rows))
+    return str(tmp_path / "index")
+
+
+def command_argv(command, root, tmp_path, image_set):
+    csv, images = image_set
+    image = os.path.join(images, open(csv).readline().split(",")[1].strip())
+    if command == "export":
+        return ["--experiment_root", root, "--format", "saved_model", "--output", tmp_path / "serving"]
+    if command == "embed":
+        return ["--experiment_root", root, "--dataset", csv, "--image_root", images, "--filename",
+                tmp_path / "e.h5"]
+    return ["query", "--index", tiny_index(tmp_path), "--images", image, "--experiment_root", root,
+            "--filename", tmp_path / "r.json"]
+
+
+def command_main(command):
+    if command == "export":
+        from trinet.export.command import main
+    elif command == "embed":
+        main = embed.main
+    else:
+        from trinet.cli.search import main
+    return main
+
+
+@pytest.mark.parametrize("command", ["export", "embed", "search"])
+def test_an_empty_experiment_folder_says_what_it_lacks(tmp_path, image_set, capsys, command):
+    """Unfinished or empty experiment folders: what is there and what is missing, not an image size."""
+    root = tmp_path / "exp"
+    root.mkdir()
+    (root / "args.json").write_text(json.dumps({"net_input_height": 32, "net_input_width": 16}))
+    assert status(command_main(command), command_argv(command, root, tmp_path, image_set)) == 2
+    err = capsys.readouterr().err
+    assert f"{root} holds no model yet (args.json: yes; checkpoints: none yet; model.keras: no)" in err
+    assert err.count("\n") == 1 and not (tmp_path / "serving").exists()
+
+
+@pytest.mark.parametrize("command, words", [
+    ("export", "(it has no args.json); pass --net_input_height/--net_input_width."),
+    ("search", "(it has no args.json); pass an --experiment_root with its args.json."),
+])
+def test_a_bare_model_file_is_asked_for_in_the_commands_words(finished, tmp_path, image_set, capsys, command,
+                                                              words):
+    """Python API words given to a CLI user: trinet-export said "pass net_size=(height, width)"."""
+    import shutil
+    root = tmp_path / "bare"
+    root.mkdir()
+    shutil.copy(finished / "model.keras", root / "model.keras")
+    assert status(command_main(command), command_argv(command, root, tmp_path, image_set)) == 2
+    err = capsys.readouterr().err
+    assert words in err and "net_size" not in err
+
+
+def test_search_names_its_view_flags_not_the_apis(finished, tmp_path, image_set, capsys):
+    from trinet.cli.search import main
+    argv = command_argv("search", finished, tmp_path, image_set)
+    assert status(main, [*argv, "--flip_augment"]) == 2
+    err = capsys.readouterr().err
+    assert "need an --aggregator to combine them; add --aggregator mean or normalized_mean" in err
+    assert "aggregator=" not in err
+    assert status(main, [*argv, "--checkpoint", "model.keras.none"]) == 2  # another option, its flag
+    assert "Checkpoint 'model.keras.none' not found" in capsys.readouterr().err

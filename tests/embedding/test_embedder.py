@@ -87,11 +87,16 @@ def test_bad_images_are_named(embedder, images, words):
 
 
 def test_view_options_are_checked(embedder):
+    """In the API's words (aggregator=, crops=), not the commands' flags (issue 26)."""
     images = np.zeros((1, 32, 16, 3), np.uint8)
-    with pytest.raises(TrinetError, match="2 views per image .* need an --aggregator"):
+    with pytest.raises(TrinetError, match=r"2 views per image .* need an aggregator to combine them; pass "
+                                          r"aggregator='mean' or 'normalized_mean'\.$"):
         embedder.embed(images, flip=True)
-    with pytest.raises(TrinetError, match="needs several views per image"):
+    with pytest.raises(TrinetError, match=r"aggregator='mean' needs several views per image, .*; leave out "
+                                          r"aggregator, or pass flip=True, crops='five' or a second scale"):
         embedder.embed(images, aggregator="mean")
+    with pytest.raises(TrinetError, match=r"^scales=\(1.0, 1.0\): expected one or more different"):
+        embedder.embed(images, scales=(1, 1), aggregator="mean")
     with pytest.raises(TrinetError, match="Unknown aggregator 'median'"):
         embedder.embed(images, flip=True, aggregator="median")
 
@@ -103,12 +108,17 @@ def test_experiment_errors(finished, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(finished / "args.json", bare / "args.json")
-    with pytest.raises(TrinetError, match="No checkpoint and no model.keras in"):
+    with pytest.raises(TrinetError, match=r"bare holds no model yet \(args.json: yes; checkpoints: none yet; "
+                                          r"model.keras: no\)"):
         Embedder.from_experiment(bare)
     with pytest.raises(TrinetError, match="Checkpoint '77' not found"):
         Embedder.from_experiment(finished, 77)
     (bare / "args.json").unlink()
-    with pytest.raises(TrinetError, match=r"net input size .* not known .* pass net_size=\(height, width\)"):
+    with pytest.raises(TrinetError, match=r"bare holds no model yet \(args.json: no; checkpoints: none yet"):
+        Embedder.from_experiment(bare)
+    shutil.copy(finished / "model.keras", bare / "model.keras")
+    with pytest.raises(TrinetError, match=r"net input size .* not known \(it has no args.json\); pass "
+                                          r"net_size=\(height, width\)\.$"):
         Embedder.from_experiment(bare)
 
 
@@ -132,3 +142,15 @@ def test_the_readme_snippet_runs(finished, pngs, tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["gallery"].shape == (1, 8) and namespace["gallery"].dtype == np.float32
     assert namespace["queries"].shape == (2, 8)
+
+
+def test_a_missing_best_checkpoint_is_named_in_the_apis_words(finished, image_set, tmp_path, capsys):
+    """The API's error names its parameter (checkpoint='best'); the command's, its flag (issue 26)."""
+    from trinet import Embedder
+    from trinet.cli.embed import main as embed_main
+    with pytest.raises(TrinetError, match=r"^checkpoint='best': .* has no best.h5"):
+        Embedder.from_experiment(finished, "best")
+    csv, images = image_set
+    status = embed_main(["--experiment_root", str(finished), "--dataset", csv, "--image_root", images,
+                         "--checkpoint", "best", "--filename", str(tmp_path / "e.h5")])
+    assert status == 2 and "error: --checkpoint best: " in capsys.readouterr().err

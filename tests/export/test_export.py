@@ -114,7 +114,9 @@ def test_command_line_errors(finished, tmp_path, capsys):
     assert "invalid choice: 'keras'" in err and "onnx" in err and "tflite" in err
     assert main(["--experiment_root", str(tmp_path), "--format", "tflite", "--output",
                  str(tmp_path / "m.tflite")]) == 2
-    assert "The net input size of" in capsys.readouterr().err  # an empty folder: no args.json, no model
+    # an empty folder: what it lacks, not a missing image size
+    assert (f"{tmp_path} holds no model yet (args.json: no; checkpoints: none yet; model.keras: no)"
+            in capsys.readouterr().err)
     assert not (tmp_path / "m.tflite").exists()
 
 
@@ -150,3 +152,150 @@ def test_a_folder_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
     copy_folder_atomic(str(source), str(tmp_path / "out"))
     assert (tmp_path / "out" / "variables" / "data").read_bytes() == b"weights"
     assert sorted(os.listdir(tmp_path)) == ["out", "src"]
+
+
+# Robustness, round 3 (issue 26)
+
+def copy_of(finished, tmp_path, remove=()):
+    import shutil
+    root = tmp_path / "exp"
+    shutil.copytree(finished, root)
+    for name in remove:
+        os.remove(root / name)
+    return root
+
+
+def test_an_untrained_checkpoint_is_exported_only_when_named(finished, image_set, tmp_path, capsys,
+                                                             caplog):
+    """Defect 5: in a run killed before its first checkpoint after checkpoint-0, trinet-export wrote and
+    verified an export of the untrained network with exit 0."""
+    from trinet import Embedder
+    from trinet.cli.embed import main as embed_main
+    root = copy_of(finished, tmp_path, ["checkpoint-2.h5", "checkpoint-4.h5", "model.keras"])
+    out = tmp_path / "serving"
+    assert export(root, "saved_model", out) == 2
+    err = capsys.readouterr().err
+    assert f"The latest checkpoint of {root} is checkpoint-0, the untrained network" in err
+    assert err.rstrip().endswith("name it: --checkpoint 0") and not out.exists()
+    with pytest.raises(TrinetError, match=r"to use it anyway name it: checkpoint=0$"):  # the API's words
+        Embedder.from_experiment(root)
+    csv, images = image_set
+    assert embed_main(["--experiment_root", str(root), "--dataset", csv, "--image_root", images,
+                       "--filename", str(tmp_path / "e.h5"), "--quiet"]) == 2
+    assert "name it: --checkpoint 0" in capsys.readouterr().err and not (tmp_path / "e.h5").exists()
+    caplog.clear()
+    assert export(root, "saved_model", out, "--checkpoint", "0") == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"Using checkpoint-0 of 4 iterations of {root}: the run is unfinished." in warned
+    assert out.is_dir()
+
+
+def test_a_checkpoint_before_the_end_of_training_is_said_plainly(finished, tmp_path, caplog):
+    from trinet import Embedder
+    root = copy_of(finished, tmp_path, ["checkpoint-4.h5", "model.keras"])
+    Embedder.from_experiment(root)
+    Embedder.from_experiment(finished, 2)
+    Embedder.from_experiment(finished)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"Using checkpoint-2 of 4 iterations of {root}: the run is unfinished.",
+                      f"Using checkpoint-2 of 4 iterations of {finished}: an earlier one than the end of "
+                      "training (checkpoint-4)."]
+
+
+def test_a_bare_model_file_needs_the_commands_size_flags(finished, tmp_path, capsys):
+    """A folder without args.json: the message named the API's net_size=(height, width), not the flags."""
+    import shutil
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(finished / "model.keras", bare / "model.keras")
+    out = tmp_path / "m.tflite"
+    assert export(bare, "tflite", out) == 2
+    err = capsys.readouterr().err
+    assert "(it has no args.json); pass --net_input_height/--net_input_width." in err
+    assert "net_size" not in err
+    assert export(bare, "tflite", out, "--net_input_height", "32", "--net_input_width", "16") == 0
+    assert out.is_file()
+
+
+def test_the_work_folder_lies_beside_the_output_where_a_killed_runs_is_removed(embedder, tmp_path,
+                                                                               monkeypatch):
+    """An export killed by SIGKILL left trinet-export-* (8 MB) in the system temp folder forever."""
+    import subprocess
+    import tempfile
+
+    from trinet.export import publish
+    system_tmp = tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    out = tmp_path / "out" / "serving"
+    out.parent.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = out.parent / f".serving.tmp-{dead.pid}-work"  # as a SIGKILL leaves it
+    (stale / "saved_model").mkdir(parents=True)
+    works = []
+    real = formats.FORMATS["saved_model"]
+
+    def build(model, net_size, endpoints, work):
+        works.append(work)
+        assert not stale.exists()  # removed before the build
+        return real.build(model, net_size, endpoints, work)
+
+    monkeypatch.setitem(formats.FORMATS, "saved_model", dataclasses.replace(real, build=build))
+    publish.export(embedder, "saved_model", str(out))
+    assert [os.path.dirname(w) for w in works] == [str(out.parent)]
+    assert os.listdir(out.parent) == ["serving"] and os.listdir(system_tmp) == []
+
+
+def test_a_full_disk_while_copying_a_folder_is_one_line(tmp_path, monkeypatch):
+    """shutil.Error's list of (source, destination, message) tuples was printed as the message."""
+    import errno
+    import shutil
+
+    from trinet.core.errors import WriteError
+    from trinet.core.fileio import copy_folder_atomic
+    source = tmp_path / "src"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"graph")
+    (source / "variables" / "data").write_bytes(b"weights")
+
+    def full_disk(src, dst, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full_disk)  # what copytree's copy2 calls
+    with pytest.raises(WriteError) as info:
+        copy_folder_atomic(str(source), str(tmp_path / "out"))
+    assert str(info.value) == (f"Could not write {tmp_path / 'out'}: No space left on device (and 1 more "
+                               "files); nothing was written.")
+    assert os.listdir(tmp_path) == ["src"]
+
+
+@pytest.mark.slow
+def test_an_export_killed_by_sigkill_leaves_its_work_folder_beside_the_output(finished, tmp_path):
+    """A real SIGKILL in the middle of the build; the next export removes what it left."""
+    import signal
+    import subprocess
+    import sys
+
+    out, system_tmp = tmp_path / "serving", tmp_path / "system_tmp"
+    system_tmp.mkdir()
+    code = ("import os, signal, sys\n"
+            "from trinet.export import formats\n"
+            "real = formats.FORMATS['saved_model']\n"
+            "def build(model, net_size, endpoints, work):\n"
+            "    real.build(model, net_size, endpoints, work)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "import dataclasses\n"
+            "formats.FORMATS['saved_model'] = dataclasses.replace(real, build=build)\n"
+            "from trinet.export.command import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = dict(os.environ, TMPDIR=str(system_tmp), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", code, "--experiment_root", str(finished), "--format",
+                           "saved_model", "--output", str(out), "--quiet"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = os.listdir(tmp_path)
+    assert len(left) == 2 and re.fullmatch(r"\.serving\.tmp-\d+-work", sorted(left)[0]), left
+    assert [n for n in os.listdir(system_tmp) if "trinet" in n] == []  # (TensorFlow's autograph writes there)
+    assert export(finished, "saved_model", out) == 0
+    assert sorted(os.listdir(tmp_path)) == ["serving", "system_tmp"]

@@ -140,13 +140,16 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
     calls = {}
 
     class FakeEmbedder:
+        fingerprint = None  # unknown: no model check
+        net_size = pre_crop_size = (32, 16)
+
         @classmethod
-        def from_experiment(cls, root, checkpoint=None):
+        def from_experiment(cls, root, checkpoint=None, names=None):
             calls["root"], calls["checkpoint"] = root, checkpoint
             return cls()
 
         def embed(self, paths, flip=False, crops=None, aggregator=None):
-            calls["paths"], calls["flip"] = list(paths), flip
+            calls["paths"], calls["flip"], calls["aggregator"] = list(paths), flip, aggregator
             return data["q_emb"][:len(paths)]
 
     monkeypatch.setattr(trinet, "Embedder", FakeEmbedder, raising=False)
@@ -154,9 +157,10 @@ def test_image_queries_go_through_the_embedder(data, monkeypatch):
     _, index = build(data)
     images = ["a.jpg", "b.jpg"]
     assert main(["query", "--index", index, "--images", *images, "--experiment_root", str(data["tmp"]),
-                 "--checkpoint", "7", "--flip_augment", "--top_k", "4", "--filename",
+                 "--checkpoint", "7", "--flip_augment", "--aggregator", "mean", "--top_k", "4", "--filename",
                  str(data["tmp"] / "img.json"), "--quiet"]) == 0
-    assert calls == {"root": str(data["tmp"]), "checkpoint": "7", "paths": images, "flip": True}
+    assert calls == {"root": str(data["tmp"]), "checkpoint": "7", "paths": images, "flip": True,
+                     "aggregator": "mean"}
     results = json.load(open(data["tmp"] / "img.json"))
     expected = np.argsort(cdist(data["q_emb"][:2], data["g_emb"]), axis=1)[:, :4]
     assert [r["query"] for r in results] == images
@@ -257,10 +261,184 @@ def test_image_queries_with_a_trained_model_find_themselves_first(finished, imag
     index = str(tmp_path / "index")
     assert main(["index", "--gallery_dataset", csv_path, "--gallery_embeddings", gallery_h5, "--output",
                  index, "--quiet"]) == 0
+    # embed.py stored the model's fingerprint, the index keeps it; the images' model is the same one
+    assert load_index(index).model_fingerprint == trinet.Embedder.from_experiment(str(finished)).fingerprint
     fids = [line.split(",")[1].strip() for line in open(csv_path)][::7]
     out = str(tmp_path / "found.json")
     assert main(["query", "--index", index, "--experiment_root", str(finished), "--top_k", "3", "--filename",
-                 out, "--quiet", "--images", *[os.path.join(images, f) for f in fids]]) == 0
+                 out, "--quiet", "--strict", "--images", *[os.path.join(images, f) for f in fids]]) == 0
     results = json.load(open(out))
     assert [r["results"][0]["path"] for r in results] == fids
     assert max(r["results"][0]["distance"] for r in results) < 1e-3
+
+
+# Robustness, round 3 (issue 26): the index folder keeps the promises of the training side.
+
+def test_a_corrupted_index_file_is_refused_naming_it(data, capsys):
+    """Defect 1: 4 KiB overwritten in place (same size) were searched silently; a zeroed header gave a faiss
+    RuntimeError traceback."""
+    _, index = build(data)
+    path = os.path.join(index, "index.faiss")
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:  # noise over the vectors (the whole file when it is smaller than 4 KiB)
+        f.seek(max(0, size - 4096))
+        f.write(np.random.default_rng(0).bytes(min(4096, size)))
+    assert os.path.getsize(path) == size
+    assert query(data, index, "out.json") == 2
+    err = error_of(capsys)
+    assert f"{path} is corrupt: it fails its checksum" in err and err.count("\n") == 1
+    assert not (data["tmp"] / "out.json").exists()
+    _, index = build(data, output="zeroed")
+    path = os.path.join(index, "index.faiss")
+    with open(path, "r+b") as f:
+        f.write(bytes(64))
+    assert query(data, index, "out.json") == 2
+    assert f"{path} is corrupt: it fails its checksum" in error_of(capsys)
+
+
+def test_4_kib_overwritten_inside_a_larger_index_is_found(tmp_path):
+    """The case of the issue: the header intact, 4 KiB of vectors changed in place; faiss reads it."""
+    rng = np.random.default_rng(5)
+    rows = Dataset(np.full(1000, "p"), np.array([f"{i}.jpg" for i in range(1000)]))
+    save_index(str(tmp_path / "index"), build_index(rng.standard_normal((1000, 8)).astype(np.float32), rows))
+    path = tmp_path / "index" / "index.faiss"
+    with open(path, "r+b") as f:
+        f.seek(8192)
+        f.write(rng.bytes(4096))
+    with pytest.raises(TrinetError, match=f"^{path} is corrupt: it fails its checksum"):
+        load_index(str(tmp_path / "index"))
+
+
+def test_changed_gallery_rows_are_refused(data, capsys):
+    _, index = build(data)
+    path = os.path.join(index, "gallery.csv")
+    rows = open(path).read().splitlines()
+    rows[0], rows[1] = rows[1], rows[0]  # two rows swapped: the same size, another gallery
+    open(path, "w").write("\n".join(rows) + "\n")
+    assert query(data, index, "out.json") == 2
+    assert f"{path} is corrupt: it fails its checksum" in error_of(capsys)
+
+
+def test_the_index_never_overwrites_a_folder_that_is_not_an_index(data, capsys):
+    """Defect 2: --output DIR holding the user's own gallery.csv was written into with exit 0."""
+    mine = data["tmp"] / "mine"
+    mine.mkdir()
+    (mine / "gallery.csv").write_text("my own rows\n")
+    (mine / "notes.txt").write_text("keep me\n")
+    assert build(data, output="mine")[0] == 2
+    err = error_of(capsys)
+    assert f"--output {mine} is a folder that holds no trinet index" in err and "gallery.csv" in err
+    assert sorted(os.listdir(mine)) == ["gallery.csv", "notes.txt"]
+    assert (mine / "gallery.csv").read_text() == "my own rows\n"
+    # an empty folder is used; an index is replaced; an index with a user's file beside it is not
+    (data["tmp"] / "empty").mkdir()
+    assert build(data, output="empty")[0] == 0
+    assert build(data, "--index", "hnsw", output="empty")[0] == 0
+    assert load_index(str(data["tmp"] / "empty")).kind == "hnsw"
+    assert sorted(os.listdir(data["tmp"])) == sorted(["empty", "mine", "gallery.csv", "gallery.h5",
+                                                     "query.csv", "query.h5"])  # no temporary left
+    (data["tmp"] / "empty" / "mine.txt").write_text("x")
+    assert build(data, output="empty")[0] == 2
+    assert "also mine.txt, which replacing the index would delete" in error_of(capsys)
+    assert load_index(str(data["tmp"] / "empty")).kind == "hnsw"
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--index", "hnsw", "--hnsw_m", "1"], "--hnsw_m 1 is out of range: --index hnsw allows 2 or more"),
+    (["--index", "hnsw", "--hnsw_m", "16", "--ef_construction", "8"],
+     "--ef_construction 8 is smaller than --hnsw_m 16"),
+    (["--index", "ivfsq", "--nlist", "79"], "--nlist 79 is larger than the gallery (78 vectors)"),
+    (["--index", "ivfpq", "--pq_m", "3"], "--pq_m 3 must divide the embedding dimension 8 (each of the 3 "
+                                          "codes covers an equal share of it); allowed: 1, 2, 4, 8"),
+    (["--index", "ivfpq", "--pq_m", "4", "--pq_nbits", "13"], "--pq_nbits 13 is out of range: --index ivfpq "
+                                                              "allows 1 to 12"),
+])
+def test_index_parameters_are_checked_before_faiss_sees_them(data, flags, words):
+    """Defect 3: --index hnsw --hnsw_m 1 killed the process with a segmentation fault (exit 139). Run in a
+    child process, so that a regression fails this test instead of killing the test run."""
+    import subprocess
+
+    csv_path, h5, *_ = data["gallery"]
+    out = str(data["tmp"] / "index")
+    code = "import sys; from trinet.cli.search import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "index", "--gallery_dataset", csv_path,
+                           "--gallery_embeddings", h5, "--output", out, "--quiet", *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and words in done.stderr and done.stderr.count("\n") == 1
+    assert not os.path.exists(out)
+
+
+def test_library_parameters_are_named_as_the_api_names_them():
+    rows = Dataset(np.full(50, "p"), np.array([f"{i}.jpg" for i in range(50)]))
+    vectors = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    with pytest.raises(TrinetError, match=r"ef_construction=8 is smaller than hnsw_m=16"):
+        build_index(vectors, rows, "hnsw", params={"hnsw_m": 16, "ef_construction": 8})
+    index = build_index(vectors, rows, "ivfsq", params={"nlist": 4})
+    with pytest.raises(TrinetError, match=r"nprobe='2': expected an integer, found str"):
+        search(index, vectors[:2], 3, overrides={"nprobe": "2"})
+
+
+def test_a_full_disk_during_the_build_publishes_nothing(data, capsys):
+    """Defect 4: a full disk while faiss writes the index gave a RuntimeError traceback."""
+    from test_robustness import file_size_limit
+
+    out = data["tmp"] / "index"
+    with file_size_limit(1024):  # the index file is about 2.6 KB
+        status, _ = build(data)
+    assert status == 2
+    assert error_of(capsys) == f"error: Could not write {out}: File too large; nothing was written.\n"
+    assert sorted(n for n in os.listdir(data["tmp"]) if "index" in n) == []  # nor a temporary
+    # over an older index: it stays, whole and usable
+    assert build(data)[0] == 0
+    before = open(out / "manifest.json").read()
+    with file_size_limit(1024):
+        status, _ = build(data, "--index", "hnsw")
+    assert status == 2 and "Could not write" in error_of(capsys)
+    assert open(out / "manifest.json").read() == before and load_index(str(out)).kind == "flat"
+    assert sorted(n for n in os.listdir(data["tmp"]) if "index" in n) == ["index"]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m["parameters"].update(nprobe="16"),
+     "parameters.nprobe = '16': expected an integer, found str"),
+    (lambda m: m.update(kind=3), "kind is an integer (3); expected a string"),
+    (lambda m: m.update(metric=None), "metric is null (None); expected a string"),
+    (lambda m: m.update(count="78"), "count is a string ('78'); expected an integer"),
+    (lambda m: m["parameters"].update(nlist=0), "parameters.nlist = 0 is out of range"),
+    (lambda m: m["parameters"].pop("nprobe") and None,
+     "the parameters of an index of kind ivfsq are nlist, nprobe; found nlist"),
+    (lambda m: m.pop("files") and None, "lacks the keys files"),
+    (lambda m: m["files"]["index.faiss"].update(sha256=None),
+     "files.index.faiss.sha256 is null (None); expected a string"),
+    (lambda m: m.update(kind="lsh"), "kind is 'lsh'; expected one of ['flat', 'hnsw', 'ivfpq', 'ivfsq']"),
+    (lambda m: [], "holds a list; expected an object"),
+])
+def test_a_crafted_manifest_is_refused_naming_the_key_and_types(data, capsys, change, words):
+    """Defect 6: odd types in manifest.json gave KeyError / TypeError tracebacks."""
+    _, index = build(data, "--index", "ivfsq", "--nlist", "4")
+    path = os.path.join(index, "manifest.json")
+    manifest = json.load(open(path))
+    changed = change(manifest)
+    json.dump(manifest if changed is None else changed, open(path, "w"))
+    assert query(data, index, "out.json") == 2
+    err = error_of(capsys)
+    assert err.startswith(f"error: {path}") and words in err and err.count("\n") == 1
+
+
+def test_queries_of_another_model_are_warned_of_or_refused_with_strict(data, capsys, caplog):
+    """Queries embedded by another model (same dimension and metric) were searched without a word."""
+    csv_path, h5, fids, pids = data["gallery"]
+    write_embeddings(h5, data["g_emb"], pids=pids, fids=fids, attrs={"model_fingerprint": "a" * 64})
+    _, index = build(data)
+    assert load_index(index).model_fingerprint == "a" * 64
+    q_csv, q_h5, q_fids, q_pids = data["query"]
+    write_embeddings(q_h5, data["q_emb"], pids=q_pids, fids=q_fids, attrs={"model_fingerprint": "b" * 64})
+    assert query(data, index, "out.json") == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "another model" in warned[0] and "a" * 12 in warned[0]
+    assert "b" * 12 in warned[0] and q_h5 in warned[0] and h5 in warned[0]
+    assert query(data, index, "strict.json", "--strict") == 2
+    assert "--strict: The queries" in error_of(capsys) and not (data["tmp"] / "strict.json").exists()
+    write_embeddings(q_h5, data["q_emb"], pids=q_pids, fids=q_fids, attrs={"model_fingerprint": "a" * 64})
+    assert query(data, index, "same.json", "--strict") == 0

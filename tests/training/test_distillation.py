@@ -89,3 +89,57 @@ def test_a_teacher_of_other_identities_or_without_classifier_is_refused(tmp_path
     assert train(tmp_path / "b", (csv, other), "--teacher", str(finished), "--distill_logits_weight", "1",
                  "--id_loss_weight", "1") == 2
     assert "needs a teacher with a classifier" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_resumed_student_reloads_exactly_the_teacher_it_started_with(tmp_path, image_set, teacher,
+                                                                       capsys):
+    """Defect 8 of issue 26: on --resume the teacher's latest checkpoint was loaded again; a teacher that had
+    trained on meanwhile silently gave the student another teacher (and broke exact resume)."""
+    from trinet.rundir import checkpoints
+    from trinet.cli import train as train_cli
+    moving = tmp_path / "teacher"
+    shutil.copytree(teacher, moving)
+    flags = ["--teacher", str(moving), "--distill_distance_weight", "1", "--train_iterations", "4",
+             "--checkpoint_frequency", "2"]
+    reference = tmp_path / "reference"
+    assert train(reference, image_set, *flags) == 0
+    pin = checkpoints.read_info(str(reference / "checkpoint-2.h5"))[1]["teacher"]
+    assert pin["path"] == str(moving / "checkpoint-4.h5") and len(pin["sha256"]) == 64
+    resumed = tmp_path / "resumed"
+    shutil.copytree(reference, resumed)
+    for name in ("checkpoint-4.h5", "model.keras"):
+        os.remove(resumed / name)
+    # the teacher trains on: a newer checkpoint with other weights (its untrained ones)
+    shutil.copy(moving / "checkpoint-0.h5", moving / "checkpoint-9.h5")
+    assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 0
+    assert_same_checkpoints(reference / "checkpoint-4.h5", resumed / "checkpoint-4.h5")
+    # the pinned file changed: refused, naming it, instead of training against another teacher
+    os.remove(resumed / "checkpoint-4.h5")
+    shutil.copy(moving / "checkpoint-0.h5", moving / "checkpoint-4.h5")
+    assert train_cli.main(["--experiment_root", str(resumed), "--resume"]) == 2
+    err = capsys.readouterr().err
+    pinned = moving / "checkpoint-4.h5"
+    assert f"this run was trained against {pinned} with SHA-256 {pin['sha256'][:16]}" in err
+    assert not (resumed / "checkpoint-4.h5").exists()
+
+
+def test_a_teacher_still_training_is_refused_unless_a_checkpoint_is_named(tmp_path, image_set, teacher,
+                                                                          capsys):
+    from trinet.rundir import checkpoints
+    from trinet.rundir.runlock import ExperimentLock
+    running = tmp_path / "teacher"
+    shutil.copytree(teacher, running)
+    flags = ["--teacher", str(running), "--distill_distance_weight", "1", "--train_iterations", "1"]
+    with ExperimentLock(str(running), "train.py"):  # held by a live process: this one
+        assert train(tmp_path / "a", image_set, *flags) == 2
+        err = capsys.readouterr().err
+        assert f"--teacher {running} is still training (train.py (pid {os.getpid()}" in err
+        assert "--teacher_checkpoint (it has: checkpoint-0.h5, checkpoint-4.h5)" in err
+        assert not (tmp_path / "a").exists()
+        assert train(tmp_path / "b", image_set, *flags, "--teacher_checkpoint", "4") == 0
+    pin = checkpoints.read_info(str(tmp_path / "b" / "checkpoint-1.h5"))[1]["teacher"]
+    assert pin["path"] == str(running / "checkpoint-4.h5")
+    assert train(tmp_path / "c", image_set, *flags, "--teacher_checkpoint", "7") == 2
+    err = capsys.readouterr().err
+    assert f"--teacher_checkpoint 7 (of --teacher {running}): Checkpoint '7' not found" in err

@@ -388,3 +388,18 @@ def test_validation_sets_are_checked_before_anything_is_written(tmp_path, image_
     err = capsys.readouterr().err
     assert "not_there.jpg" in err and "--skip_missing" not in err  # no flag of train.py skips them
     assert not exp.exists()
+
+
+def test_validation_sets_without_a_valid_match_are_refused_up_front(tmp_path, image_set, val_set, capsys):
+    """Defect 7 of issue 26: found only at the first validation, after --val_frequency iterations."""
+    query, gallery, root = val_set
+    rows = open(query).read().splitlines()
+    mine = tmp_path / "query.csv"  # only identities that the gallery does not have
+    mine.write_text("".join(row.replace(row.split(",")[0], "0099", 1) + "\n" for row in rows))
+    exp = tmp_path / "e"
+    assert train(exp, image_set, "--val_query", str(mine), "--val_gallery", gallery, "--val_image_root", root,
+                 "--val_excluder", "none", "--val_frequency", "1", "--train_iterations", "2") == 2
+    err = capsys.readouterr().err
+    assert (f"None of the {len(rows)} validation queries (--val_query {mine}, --val_gallery {gallery}) has a "
+            "valid match") in err
+    assert "--val_excluder none" in err and not exp.exists()

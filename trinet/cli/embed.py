@@ -16,7 +16,7 @@ from trinet.console import argtypes
 from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.core.errors import TrinetError, listing
 from trinet.data.embeddings.formats import EMBEDDING_FORMATS
-from trinet.data.embeddings.hdf5 import METRIC_ATTRIBUTE
+from trinet.data.embeddings.hdf5 import METRIC_ATTRIBUTE, MODEL_ATTRIBUTE
 from trinet.pipeline.views import AGGREGATORS, CROP_MODES, NO_SCALES, check_views
 
 log = logging.getLogger("trinet.embed")
@@ -123,6 +123,12 @@ def _run(argv: Sequence[str] | None) -> int:
         raise TrinetError("--shard writes HDF5 (its attributes record the shard for --merge), not "
                           f"--output_format {output_format}; give --merge --output_format csv for a CSV")
     settings = read_settings(root)
+    from trinet.rundir.checkpoints import list_checkpoints
+    from trinet.rundir.experiment import MODEL_FILE, describe_contents
+    if args.checkpoint is None and not list_checkpoints(root) and not os.path.isfile(
+            os.path.join(root, MODEL_FILE)):
+        raise TrinetError(f"--experiment_root {root} holds no model yet ({describe_contents(root)}); "
+                          "expected an experiment root of train.py with a checkpoint or model.keras.")
     for flag in SIZE_FLAGS:
         if getattr(args, flag) is None:
             setattr(args, flag, settings.get(flag))
@@ -148,7 +154,7 @@ def _run(argv: Sequence[str] | None) -> int:
     from trinet import __version__
     import_tensorflow_quietly()
     from trinet.embedding.embedder import Embedder
-    from trinet.embedding.inference import load_model
+    from trinet.embedding.inference import CLI_NAMES, load_model
     from trinet.embedding.writer import embed_to_file
     if args.distribute != "none" and args.jit_compile:
         raise TrinetError(f"--jit_compile is not available with --distribute {args.distribute} yet; use one "
@@ -156,7 +162,7 @@ def _run(argv: Sequence[str] | None) -> int:
     from trinet.models.distribute import make_strategy, scope
     strategy = make_strategy(args.distribute)
     with scope(strategy):  # the variables are mirrored on every device
-        model, source = load_model(root, args.checkpoint, settings)
+        model, source = load_model(root, args.checkpoint, settings, CLI_NAMES)
     embedder = Embedder(model, net_size, pre_crop_size, source=source, strategy=strategy)
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
              source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")
@@ -169,7 +175,7 @@ def _run(argv: Sequence[str] | None) -> int:
         log.info("Shard %d/%d: rows %d-%d of %d.", index, count, start, stop, len(dataset))
         shard_attrs = shards.shard_attributes(
             index, count, fids, net_size=net_size, pre_crop_size=pre_crop_size,
-            model_fingerprint=shards.fingerprint_arrays(w.numpy() for w in model.weights))
+            model_fingerprint=embedder.fingerprint)
         paths, fids, pids = paths[start:stop], fids[start:stop], None if pids is None else pids[start:stop]
     count, dim = embed_to_file(
         embedder, paths, fids, pids, filename=filename, output_format=output_format,
@@ -180,7 +186,7 @@ def _run(argv: Sequence[str] | None) -> int:
                "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
                "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
                "scales": " ".join(f"{scale:g}" for scale in scales),
-               "trinet_version": __version__,
+               "trinet_version": __version__, MODEL_ATTRIBUTE: embedder.fingerprint,
                METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")})
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
     return 0

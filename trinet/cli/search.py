@@ -27,11 +27,12 @@ from trinet.core.distances import METRICS
 from trinet.core.errors import TrinetError
 from trinet.core.progress import Progress
 from trinet.data.datasets import Dataset, image_path, read_csv
-from trinet.data.embeddings.hdf5 import read_embeddings, read_metric
+from trinet.data.embeddings.hdf5 import MODEL_ATTRIBUTE, read_attribute, read_embeddings, read_metric
 from trinet.evaluation.excluders import EXCLUDERS
 from trinet.pipeline.views import AGGREGATORS, CROP_MODES
-from trinet.search.index import (FAISS_HINT, INDEX_KINDS, PARAMETERS, SEARCH_METRICS, build_index,
-                                 check_metric, import_faiss, load_index, save_index, search)
+from trinet.search.index import (FAISS_HINT, INDEX_KINDS, PARAMETERS, SEARCH_METRICS, GalleryIndex,
+                                 build_index, check_index_folder, check_metric, flag_name, import_faiss,
+                                 load_index, save_index, search)
 from trinet.search.output import RESULT_FORMATS, records, result_format, show_hits, write_results
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ def _add_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gallery_embeddings", required=True,
                    help="Path to the HDF5 file with the gallery embeddings (one row per CSV row).")
     p.add_argument("--output", required=True, type=writeable_directory, metavar="DIR",
-                   help="Folder to write the index into (created if needed; an index there is replaced). "
-                        "It holds the index, the gallery's rows and manifest.json, written last.")
+                   help="Folder to write the index into: a new or empty folder, or an older index, which "
+                        "is replaced (a folder holding anything else is refused). It holds the index, the "
+                        "gallery's rows and manifest.json (with their checksums), and appears complete or "
+                        "not at all.")
     p.add_argument("--index", default="flat", choices=sorted(INDEX_KINDS),
                    help=f"Kind of index. {_kind_help()}. Default: %(default)s (exact).")
     p.add_argument("--metric", default=None, choices=sorted(METRICS),
@@ -73,7 +76,8 @@ def _add_index_arguments(p: argparse.ArgumentParser) -> None:
     for name, parameter in PARAMETERS.items():
         default = "" if parameter.default is None else f" Default: {parameter.default}."
         group.add_argument(f"--{name}", type=positive_int, default=None,
-                           help=f"{parameter.help}{default} Only for --index {_owners(name)}.")
+                           help=f"{parameter.help}{default} Allowed: {parameter.allowed()} (checked with "
+                                f"the others before building). Only for --index {_owners(name)}.")
     p.add_argument("--quiet", action="store_true",
                    help="Print only warnings and errors: no progress or log messages.")
 
@@ -115,6 +119,9 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
                                 f"--index {_owners(name)}.")
     p.add_argument("--batch_size", type=positive_int, default=1024,
                    help="Queries searched at a time. Default: %(default)s.")
+    p.add_argument("--strict", action="store_true",
+                   help="Refuse queries embedded by another model than the gallery (their fingerprints "
+                        "differ) instead of warning.")
     p.add_argument("--show_ranks", type=writeable_directory, default=None, metavar="DIR",
                    help="Write pictures of some queries beside their top results into this folder, as "
                         "evaluate.py --show_ranks draws them (green: the query's person, red: another, grey: "
@@ -161,6 +168,7 @@ def _metric(args: argparse.Namespace) -> str:
 
 
 def _index(args: argparse.Namespace) -> int:
+    check_index_folder(args.output, f"--output {args.output}")  # before anything is read or built
     gallery = read_csv(args.gallery_dataset)
     vectors = read_embeddings(args.gallery_embeddings, expected_rows=len(gallery),
                               partner=args.gallery_dataset, fids=gallery.fids)
@@ -172,26 +180,46 @@ def _index(args: argparse.Namespace) -> int:
                "gallery_embeddings": os.path.abspath(args.gallery_embeddings)}
     with Progress(len(vectors), "Adding gallery vectors", "vectors", quiet=args.quiet) as progress:
         built = build_index(vectors, gallery, args.index, metric, given, sources=sources,
-                            progress=progress.update)
+                            model_fingerprint=read_attribute(args.gallery_embeddings, MODEL_ATTRIBUTE),
+                            progress=progress.update, named=flag_name)
     save_index(args.output, built)
     log.info("Index written to %s (parameters: %s)", args.output, built.params or "none")
     return 0
 
 
-def _embed_images(args: argparse.Namespace) -> np.ndarray:
+def _embed_images(args: argparse.Namespace) -> tuple[np.ndarray, str]:
     from trinet.console.commands import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     from trinet import Embedder  # the Python API, loaded on first use: it builds the model with TensorFlow
 
-    embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint)
+    names = {"checkpoint": "--checkpoint {}", "net_size": "an --experiment_root with its args.json"}
+    embedder = Embedder.from_experiment(args.experiment_root, checkpoint=args.checkpoint, names=names)
+    from trinet.pipeline.views import check_views  # with this command's flags in the messages
+    check_views(args.flip_augment, args.crop_augment, args.aggregator, embedder.net_size,
+                embedder.pre_crop_size)
     log.info("Embedding %d query images with %s", len(args.images), args.experiment_root)
-    return np.asarray(embedder.embed(args.images, flip=args.flip_augment, crops=args.crop_augment,
-                                     aggregator=args.aggregator), dtype=np.float32)
+    emb = np.asarray(embedder.embed(args.images, flip=args.flip_augment, crops=args.crop_augment,
+                                    aggregator=args.aggregator), dtype=np.float32)
+    return emb, embedder.fingerprint
 
 
-def _queries(args: argparse.Namespace, dim: int, metric: str) -> tuple[Dataset, np.ndarray]:
+def _check_model(args: argparse.Namespace, index: GalleryIndex, fingerprint: str | None, source: str) -> None:
+    """Warn (or with --strict refuse) when the queries were embedded by another model than the gallery."""
+    if fingerprint is None or index.model_fingerprint is None or fingerprint == index.model_fingerprint:
+        return
+    gallery = index.sources.get("gallery_embeddings", "the gallery")
+    message = (f"The queries ({source}, model {fingerprint[:12]}) were embedded by another model than the "
+               f"gallery of the index {args.index} ({gallery}, model {index.model_fingerprint[:12]}): their "
+               "distances mean nothing. Embed both with the same model.")
+    if args.strict:
+        raise TrinetError(f"--strict: {message}")
+    log.warning("%s (--strict makes this an error.)", message)
+
+
+def _queries(args: argparse.Namespace, index: GalleryIndex) -> tuple[Dataset, np.ndarray]:
     """The query rows (paths, pids where known) and their `(Q, D)` embeddings."""
+    dim, metric = index.dim, index.metric
     by_file = args.query_dataset is not None or args.query_embeddings is not None
     if by_file == (args.images is not None):
         raise TrinetError("Give the queries either as --query_dataset CSV --query_embeddings H5 or as "
@@ -208,17 +236,19 @@ def _queries(args: argparse.Namespace, dim: int, metric: str) -> tuple[Dataset, 
                               f"distance but the index {args.index} ranks by {metric}; embed both with the "
                               "same model, or build the index with --metric.")
         source = args.query_embeddings
+        fingerprint = read_attribute(args.query_embeddings, MODEL_ATTRIBUTE)
     else:
         if args.experiment_root is None:
             raise TrinetError("--images needs --experiment_root, the training run whose model embeds them")
         query = Dataset(np.full(len(args.images), "", dtype=str), np.asarray(args.images, dtype=str),
                         "--images")
-        emb = _embed_images(args)
+        emb, fingerprint = _embed_images(args)
         source = f"the model of {args.experiment_root}"
     if emb.shape[1] != dim:
         raise TrinetError(f"The query embeddings ({source}) have dimension {emb.shape[1]} but the index "
                           f"{args.index} was built for dimension {dim}; build the index from embeddings of "
                           "the same model.")
+    _check_model(args, index, fingerprint, source)
     return query, emb
 
 
@@ -232,7 +262,7 @@ def _query(args: argparse.Namespace) -> int:
                if value is not None and name not in index.params]
     if foreign:
         raise TrinetError(f"{', '.join(foreign)} does not apply to the {index.kind} index in {args.index}")
-    query, emb = _queries(args, index.dim, index.metric)
+    query, emb = _queries(args, index)
     try:
         exclusion = EXCLUDERS[args.excluder](query.fids, index.gallery.fids)
     except TrinetError as e:

@@ -253,7 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", type=argtypes.readable_directory, default=D.teacher,
                    help="The experiment root of a trained trinet model (its latest checkpoint), frozen, "
-                        "whose outputs teach this run; its backbone may differ.")
+                        "whose outputs teach this run; its backbone may differ. The checkpoint used (path "
+                        "and SHA-256) is recorded in this run's checkpoints, and --resume reloads exactly "
+                        "that one. A teacher whose run still holds its lock is refused unless "
+                        "--teacher_checkpoint names one.")
+    g.add_argument("--teacher_checkpoint", default=D.teacher_checkpoint,
+                   help="A checkpoint of --teacher (a step, a name such as checkpoint-25000, best, or a "
+                        "path), e.g. a finished one of a run that still trains. Default: its latest.")
     g.add_argument("--distill_logits_weight", type=argtypes.nonnegative_float,
                    default=D.distill_logits_weight,
                    help="Weight of the KL divergence from the teacher's to the student's class probabilities "

@@ -104,6 +104,7 @@ class TrainSettings:
     new_layers_lr_multiplier: float = 1.0
     # distillation
     teacher: str | None = None
+    teacher_checkpoint: str | None = None
     distill_logits_weight: float = 0.0
     distill_distance_weight: float = 0.0
     distill_temperature: float = 4.0
@@ -330,6 +331,8 @@ def _problems(s: TrainSettings):
         yield f"{flag} needs --teacher (the experiment root of the model to learn from)"
     if s.teacher is not None and not (s.distill_logits_weight or s.distill_distance_weight):
         yield "--teacher needs --distill_logits_weight and/or --distill_distance_weight > 0"
+    if s.teacher_checkpoint is not None and s.teacher is None:
+        yield "--teacher_checkpoint names a checkpoint of --teacher; give --teacher too"
     if s.distill_logits_weight and not s.id_loss_weight:
         yield ("--distill_logits_weight needs the student's classifier (--id_loss_weight > 0): the KL term "
                "compares the class probabilities")

@@ -144,19 +144,57 @@ def copy_folder_atomic(source: str, path: str) -> None:
     tmp = temporary_name(path)
     try:
         shutil.copytree(source, tmp)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _folder_error(e, path, "nothing was written") from None
+    publish_folder(tmp, path)
+
+
+def _folder_error(error: BaseException, path: str, kept: str) -> BaseException:
+    """`error`, or for an `OSError` (also `shutil.Error`, whose text is a list of tuples) one line naming
+    `path`."""
+    if not isinstance(error, OSError) or isinstance(error, WriteError):
+        return error
+    if isinstance(error, shutil.Error):  # its args: [(source, destination, message), ...]
+        failures = error.args[0] if error.args and isinstance(error.args[0], list) else []
+        reason = str(failures[0][2]) if failures and len(failures[0]) == 3 else "a file could not be copied"
+        reason = re.sub(r"^\[Errno \d+\] ", "", reason)
+        more = f" (and {len(failures) - 1} more files)" if len(failures) > 1 else ""
+        return WriteError(f"Could not write {path}: {reason}{more}; {kept}.", error)
+    return WriteError(f"Could not write {path}: {getattr(error, 'strerror', None) or error}; {kept}.", error)
+
+
+def publish_folder(tmp: str, path: str, replace: bool = False) -> None:
+    """Flush the folder `tmp` (written next to `path`, e.g. at `temporary_name(path)`) to disk and rename
+    it to `path` in one step, so that `path` appears complete or not at all.
+
+    Without `replace`, `path` must not exist; with it, a folder at `path` is replaced (moved aside, then
+    removed once the new one is in place). The caller decides what may be replaced.
+
+    Raises:
+        WriteError: the flush or the rename failed; `tmp` is removed and `path` unchanged.
+    """
+    old = None
+    try:
         for folder, _, files in os.walk(tmp):
             for name in files:
                 _fsync_file(os.path.join(folder, name))
             _fsync_dir(folder)
         if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, "it exists", path)
+            if not replace:
+                raise FileExistsError(errno.EEXIST, "it exists", path)
+            old = f"{tmp}-old"
+            os.rename(path, old)
         os.rename(tmp, path)
     except BaseException as e:
+        if old is not None and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.rename(old, path)
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError) and not isinstance(e, WriteError):
-            raise WriteError(f"Could not write {path}: {getattr(e, 'strerror', None) or e}; nothing was "
-                             "written.", e) from None
-        raise
+        raise _folder_error(e, path, "the previous folder there is unchanged" if os.path.lexists(path)
+                            else "nothing was written") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -216,3 +254,14 @@ def remove_stale_temporaries(directory: str, name: str | None = None) -> list[st
             continue
         removed.append(entry)
     return sorted(removed)
+
+
+def file_sha256(path: str, block: int = 1 << 20) -> str:
+    """The SHA-256 (hex) of the bytes of the file `path`, read in blocks of `block` bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -23,7 +23,7 @@ from trinet.core.errors import TrinetError, listing
 from trinet.core.fileio import path_problem
 from trinet.core.progress import Progress
 from trinet.data.embeddings.formats import open_writer
-from trinet.data.embeddings.hdf5 import LOCAL_KEY, ROWS_WRITTEN, read_strings
+from trinet.data.embeddings.hdf5 import LOCAL_KEY, MODEL_ATTRIBUTE, ROWS_WRITTEN, read_strings
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,8 @@ def order_shards(shards: Sequence[Shard]) -> list[Shard]:
         settings = _settings(shard.attrs)
         for key in sorted(set(reference) | set(settings)):
             if reference.get(key, "<absent>") != settings.get(key, "<absent>"):
-                what = "model (its weights)" if key == "shard_model_fingerprint" else f"attribute {key!r}"
+                model = key in ("shard_model_fingerprint", MODEL_ATTRIBUTE)  # the same, stored twice
+                what = "model (its weights)" if model else f"attribute {key!r}"
                 mine, theirs = reference.get(key, "<absent>"), settings.get(key, "<absent>")
                 raise TrinetError(f"--merge: the shards differ in their {what}: {mine!r} in {first.path}, "
                                   f"{theirs!r} in {shard.path}; all shards must be embedded with the same "

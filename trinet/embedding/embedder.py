@@ -18,11 +18,11 @@ import numpy as np
 
 from trinet.core.errors import TrinetError, listing
 from trinet.core.fileio import path_problem
-from trinet.embedding.inference import embed_batches, load_model, split_local
+from trinet.embedding.inference import API_NAMES, embed_batches, load_model, split_local
 from trinet.models.builder import global_part, local_shape
 from trinet.models.distribute import make_strategy, scope
 from trinet.pipeline.views import AGGREGATORS, NO_SCALES, check_views
-from trinet.rundir import experiment
+from trinet.rundir import checkpoints, experiment
 
 #: What `Embedder.embed` accepts, in words for the messages.
 ACCEPTED = "a list of image paths, a list of (H, W, 3) uint8 RGB arrays, or an (N, H, W, 3) uint8 array"
@@ -98,36 +98,55 @@ class Embedder:
     @classmethod
     def from_experiment(cls, root: str, checkpoint: str | int | None = None, *,
                         net_size: tuple[int, int] | None = None,
-                        pre_crop_size: tuple[int, int] | None = None, distribute: str = "none") -> Embedder:
+                        pre_crop_size: tuple[int, int] | None = None, distribute: str = "none",
+                        names: dict[str, str] | None = None) -> Embedder:
         """The model of the experiment folder `root` written by train.py.
 
         Args:
             checkpoint: as embed.py's `--checkpoint`: a step (25000), a name (checkpoint-25000), a path,
-                `best` or `model.keras`. Default: the latest checkpoint (or model.keras without any).
+                `best` or `model.keras`. Default: the latest checkpoint (or model.keras without any); a
+                latest checkpoint-0 (the untrained network of a run stopped early) is refused unless
+                named, and a checkpoint before the end of training is warned of.
             net_size, pre_crop_size: override the sizes of the experiment's args.json (needed without it).
             distribute: 'none', or 'mirrored' to split each batch over every local GPU (or logical CPU
                 device) with `tf.distribute.MirroredStrategy`; the embeddings are the same.
+            names: how error messages name these options (see `trinet.embedding.inference.API_NAMES`): a
+                command passes its flags; default: the parameters of this method.
 
         Raises:
-            TrinetError: `root` is no folder, it has no checkpoint or model file, or the sizes are unknown.
+            TrinetError: `root` is no folder, it has no checkpoint or model file (the message says what it
+                holds), or the sizes are unknown.
         """
+        names = {**API_NAMES, **(names or {})}
         root = os.fspath(root)
         problem = path_problem(root, "folder")
         if problem is not None:
             raise TrinetError(f"The experiment root {root} is {problem}; expected the folder written by "
                               "train.py.")
         settings = experiment.read_settings(root)
+        model_file = os.path.join(root, experiment.MODEL_FILE)
+        if checkpoint is None and not checkpoints.list_checkpoints(root) and not os.path.isfile(model_file):
+            raise TrinetError(f"{root} holds no model yet ({experiment.describe_contents(root)}); expected "
+                              "an experiment root of train.py with a checkpoint or model.keras.")
         net_size = net_size or _size(settings, "net_input")
         if net_size is None:
-            raise TrinetError(f"The net input size of {root} is not known (its {experiment.ARGS_FILE} lacks "
-                              "it); pass net_size=(height, width).")
+            why = (f"its {experiment.ARGS_FILE} lacks net_input_height/net_input_width" if settings
+                   else f"it has no {experiment.ARGS_FILE}")
+            raise TrinetError(f"The net input size of {root} is not known ({why}); pass {names['net_size']}.")
         pre_crop_size = pre_crop_size or _size(settings, "pre_crop")
         if distribute not in ("none", "mirrored"):
             raise TrinetError(f"distribute={distribute!r}; expected 'none' or 'mirrored'")
         strategy = make_strategy(distribute)
         with scope(strategy):  # the variables are mirrored on every device
-            model, source = load_model(root, None if checkpoint is None else str(checkpoint), settings)
+            model, source = load_model(root, None if checkpoint is None else str(checkpoint), settings, names)
         return cls(model, net_size, pre_crop_size, source=source, strategy=strategy)
+
+    @property
+    def fingerprint(self) -> str:
+        """The SHA-256 of the model's weights (`trinet.data.shards.fingerprint_arrays`): equal for embeddings
+        of the same model, stored with the embedding files (and search indexes) to tell models apart."""
+        from trinet.data.shards import fingerprint_arrays
+        return fingerprint_arrays(w.numpy() for w in self._full.weights)
 
     @property
     def dim(self) -> int:
@@ -137,7 +156,7 @@ class Embedder:
     def view_names(self, flip: bool = False, crops: str | None = None, aggregator: str | None = None,
                    scales: Sequence[float] = NO_SCALES) -> list[str]:
         """The names of the views of each image (`views.check_views`, which raises on bad combinations)."""
-        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size, scales)
+        return check_views(flip, crops, aggregator, self.net_size, self.pre_crop_size, scales, api=True)
 
     def blocks(self, images: Any, *, flip: bool = False, crops: str | None = None,
                aggregator: str | None = None, batch_size: int = 256, threads: int = 8,

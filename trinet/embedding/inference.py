@@ -32,15 +32,53 @@ from trinet.rundir import checkpoints, experiment
 log = logging.getLogger("trinet.embed")
 
 
-def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras.Model, str]:
+#: How the messages of `load_model` and `Embedder.from_experiment` name their options (`{}`: the value):
+#: the Python API's parameters by default; the commands pass their flags (`CLI_NAMES`).
+API_NAMES = {"checkpoint": "checkpoint={!r}", "net_size": "net_size=(height, width)"}
+CLI_NAMES = {"checkpoint": "--checkpoint {}", "net_size": "--net_input_height/--net_input_width"}
+
+
+def _report_step(root: str, path: str, checkpoint: str | None, settings: dict,
+                 names: dict[str, str]) -> None:
+    """Refuse checkpoint-0 (the untrained network) unless it was named; warn when the checkpoint used is
+    not the end of training."""
+    step, _ = checkpoints.read_info(path)
+    total = settings.get("train_iterations")
+    latest = max((s for s, _ in checkpoints.list_checkpoints(root)), default=step)
+    name = os.path.basename(path).removesuffix(".h5")
+    if step == 0 and checkpoint is None:
+        model_file = os.path.isfile(os.path.join(root, experiment.MODEL_FILE))
+        contents = experiment.describe_contents(root)
+        raise TrinetError(f"The latest checkpoint of {root} is {name}, the untrained network (the run was "
+                          f"stopped before its first checkpoint after the start; {contents}). "
+                          "Train further (train.py --resume), or to use it anyway name it: "
+                          f"{names['checkpoint'].format(0)}"
+                          + (f" (or {names['checkpoint'].format(experiment.MODEL_FILE)})" if model_file
+                             else ""))
+    if isinstance(total, int) and step < total:
+        where = ("the run is unfinished" if latest < total
+                 else f"an earlier one than the end of training (checkpoint-{latest})")
+        log.warning("Using %s of %d iterations of %s: %s.", name, total, root, where)
+
+
+def load_model(root: str, checkpoint: str | None, settings: dict,
+               names: dict[str, str] | None = None) -> tuple[keras.Model, str]:
     """The embedding model of an experiment: a trinet checkpoint (the latest by default) rebuilt from
-    the experiment's settings, or a saved `model.keras`. Returns `(model, source path)`."""
+    the experiment's settings, or a saved `model.keras`. Returns `(model, source path)`.
+
+    The latest checkpoint is refused when it is checkpoint-0 (the untrained network, left by a run
+    stopped early) unless it is named; a checkpoint before the end of training is warned of.
+
+    Args:
+        names: how messages name the options (`API_NAMES`, the default, or a command's `CLI_NAMES`).
+    """
+    names = names or API_NAMES
     if checkpoint is None and not checkpoints.list_checkpoints(root):
         keras_file = os.path.join(root, experiment.MODEL_FILE)
         problem = path_problem(keras_file, "file")
         if problem == "not found":
-            raise TrinetError(f"No checkpoint and no {experiment.MODEL_FILE} in {root}; "
-                              "has train.py run there?")
+            raise TrinetError(f"{root} holds no model yet ({experiment.describe_contents(root)}); expected "
+                              "an experiment root of train.py with a checkpoint or model.keras.")
         if problem is not None:
             raise TrinetError(f"No checkpoint in {root}, and {keras_file} is {problem}; expected the model "
                               "file written by train.py")
@@ -48,16 +86,18 @@ def load_model(root: str, checkpoint: str | None, settings: dict) -> tuple[keras
     if checkpoint is not None and checkpoint.endswith(".keras"):
         path = checkpoint if os.path.lexists(checkpoint) else os.path.join(root, checkpoint)
         problem = path_problem(path, "file")
+        option = names["checkpoint"].format(checkpoint)
         if problem == "not found":
-            raise TrinetError(f"--checkpoint {checkpoint}: no such model file")
+            raise TrinetError(f"{option}: no such model file")
         if problem is not None:
-            raise TrinetError(f"--checkpoint {checkpoint}: {path} is {problem}; expected a model file")
+            raise TrinetError(f"{option}: {path} is {problem}; expected a model file")
         return load_embedding_model(path), path
-    path = checkpoints.resolve(root, checkpoint)
+    path = checkpoints.resolve(root, checkpoint, names["checkpoint"])
     missing = [k for k in ("model_name", "head_name", "embedding_dim") if settings.get(k) is None]
     if missing:
         raise TrinetError(f"Rebuilding the model of {path} needs {', '.join(missing)} from "
                           f"{os.path.join(root, experiment.ARGS_FILE)}, which lacks them.")
+    _report_step(root, path, checkpoint, settings, names)
     return embedding_model(rebuild_model(root, path, settings)[0], local=True), path
 
 

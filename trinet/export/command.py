@@ -8,6 +8,7 @@ from typing import Sequence
 
 from trinet.console import argtypes
 from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
+from trinet.core.errors import TrinetError
 from trinet.export.formats import EXTRA, FORMATS, TOLERANCE, check_output, get_format
 
 log = logging.getLogger("trinet.export")
@@ -27,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "sizes).")
     p.add_argument("--checkpoint", default=None,
                    help="As embed.py's: a step (25000), a name (checkpoint-25000), a path, best, or "
-                        "model.keras. Default: the latest checkpoint.")
+                        "model.keras. Default: the latest checkpoint; a latest checkpoint-0 (the untrained "
+                        "network of a run stopped early) is refused unless named (--checkpoint 0).")
+    p.add_argument("--net_input_height", type=argtypes.positive_int, default=None,
+                   help="Only for an experiment folder without args.json (a bare model.keras): the height "
+                        "the images are resized to. Default: args.json's.")
+    p.add_argument("--net_input_width", type=argtypes.positive_int, default=None,
+                   help="Only without args.json: the width the images are resized to. Default: args.json's.")
     p.add_argument("--format", required=True, choices=sorted(FORMATS),
                    help="; ".join(f"{name}: {FORMATS[name].help}" for name in sorted(FORMATS)) + ".")
     p.add_argument("--output", required=True,
@@ -49,8 +56,13 @@ def _run(argv: Sequence[str] | None) -> int:
     check_output(args.output, args.format)
     import_tensorflow_quietly()
     from trinet.embedding.embedder import Embedder
+    from trinet.embedding.inference import CLI_NAMES
     from trinet.export.publish import export
-    embedder = Embedder.from_experiment(args.experiment_root, args.checkpoint)
+    sizes = (args.net_input_height, args.net_input_width)
+    if (sizes[0] is None) != (sizes[1] is None):
+        raise TrinetError("--net_input_height and --net_input_width go together: give both")
+    embedder = Embedder.from_experiment(args.experiment_root, args.checkpoint,
+                                        net_size=None if sizes[0] is None else sizes, names=CLI_NAMES)
     diffs = export(embedder, args.format, args.output, flip=args.flip, tolerance=args.tolerance)
     log.info("Wrote the %s export of %s to %s; verified: max |difference| %.3g (tolerance %g).", args.format,
              embedder.source, args.output, max(diffs.values()), args.tolerance)

@@ -1,8 +1,9 @@
 """An export written, verified against the `Embedder`, then published: nothing unverified reaches --output.
 
-The export is built in a temporary folder; each of its endpoints is run with the format's own runtime on
-probe images and compared with `Embedder.embed` (= embed.py); only then is it copied to --output in one
-step (`trinet.core.fileio`). A failure at any point leaves nothing at --output.
+The export is built in a temporary folder beside --output (where a killed run's is found and removed by the
+next run); each of its endpoints is run with the format's own runtime on probe images and compared with
+`Embedder.embed` (= embed.py); only then is it copied to --output in one step (`trinet.core.fileio`). A
+failure at any point leaves nothing at --output.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import shutil
 from typing import Iterator
 
 import numpy as np
 
 from trinet.core.errors import TrinetError
-from trinet.core.fileio import atomic_path, copy_folder_atomic, remove_stale_temporaries
+from trinet.core.fileio import (atomic_path, copy_folder_atomic, make_directory, remove_stale_temporaries,
+                                temporary_name)
 from trinet.embedding.embedder import Embedder
 from trinet.export.formats import TOLERANCE, Format, Runners, check_output, get_format
 from trinet.export.serving import ENDPOINTS
@@ -102,13 +104,20 @@ def export(embedder: Embedder, fmt_name: str, output: str, *, flip: bool = False
     parent = os.path.dirname(os.path.abspath(output))
     remove_stale_temporaries(parent, os.path.basename(os.path.abspath(output)))
     endpoints = ("embed", "embed_flip") if flip else ("embed",)
-    with tempfile.TemporaryDirectory(prefix="trinet-export-") as work, _root_logger_kept():
-        log.info("Building the %s export (endpoints %s) of %s.", fmt_name, ", ".join(endpoints),
-                 embedder.source)
-        artifact = fmt.build(embedder.model, embedder.net_size, endpoints, work)
-        log.info("Verifying it against the Embedder (tolerance %g).", tolerance)
-        diffs = verify(fmt.run(artifact, endpoints), embedder, tolerance)
-        for what, diff in diffs.items():
-            log.info("  %s: max |difference| %.3g", what, diff)
-        _publish(artifact, output, fmt)
+    # The work folder lies beside --output, named as a temporary of it: a run killed by SIGKILL leaves it
+    # where the next run's remove_stale_temporaries finds it (not in the system's temp folder forever).
+    work = temporary_name(output) + "-work"
+    try:
+        make_directory(work)
+        with _root_logger_kept():
+            log.info("Building the %s export (endpoints %s) of %s.", fmt_name, ", ".join(endpoints),
+                     embedder.source)
+            artifact = fmt.build(embedder.model, embedder.net_size, endpoints, work)
+            log.info("Verifying it against the Embedder (tolerance %g).", tolerance)
+            diffs = verify(fmt.run(artifact, endpoints), embedder, tolerance)
+            for what, diff in diffs.items():
+                log.info("  %s: max |difference| %.3g", what, diff)
+            _publish(artifact, output, fmt)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return diffs

@@ -67,8 +67,13 @@ AGGREGATORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def check_views(flip: bool, crop: str | None, aggregator: str | None, net_size: tuple[int, int],
-                pre_crop_size: tuple[int, int], scales: Sequence[float] = NO_SCALES) -> list[str]:
+                pre_crop_size: tuple[int, int], scales: Sequence[float] = NO_SCALES, *,
+                api: bool = False) -> list[str]:
     """Validate the augmentation flags together; returns the view names.
+
+    Args:
+        api: the messages name the parameters of `Embedder.embed` (`aggregator=`, `crops=`, ...) instead of
+            the commands' flags (`--aggregator`, `--crop_augment`, ...).
 
     Raises:
         TrinetError: several views without `--aggregator`, one view with it, an unknown aggregator,
@@ -77,13 +82,24 @@ def check_views(flip: bool, crop: str | None, aggregator: str | None, net_size: 
     """
     scales = tuple(float(s) for s in scales)
     if not scales or any(not s > 0 for s in scales) or len(set(scales)) != len(scales):
+        if api:
+            raise TrinetError(f"scales={scales}: expected one or more different positive factors of the net "
+                              "input size, e.g. scales=(1, 1.125)")
         raise TrinetError(f"--scales {' '.join(f'{s:g}' for s in scales) or '(none)'}: expected one or more "
                           "different positive factors of the net input size, e.g. --scales 1 1.125")
     names = view_names(flip, crop, scales)
     if len(names) > 1 and aggregator is None:
+        if api:
+            choices = " or ".join(repr(a) for a in sorted(AGGREGATORS))
+            raise TrinetError(f"{len(names)} views per image ({', '.join(names)}) need an aggregator to "
+                              f"combine them; pass aggregator={choices}.")
         raise TrinetError(f"{len(names)} views per image ({', '.join(names)}) need an --aggregator to "
                           f"combine them; add --aggregator {' or '.join(sorted(AGGREGATORS))}.")
     if len(names) == 1 and aggregator is not None:
+        if api:
+            raise TrinetError(f"aggregator={aggregator!r} needs several views per image, but there is only "
+                              f"one ({names[0]}); leave out aggregator, or pass flip=True, crops='five' or a "
+                              "second scale in scales.")
         raise TrinetError(f"--aggregator {aggregator} needs several views per image, but there is only one "
                           f"({names[0]}); remove --aggregator, or add --flip_augment, --crop_augment five or "
                           "a second --scales.")
@@ -91,12 +107,14 @@ def check_views(flip: bool, crop: str | None, aggregator: str | None, net_size: 
         raise TrinetError(f"Unknown aggregator {aggregator!r}; expected one of {sorted(AGGREGATORS)}")
     if crop in ("center", "five"):
         (ph, pw), (nh, nw) = pre_crop_size, net_size
+        option = f"crops={crop!r}" if api else f"--crop_augment {crop}"
         if ph < nh or pw < nw:
-            raise TrinetError(f"--crop_augment {crop} needs a pre-crop size ({ph}x{pw}) at least the net "
+            raise TrinetError(f"{option} needs a pre-crop size ({ph}x{pw}) at least the net "
                               f"input size ({nh}x{nw}).")
         if crop == "five" and (ph, pw) == (nh, nw):
-            raise TrinetError(f"--crop_augment five with a pre-crop size equal to the net input size "
+            raise TrinetError(f"{option} with a pre-crop size equal to the net input size "
                               f"({nh}x{nw}) gives five identical crops: the corners coincide with the "
                               "centre. "
-                              "Train (or embed) with a larger pre-crop size, or use --crop_augment center.")
+                              "Train (or embed) with a larger pre-crop size, or use "
+                              f"{'crops=' + repr('center') if api else '--crop_augment center'}.")
     return names

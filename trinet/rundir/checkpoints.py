@@ -111,9 +111,10 @@ def latest_checkpoint(root: str) -> str | None:
     return None
 
 
-def resolve(root: str, name: str | None) -> str:
+def resolve(root: str, name: str | None, option: str = "--checkpoint {}") -> str:
     """The checkpoint `name` (a step, `checkpoint-<step>`, `best`, a file name or a path) in `root`, or
-    the latest one when `name` is None."""
+    the latest one when `name` is None; `option` is how messages name the choice (a command's flag, or
+    the API's `checkpoint={!r}`)."""
     if name is None:
         path = latest_checkpoint(root)
         if path is None:
@@ -127,8 +128,8 @@ def resolve(root: str, name: str | None) -> str:
             return candidate
     available = ", ".join(os.path.basename(p) for _, p in list_checkpoints(root)) or "none"
     if name == BEST:
-        raise TrinetError(f"--checkpoint best: {root} has no {BEST}.h5; it is written by validation during "
-                          f"training (train.py --val_query ...). Available: {available}")
+        raise TrinetError(f"{option.format(name)}: {root} has no {BEST}.h5; it is written by validation "
+                          f"during training (train.py --val_query ...). Available: {available}")
     raise TrinetError(f"Checkpoint {name!r} not found in {root}; available: {available}")
 
 

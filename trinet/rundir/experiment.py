@@ -90,3 +90,22 @@ def read_settings(root: str) -> dict[str, Any]:
     log.warning("%s has no %s; the model must be model.keras and the image sizes given explicitly.", root,
                 ARGS_FILE)
     return {}
+
+
+def describe_contents(root: str) -> str:
+    """What an experiment folder holds of what embedding and export need, in words for a message:
+    `args.json`, the checkpoints (first and last), `model.keras`, and whether a run holds its lock."""
+    from trinet.rundir import checkpoints, runlock
+
+    def has(name: str) -> str:
+        return "yes" if os.path.isfile(os.path.join(root, name)) else "no"
+
+    found = [os.path.basename(path) for _, path in checkpoints.list_checkpoints(root)]
+    listed = ("none yet" if not found else found[0] if len(found) == 1
+              else f"{len(found)} ({found[0]} to {found[-1]})")
+    parts = [f"{ARGS_FILE}: {has(ARGS_FILE)}", f"checkpoints: {listed}", f"{MODEL_FILE}: {has(MODEL_FILE)}"]
+    owner = runlock.read_owner(root)
+    if owner is not None:
+        parts.append(f"locked by {owner.get('command') or 'a trinet run'} (pid {owner.get('pid')}): still "
+                     "running?")
+    return "; ".join(parts)

@@ -158,9 +158,7 @@ class ExperimentLock:
                               "on; two runs in one experiment root overwrite each other. If it has ended, "
                               "delete that file and start again.")
         pid = owner["pid"]
-        recorded = owner.get("process_start")
-        alive = pid_exists(pid) and (recorded is None or _process_start(pid) in (None, recorded))
-        if alive:
+        if _alive(owner):
             raise TrinetError(f"{self.root} is in use by {_describe(owner)}; two runs in one experiment root "
                               f"overwrite each other. Wait for it to end or stop it (kill {pid}); the lock "
                               f"file is {self.path}.")
@@ -189,6 +187,31 @@ def _serialised(root: str):
         yield
     finally:
         os.close(fd)  # closing releases the advisory lock
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    """Whether the process of a lock's owner on this host still runs (a reused pid does not count)."""
+    pid, recorded = owner["pid"], owner.get("process_start")
+    return pid_exists(pid) and (recorded is None or _process_start(pid) in (None, recorded))
+
+
+def live_owner(root: str) -> dict[str, Any] | None:
+    """The owner of `root`'s lock while its run may still go on, or None: no lock, or one left by a dead
+    process on this host. A lock of another host, or one that cannot be read, counts as held (its owner
+    may run); its owner is then `{}` when unreadable."""
+    if not os.path.lexists(os.path.join(root, LOCK_FILE)):
+        return None
+    owner = read_owner(root)
+    if owner is None or not isinstance(owner.get("pid"), int):
+        return {}
+    if owner.get("host") != socket.gethostname():
+        return owner
+    return owner if _alive(owner) else None
+
+
+def describe_owner(owner: dict[str, Any]) -> str:
+    """An owner of `live_owner` in words: command, pid, host and start time."""
+    return _describe(owner) if owner else "a run whose lock file cannot be read"
 
 
 def read_owner(root: str) -> dict[str, Any] | None:

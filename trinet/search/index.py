@@ -2,8 +2,11 @@
 
 An index folder (written by `save_index`, read by `load_index`) holds the faiss index, the gallery's
 `pid,path` rows (`gallery.csv`; the excluders read persons and cameras from the paths) and
-`manifest.json` (kind, parameters, metric, dimension, row count), written last: a folder without it is
-an interrupted build and is refused.
+`manifest.json` (kind, parameters, metric, dimension, row count, the model's fingerprint, and the size and
+SHA-256 of the two other files). The folder is written under a temporary name and renamed when complete; it
+is created new, or replaces only an older index (never a folder with anything else). `load_index` checks
+the manifest's keys and types, the parameters against what faiss accepts, and the files' checksums: a
+changed byte is an error naming the file, never a silently wrong result.
 
 faiss computes squared L2 distances; `SEARCH_METRICS` turns them into trinet's `euclidean` (with the
 epsilon of `trinet.core.distances`) or `sqeuclidean`. The other metrics of `trinet.core.distances` are
@@ -19,14 +22,16 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from trinet import __version__
 from trinet.core.distances import EUCLIDEAN_EPSILON
-from trinet.core.errors import TrinetError
-from trinet.core.fileio import atomic_path, make_directory, path_problem, write_json_atomic
+from trinet.core.errors import TrinetError, WriteError, listing
+from trinet.core.fileio import (file_sha256, make_directory, path_problem, publish_folder,
+                                remove_stale_temporaries, temporary_name, write_json_atomic)
 from trinet.data.datasets import Dataset, read_csv, write_csv
 from trinet.evaluation.excluders import Exclusion
 
@@ -38,8 +43,8 @@ FAISS_HINT = "pip install 'trinet[search]' (or: pip install faiss-cpu)"
 #: The files of an index folder.
 MANIFEST, INDEX_FILE, GALLERY_FILE = "manifest.json", "index.faiss", "gallery.csv"
 
-#: The layout version of an index folder, stored in the manifest.
-FORMAT_VERSION = 1
+#: What the manifest of an index folder says it is, and the layout version (1: no checksums).
+FORMAT, FORMAT_VERSION = "trinet-index", 2
 
 
 def import_faiss() -> Any:
@@ -88,6 +93,11 @@ class Parameter:
     default: int | None
     help: str
     search: bool = False
+    minimum: int = 1
+    maximum: int | None = None  # faiss's own limit, or where it stops working
+
+    def allowed(self) -> str:
+        return f"{self.minimum} or more" if self.maximum is None else f"{self.minimum} to {self.maximum}"
 
 
 def _auto_nlist(count: int) -> int:
@@ -96,11 +106,60 @@ def _auto_nlist(count: int) -> int:
 
 
 def _nlist(params: dict[str, Any], count: int) -> int:
-    nlist = params["nlist"] or _auto_nlist(count)
-    if nlist > count:
-        raise TrinetError(f"--nlist {nlist} is larger than the gallery ({count} vectors); the inverted lists "
-                          "are trained on the gallery and need at least one vector each. Lower --nlist.")
-    return nlist
+    return params["nlist"] or _auto_nlist(count)
+
+
+def flag_name(name: str, value: Any) -> str:
+    """How a command names the parameter `name` given as `value` in its messages: `--name value`."""
+    return f"--{name} {value}"
+
+
+def api_name(name: str, value: Any) -> str:
+    """How the Python API (`build_index(params=...)`, `search(overrides=...)`) names it: `name=value`."""
+    return f"{name}={value!r}"
+
+
+def check_parameters(kind: str, params: Mapping[str, Any], count: int, dim: int,
+                     named: Callable[[str, Any], str] = api_name) -> None:
+    """Check the resolved parameters of an index of `kind` over `count` vectors of dimension `dim`
+    against what faiss accepts, before anything is built (faiss crashes on some: hnsw with M = 1).
+
+    Args:
+        named: how a message names a parameter and its value (`flag_name`, `api_name`, or one naming a
+            manifest's key).
+
+    Raises:
+        TrinetError: a parameter of the wrong type or outside its range (the message names it and the
+            allowed range), or one that does not fit the others or the gallery.
+    """
+    spec = get_kind(kind)
+    for parameter in spec.parameters:
+        value = params.get(parameter.name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TrinetError(f"{named(parameter.name, value)}: expected an integer, found "
+                              f"{type(value).__name__}")
+        if value < parameter.minimum or (parameter.maximum is not None and value > parameter.maximum):
+            raise TrinetError(f"{named(parameter.name, value)} is out of range: --index {kind} allows "
+                              f"{parameter.allowed()} ({parameter.help})")
+    if "nlist" in params and params["nlist"] > count:
+        raise TrinetError(f"{named('nlist', params['nlist'])} is larger than the gallery ({count} vectors); "
+                          "the inverted lists are trained on the gallery and need at least one vector each. "
+                          "Lower it (allowed: 1 to the gallery size).")
+    if "pq_m" in params:
+        m, nbits = params["pq_m"], params["pq_nbits"]
+        if dim % m:
+            raise TrinetError(f"{named('pq_m', m)} must divide the embedding dimension {dim} (each of the "
+                              f"{m} codes covers an equal share of it); allowed: "
+                              f"{', '.join(str(d) for d in range(1, dim + 1) if dim % d == 0)}")
+        if count < 2 ** nbits:
+            raise TrinetError(f"--index ivfpq with {named('pq_nbits', nbits)} trains {2 ** nbits} centroids "
+                              "per code and needs at least that many gallery vectors; the gallery has "
+                              f"{count}. Use --index flat (exact, and fast enough for small galleries) or "
+                              "lower pq_nbits.")
+    if "ef_construction" in params and params["ef_construction"] < params["hnsw_m"]:
+        raise TrinetError(f"{named('ef_construction', params['ef_construction'])} is smaller than "
+                          f"{named('hnsw_m', params['hnsw_m'])}; the candidate list while building must hold "
+                          "at least the links of a vector (allowed: ef_construction >= hnsw_m)")
 
 
 def _training_sample(vectors: np.ndarray, size: int) -> np.ndarray:
@@ -127,15 +186,7 @@ def _build_ivfsq(faiss: Any, vectors: np.ndarray, params: dict[str, Any]) -> Any
 
 
 def _build_ivfpq(faiss: Any, vectors: np.ndarray, params: dict[str, Any]) -> Any:
-    dim, m, nbits = vectors.shape[1], params["pq_m"], params["pq_nbits"]
-    if dim % m:
-        raise TrinetError(f"--pq_m {m} must divide the embedding dimension {dim} (each of the {m} codes "
-                          "covers an equal share of it)")
-    if len(vectors) < 2 ** nbits:
-        raise TrinetError(f"--index ivfpq with --pq_nbits {nbits} trains {2 ** nbits} centroids per code and "
-                          f"needs at least that many gallery vectors; the gallery has {len(vectors)}. Use "
-                          "--index flat (exact, and fast enough for small galleries) or lower --pq_nbits.")
-    return _build_ivf(faiss, vectors, params, f"PQ{m}x{nbits}")
+    return _build_ivf(faiss, vectors, params, f"PQ{params['pq_m']}x{params['pq_nbits']}")
 
 
 def _build_hnsw(faiss: Any, vectors: np.ndarray, params: dict[str, Any]) -> Any:
@@ -215,10 +266,13 @@ INDEX_KINDS: dict[str, IndexKind] = {
     "ivfpq": IndexKind("approximate: inverted lists of product-quantized vectors (pq_m bytes per vector at "
                        "8 bits; smallest, least accurate)", _build_ivfpq, _search_ivf,
                        (_NLIST, _NPROBE, Parameter("pq_m", 32, "ivfpq: codes per vector (must divide D)."),
-                        Parameter("pq_nbits", 8, "ivfpq: bits per code.")), _resolve_ivf, _widen_ivf),
+                        # faiss refuses more than 24 bits; its training fails from 16 on
+                        Parameter("pq_nbits", 8, "ivfpq: bits per code.", maximum=12)), _resolve_ivf,
+                       _widen_ivf),
     "hnsw": IndexKind("approximate: a graph over the full vectors (more memory than flat, fast queries)",
                       _build_hnsw, _search_hnsw,
-                      (Parameter("hnsw_m", 32, "hnsw: links per vector."),
+                      # M = 1 crashes faiss (a segmentation fault)
+                      (Parameter("hnsw_m", 32, "hnsw: links per vector.", minimum=2),
                        Parameter("ef_construction", 80, "hnsw: candidate list size while building."),
                        Parameter("ef_search", 64, "hnsw: candidate list size per query: more is slower and "
                                  "more accurate.", search=True)),
@@ -260,6 +314,9 @@ class GalleryIndex:
         kind: a name in `INDEX_KINDS`; params: its parameters (resolved).
         metric: a name in `SEARCH_METRICS`; gallery: the `(G,)` rows (pids and paths).
         sources: where the gallery came from (CSV and embedding file), for the manifest.
+        model_fingerprint: the fingerprint of the model that embedded the gallery (see
+            `trinet.data.shards.fingerprint_arrays`; embed.py stores it with the embeddings), or None if
+            unknown.
     """
 
     index: Any
@@ -268,27 +325,32 @@ class GalleryIndex:
     metric: str
     gallery: Dataset
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
+    model_fingerprint: str | None = None
 
     @property
     def dim(self) -> int:
         return int(self.index.d)
 
     def manifest(self) -> dict[str, Any]:
-        """What `manifest.json` holds (the index file's size is added by `save_index`)."""
+        """What `manifest.json` holds (the files' sizes and checksums are added by `save_index`)."""
         faiss = import_faiss()
-        return {"format_version": FORMAT_VERSION, "kind": self.kind, "parameters": self.params,
-                "metric": self.metric, "dim": self.dim, "count": len(self.gallery),
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+                "parameters": self.params, "metric": self.metric, "dim": self.dim, "count": len(self.gallery),
                 "exact": INDEX_KINDS[self.kind].exact, "sources": self.sources,
+                "model_fingerprint": self.model_fingerprint,
                 "faiss_version": faiss.__version__, "trinet_version": __version__}
 
 
 def build_index(vectors: np.ndarray, gallery: Dataset, kind: str = "flat", metric: str = "euclidean",
                 params: Mapping[str, Any] | None = None, *, sources: Mapping[str, str] | None = None,
-                block: int = 1 << 16, progress: Callable[[int], None] | None = None) -> GalleryIndex:
+                model_fingerprint: str | None = None, block: int = 1 << 16,
+                progress: Callable[[int], None] | None = None,
+                named: Callable[[str, Any], str] = api_name) -> GalleryIndex:
     """An index of `kind` over the `(G, D)` gallery embeddings (row i is `gallery`'s row i).
 
     Args:
-        params: the kind's parameters (None values and missing ones: the defaults).
+        params: the kind's parameters (None values and missing ones: the defaults); checked by
+            `check_parameters` (whose messages name them with `named`) before anything is built.
         block: vectors added at a time; `progress` is called with the count of each block.
     """
     faiss = import_faiss()
@@ -297,33 +359,151 @@ def build_index(vectors: np.ndarray, gallery: Dataset, kind: str = "flat", metri
         raise ValueError(f"vectors must be (G, D) with G = {len(gallery)} rows. Received: {vectors.shape}")
     check_metric(metric, "the gallery embeddings")
     resolved = kind_parameters(kind, params or {}, len(vectors))
+    check_parameters(kind, resolved, len(vectors), vectors.shape[1], named)
     index = INDEX_KINDS[kind].build(faiss, vectors, resolved)
     for start in range(0, len(vectors), block):
         index.add(vectors[start:start + block])
         if progress is not None:
             progress(len(vectors[start:start + block]))
-    return GalleryIndex(index, kind, resolved, metric, gallery, dict(sources or {}))
+    return GalleryIndex(index, kind, resolved, metric, gallery, dict(sources or {}), model_fingerprint)
+
+
+def _read_json(path: str) -> Any:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def is_index_folder(directory: str) -> bool:
+    """Whether `directory` holds a trinet index (of any version): its manifest says so."""
+    try:
+        manifest = _read_json(os.path.join(directory, MANIFEST))
+    except (OSError, ValueError):
+        return False
+    # the first format had no "format" key; its manifests are told by their keys
+    return isinstance(manifest, dict) and (manifest.get("format") == FORMAT or (
+        manifest.get("format_version") == 1 and {"kind", "index_bytes"} <= set(manifest)))
+
+
+def check_index_folder(directory: str, what: str | None = None) -> bool:
+    """Check that an index may be written to `directory`: it does not exist, is an empty folder, or holds
+    a trinet index and nothing else (which the new one replaces). Returns whether an index is there.
+
+    Args:
+        what: how messages name the folder (e.g. "--output DIR"); default: its path.
+
+    Raises:
+        TrinetError: `directory` is a file, or a folder with anything else (a user's files are never
+            overwritten: the message names the folder and some of its entries).
+    """
+    what = what or directory
+    if not os.path.lexists(directory):
+        return False
+    problem = path_problem(directory, "folder")
+    if problem is not None or os.path.islink(directory):
+        raise TrinetError(f"{what} is {problem or 'a symbolic link'}; an index is written into a new folder "
+                          "(or over an older index). Choose another folder.")
+    entries = sorted(os.listdir(directory))
+    if not entries:
+        return False
+    if not is_index_folder(directory):
+        raise TrinetError(f"{what} is a folder that holds no trinet index (no {MANIFEST} written by "
+                          f"trinet-search index) but {len(entries)} other entries ({listing(entries)}); an "
+                          "index is written only into a new or empty folder, or over an older index, so that "
+                          "nothing else is ever overwritten. Choose another folder.")
+    foreign = [e for e in entries if e not in (MANIFEST, INDEX_FILE, GALLERY_FILE)]
+    if foreign:
+        raise TrinetError(f"{what} holds a trinet index and also {listing(foreign)}, which replacing the "
+                          "index would delete; move them away or choose another folder.")
+    return True
+
+
+def _write_faiss_index(faiss: Any, index: Any, path: str, directory: str) -> None:
+    """Write `index` to `path` through a Python file: a failed write or close (a full disk) raises an
+    `OSError`. faiss's own `write_index(index, path)` only prints a failed close and returns, which would
+    leave a truncated file."""
+    with open(path, "wb") as f:
+        def write(block: bytes) -> None:
+            f.write(block)
+
+        writer = faiss.PyCallbackIOWriter(write, 1 << 20)
+        try:
+            faiss.write_index(index, writer)
+        except RuntimeError as e:  # anything else faiss refuses
+            raise WriteError(f"Could not write {directory}: faiss could not write the index "
+                             f"({str(e).splitlines()[-1][-200:]}); nothing was written.") from None
+        finally:
+            del writer  # flushes its last block
 
 
 def save_index(directory: str, gallery_index: GalleryIndex) -> None:
-    """Write the index folder; `manifest.json` goes last, and an older one is removed first, so a
-    folder with a manifest always holds a complete index (never half of an old and a new one)."""
+    """Write the index folder `directory`, which must be new, empty or hold an older index (see
+    `check_index_folder`): the files are written in a temporary folder next to it, with their checksums
+    in `manifest.json`, then published in one step (`trinet.core.fileio.publish_folder`). A failure (a full
+    disk) or a kill at any moment leaves the folder as it was.
+
+    Raises:
+        TrinetError: `directory` holds anything but an index. WriteError: a file could not be written.
+    """
     faiss = import_faiss()
-    make_directory(directory)
-    manifest_path = os.path.join(directory, MANIFEST)
-    if os.path.exists(manifest_path):
-        os.remove(manifest_path)
-    index_path = os.path.join(directory, INDEX_FILE)
-    with atomic_path(index_path) as tmp:
-        faiss.write_index(gallery_index.index, tmp)
-    write_csv(os.path.join(directory, GALLERY_FILE), gallery_index.gallery.pids, gallery_index.gallery.fids)
-    write_json_atomic(manifest_path, {**gallery_index.manifest(), "index_bytes": os.path.getsize(index_path)})
+    check_index_folder(directory)
+    parent = os.path.dirname(os.path.abspath(directory))
+    make_directory(parent)
+    remove_stale_temporaries(parent, os.path.basename(os.path.abspath(directory)))
+    tmp = temporary_name(directory)
+    try:
+        os.mkdir(tmp)
+        _write_faiss_index(faiss, gallery_index.index, os.path.join(tmp, INDEX_FILE), directory)
+        write_csv(os.path.join(tmp, GALLERY_FILE), gallery_index.gallery.pids, gallery_index.gallery.fids)
+        paths = {name: os.path.join(tmp, name) for name in (INDEX_FILE, GALLERY_FILE)}
+        files = {name: {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+                 for name, path in paths.items()}
+        write_json_atomic(os.path.join(tmp, MANIFEST), {**gallery_index.manifest(), "files": files})
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(f"Could not write {directory}: {e.strerror or e}; nothing was written.", e) \
+                from None
+        raise
+    try:
+        check_index_folder(directory)  # again: the build took a while
+    except TrinetError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_folder(tmp, directory, replace=True)  # what is there now is an empty folder or an older index
+
+
+#: The keys of a manifest: name -> (the types allowed, required).
+_MANIFEST_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "format": ((str,), True), "format_version": ((int,), True), "kind": ((str,), True),
+    "parameters": ((dict,), True), "metric": ((str,), True), "dim": ((int,), True), "count": ((int,), True),
+    "files": ((dict,), True), "exact": ((bool,), False), "sources": ((dict,), False),
+    "model_fingerprint": ((str, type(None)), False), "faiss_version": ((str,), False),
+    "trinet_version": ((str,), False),
+}
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "an integer",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _expected(kinds: tuple[type, ...]) -> str:
+    return " or ".join(_json_type(k()) if k is not type(None) else "null" for k in kinds)
+
+
+def _check_type(path: str, key: str, value: Any, kinds: tuple[type, ...]) -> None:
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise TrinetError(f"{path}: {key} is {_json_type(value)} ({value!r:.40}); expected "
+                          f"{_expected(kinds)}. "
+                          "The manifest was changed after it was written: build the index again.")
 
 
 def read_manifest(directory: str) -> dict[str, Any]:
-    """The manifest of an index folder; TrinetError if the folder or a complete index is missing."""
-    import json
-
+    """The manifest of an index folder, checked as `args.json` is (each key's type, the parameters'
+    ranges): TrinetError if the folder or a complete index is missing, or the manifest is not one."""
     problem = path_problem(directory, "folder")
     if problem is not None:
         raise TrinetError(f"Index folder {directory} is {problem}; build one with: trinet-search index "
@@ -333,41 +513,83 @@ def read_manifest(directory: str) -> dict[str, Any]:
         raise TrinetError(f"{directory} holds no complete index (no {MANIFEST}; an interrupted build leaves "
                           "none): build it again with trinet-search index")
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = _read_json(path)
     except (OSError, ValueError) as e:
         raise TrinetError(f"{path} is not a readable manifest ({e}); build the index again") from None
-    missing = [key for key in ("kind", "parameters", "metric", "dim", "count", "index_bytes") if key not in
-               manifest]
-    if missing or manifest.get("format_version") != FORMAT_VERSION:
-        raise TrinetError(f"{path} is not a manifest of this version (format "
-                          f"{manifest.get('format_version')}, expected {FORMAT_VERSION}; missing {missing}); "
-                          "build the index again")
+    if not isinstance(manifest, dict):
+        raise TrinetError(f"{path} holds {_json_type(manifest)}; expected an object (the manifest of an "
+                          "index). Build the index again.")
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("format") != FORMAT:
+        raise TrinetError(f"{path} is not a manifest of this version (format {manifest.get('format')!r} "
+                          f"version {manifest.get('format_version')!r}, expected {FORMAT!r} version "
+                          f"{FORMAT_VERSION}); build the index again with this trinet")
+    missing = [key for key, (_, required) in _MANIFEST_KEYS.items() if required and key not in manifest]
+    if missing:
+        raise TrinetError(f"{path} lacks the keys {', '.join(missing)}; build the index again")
+    for key, (kinds, _) in _MANIFEST_KEYS.items():
+        if key in manifest:
+            _check_type(path, key, manifest[key], kinds)
+    if manifest["kind"] not in INDEX_KINDS:
+        raise TrinetError(f"{path}: kind is {manifest['kind']!r}; expected one of {sorted(INDEX_KINDS)}")
+    check_metric(manifest["metric"], path)
+    for key in ("dim", "count"):
+        if manifest[key] < (1 if key == "dim" else 0):
+            raise TrinetError(f"{path}: {key} is {manifest[key]}; expected a positive integer")
+    params, own = manifest["parameters"], INDEX_KINDS[manifest["kind"]].defaults()
+    if set(params) != set(own):
+        raise TrinetError(f"{path}: the parameters of an index of kind {manifest['kind']} are "
+                          f"{', '.join(sorted(own)) or 'none'}; found {', '.join(sorted(params)) or 'none'}")
+    check_parameters(manifest["kind"], params, manifest["count"], manifest["dim"],
+                     lambda name, value: f"{path}: parameters.{name} = {value!r}")
+    for name in (INDEX_FILE, GALLERY_FILE):
+        entry = manifest["files"].get(name)
+        _check_type(path, f"files.{name}", entry, (dict,))
+        _check_type(path, f"files.{name}.bytes", entry.get("bytes"), (int,))
+        _check_type(path, f"files.{name}.sha256", entry.get("sha256"), (str,))
     return manifest
 
 
+def _verify_file(directory: str, name: str, expected: Mapping[str, Any]) -> str:
+    """The path of the file `name` of an index folder, checked against its size and checksum."""
+    path = os.path.join(directory, name)
+    problem = path_problem(path, "file")
+    if problem is not None:
+        raise TrinetError(f"{path} is {problem}; build the index again")
+    size = os.path.getsize(path)
+    if size != expected["bytes"]:
+        raise TrinetError(f"{path} has {size} bytes, but its manifest says {expected['bytes']}: it is not "
+                          "the file that was written (truncated or replaced?); build the index again")
+    if file_sha256(path) != expected["sha256"]:
+        raise TrinetError(f"{path} is corrupt: it fails its checksum (SHA-256 in {MANIFEST}); its bytes "
+                          "changed after it was written. Build the index again.")
+    return path
+
+
 def load_index(directory: str) -> GalleryIndex:
-    """Read an index folder written by `save_index`.
+    """Read an index folder written by `save_index`, its files checked against their checksums.
 
     Raises:
-        TrinetError: the folder, its manifest or files are missing, or do not agree with each other.
+        TrinetError: the folder, its manifest or files are missing, damaged, or do not agree with each
+            other.
     """
     manifest = read_manifest(directory)
     faiss = import_faiss()
-    get_kind(manifest["kind"])
-    check_metric(manifest["metric"], os.path.join(directory, MANIFEST))
-    index_path = os.path.join(directory, INDEX_FILE)
-    if not os.path.isfile(index_path) or os.path.getsize(index_path) != manifest["index_bytes"]:
-        raise TrinetError(f"{index_path} is missing or not the file its manifest describes "
-                          f"({manifest['index_bytes']} bytes); build the index again")
-    index = faiss.read_index(index_path)
-    gallery = read_csv(os.path.join(directory, GALLERY_FILE))
+    index_path = _verify_file(directory, INDEX_FILE, manifest["files"][INDEX_FILE])
+    gallery_path = _verify_file(directory, GALLERY_FILE, manifest["files"][GALLERY_FILE])
+    try:
+        index = faiss.read_index(index_path)
+    except RuntimeError as e:
+        raise TrinetError(f"{index_path} cannot be read by faiss {faiss.__version__} (written by faiss "
+                          f"{manifest.get('faiss_version')}): {str(e).splitlines()[-1][-200:]}; build the "
+                          "index again") from None
+    gallery = read_csv(gallery_path)
     if index.ntotal != manifest["count"] or len(gallery) != manifest["count"] or index.d != manifest["dim"]:
         raise TrinetError(f"{directory}: the index holds {index.ntotal} vectors of dimension {index.d} and "
                           f"{GALLERY_FILE} {len(gallery)} rows, but the manifest says {manifest['count']} of "
                           f"dimension {manifest['dim']}; build the index again")
+    sources = {str(k): str(v) for k, v in manifest.get("sources", {}).items()}
     return GalleryIndex(index, manifest["kind"], dict(manifest["parameters"]), manifest["metric"], gallery,
-                        dict(manifest.get("sources", {})))
+                        sources, manifest.get("model_fingerprint"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +628,7 @@ def search(gallery_index: GalleryIndex, queries: np.ndarray, k: int, exclusion: 
     kind = INDEX_KINDS[gallery_index.kind]
     params = {**gallery_index.params, **{k_: v for k_, v in (overrides or {}).items() if v is not None}}
     count = gallery_index.index.ntotal
+    check_parameters(gallery_index.kind, params, count, gallery_index.dim)
     if exclusion is None:
         exclusion = Exclusion.nothing(len(queries), count)
     if exclusion.shape != (len(queries), count):

@@ -91,7 +91,13 @@ class _Run:
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         identities = len(self.sampler.unique_pids)
-        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy)
+        # the teacher's checkpoint a resumed run was trained against (older checkpoints: none recorded)
+        teacher_pin = checkpoints.read_info(latest)[1].get("teacher") if latest and s.teacher else None
+        if latest and s.teacher and teacher_pin is None:
+            log.warning("%s does not record the teacher's checkpoint (written by an older trinet): resuming "
+                        "with the latest of %s, which may not be the one the run started with.", latest,
+                        s.teacher)
+        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy, teacher_pin)
         if s.mutual_models > 1:
             from trinet.training.mutual import MutualTrainer
             members = [self.trainer] + [Trainer(s.replace(seed=s.seed + 1000 * i), identities, keras_weights,
@@ -184,6 +190,8 @@ def _loop(run: _Run, latest: str | None) -> int:
     step = 0
     state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
                              "num_classes": trainer.num_classes, "skipped_steps": 0}
+    if trainer.teacher is not None:  # exactly this checkpoint of the teacher is reloaded on --resume
+        state["teacher"] = trainer.teacher.pin()
     if latest is not None:
         step, saved_state = checkpoints.restore(latest, trainer.groups())
         state.update(saved_state)

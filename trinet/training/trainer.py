@@ -111,7 +111,8 @@ class Trainer:
     """
 
     def __init__(self, s: TrainSettings, identities: int, keras_weights: str | None = None,
-                 source: str | None = None, strategy: tf.distribute.Strategy | None = None):
+                 source: str | None = None, strategy: tf.distribute.Strategy | None = None,
+                 teacher_pin: dict[str, Any] | None = None):
         assert s.seed is not None
         self.s = s
         # a multi-worker strategy must exist before TensorFlow runs its first operation
@@ -157,9 +158,11 @@ class Trainer:
         if s.teacher is not None:
             from trinet.training.distillation import Teacher
             with scope(self.strategy):
-                self.teacher = Teacher.load(s.teacher)
-            log.info("Distilling from %s (%s).", self.teacher.source,
-                     f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier")
+                self.teacher = Teacher.load(s.teacher, s.teacher_checkpoint, pin=teacher_pin)
+            log.info("Distilling from %s (%s; SHA-256 %s, %s).", self.teacher.source,
+                     f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier",
+                     self.teacher.sha256[:16], "the one this run was trained against" if teacher_pin
+                     else "recorded in this run's checkpoints")
         self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None)
         #: `(B, D) -> (B, B)`: the distances of the metric features the losses see (--spectral_transform)
         self.distances = batch_distances(s.metric, s.spectral_sigma if s.spectral_transform else None)

@@ -2,7 +2,7 @@
 
 The sets are given as CSVs (--val_query, --val_gallery), or held out of the training set (--val_identities,
 --val_fraction; `trinet.evaluation.holdout`). They are read and checked when training starts (before
-anything is written). Each
+anything is written), also that some query has a valid match under the excluder. Each
 validation embeds every image once (resized to the net input size, no test-time augmentation) with
 the inference model and evaluates with trinet's own metrics under the given excluder and the run's
 test metric. The best model is chosen by `SCORE`, fast-reid's criterion.
@@ -78,6 +78,7 @@ class Validator:
             self.exclusion = get_excluder(excluder)(self.query.fids, self.gallery.fids)
         except ValueError as e:
             raise TrinetError(f"--val_excluder {excluder} ({sources}): {e}") from None
+        self._check_matches(sources, excluder)
         self.metric, self.net_size, self.batch_size, self.threads = metric, net_size, batch_size, threads
         log.info("Validation: %d queries, %d gallery images (%s excluder, %s distance); best = %s.",
                  len(self.query), len(self.gallery), excluder, metric, SCORE)
@@ -90,6 +91,26 @@ class Validator:
         gallery = _load(gallery_csv, image_root, "--val_gallery")
         return cls(query, gallery, excluder, metric, sources=f"--val_query {query_csv}, --val_gallery "
                    f"{gallery_csv}", **options)
+
+    def _check_matches(self, sources: str, excluder: str) -> None:
+        """Refuse validation sets in which no query has a valid match (a gallery image of its identity
+        that the excluder keeps): up front, not at the first validation after many iterations."""
+        from trinet.evaluation.metrics import rank_queries
+
+        def no_distances(rows: slice, columns: np.ndarray) -> np.ndarray:
+            return np.zeros((rows.stop - rows.start, len(columns)), np.float32)  # only the matches count
+
+        ranks = rank_queries(no_distances, self.query.pids, self.gallery.pids, self.exclusion)
+        matched = int(np.count_nonzero(ranks.num_matches))
+        if matched == 0:
+            raise TrinetError(f"None of the {len(self.query)} validation queries ({sources}) has a valid "
+                              f"match in the validation gallery under --val_excluder {excluder}: each query "
+                              "needs a gallery image of its identity that the excluder keeps. Check the "
+                              "identities of the two sets and the excluder.")
+        if matched < len(self.query):
+            log.warning("%d of %d validation queries (%s) have no valid match in the validation gallery "
+                        "under --val_excluder %s; they are skipped by every validation.",
+                        len(self.query) - matched, len(self.query), sources, excluder)
 
     def _embed(self, model, dataset: Dataset) -> np.ndarray:
         from trinet.embedding.inference import embed_batches

@@ -315,13 +315,23 @@ def match_rows(path: str, fids: Sequence[str] | np.ndarray,
 METRIC_ATTRIBUTE = "metric"
 
 
-def read_metric(path: str) -> str | None:
-    """The metric stored with an embedding file by embed.py, or None (older files, other tools)."""
+#: The attribute of an embedding file that holds the fingerprint of the model that wrote it
+#: (`trinet.data.shards.fingerprint_arrays` of its weights).
+MODEL_ATTRIBUTE = "model_fingerprint"
+
+
+def read_attribute(path: str, key: str) -> str | None:
+    """A text attribute of an HDF5 embedding file, or None where it is absent or empty."""
     with h5py.File(path, "r") as f:
-        value = f.attrs.get(METRIC_ATTRIBUTE)
+        value = f.attrs.get(key)
     if isinstance(value, bytes):
         value = value.decode("utf-8")
     return str(value) if value else None
+
+
+def read_metric(path: str) -> str | None:
+    """The metric stored with an embedding file by embed.py, or None (older files, other tools)."""
+    return read_attribute(path, METRIC_ATTRIBUTE)
 
 
 def read_strings(path: str, key: str) -> list[str] | None:
