@@ -40,6 +40,11 @@ iterations, once per seed, through ``train.py`` in a subprocess:
   64x32 (2.5, rounded to 3 px; ``--pad_crop``). Learning rate and schedule stay the demo's for all three
   (the paper's 3.5e-4 with steps at epochs 40 and 70 of 120 belongs to ResNet-50 on the full datasets).
 
+Single changes of the full recipe, for ablations (``--variants``): ``full recipe, no erasing``, ``full recipe,
+no centre loss``, ``full recipe, last stride 2``, ``full recipe, no label smoothing``. A variant whose test
+metric is not euclidean is also scored by the euclidean distance, without training again (the tables'
+``<variant>, euclidean test`` rows). Other variants: bfloat16, PCB, mutual learning, the local branch.
+
 Each run is then embedded with a single view (the image resized to 64x32, no test-time augmentation, as the
 Bag of Tricks tests: the variants differ in their training augmentation, so no variant is favoured by a
 test-time crop resembling its training crops) and evaluated under the task's protocol (the worlds:
@@ -400,9 +405,10 @@ def baseline_scores(train: Task, targets: list[Task]) -> dict:
 
 
 def one_run(name: str, flags: dict, metric: str, seed: int, task: Task, targets: list[Task], folder: str,
-            fresh: bool) -> dict:
+            fresh: bool, train: bool = True) -> dict:
     """Train one variant with one seed on `task` in folder, and score it on each of `targets` (`task` first).
-    A finished run with the same command line is reused; only the targets it lacks are scored."""
+    A finished run with the same command line is reused; only the targets it lacks are scored. Without
+    `train`, a run that is not finished raises RuntimeError instead of training."""
     py = sys.executable
     exp = os.path.join(folder, "experiment")
     train_cmd = ([py, os.path.join(REPO, "train.py"), "--experiment_root", exp,
@@ -420,7 +426,10 @@ def one_run(name: str, flags: dict, metric: str, seed: int, task: Task, targets:
                     json.dump(result, f, indent=1)
             result["reused"] = True
             return result
-        print(f"    {folder} was made with other settings: redoing it", flush=True)
+        if train:
+            print(f"    {folder} was made with other settings: redoing it", flush=True)
+    if not train:
+        raise RuntimeError(f"not run (--no_train): no finished run in {folder}")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     log = os.path.join(folder, "output.log")
@@ -622,6 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "variants triplet and full recipe, and the digits (a few minutes on 2 cores)")
     p.add_argument("--pad_crop", type=int, default=3, help="the full recipe's --pad_crop (default 3)")
     p.add_argument("--fresh", action="store_true", help="redo finished runs instead of reusing them")
+    p.add_argument("--no_train", action="store_true",
+                   help="train nothing: print the tables of the finished runs (the others are listed "
+                        "as not run)")
     p.add_argument("--variants", nargs="+", default=None,
                    choices=[name for name, _, _ in variants(1000, 3)],
                    help="the variants to run (default: triplet, triplet+id+bnneck, full recipe; 'full "
@@ -679,7 +691,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"load {os.getloadavg()[0]:.1f})", flush=True)
                 try:
                     r = one_run(name, task_flags(flags, task), metric, seed, task, targets, folder,
-                                args.fresh)
+                                args.fresh, train=not args.no_train)
                 except RuntimeError as e:
                     failures.append(f"{name} on {task.name}, seed {seed}: {e}")
                     print(f"    FAILED: {e}", flush=True)
