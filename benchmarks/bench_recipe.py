@@ -1,4 +1,29 @@
-"""The Bag-of-Tricks recipe on the demo dataset: accuracy over seeds, and training speed per image.
+"""Recipes measured on several worlds and on real images: accuracy over worlds and seeds, and training speed.
+
+    python benchmarks/bench_recipe.py --worlds 0 1 2 3 --seeds 0 1 2     # the grid of the issue
+    python benchmarks/bench_recipe.py --quick                            # a smoke test (a few minutes)
+    python benchmarks/bench_recipe.py                                    # world 0 and the digits, 3 seeds
+
+What it trains: each variant (below) on each task's training split, once per seed, through ``train.py`` in a
+subprocess. The tasks are
+
+* the **worlds** of ``--worlds``: demo datasets of other sites (``python -m trinet.demo --world N``; world 0
+  is the demo's own), each scored on its own query/gallery split under the Market-1501 protocol and, with
+  several worlds, also on every other world's (trained on world a, evaluated on world b: the domain gap);
+* the **digits** (unless ``--no_digits``): scikit-learn's 8x8 handwritten digits (``load_digits``, shipped
+  with scikit-learn), written 4x larger as PNG images; classes 4-9 train, the unseen classes 0-3 are query
+  and gallery at once (each query ranks all the other test images: evaluate.py's ``diagonal`` excluder).
+  The variants' flags change only where the data forces it: 32x32 inputs, P=6 classes of K=10, no flips.
+
+Scores: single-view embeddings of the run's final model through ``trinet.Embedder`` (what embed.py writes),
+evaluated by ``trinet.evaluation.metrics.evaluate`` (what evaluate.py prints) with the run's test metric.
+Beside each task, the baselines without a network, on the same splits: raw pixels
+(``trinet.tools.baselines``; 32x16, or the digits' own 8x8) and stripe colour histograms + PCA/LDA fitted
+on the training world's identities (``pixel_baseline.py``). Printed: mAP and rank-1 per world (mean ±
+standard deviation over seeds), overall (the mean of the world means ± their standard deviation: the spread
+between worlds), the cross-world matrix of each variant, and the digits.
+
+The variants and the speed measurement (world 0) follow.
 
 Three variants train LuNet at 64x32 on the demo dataset (``python -m trinet.demo``) for the same number of
 iterations, once per seed, through ``train.py`` in a subprocess:
@@ -15,11 +40,16 @@ iterations, once per seed, through ``train.py`` in a subprocess:
   64x32 (2.5, rounded to 3 px; ``--pad_crop``). Learning rate and schedule stay the demo's for all three
   (the paper's 3.5e-4 with steps at epochs 40 and 70 of 120 belongs to ResNet-50 on the full datasets).
 
+Single changes of the full recipe, for ablations (``--variants``): ``full recipe, no erasing``, ``full recipe,
+no centre loss``, ``full recipe, last stride 2``, ``full recipe, no label smoothing``. A variant whose test
+metric is not euclidean is also scored by the euclidean distance, without training again (the tables'
+``<variant>, euclidean test`` rows). Other variants: bfloat16, PCB, mutual learning, the local branch.
+
 Each run is then embedded with a single view (the image resized to 64x32, no test-time augmentation, as the
 Bag of Tricks tests: the variants differ in their training augmentation, so no variant is favoured by a
-test-time crop resembling its training crops) and evaluated with evaluate.py's market1501 excluder, with
-the run's test metric (euclidean for ``triplet``, cosine for the BNNeck variants). mAP and rank-1 are read
-from evaluate.py's ``--filename`` JSON.
+test-time crop resembling its training crops) and evaluated under the task's protocol (the worlds:
+evaluate.py's market1501 excluder), with the run's test metric (euclidean for ``triplet``, cosine for the
+BNNeck variants), in this process (the library functions that embed.py and evaluate.py call).
 
 Speed: train.py logs the mean wall time of its last 20 steps (the data pipeline's waiting included) as the
 TensorBoard scalar ``secs_per_iter``; the runs log every 20 iterations, so the windows tile the run. A
@@ -30,24 +60,25 @@ one seed run one after the other, so a load that another process puts on the mac
 alike. The whole run's mean (steps 61 to the end, checkpoint saves included, from the events' wall times)
 is printed too. The issue asks the full recipe to be no more than 10% slower per image (ratio >= 0.90).
 
-    python benchmarks/bench_recipe.py                                   # 3 variants x seeds 0 1 2
-    python benchmarks/bench_recipe.py --seeds 0 --iterations 200        # a quick look
+    python benchmarks/bench_recipe.py --no_digits --seeds 0 --iterations 200   # world 0 only, a quick look
     python benchmarks/bench_recipe.py --fresh                           # retrain instead of reusing
-    python benchmarks/bench_recipe.py --variants "full recipe" "full recipe, bfloat16"   # the precisions
+    python benchmarks/bench_recipe.py --no_digits --variants "full recipe" "full recipe, bfloat16"
 
 Measured (2026-11-30, 2 shared vCPUs, load 2-5 from other work; seeds 0 1 2, 1,000 iterations): mAP / rank-1
 67.7 ± 0.9 / 78.1 ± 2.3 (triplet), 71.4 ± 1.4 / 85.0 ± 2.1 (triplet+id+bnneck), 73.2 ± 3.3 / 82.9 ± 3.3 (full
 recipe); the accuracy is bit-for-bit the same on a re-run. CPU time per image: full recipe 0.83 ± 0.08 of
 triplet's (last stride 1 is the largest cost); the wall-time ratios swung by ±0.3 with the load.
 
-Finished runs (``WORK/<variant>/seed<N>/result.json``, written only when train, embed and evaluate all
-succeeded with the same command line) are reused; anything else in a run's folder is deleted and redone.
-Expect about 3 minutes a run on 2 CPU cores (9 runs by default).
+Finished runs (``WORK/[<task>/]<variant>/seed<N>/result.json``, no task folder for world 0; written only when
+training and scoring succeeded with the same command line) are reused, and scored on the targets they lack
+(a world added to ``--worlds``); anything else in a run's folder is deleted and redone. Expect about 3
+minutes a run of 1,000 iterations on 2 CPU cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import math
@@ -58,6 +89,8 @@ import struct
 import subprocess
 import sys
 import time
+
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_P, BATCH_K = 16, 4
@@ -98,10 +131,18 @@ def variants(iterations: int, pad: int) -> list[tuple[str, dict, str]]:
     mutual["--mutual_models"] = "2"
     local = dict(full)  # AlignedReID's local branch: 8 stripes (the rows of LuNet's map at stride 1)
     local.update({"--local_branch": None, "--local_stripes": "8"})
+    # Single changes of the full recipe (the issue's ablations): one trick off, all else equal.
+    no_erasing = {k: v for k, v in full.items() if k != "--random_erasing_prob"}
+    no_center = {k: v for k, v in full.items() if k != "--center_loss_weight"}
+    stride2 = {k: v for k, v in full.items() if k != "--last_stride"}
+    no_smoothing = {k: v for k, v in full.items() if k != "--label_smoothing"}
     return [("triplet", triplet, "euclidean"), ("triplet+id+bnneck", bnneck, "cosine"),
             ("full recipe", full, "cosine"), ("full recipe, bfloat16", bfloat16, "cosine"),
             ("full recipe, pcb", pcb, "euclidean"), ("full recipe, mutual", mutual, "cosine"),
-            ("full recipe, local", local, "cosine")]
+            ("full recipe, local", local, "cosine"), ("full recipe, no erasing", no_erasing, "cosine"),
+            ("full recipe, no centre loss", no_center, "cosine"),
+            ("full recipe, last stride 2", stride2, "cosine"),
+            ("full recipe, no label smoothing", no_smoothing, "cosine")]
 
 
 #: The variants run by default (``--variants`` chooses others).
@@ -199,55 +240,213 @@ def speed(experiment: str, cpu_samples: list) -> dict:
             "overall_s_per_it": overall, "cpu_s_per_it": cpu_per_it}
 
 
-def one_run(name: str, flags: dict, metric: str, seed: int, data: str, folder: str, fresh: bool) -> dict:
-    """Train, embed and evaluate one variant with one seed in folder (reused if finished alike)."""
+#: Sizes of the worlds' datasets under --quick (the demo's own otherwise).
+QUICK_SIZES = dict(train_ids=40, test_ids=40, junk=30, distractors=30)
+
+#: The digits task: scikit-learn's 8x8 handwritten digits (shipped with it, no download), written 4x larger.
+DIGITS_TRAIN_CLASSES, DIGITS_TEST_CLASSES = (4, 5, 6, 7, 8, 9), (0, 1, 2, 3)
+DIGITS_SCALE = 4
+
+#: How the variants' flags change for the digits (32x32 grey images of 6 training classes): a square input,
+#: P = 6 classes of K = 10 images (60 a batch, as near 64 as 6 classes allow), and no mirror images (a
+#: mirrored digit is another symbol).
+DIGITS_FLAGS = {"--net_input_height": "32", "--net_input_width": "32", "--batch_p": "6", "--batch_k": "10"}
+DIGITS_PRE_CROP = {"--pre_crop_height": "36", "--pre_crop_width": "36"}
+DIGITS_DROPPED = ("--flip_augment",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A dataset to train on or to evaluate on.
+
+    Attributes:
+        name: 'world<N>' or 'digits'.
+        root: the image root; train_csv, query_csv, gallery_csv: the splits (query = gallery for digits).
+        excluder: evaluate.py's excluder (market1501 for the worlds; diagonal, the query itself, for digits).
+    """
+
+    name: str
+    root: str
+    train_csv: str
+    query_csv: str
+    gallery_csv: str
+    excluder: str
+
+
+def world_task(work: str, world: int, quick: bool) -> Task:
+    """World `world`'s demo dataset under `work` (generated, or reused when it holds the same settings).
+    World 0 keeps the folder of the harness before worlds existed (WORK/data), so its runs are reused."""
+    from trinet.demo import generate
+
+    root = os.path.join(work, "data" if world == 0 else f"data_world{world}")
+    result = generate(root, world=world, quiet=True, **(QUICK_SIZES if quick else {}))
+    return Task(f"world{world}", root, result.train_csv, result.query_csv, result.test_csv, "market1501")
+
+
+def digits_split(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices `(train, test)` of scikit-learn's digits: classes 4-9 train, the unseen 0-3 test."""
+    target = np.asarray(target)
+    return (np.flatnonzero(np.isin(target, DIGITS_TRAIN_CLASSES)),
+            np.flatnonzero(np.isin(target, DIGITS_TEST_CLASSES)))
+
+
+def digits_task(work: str) -> Task:
+    """The digits as PNG images (8x8 scaled 4x, nearest neighbour, grey as RGB) and CSVs of `pid,path` rows:
+    digits_train.csv (classes 4-9), digits_test.csv (0-3), the test set being query and gallery at once."""
+    import cv2
+    from sklearn.datasets import load_digits
+
+    from trinet.data.datasets import write_csv
+
+    root = os.path.join(work, "digits")
+    train_csv, test_csv = os.path.join(root, "digits_train.csv"), os.path.join(root, "digits_test.csv")
+    task = Task("digits", root, train_csv, test_csv, test_csv, "diagonal")
+    if os.path.exists(os.path.join(root, "done")):
+        return task
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "images"))
+    digits = load_digits()
+    for csv, rows in zip((train_csv, test_csv), digits_split(digits.target)):
+        fids = []
+        for i in rows:
+            grey = np.round(digits.images[i] * (255.0 / 16.0)).astype(np.uint8)
+            big = cv2.resize(grey, None, fx=DIGITS_SCALE, fy=DIGITS_SCALE, interpolation=cv2.INTER_NEAREST)
+            fids.append(f"images/{i:04d}_{digits.target[i]}.png")
+            cv2.imwrite(os.path.join(root, fids[-1]), cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
+        write_csv(csv, [str(digits.target[i]) for i in rows], fids)
+    open(os.path.join(root, "done"), "w").close()
+    return task
+
+
+def task_flags(flags: dict, task: Task) -> dict:
+    """A variant's train.py flags for `task` (the digits' changes, `DIGITS_FLAGS`; the worlds' none)."""
+    if task.name != "digits":
+        return dict(flags)
+    out = {k: v for k, v in flags.items() if k not in DIGITS_DROPPED}
+    out.update(DIGITS_FLAGS)
+    out.update({k: v for k, v in DIGITS_PRE_CROP.items() if k in flags})
+    return out
+
+
+def score(experiment: str, metric: str, targets: list[Task]) -> dict:
+    """`{task name: {"mAP", "rank1"}}` of the experiment's model (its latest checkpoint) on each target's
+    query/gallery split: single-view embeddings through `trinet.Embedder` (what embed.py does), scored as
+    evaluate.py does (`trinet.evaluation.metrics.evaluate` with the target's excluder). With a test metric
+    other than euclidean, also `{"mAP_euclidean", "rank1_euclidean"}`: the same embeddings by the euclidean
+    distance (the test metric's ablation, without training again)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+    from trinet import Embedder
+    from trinet.data.datasets import read_csv
+    from trinet.evaluation.excluders import get_excluder
+    from trinet.evaluation.metrics import evaluate
+
+    embedder = Embedder.from_experiment(experiment)
+    out = {}
+    for task in targets:
+        query, gallery = read_csv(task.query_csv, task.root), read_csv(task.gallery_csv, task.root)
+        q_emb = embedder.embed(query.paths(), batch_size=256)
+        same = task.gallery_csv == task.query_csv
+        g_emb = q_emb if same else embedder.embed(gallery.paths(), batch_size=256)
+        exclusion = get_excluder(task.excluder)(query.fids, gallery.fids)
+        results = evaluate(q_emb, g_emb, query.pids, gallery.pids, exclusion, metric=metric)
+        out[task.name] = {"mAP": results.mean_ap, "rank1": results.top(1)}
+        if metric != "euclidean":
+            other = evaluate(q_emb, g_emb, query.pids, gallery.pids, exclusion, metric="euclidean")
+            out[task.name].update(mAP_euclidean=other.mean_ap, rank1_euclidean=other.top(1))
+    return out
+
+
+#: The name of the raw pixels' baseline in the tables.
+PIXELS = "raw pixels (no learning)"
+
+_FEATURES: dict[tuple, np.ndarray] = {}  # (kind, CSV) -> the baseline features of its images, computed once
+
+
+def _features(kind: str, csv: str, dataset, compute) -> np.ndarray:
+    if (kind, csv) not in _FEATURES:
+        _FEATURES[kind, csv] = compute(dataset)
+    return _FEATURES[kind, csv]
+
+
+def baseline_scores(train: Task, targets: list[Task]) -> dict:
+    """The baselines without a network, as `score` reports them: raw pixels 32x16 (no learning, so the same
+    whatever the training task; 8x8, the digits' own pixels, on the digits), and stripe colour histograms
+    projected by PCA + LDA fitted on `train`'s identities (`pixel_baseline.py`; the worlds only)."""
+    from pixel_baseline import fit_lda, stripe_histograms
+
+    from trinet.tools.baselines import pixel_embeddings
+    from trinet.data.datasets import read_csv
+    from trinet.evaluation.excluders import get_excluder
+    from trinet.evaluation.metrics import evaluate
+
+    out: dict = {PIXELS: {}, "histograms + LDA": {}}
+    project = None
+    if train.name != "digits":
+        train_set = read_csv(train.train_csv, train.root)
+        project = fit_lda(_features("hist", train.train_csv, train_set, stripe_histograms), train_set.pids)
+    for task in targets:
+        query, gallery = read_csv(task.query_csv, task.root), read_csv(task.gallery_csv, task.root)
+        exclusion = get_excluder(task.excluder)(query.fids, gallery.fids)
+        size = (8, 8) if task.name == "digits" else (32, 16)
+
+        def pixels(dataset):
+            return pixel_embeddings(dataset, size)
+
+        features = [(PIXELS, _features("pixels", task.query_csv, query, pixels),
+                     _features("pixels", task.gallery_csv, gallery, pixels))]
+        if project is not None and task.name != "digits":
+            features.append(("histograms + LDA",
+                             project(_features("hist", task.query_csv, query, stripe_histograms)),
+                             project(_features("hist", task.gallery_csv, gallery, stripe_histograms))))
+        for name, q, g in features:
+            results = evaluate(q, g, query.pids, gallery.pids, exclusion, metric="euclidean")
+            out[name][task.name] = {"mAP": results.mean_ap, "rank1": results.top(1)}
+    return out
+
+
+def one_run(name: str, flags: dict, metric: str, seed: int, task: Task, targets: list[Task], folder: str,
+            fresh: bool, train: bool = True) -> dict:
+    """Train one variant with one seed on `task` in folder, and score it on each of `targets` (`task` first).
+    A finished run with the same command line is reused; only the targets it lacks are scored. Without
+    `train`, a run that is not finished raises RuntimeError instead of training."""
     py = sys.executable
     exp = os.path.join(folder, "experiment")
     train_cmd = ([py, os.path.join(REPO, "train.py"), "--experiment_root", exp,
-                  "--train_set", os.path.join(data, "demo_train.csv"), "--image_root", data]
+                  "--train_set", task.train_csv, "--image_root", task.root]
                  + as_argv(flags) + ["--seed", str(seed)])
     result_file = os.path.join(folder, "result.json")
     if not fresh and os.path.exists(result_file):
         with open(result_file) as f:
             result = json.load(f)
-        if result.get("train_command") == train_cmd[1:]:
+        if result.get("train_command") == train_cmd[1:] and os.path.isdir(exp):
+            missing = [t for t in targets if t.name not in result.get("scores", {})]
+            if missing:
+                result.setdefault("scores", {}).update(score(exp, metric, missing))
+                with open(result_file, "w") as f:
+                    json.dump(result, f, indent=1)
             result["reused"] = True
             return result
-        print(f"    {folder} was made with other settings: redoing it", flush=True)
+        if train:
+            print(f"    {folder} was made with other settings: redoing it", flush=True)
+    if not train:
+        raise RuntimeError(f"not run (--no_train): no finished run in {folder}")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     log = os.path.join(folder, "output.log")
     load = os.getloadavg()[0]
     tick = time.perf_counter()
     cpu_samples: list = []
-    run_logged(train_cmd, log, f"Training {name} (seed {seed})", cpu_samples)
+    run_logged(train_cmd, log, f"Training {name} on {task.name} (seed {seed})", cpu_samples)
     train_seconds = time.perf_counter() - tick
-    splits = {}
-    for split in ("query", "test"):
-        splits[split] = os.path.join(folder, f"{split}_embeddings.h5")
-        run_logged([py, os.path.join(REPO, "embed.py"), "--experiment_root", exp,
-                    "--dataset", os.path.join(data, f"demo_{split}.csv"),
-                    "--filename", splits[split], "--quiet"],
-                   log, f"Embedding the {split} split of {name} (seed {seed})")
-
-    def evaluate(filename: str, *extra: str) -> dict:
-        run_logged([py, os.path.join(REPO, "evaluate.py"), "--excluder", "market1501", "--metric", metric,
-                    "--query_dataset", os.path.join(data, "demo_query.csv"),
-                    "--query_embeddings", splits["query"],
-                    "--gallery_dataset", os.path.join(data, "demo_test.csv"),
-                    "--gallery_embeddings", splits["test"],
-                    "--filename", os.path.join(folder, filename), "--quiet", *extra], log,
-                   f"Evaluating {name} (seed {seed})")
-        with open(os.path.join(folder, filename)) as f:
-            return json.load(f)
-
-    scores = evaluate("evaluation.json")
-    result = {"variant": name, "seed": seed, "mAP": scores["mAP"], "rank1": scores["top-1"],
-              "train_seconds": train_seconds, "load_before": load, "load_after": os.getloadavg()[0],
-              "batch_size": BATCH_P * BATCH_K, "train_command": train_cmd[1:], "metric": metric}
-    if "--local_branch" in flags:  # the same embeddings ranked by global + local distance (weight 1)
-        local = evaluate("evaluation_local.json", "--local_distance_weight", "1")
-        result.update(mAP_local=local["mAP"], rank1_local=local["top-1"])
+    scores = score(exp, metric, targets)
+    own = scores[task.name]
+    result = {"variant": name, "seed": seed, "task": task.name, "mAP": own["mAP"], "rank1": own["rank1"],
+              "scores": scores, "train_seconds": train_seconds, "load_before": load,
+              "load_after": os.getloadavg()[0],
+              "batch_size": int(flags["--batch_p"]) * int(flags["--batch_k"]),
+              "train_command": train_cmd[1:], "metric": metric}
+    if "--local_branch" in flags:  # the same model ranked by global + local distance (weight 1), own task
+        result.update(local_scores(exp, metric, task, folder, log))
     result.update(speed(exp, cpu_samples))
     with open(result_file, "w") as f:
         json.dump(result, f, indent=1)
@@ -255,62 +454,120 @@ def one_run(name: str, flags: dict, metric: str, seed: int, data: str, folder: s
     return result
 
 
+def local_scores(exp: str, metric: str, task: Task, folder: str, log: str) -> dict:
+    """mAP and rank-1 by the global + local distance, through embed.py and evaluate.py."""
+    py = sys.executable
+    splits = {}
+    for split, csv in (("query", task.query_csv), ("test", task.gallery_csv)):
+        splits[split] = os.path.join(folder, f"{split}_embeddings.h5")
+        run_logged([py, os.path.join(REPO, "embed.py"), "--experiment_root", exp, "--dataset", csv,
+                    "--image_root", task.root, "--filename", splits[split], "--quiet"],
+                   log, f"Embedding {split}")
+    out = os.path.join(folder, "evaluation_local.json")
+    run_logged([py, os.path.join(REPO, "evaluate.py"), "--excluder", task.excluder, "--metric", metric,
+                "--query_dataset", task.query_csv, "--query_embeddings", splits["query"],
+                "--gallery_dataset", task.gallery_csv, "--gallery_embeddings", splits["test"],
+                "--filename", out, "--quiet", "--local_distance_weight", "1"], log, "Evaluating (local)")
+    with open(out) as f:
+        local = json.load(f)
+    return {"mAP_local": local["mAP"], "rank1_local": local["top-1"]}
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value; NaN for none)."""
+    values = [v for v in values if not math.isnan(v)]
     if not values:
         return float("nan"), float("nan")
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default=os.path.join("runs", "bench_recipe"),
-                   help="folder for the dataset (WORK/data) and the runs (default: runs/bench_recipe)")
-    p.add_argument("--iterations", type=int, default=1000, help="training iterations of every run (>= 100)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--pad_crop", type=int, default=3, help="the full recipe's --pad_crop (default 3)")
-    p.add_argument("--fresh", action="store_true", help="redo finished runs instead of reusing them")
-    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                   choices=[name for name, _, _ in variants(1000, 3)],
-                   help="the variants to run ('full recipe, bfloat16': the full recipe with "
-                        "--mixed_precision bfloat16; 'full recipe, pcb': with --head_name pcb, 4 stripes and "
-                        "the global branch instead of BNNeck; 'full recipe, mutual': two networks by deep "
-                        "mutual learning, the first one evaluated; 'full recipe, local': with AlignedReID's "
-                        "local branch, evaluated by the global and by the global + local distance)")
-    args = p.parse_args()
-    if args.iterations < 100:
-        p.error(f"--iterations must be >= 100 (the step time leaves out the first {SKIP_ITERATIONS}). "
-                f"Received: --iterations={args.iterations}")
+#: The suffix of a variant's records scored by the euclidean distance instead of its test metric.
+EUCLIDEAN = ", euclidean test"
 
-    work = os.path.abspath(args.work)
-    data = os.path.join(work, "data")
-    print(f"Generating (or reusing) the demo dataset in {data}", flush=True)
-    subprocess.check_call([sys.executable, "-m", "trinet.demo", "--out", data, "--quiet"], cwd=REPO)
 
-    specs = [spec for spec in variants(args.iterations, args.pad_crop) if spec[0] in args.variants]
-    results: dict[str, list[dict]] = {name: [] for name, _, _ in specs}
-    failures: list[str] = []
-    total, done = len(specs) * len(args.seeds), 0
-    # seed-major order: the variants of one seed run back to back, so their speeds are comparable
-    for seed in args.seeds:
-        for name, flags, metric in specs:
-            done += 1
-            folder = os.path.join(work, slug(name), f"seed{seed}")
-            print(f"[{done}/{total}] {name}, seed {seed} ({time.strftime('%H:%M:%S')}, load "
-                  f"{os.getloadavg()[0]:.1f})", flush=True)
-            try:
-                r = one_run(name, flags, metric, seed, data, folder, args.fresh)
-            except RuntimeError as e:
-                failures.append(f"{name}, seed {seed}: {e}")
-                print(f"    FAILED: {e}", flush=True)
-                continue
-            results[name].append(r)
-            print(f"    {'reused' if r['reused'] else 'done'}: mAP {r['mAP']:.2%}, rank-1 {r['rank1']:.2%}, "
-                  f"{r['batch_size'] / r['median_s_per_it']:.0f} images/s (median of {r['windows']} windows; "
-                  f"training took {r['train_seconds']:.0f} s)", flush=True)
+def records_of(results: dict[str, list[dict]]) -> list[dict]:
+    """One record per (variant, trained on, evaluated on, seed): `{"variant", "train", "eval", "seed",
+    "mAP", "rank1"}`, from the runs' results; a run scored by the euclidean distance too (`score`) gives
+    a second record, its variant's name + `EUCLIDEAN`."""
+    out = []
+    for name, rs in results.items():
+        for r in rs:
+            for target, s in r["scores"].items():
+                key = {"train": r["task"], "eval": target, "seed": r["seed"]}
+                out.append({"variant": name, **key, "mAP": s["mAP"], "rank1": s["rank1"]})
+                if "mAP_euclidean" in s:
+                    out.append({"variant": name + EUCLIDEAN, **key, "mAP": s["mAP_euclidean"],
+                                "rank1": s["rank1_euclidean"]})
+    return out
 
-    base = {r["seed"]: r for r in results.get("triplet", [])}
-    reused = any(r["reused"] for rs in results.values() for r in rs)
-    print(f"\nBag of Tricks on the demo dataset: LuNet 64x32, {args.iterations} iterations of "
+
+def cell(records: list[dict], variant: str, train: str, evaluated: str, key: str) -> tuple[float, float, int]:
+    """Mean and standard deviation over seeds of `key` for one variant trained on `train`, evaluated on
+    `evaluated`, and the number of runs."""
+    values = [r[key] for r in records if (r["variant"], r["train"], r["eval"]) == (variant, train, evaluated)]
+    return (*mean_std(values), len(values))
+
+
+def overall(cells: list[tuple[float, float, int]]) -> tuple[float, float]:
+    """The mean of the per-world means and their standard deviation (the spread between worlds; for one
+    world, its spread over seeds)."""
+    means = [m for m, _, n in cells if n]
+    if len(means) == 1:
+        return means[0], [sd for _, sd, n in cells if n][0]
+    return mean_std(means)
+
+
+def same_world_table(records: list[dict], variants: list[str], baselines: dict, worlds: list[str],
+                     key: str) -> list[str]:
+    """Lines of a table: a row per variant (and baseline), a column per world (trained and evaluated
+    there: mean ± sd over seeds, %), and the overall mean over worlds ± the spread between worlds."""
+    head = f"{'variant':26s} | " + " | ".join(f"{w:>13s}" for w in worlds) + f" | {'overall':>13s} | runs"
+    lines = [head, "-" * len(head)]
+
+    def fmt(m: float, sd: float) -> str:
+        return f"{100 * m:5.1f} ± {100 * sd:4.1f}" if not math.isnan(m) else f"{'-':>13s}"
+
+    for v in variants:
+        cells = [cell(records, v, w, w, key) for w in worlds]
+        lines.append(f"{v:26s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
+                     + f" | {fmt(*overall(cells))} | {sum(n for _, _, n in cells):4d}")
+    for name, per_train in baselines.items():
+        cells = []
+        for w in worlds:
+            s = per_train.get(w, {}).get(w)
+            cells.append((s[key], 0.0, 1) if s else (float("nan"), float("nan"), 0))
+        if any(n for _, _, n in cells):
+            lines.append(f"{name:26s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
+                         + f" | {fmt(*overall(cells))} |    -")
+    return lines
+
+
+def cross_world_table(records: list[dict], variant: str, worlds: list[str], key: str) -> list[str]:
+    """Lines of a matrix for one variant: trained on the row's world, evaluated on the column's (mean over
+    seeds, %), with the mean off the diagonal (another world) and on it (the same world)."""
+    head = f"  {'trained on':10s} | " + " | ".join(f"{w:>7s}" for w in worlds) + " | other worlds | same"
+    lines = [head]
+    for a in worlds:
+        row = [cell(records, variant, a, b, key)[0] for b in worlds]
+        others = [m for b, m in zip(worlds, row) if b != a and not math.isnan(m)]
+        lines.append(f"  {a:10s} | " + " | ".join(f"{100 * m:7.1f}" for m in row)
+                     + f" | {100 * mean_std(others)[0]:12.1f} | {100 * row[worlds.index(a)]:4.1f}")
+    return lines
+
+
+def cross_world_summary(records: list[dict], variant: str, worlds: list[str], key: str) -> tuple:
+    """(mean, sd) over the ordered pairs of distinct worlds of the seed-mean `key`, and the same-world
+    mean over the worlds: the domain gap in one line."""
+    pairs = [cell(records, variant, a, b, key)[0] for a in worlds for b in worlds if a != b]
+    same = [cell(records, variant, a, a, key)[0] for a in worlds]
+    return (*mean_std(pairs), mean_std(same)[0])
+
+
+def speed_table(specs: list, results: dict[str, list[dict]], args: argparse.Namespace) -> None:
+    """The table of accuracy and speed on world 0 (the harness's output before worlds existed)."""
+    world0 = {name: [r for r in rs if r["task"] == "world0"] for name, rs in results.items()}
+    base = {r["seed"]: r for r in world0.get("triplet", [])}
+    print(f"\nBag of Tricks on the demo dataset (world 0): LuNet 64x32, {args.iterations} iterations of "
           f"{BATCH_P}x{BATCH_K}, seeds {' '.join(map(str, args.seeds))}; single-view embeddings, "
           "market1501 protocol")
     header = (f"{'variant':20s} | {'mAP':>15s} | {'rank-1':>15s} | {'images/s':>11s} | "
@@ -318,7 +575,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, _, _ in specs:
-        rs = results[name]
+        rs = world0[name]
         if not rs:
             print(f"{name:20s} | {'failed':>15s} |")
             continue
@@ -347,12 +604,158 @@ CPU ms/image: CPU time (all threads) of the training process from iteration {SKI
     print("Per run: whole-run images/s (steps after the start-up, checkpoint saves included), load average "
           "before and after training:")
     for name, _, _ in specs:
-        for r in results[name]:
+        for r in world0[name]:
             print(f"  {name:20s} seed {r['seed']}: {r['batch_size'] / r['overall_s_per_it']:4.0f} images/s, "
                   f"load {r['load_before']:.1f} -> {r['load_after']:.1f}")
-    if reused:
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default=None,
+                   help="folder for the datasets (WORK/data, WORK/data_world<N>, WORK/digits) and the runs "
+                        "(default: runs/bench_recipe, runs/bench_recipe_quick with --quick)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="training iterations of every run (>= 100; default 1000, 100 with --quick)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 with --quick)")
+    p.add_argument("--worlds", type=int, nargs="+", default=None,
+                   help="the demo worlds to train and evaluate on (python -m trinet.demo --world N; default: "
+                        "0, the demo's own; 0 1 with --quick)")
+    p.add_argument("--no_cross_world", action="store_true",
+                   help="score each world's runs on their own world only (by default, with several worlds, "
+                        "on every world: trained on a, evaluated on b)")
+    p.add_argument("--no_digits", action="store_true",
+                   help="leave out the digits task (scikit-learn's digits: classes 4-9 train, the unseen 0-3 "
+                        "are query and gallery)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke test: worlds 0 1 of 40 + 40 identities, seed 0, 100 iterations, the "
+                        "variants triplet and full recipe, and the digits (a few minutes on 2 cores)")
+    p.add_argument("--pad_crop", type=int, default=3, help="the full recipe's --pad_crop (default 3)")
+    p.add_argument("--fresh", action="store_true", help="redo finished runs instead of reusing them")
+    p.add_argument("--no_train", action="store_true",
+                   help="train nothing: print the tables of the finished runs (the others are listed "
+                        "as not run)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   choices=[name for name, _, _ in variants(1000, 3)],
+                   help="the variants to run (default: triplet, triplet+id+bnneck, full recipe; 'full "
+                        "recipe, bfloat16': the full recipe with --mixed_precision bfloat16; 'full recipe, "
+                        "pcb': with --head_name pcb, 4 stripes and the global branch instead of BNNeck; "
+                        "'full recipe, mutual': two networks by deep mutual learning, the first one "
+                        "evaluated; 'full recipe, local': with AlignedReID's local branch, also evaluated "
+                        "by the global + local distance)")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the defaults that depend on --quick."""
+    quick = args.quick
+    args.work = args.work or os.path.join("runs", "bench_recipe_quick" if quick else "bench_recipe")
+    args.iterations = args.iterations or (100 if quick else 1000)
+    args.seeds = args.seeds if args.seeds is not None else ([0] if quick else [0, 1, 2])
+    args.worlds = args.worlds if args.worlds is not None else ([0, 1] if quick else [0])
+    args.variants = args.variants or (["triplet", "full recipe"] if quick else list(DEFAULT_VARIANTS))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = build_parser()
+    args = resolve(p.parse_args(argv))
+    if args.iterations < 100:
+        p.error(f"--iterations must be >= 100 (the step time leaves out the first {SKIP_ITERATIONS}). "
+                f"Received: --iterations={args.iterations}")
+    if any(w < 0 for w in args.worlds) or len(set(args.worlds)) != len(args.worlds):
+        p.error("--worlds must be distinct integers >= 0. "
+                f"Received: --worlds {' '.join(map(str, args.worlds))}")
+
+    work = os.path.abspath(args.work)
+    started = time.perf_counter()
+    print(f"Generating (or reusing) the datasets of worlds {' '.join(map(str, args.worlds))} in {work}"
+          + ("" if args.no_digits else ", and the digits"), flush=True)
+    worlds = [world_task(work, w, args.quick) for w in args.worlds]
+    digits = None if args.no_digits else digits_task(work)
+    jobs = [(t, worlds if len(worlds) > 1 and not args.no_cross_world else [t]) for t in worlds]
+    if digits is not None:
+        jobs.append((digits, [digits]))
+
+    specs = [spec for spec in variants(args.iterations, args.pad_crop) if spec[0] in args.variants]
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in specs}
+    failures: list[str] = []
+    total, done = len(specs) * len(args.seeds) * len(jobs), 0
+    # seed-major order: the variants of one seed and task run back to back, so their speeds are comparable
+    for seed in args.seeds:
+        for task, targets in jobs:
+            for name, flags, metric in specs:
+                done += 1
+                sub = "" if task.name == "world0" else task.name
+                folder = os.path.join(work, sub, slug(name), f"seed{seed}")
+                print(f"[{done}/{total}] {name} on {task.name}, seed {seed} ({time.strftime('%H:%M:%S')}, "
+                      f"load {os.getloadavg()[0]:.1f})", flush=True)
+                try:
+                    r = one_run(name, task_flags(flags, task), metric, seed, task, targets, folder,
+                                args.fresh, train=not args.no_train)
+                except RuntimeError as e:
+                    failures.append(f"{name} on {task.name}, seed {seed}: {e}")
+                    print(f"    FAILED: {e}", flush=True)
+                    continue
+                results[name].append(r)
+                others = ", ".join(f"{t} {s['mAP']:.1%}" for t, s in r["scores"].items() if t != task.name)
+                state = "reused" if r["reused"] else "done"
+                print(f"    {state}: mAP {r['mAP']:.2%}, rank-1 {r['rank1']:.2%}"
+                      + (f" (on {others})" if others else "")
+                      + f", {r['batch_size'] / r['median_s_per_it']:.0f} images/s (training took "
+                        f"{r['train_seconds']:.0f} s)", flush=True)
+
+    baselines: dict[str, dict] = {}
+    for task, targets in jobs:
+        for name, per_target in baseline_scores(task, targets).items():
+            baselines.setdefault(name, {})[task.name] = per_target
+
+    records = records_of(results)
+    names = [name for name, _, _ in specs]
+    names += [n + EUCLIDEAN for n in names if any(r["variant"] == n + EUCLIDEAN for r in records)]
+    if any(r["task"] == "world0" for rs in results.values() for r in rs):
+        speed_table(specs, results, args)
+    world_names = [t.name for t in worlds]
+    print(f"\nThe worlds: trained and evaluated on the same world ({args.iterations} iterations, seeds "
+          f"{' '.join(map(str, args.seeds))}; single-view embeddings, market1501 protocol)")
+    for key, label in (("mAP", "mAP"), ("rank1", "rank-1")):
+        print(f"\n{label} %, mean ± standard deviation over seeds; overall: the mean of the world means ± "
+              "their standard deviation")
+        print("\n".join(same_world_table(records, names, baselines, world_names, key)))
+    if len(worlds) > 1 and not args.no_cross_world:
+        print("\nAcross worlds: trained on one world, evaluated on another (mAP %, mean over seeds)")
+        for name in names:
+            print(f"{name}:")
+            print("\n".join(cross_world_table(records, name, world_names, "mAP")))
+        pixels = baselines.get(PIXELS, {})
+        row = [pixels.get(w, {}).get(w, {}).get("mAP", math.nan) for w in world_names]
+        print(f"  {'raw pixels':10s} | " + " | ".join(f"{100 * m:7.1f}" for m in row) + "   (no training)")
+        print("\nThe domain gap, mAP %: mean ± sd over the ordered pairs of distinct worlds, against the "
+              "same-world mean")
+        for name in names:
+            m, sd, same = cross_world_summary(records, name, world_names, "mAP")
+            print(f"  {name:26s} other world {100 * m:5.1f} ± {100 * sd:4.1f}   same world {100 * same:5.1f}")
+        lda = baselines.get("histograms + LDA", {})
+        pairs = [lda[a][b]["mAP"] for a in world_names for b in world_names if a != b and b in lda.get(a, {})]
+        if pairs:
+            m, sd = mean_std(pairs)
+            same = mean_std([lda[a][a]["mAP"] for a in world_names if a in lda])[0]
+            print(f"  {'histograms + LDA':26s} other world {100 * m:5.1f} ± {100 * sd:4.1f}   same world "
+                  f"{100 * same:5.1f}")
+    if digits is not None:
+        print("\nDigits (scikit-learn): classes 4-9 train, the unseen 0-3 are query and gallery (the query "
+              f"itself excluded); {args.iterations} iterations of 6x10 at 32x32, no flips")
+        print(f"{'variant':26s} | {'mAP %':>13s} | {'rank-1 %':>13s} | runs")
+        for name in names:
+            m, sd, n = cell(records, name, "digits", "digits", "mAP")
+            k, ksd, _ = cell(records, name, "digits", "digits", "rank1")
+            print(f"{name:26s} | {100 * m:5.1f} ± {100 * sd:4.1f} | {100 * k:5.1f} ± {100 * ksd:4.1f} | "
+                  f"{n:4d}")
+        px = baselines[PIXELS]["digits"]["digits"]
+        print(f"{'raw pixels 8x8':26s} | {100 * px['mAP']:13.1f} | {100 * px['rank1']:13.1f} |    -")
+    if any(r["reused"] for rs in results.values() for r in rs):
         print("Some runs were reused from earlier invocations: their speeds were measured then "
               "(--fresh redoes them).")
+    print(f"\nWall time of this invocation: {time.perf_counter() - started:.0f} s")
     if failures:
         print(f"\n{len(failures)} run(s) failed:")
         for failure in failures:

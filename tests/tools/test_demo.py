@@ -1,6 +1,9 @@
 """The demo dataset generator: Market-1501 layout and naming, splits, determinism, reuse and refusal."""
 
 import collections
+import colorsys
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -9,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+import trinet
+from conftest import REPO
 from trinet import demo
 from trinet.core.errors import TrinetError
 from trinet.data.datasets import image_format, read_csv
-from trinet.demo import drawing, plan
+from trinet.demo import drawing, plan, world as worlds
 
 SMALL = dict(seed=3, train_ids=5, test_ids=6, cameras=4, images_per_camera=2, junk=4, distractors=5,
              height=64, width=32)
@@ -366,3 +371,201 @@ def test_help_states_the_defaults(capsys):
                  "--images_per_camera", "--junk", "--distractors", "--height", "--width"):
         assert flag in text
     assert f"Default: {demo.DEFAULTS['train_ids']}" in text
+
+
+# --- Worlds: what makes one site differ from another -------------------------------------------------------
+
+#: sha256 (see `digest`) of every file that `python -m trinet.demo` wrote with the SMALL settings before
+#: worlds existed (commit b23e194). JPEG bytes depend on OpenCV's encoder: this holds for the opencv-python
+#: that `make install` installs; on another build, regenerate it at that commit with the same function.
+TODAYS_SMALL_DEMO = "8ca21592d39fc5cad1d3dec12664639ccbbcb06848141bbe7f301cd5e9609719"
+
+
+def digest(root):
+    """sha256 over the relative path and bytes of every file under `root`, in sorted order; demo.json's
+    trinet version is replaced by "VERSION", so that a release does not change the checksum."""
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            with open(path, "rb") as f:
+                data = f.read()
+            if rel == "demo.json":
+                data = data.replace(json.dumps(trinet.__version__).encode(), b'"VERSION"')
+            h.update(rel.encode() + b"\0" + data)
+    return h.hexdigest()
+
+
+def test_world_0_is_todays_demo_byte_for_byte(tmp_path, data):
+    result, _ = data
+    assert digest(result.root) == TODAYS_SMALL_DEMO
+    # Naming world 0, or setting a field to world 0's value, changes nothing either (the manifest included).
+    same = ["--colour_cast", "0.13", "--blur", "0", "1.5"]
+    assert demo.main(small_args(tmp_path / "cli", world=0) + same) == 0
+    assert digest(str(tmp_path / "cli")) == TODAYS_SMALL_DEMO
+
+
+def test_the_same_world_and_seed_give_identical_files_and_other_worlds_other_ones(tmp_path):
+    first = demo.generate(str(tmp_path / "a"), quiet=True, world=2, **SMALL)
+    again = demo.generate(str(tmp_path / "b"), quiet=True, world=2, **SMALL)
+    other = demo.generate(str(tmp_path / "c"), quiet=True, world=3, **SMALL)
+    assert digest(first.root) == digest(again.root)
+    assert len({digest(first.root), digest(other.root), TODAYS_SMALL_DEMO}) == 3
+    # Another world has other people and file names, not only other cameras.
+    assert csv_bytes(first.root) != csv_bytes(other.root)
+
+
+def test_drawn_worlds_are_reproducible_valid_and_differ_in_every_field():
+    assert worlds.draw_world(0) == worlds.DEFAULT_WORLD == worlds.World()
+    drawn = [worlds.draw_world(n) for n in (1, 2, 3)]
+    assert drawn == [worlds.draw_world(n) for n in (1, 2, 3)]
+    for one in drawn:
+        worlds.validate_world(one)
+        for field in dataclasses.fields(worlds.World):
+            assert getattr(one, field.name) != getattr(worlds.DEFAULT_WORLD, field.name), field.name
+    assert len(set(drawn)) == 3
+    assert worlds.resolve_world(2, {"blur": [0, 0.5]}) == dataclasses.replace(drawn[1], blur=(0.0, 0.5))
+
+
+def camera_colour_statistics(root):
+    """`{camera: (mean log(R/G), mean log(B/G))}` over the camera's images under `root`."""
+    sums = collections.defaultdict(list)
+    for rel, image in pixels(root).items():
+        b, g, r = (image.reshape(-1, 3).astype(float).mean(0) + 1.0)
+        sums[parse(rel)[1]].append((np.log(r / g), np.log(b / g)))
+    return {cam: np.mean(values, 0) for cam, values in sums.items()}
+
+
+#: Changes to world 0 and the statistic of the images that each must move (up), against world 0.
+def _spread_of_camera_casts(root):
+    return float(np.std(np.array(list(camera_colour_statistics(root).values())), 0).mean())
+
+
+def _red_over_blue(root):
+    return float(np.mean([rb[0] - rb[1] for rb in camera_colour_statistics(root).values()]))
+
+
+def _brightness(root):
+    return float(np.mean([image.mean() for image in pixels(root).values()]))
+
+
+def _sharpness(root):
+    return float(np.mean([cv2.Laplacian(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+                          for i in pixels(root).values()]))
+
+
+@pytest.mark.parametrize("low, high, statistic", [
+    ({"colour_cast": 0.0}, {"colour_cast": 0.4}, _spread_of_camera_casts),
+    ({"tint": (0.7, 1.0, 1.4)}, {"tint": (1.4, 1.0, 0.7)}, _red_over_blue),
+    ({"exposure": (0.4, 0.5)}, {"exposure": (1.5, 1.8)}, _brightness),
+    ({"blur": (3, 3), "low_res": (1,)}, {"blur": (0, 0), "low_res": (1,)}, _sharpness),
+    ({"noise": (0, 0), "blur": (0, 0), "low_res": (1,)},
+     {"noise": (0.08, 0.08), "blur": (0, 0), "low_res": (1,)}, _sharpness),
+], ids=["colour_cast", "tint", "exposure", "blur", "noise"])
+def test_each_camera_setting_moves_the_images_as_documented(tmp_path, low, high, statistic):
+    sizes = {**SMALL, "cameras": 6, "train_ids": 8}
+    a = demo.generate(str(tmp_path / "low"), quiet=True, world_changes=low, **sizes)
+    b = demo.generate(str(tmp_path / "high"), quiet=True, world_changes=high, **sizes)
+    assert statistic(a.root) < statistic(b.root)
+
+
+def test_the_worlds_per_camera_colour_statistics_differ():
+    # Cameras of world 3 (colour_cast 0.25, a bluish tint) vs world 0 (0.13, no tint), drawn alike.
+    def casts(world):
+        return np.log(np.array([demo.make_camera(c, 64, 32, np.random.default_rng(c), world).gain
+                                for c in range(1, 200)]))
+    zero, three = casts(worlds.DEFAULT_WORLD), casts(worlds.draw_world(3))
+    assert np.std(three, 0).mean() > 1.5 * np.std(zero, 0).mean()
+    assert np.abs(three.mean(0) - np.log(worlds.draw_world(3).tint)).max() < 0.06
+    assert np.abs(zero.mean(0)).max() < 0.04
+
+
+def test_cameras_follow_the_worlds_ranges():
+    world = worlds.resolve_world(0, {"blur": (0.5, 0.6), "noise": (0.01, 0.02), "person_scale": (0.6, 0.65),
+                                     "low_res": (2, 3), "illumination": 0.1, "exposure": (0.9, 1.1),
+                                     "gamma": (1.2, 1.3), "views": (50, 0.05, 0.05, 0.05)})
+    for c in range(1, 40):
+        camera = demo.make_camera(c, 64, 32, np.random.default_rng(c), world)
+        assert 0.5 <= camera.blur <= 0.6 and 0.01 <= camera.noise <= 0.02 and 0.6 <= camera.scale <= 0.65
+        assert camera.low_res in (2, 3) and camera.light[1] <= 0.1
+        assert 0.9 <= camera.brightness <= 1.1 and 1.2 <= camera.gamma <= 1.3
+    fronts = [demo.make_camera(c, 64, 32, np.random.default_rng(c), world).views[0] for c in range(1, 40)]
+    assert np.mean(fronts) > 0.6  # cameras that see people mostly from the front
+
+
+def test_backgrounds_follow_the_worlds_ranges():
+    grey = worlds.resolve_world(0, {"background_saturation": (0, 0), "background_clutter": (0, 0)})
+    vivid = worlds.resolve_world(0, {"background_saturation": (0.9, 1.0), "background_clutter": (0, 0)})
+
+    def saturation(world):
+        scenes = [demo.make_camera(c, 64, 32, np.random.default_rng(c), world).scene for c in range(1, 20)]
+        return np.mean([np.median(cv2.cvtColor(s[:10], cv2.COLOR_RGB2HSV)[..., 1]) for s in scenes])
+
+    assert saturation(grey) < 60 and saturation(vivid) > 200  # the wall's texture leaves grey a little colour
+
+
+def test_people_follow_the_worlds_clothing():
+    uniforms = worlds.resolve_world(0, {"clothing_neutral": (0, 0, 0), "clothing_hues": (0.3, 0.1),
+                                        "clothing_saturation": (0.8, 0.9), "patterns": (0, 1, 0, 0, 0)})
+    people = [demo.random_appearance(np.random.default_rng(i), uniforms) for i in range(100)]
+    for person in people:
+        h, s, _ = colorsys.rgb_to_hsv(*(np.array(person.top) / 255))
+        assert 0.29 <= h <= 0.41 and 0.78 <= s <= 0.92, person.top
+        assert person.pattern == "hstripes"
+    neutral = worlds.resolve_world(0, {"clothing_neutral": (0.5, 0.25, 0.25)})
+    greys = [demo.random_appearance(np.random.default_rng(i), neutral).top for i in range(100)]
+    assert max(colorsys.rgb_to_hsv(*(np.array(c) / 255))[1] for c in greys) <= 0.25  # 0.2, and uint8 rounding
+
+
+def test_a_worlds_manifest_holds_its_number_and_fields_and_another_world_is_refused(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert demo.main(small_args(out, world=2) + ["--blur", "0", "0.5"]) == 0
+    settings = json.load(open(out / "demo.json"))["settings"]
+    assert settings["world"] == 2 and settings["blur"] == [0.0, 0.5]
+    assert settings["tint"] == list(worlds.draw_world(2).tint)
+    assert {k: settings[k] for k in SMALL} == SMALL
+    capsys.readouterr()
+    assert demo.main(small_args(out, world=2) + ["--blur", "0", "0.5"]) == 0
+    assert "Reusing" in capsys.readouterr().out
+    assert demo.main(small_args(out, world=2)) == 2
+    assert "blur=[0.0, 0.5]" in capsys.readouterr().err
+    assert demo.main(small_args(out)) == 2  # world 0's manifest has no world fields: still told apart
+    assert "world=2 (now 0)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--blur", "2", "1"],
+     "`blur` (--blur) must be a range LOW HIGH with LOW <= HIGH. Received: blur=2.0 1.0"),
+    (["--tint", "0", "1", "1"], "`tint` (--tint) must be three gains > 0"),
+    (["--illumination", "1"], "`illumination` (--illumination) must be between 0 and 1"),
+    (["--clothing_neutral", "0.5", "0.5", "0.5"], "`clothing_neutral` (--clothing_neutral) must be three"),
+    (["--background_clutter", "1", "2.5"], "`background_clutter` (--background_clutter) must be whole"),
+    (["--patterns", "0", "0", "0", "0", "0"], "`patterns` (--patterns) must be five weights"),
+])
+def test_bad_world_settings_are_refused_naming_the_flag(tmp_path, capsys, flags, message):
+    assert demo.main(small_args(tmp_path / "d") + flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_world_flags_take_their_number_of_values(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(small_args(tmp_path / "d") + ["--tint", "1", "1"])
+    assert exit_.value.code == 2 and "--tint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo.main(small_args(tmp_path / "d", world=-1))
+    assert "--world" in capsys.readouterr().err
+
+
+def test_the_readme_documents_every_flag_of_the_demo():
+    from trinet.cli.docs import flag_table
+
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = readme.split("<!-- demo flags:")[1].split("-->", 1)[1].split("<!-- end of demo flags -->")[0]
+    assert block.strip() == flag_table(demo.build_parser()), "regenerate it with the command in its marker"
+    for action in demo.build_parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert f"`{max(action.option_strings, key=len)}" in block, action.dest

@@ -22,11 +22,16 @@ gamma, resolution, blur, noise, viewpoint and framing. Same-camera images of dif
 therefore closer in raw pixels than cross-camera images of one person, so a pixel baseline ranks
 poorly (see `benchmarks/pixel_baseline.py`), while an embedding trained with the batch-hard triplet
 loss of "In Defense of the Triplet Loss" (Hermans et al. 2017) learns the invariances within minutes
-on a CPU. Everything is drawn from ``--seed``: the same settings give identical files (on
+on a CPU. Everything is drawn from ``--seed``: the same settings give identical files (with the same
+OpenCV build, whose JPEG encoder writes the bytes).
 
-The package follows the steps: `people` (appearances and cameras), `drawing` (rendering one image),
-`plan` (which images, split and file names), `folder` (rendering the plan, the manifest, reuse) and
-`command` (the command line).
+Other sites: ``--world N`` draws every distribution a site fixes (cameras' casts, gains, illumination, blur,
+noise and resolution; backgrounds; viewpoints and framing; clothing) from ``N``, and a flag per distribution
+sets it on top (`world`). World 0 is the demo as it always was, byte for byte.
+
+The package follows the steps: `world` (the site's distributions), `people` (appearances and cameras),
+`drawing` (rendering one image), `plan` (which images, split and file names), `folder` (rendering the plan,
+the manifest, reuse) and `command` (the command line).
 """
 
 from trinet.demo.command import build_parser, main
@@ -35,9 +40,11 @@ from trinet.demo.folder import (DEMO_ENTRIES, GENERATOR_VERSION, MANIFEST, DemoD
                                 read_manifest)
 from trinet.demo.people import VIEWS, Appearance, Camera, make_camera, random_appearance
 from trinet.demo.plan import CSV_NAMES, DEFAULTS, MAX_PID
+from trinet.demo.world import DEFAULT_WORLD, World, draw_world, resolve_world
 
 __all__ = [
-    "CSV_NAMES", "DEFAULTS", "DEMO_ENTRIES", "GENERATOR_VERSION", "MANIFEST", "MAX_PID", "VIEWS",
-    "Appearance", "Camera", "DemoDataset", "apply_camera", "build_parser", "draw_person", "generate", "main",
-    "make_camera", "random_appearance", "read_manifest", "render_distractor", "render_junk", "render_person",
+    "CSV_NAMES", "DEFAULTS", "DEFAULT_WORLD", "DEMO_ENTRIES", "GENERATOR_VERSION", "MANIFEST", "MAX_PID",
+    "VIEWS", "Appearance", "Camera", "DemoDataset", "World", "apply_camera", "build_parser", "draw_person",
+    "draw_world", "generate", "main", "make_camera", "random_appearance", "read_manifest",
+    "render_distractor", "render_junk", "render_person", "resolve_world",
 ]

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from trinet.demo.people import VIEWS, Appearance, Camera, clothing_colour, random_appearance
+from trinet.demo.world import DEFAULT_WORLD, World
 
 _SHIFT = 4  # fractional bits of cv2 drawing coordinates: sub-pixel accuracy at small image sizes
 
@@ -243,13 +244,14 @@ def render_junk(appearance: Appearance, camera: Camera, rng: np.random.Generator
     return apply_camera(canvas, camera, rng)
 
 
-def render_distractor(camera: Camera, rng: np.random.Generator) -> np.ndarray:
-    """A false detection (Market-1501's distractor): background, sometimes a stranger partly in it."""
+def render_distractor(camera: Camera, rng: np.random.Generator, world: World = DEFAULT_WORLD) -> np.ndarray:
+    """A false detection (Market-1501's distractor): background, sometimes a stranger (of `world`) partly
+    in it."""
     if rng.random() < 0.5:
-        return render_junk(random_appearance(rng), camera, rng)
+        return render_junk(random_appearance(rng, world), camera, rng)
     canvas = _scene_window(camera, rng, None)
     for _ in range(int(rng.integers(0, 3))):  # an object: a bin, a sign, a car door
         w, h = rng.uniform(0.2, 0.8) * camera.width, rng.uniform(0.1, 0.6) * camera.height
         x, y = rng.uniform(-0.2, 1) * camera.width, rng.uniform(0, 1) * camera.height
-        cv2.rectangle(canvas, (int(x), int(y)), (int(x + w), int(y + h)), clothing_colour(rng), -1)
+        cv2.rectangle(canvas, (int(x), int(y)), (int(x + w), int(y + h)), clothing_colour(rng, world), -1)
     return apply_camera(canvas, camera, rng)

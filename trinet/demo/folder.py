@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from typing import Any, Mapping
 
 import cv2
 
@@ -21,8 +22,9 @@ from trinet.core.fileio import remove_stale_temporaries, temporary_name, write_j
 from trinet.core.progress import Progress
 from trinet.data.datasets import write_csv
 from trinet.demo.drawing import render_distractor, render_junk, render_person
-from trinet.demo.people import make_camera, random_appearance, rng_stream
+from trinet.demo.people import dataset_key, make_camera, random_appearance, rng_stream
 from trinet.demo.plan import CSV_NAMES, DEFAULTS, QUERY_DIR, TEST_DIR, TRAIN_DIR, count, make_plan, validate
+from trinet.demo.world import DEFAULT_WORLD, World, resolve_world
 
 #: Bumped whenever the images change for the same settings, so that an old dataset is not reused.
 GENERATOR_VERSION = 1
@@ -58,13 +60,15 @@ class DemoDataset:
     seconds: float
 
 
-def render_all(plan: list[tuple], settings: dict, root: str, quiet: bool) -> None:
-    """Render and write every image of `plan` under `root`."""
-    seed, height, width = settings["seed"], settings["height"], settings["width"]
-    cams = {c: make_camera(c, height, width, rng_stream(seed, 2, c))
+def render_all(plan: list[tuple], settings: dict, root: str, quiet: bool,
+               world: World = DEFAULT_WORLD) -> None:
+    """Render and write every image of `plan` under `root`, with cameras and people drawn from `world`."""
+    seed = dataset_key(settings["seed"], settings.get("world", 0))
+    height, width = settings["height"], settings["width"]
+    cams = {c: make_camera(c, height, width, rng_stream(seed, 2, c), world)
             for c in range(1, settings["cameras"] + 1)}
     people = {job[1] for *_, job in plan if job[0] != "distractor"}
-    looks = {pid: random_appearance(rng_stream(seed, 4, pid)) for pid in people}
+    looks = {pid: random_appearance(rng_stream(seed, 4, pid), world) for pid in people}
     for folder in (TRAIN_DIR, QUERY_DIR, TEST_DIR):
         os.makedirs(os.path.join(root, folder))
 
@@ -76,7 +80,7 @@ def render_all(plan: list[tuple], settings: dict, root: str, quiet: bool) -> Non
             elif kind == "junk":
                 image = render_junk(looks[pid], cams[cam], rng)
             else:
-                image = render_distractor(cams[cam], rng)
+                image = render_distractor(cams[cam], rng, world)
             ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
                                     [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
@@ -122,7 +126,11 @@ def _describe(root: str, settings: dict) -> str | None:
         return (f"{root} holds a demo dataset of generator version {manifest.get('version')}, "
                 f"this is version {GENERATOR_VERSION}")
     old = manifest.get("settings", {})
-    changed = [f"{k}={old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v]
+    # A key missing on one side is a default (a world's fields are written only for another world than 0).
+    defaults = {"world": 0, **DEFAULT_WORLD.to_json()}
+    keys = list(settings) + [k for k in old if k not in settings]
+    changed = [f"{k}={old.get(k, defaults.get(k))!r} (now {settings.get(k, defaults.get(k))!r})"
+               for k in keys if old.get(k, defaults.get(k)) != settings.get(k, defaults.get(k))]
     if changed:
         return f"{root} holds a demo dataset generated with other settings: {', '.join(changed)}"
     if not _is_complete(root, manifest):
@@ -142,12 +150,15 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
              test_ids: int = DEFAULTS["test_ids"], cameras: int = DEFAULTS["cameras"],
              images_per_camera: int = DEFAULTS["images_per_camera"], junk: int = DEFAULTS["junk"],
              distractors: int = DEFAULTS["distractors"], height: int = DEFAULTS["height"],
-             width: int = DEFAULTS["width"], force: bool = False, quiet: bool = False) -> DemoDataset:
+             width: int = DEFAULTS["width"], world: int = 0, world_changes: Mapping[str, Any] | None = None,
+             force: bool = False, quiet: bool = False) -> DemoDataset:
     """Generate the demo dataset into `out_dir`, or reuse the one already there.
 
     Each identity is seen by 2..`cameras` cameras, `images_per_camera` images in each. The dataset
     is rendered into a temporary sibling folder that is renamed to `out_dir` at the end, with
-    `demo.json` written last, so `out_dir` never holds a partial dataset.
+    `demo.json` written last, so `out_dir` never holds a partial dataset. The cameras and people are
+    drawn from world `world` (`trinet.demo.world`; 0 is the demo's own) with `world_changes` on top;
+    the manifest's settings hold the world's number and fields only when they are not world 0's.
 
     Args:
         out_dir: the output folder; it must not exist, be empty, or hold a demo dataset.
@@ -157,6 +168,9 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
         images_per_camera: images of an identity in each camera that sees it.
         junk, distractors: numbers of junk (`-1`) and distractor (`0000`) gallery images.
         height, width: image size in pixels.
+        world: the site (0: the demo's own); another number draws its cameras' and people's ranges.
+        world_changes: fields of `trinet.demo.world.World` set on top of the world's (e.g.
+            `{"blur": (0, 0.5)}`).
         force: generate even if `out_dir` holds a demo dataset (with any settings, complete or not)
             and replace it.
         quiet: no progress output.
@@ -170,6 +184,9 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
                     height=height, width=width)
     validate(settings)
     settings = {k: int(v) for k, v in settings.items()}
+    site = resolve_world(world, world_changes)
+    if world != 0 or site != DEFAULT_WORLD:  # world 0's manifest stays as it was before worlds existed
+        settings.update(world=int(world), **site.to_json())
     root = os.path.normpath(out_dir)
     if os.path.exists(root) and not os.path.isdir(root):
         raise TrinetError(f"--out {root} is a file; expected a folder for the demo dataset")
@@ -201,7 +218,7 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
         shutil.rmtree(own, ignore_errors=True)
     try:
         plan = make_plan(settings)
-        render_all(plan, settings, tmp, quiet)
+        render_all(plan, settings, tmp, quiet, site)
         for split, name in CSV_NAMES.items():
             rows = sorted((row[3], row[2], row[1]) for row in plan if row[0] == split)
             write_csv(os.path.join(tmp, name), [pid for _, pid, _ in rows],

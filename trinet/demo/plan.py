@@ -13,7 +13,7 @@ import numpy as np
 from trinet.core.errors import TrinetError
 from trinet.data.naming import (DISTRACTOR_PID, JUNK_PID, MARKET_CAMERAS, MARKET_FOLDERS, MARKET_MAX_PID,
                                 MARKET_SEQUENCES, market_name)
-from trinet.demo.people import VIEWS, rng_stream
+from trinet.demo.people import VIEWS, dataset_key, rng_stream
 
 #: The image folders, as in Market-1501.
 TRAIN_DIR, QUERY_DIR, TEST_DIR = MARKET_FOLDERS["train"], MARKET_FOLDERS["query"], MARKET_FOLDERS["test"]
@@ -90,8 +90,10 @@ class _Namer:
 
 def make_plan(settings: dict) -> list[tuple]:
     """What to draw: a list of (split, folder, pid, file name, job) with job = (kind, pid number, camera,
-    view, bg_x), in a fixed order independent of rendering."""
+    view, bg_x), in a fixed order independent of rendering (drawn from the seed and, if given, the
+    settings' `world`)."""
     seed, cameras, per_camera = settings["seed"], settings["cameras"], settings["images_per_camera"]
+    seed = dataset_key(seed, settings.get("world", 0))
     rng = rng_stream(seed, 0)
     namer = _Namer(rng_stream(seed, 1))
     total = settings["train_ids"] + settings["test_ids"]
