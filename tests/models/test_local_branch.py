@@ -101,8 +101,11 @@ def test_the_local_branch_is_one_reduction_shared_by_the_stripes():
 
 
 def test_embedder_aggregates_the_stripes_of_the_views_with_the_aggregator():
+    import keras
+
     from trinet.embedding.embedder import Embedder
 
+    keras.utils.set_random_seed(0)  # an untrained branch with a zero stripe mean (3 of the 6 stripes)
     model = embedding_model(build_model(ModelSpec("lunet", "fc1024", 8, local_branch=True, local_stripes=2,
                                                   local_dim=4)), local=True)
     embedder = Embedder(model, (32, 16))
@@ -113,7 +116,15 @@ def test_embedder_aggregates_the_stripes_of_the_views_with_the_aggregator():
     _, _, mirrored = next(embedder.blocks_with_local(np.ascontiguousarray(images[:, :, ::-1])))
     np.testing.assert_allclose(local, (plain + mirrored) / 2, rtol=1e-4, atol=1e-5)
     _, _, normalized = next(embedder.blocks_with_local(images, flip=True, aggregator="normalized_mean"))
-    np.testing.assert_allclose(np.linalg.norm(normalized, axis=-1), 1.0, rtol=1e-5)
+    # each stripe's mean scaled to unit length; a stripe whose mean is zero (4 ReLU outputs of an untrained
+    # branch, all 0) stays zero
+    defined = np.linalg.norm(local, axis=-1) > 0
+    assert defined.any() and not defined.all()
+    np.testing.assert_allclose(np.linalg.norm(normalized, axis=-1)[defined], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(normalized[~defined], 0.0)
+    np.testing.assert_allclose(normalized[defined], local[defined] / np.linalg.norm(local[defined], axis=-1,
+                                                                                    keepdims=True),
+                               rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(emb, embedder.embed(images, flip=True, aggregator="mean"), rtol=1e-6)
 
 
