@@ -521,7 +521,9 @@ def same_world_table(records: list[dict], variants: list[str], baselines: dict, 
                      key: str) -> list[str]:
     """Lines of a table: a row per variant (and baseline), a column per world (trained and evaluated
     there: mean ± sd over seeds, %), and the overall mean over worlds ± the spread between worlds."""
-    head = f"{'variant':26s} | " + " | ".join(f"{w:>13s}" for w in worlds) + f" | {'overall':>13s} | runs"
+    width = max([26, *map(len, variants), *map(len, baselines)])
+    head = (f"{'variant':{width}s} | " + " | ".join(f"{w:>13s}" for w in worlds)
+            + f" | {'overall':>13s} | runs")
     lines = [head, "-" * len(head)]
 
     def fmt(m: float, sd: float) -> str:
@@ -529,7 +531,7 @@ def same_world_table(records: list[dict], variants: list[str], baselines: dict, 
 
     for v in variants:
         cells = [cell(records, v, w, w, key) for w in worlds]
-        lines.append(f"{v:26s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
+        lines.append(f"{v:{width}s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
                      + f" | {fmt(*overall(cells))} | {sum(n for _, _, n in cells):4d}")
     for name, per_train in baselines.items():
         cells = []
@@ -537,7 +539,7 @@ def same_world_table(records: list[dict], variants: list[str], baselines: dict, 
             s = per_train.get(w, {}).get(w)
             cells.append((s[key], 0.0, 1) if s else (float("nan"), float("nan"), 0))
         if any(n for _, _, n in cells):
-            lines.append(f"{name:26s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
+            lines.append(f"{name:{width}s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
                          + f" | {fmt(*overall(cells))} |    -")
     return lines
 
