@@ -69,6 +69,11 @@ Measured (2026-11-30, 2 shared vCPUs, load 2-5 from other work; seeds 0 1 2, 1,0
 recipe); the accuracy is bit-for-bit the same on a re-run. CPU time per image: full recipe 0.83 ± 0.08 of
 triplet's (last stride 1 is the largest cost); the wall-time ratios swung by ±0.3 with the load.
 
+Measured on worlds 0-3 (2026-12-03, same machine; the README's "Measuring beyond the demo" has the table):
+at 500 iterations (seeds 0 1) mAP over worlds 50.4 ± 17.4 (triplet) against 44.0 ± 19.4 (full recipe); at
+1,000 iterations (seed 0) 61.8 ± 9.6 against 58.8 ± 19.7, the recipe ahead on worlds 0 and 1 and behind on
+2 and 3; digits (500 iterations) 58.8 ± 3.7 (triplet), 79.5 ± 1.1 (full recipe), 81.0 (raw pixels).
+
 Finished runs (``WORK/[<task>/]<variant>/seed<N>/result.json``, no task folder for world 0; written only when
 training and scoring succeeded with the same command line) are reused, and scored on the targets they lack
 (a world added to ``--worlds``); anything else in a run's folder is deleted and redone. Expect about 3
