@@ -69,6 +69,11 @@ Measured (2026-11-30, 2 shared vCPUs, load 2-5 from other work; seeds 0 1 2, 1,0
 recipe); the accuracy is bit-for-bit the same on a re-run. CPU time per image: full recipe 0.83 ± 0.08 of
 triplet's (last stride 1 is the largest cost); the wall-time ratios swung by ±0.3 with the load.
 
+Measured on worlds 0-3 (2026-12-03, same machine; the README's "Measuring beyond the demo" has the table):
+at 500 iterations (seeds 0 1) mAP over worlds 50.4 ± 17.4 (triplet) against 44.0 ± 19.4 (full recipe); at
+1,000 iterations (seed 0) 61.8 ± 9.6 against 58.8 ± 19.7, the recipe ahead on worlds 0 and 1 and behind on
+2 and 3; digits (500 iterations) 58.8 ± 3.7 (triplet), 79.5 ± 1.1 (full recipe), 81.0 (raw pixels).
+
 Finished runs (``WORK/[<task>/]<variant>/seed<N>/result.json``, no task folder for world 0; written only when
 training and scoring succeeded with the same command line) are reused, and scored on the targets they lack
 (a world added to ``--worlds``); anything else in a run's folder is deleted and redone. Expect about 3
@@ -521,7 +526,9 @@ def same_world_table(records: list[dict], variants: list[str], baselines: dict, 
                      key: str) -> list[str]:
     """Lines of a table: a row per variant (and baseline), a column per world (trained and evaluated
     there: mean ± sd over seeds, %), and the overall mean over worlds ± the spread between worlds."""
-    head = f"{'variant':26s} | " + " | ".join(f"{w:>13s}" for w in worlds) + f" | {'overall':>13s} | runs"
+    width = max([26, *map(len, variants), *map(len, baselines)])
+    head = (f"{'variant':{width}s} | " + " | ".join(f"{w:>13s}" for w in worlds)
+            + f" | {'overall':>13s} | runs")
     lines = [head, "-" * len(head)]
 
     def fmt(m: float, sd: float) -> str:
@@ -529,7 +536,7 @@ def same_world_table(records: list[dict], variants: list[str], baselines: dict, 
 
     for v in variants:
         cells = [cell(records, v, w, w, key) for w in worlds]
-        lines.append(f"{v:26s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
+        lines.append(f"{v:{width}s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
                      + f" | {fmt(*overall(cells))} | {sum(n for _, _, n in cells):4d}")
     for name, per_train in baselines.items():
         cells = []
@@ -537,7 +544,7 @@ def same_world_table(records: list[dict], variants: list[str], baselines: dict, 
             s = per_train.get(w, {}).get(w)
             cells.append((s[key], 0.0, 1) if s else (float("nan"), float("nan"), 0))
         if any(n for _, _, n in cells):
-            lines.append(f"{name:26s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
+            lines.append(f"{name:{width}s} | " + " | ".join(fmt(m, sd) for m, sd, _ in cells)
                          + f" | {fmt(*overall(cells))} |    -")
     return lines
 
