@@ -77,10 +77,10 @@ def hold_out(fids: Names, pids: Names, excluder: str, *, seed: int, identities: 
         raise TrinetError(f"{flag}: {e}") from None
     keys, ignored = exclusion.query_keys, exclusion.gallery_ignored
     rng = np.random.default_rng([seed, 19])
-    names = np.unique(pids)
+    names, coded = np.unique(pids, return_inverse=True)
+    by_identity = np.split(np.argsort(coded, kind="stable"), np.cumsum(np.bincount(coded))[:-1])
     splits = {}
-    for name in names:
-        rows = np.flatnonzero(pids == name)
+    for name, rows in zip(names, by_identity):  # rows in dataset order
         query, gallery = _split_identity(rows, keys[rows], ignored[rows], rng, excluder)
         if len(query):
             splits[str(name)] = (query, gallery)
