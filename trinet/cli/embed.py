@@ -124,11 +124,10 @@ def _run(argv: Sequence[str] | None) -> int:
                           f"--output_format {output_format}; give --merge --output_format csv for a CSV")
     settings = read_settings(root)
     from trinet.rundir.checkpoints import list_checkpoints
-    from trinet.rundir.experiment import MODEL_FILE, describe_contents
+    from trinet.rundir.experiment import MODEL_FILE, no_model_yet
     if args.checkpoint is None and not list_checkpoints(root) and not os.path.isfile(
             os.path.join(root, MODEL_FILE)):
-        raise TrinetError(f"--experiment_root {root} holds no model yet ({describe_contents(root)}); "
-                          "expected an experiment root of train.py with a checkpoint or model.keras.")
+        raise no_model_yet(root, f"--experiment_root {root}")
     for flag in SIZE_FLAGS:
         if getattr(args, flag) is None:
             setattr(args, flag, settings.get(flag))

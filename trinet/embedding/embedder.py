@@ -126,8 +126,7 @@ class Embedder:
         settings = experiment.read_settings(root)
         model_file = os.path.join(root, experiment.MODEL_FILE)
         if checkpoint is None and not checkpoints.list_checkpoints(root) and not os.path.isfile(model_file):
-            raise TrinetError(f"{root} holds no model yet ({experiment.describe_contents(root)}); expected "
-                              "an experiment root of train.py with a checkpoint or model.keras.")
+            raise experiment.no_model_yet(root)
         net_size = net_size or _size(settings, "net_input")
         if net_size is None:
             why = (f"its {experiment.ARGS_FILE} lacks net_input_height/net_input_width" if settings

@@ -77,8 +77,7 @@ def load_model(root: str, checkpoint: str | None, settings: dict,
         keras_file = os.path.join(root, experiment.MODEL_FILE)
         problem = path_problem(keras_file, "file")
         if problem == "not found":
-            raise TrinetError(f"{root} holds no model yet ({experiment.describe_contents(root)}); expected "
-                              "an experiment root of train.py with a checkpoint or model.keras.")
+            raise experiment.no_model_yet(root)
         if problem is not None:
             raise TrinetError(f"No checkpoint in {root}, and {keras_file} is {problem}; expected the model "
                               "file written by train.py")

@@ -106,6 +106,12 @@ def describe_contents(root: str) -> str:
     parts = [f"{ARGS_FILE}: {has(ARGS_FILE)}", f"checkpoints: {listed}", f"{MODEL_FILE}: {has(MODEL_FILE)}"]
     owner = runlock.read_owner(root)
     if owner is not None:
-        parts.append(f"locked by {owner.get('command') or 'a trinet run'} (pid {owner.get('pid')}): still "
-                     "running?")
+        parts.append(f"locked by {runlock.describe_owner(owner)}: still running?")
     return "; ".join(parts)
+
+
+def no_model_yet(root: str, what: str | None = None) -> TrinetError:
+    """The error for an experiment folder `root` (named `what` in the message) that holds neither a
+    checkpoint nor `model.keras`: what it holds (`describe_contents`) and what was expected."""
+    return TrinetError(f"{what or root} holds no model yet ({describe_contents(root)}); expected an "
+                       f"experiment root of train.py with a checkpoint or {MODEL_FILE}.")
