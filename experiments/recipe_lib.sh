@@ -21,7 +21,7 @@ train_or_resume() {
     local exp=$1
     shift
     if [ -f "$exp/model.keras" ]; then
-        echo "Training already finished in $exp; embedding and evaluating."
+        echo "Training already finished in $exp: reusing it (delete it to train again)."
     elif [ -f "$exp/args.json" ]; then
         "$PY" "$HERE/train.py" --experiment_root "$exp" --resume
     else

@@ -120,3 +120,18 @@ def test_quick_resolves_to_a_reduced_grid():
     assert args.variants == ["triplet", "full recipe"] and args.work.endswith("bench_recipe_quick")
     full = bench_recipe.resolve(bench_recipe.build_parser().parse_args(["--worlds", "0", "1", "2", "3"]))
     assert (full.worlds, full.seeds, full.iterations) == ([0, 1, 2, 3], [0, 1, 2], 1000)
+
+
+def test_paired_differences_match_only_the_same_world_and_seed():
+    def rec(variant, world, seed, m, evaluated=None):
+        return {"variant": variant, "train": world, "eval": evaluated or world, "seed": seed, "mAP": m,
+                "rank1": m}
+
+    records = [rec("a", "world0", 0, 0.5), rec("b", "world0", 0, 0.4), rec("a", "world1", 0, 0.3),
+               rec("b", "world1", 0, 0.4), rec("a", "world1", 1, 0.9),  # no partner: left out
+               rec("a", "world0", 0, 0.99, evaluated="world1"), rec("b", "world0", 0, 0.0, "world1")]
+    d = bench_recipe.paired(records, "a", "b", ["world0", "world1"], "mAP")
+    assert d["n"] == 2 and d["wins"] == 1
+    assert math.isclose(d["mean"], 0.0, abs_tol=1e-12) and math.isclose(d["sd"], math.sqrt(0.02))
+    lines = bench_recipe.paired_table(records, ["a", "b"], "b", ["world0", "world1"], "mAP")
+    assert len(lines) == 2 and "1 of 2" in lines[1] and "+0.0 ± 14.1" in lines[1]
