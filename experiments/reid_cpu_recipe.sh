@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # trinet's recommended settings for small re-ID data on the CPU, from scratch: LuNet at 64x32 with the
-# identification and batch-hard triplet losses on a BNNeck head. The demo (experiments/demo.sh) trains with
-# exactly this script.
+# paper's batch-hard soft-margin triplet loss and augmentation (flips, resize to 72x36 and crop), plus the
+# identification loss on a BNNeck head (the test feature after its batch norm, by the cosine distance).
+# The demo (experiments/demo.sh) trains with exactly this script.
 #
 #   experiments/reid_cpu_recipe.sh TRAIN_CSV IMAGE_ROOT EXPERIMENT_ROOT [train.py flags...]
 #
@@ -51,13 +52,11 @@ if ! [[ $ITERATIONS =~ ^[0-9]+$ ]] || [ "$ITERATIONS" -lt 4 ]; then
 fi
 
 RECIPE=(--train_set "$TRAIN_CSV" --image_root "$IMAGES"
-        --model_name lunet --batch_p 16 --batch_k 4 --net_input_height 64 --net_input_width 32
-        --flip_augment --pad_crop 3
-        --loss batch_hard --margin 0.3 --metric euclidean
-        --id_loss_weight 1 --label_smoothing 0.1 --head_name bnneck --test_metric cosine
-        --center_loss_weight 0.0005 --last_stride 1
+        --model_name lunet --head_name bnneck --test_metric cosine
+        --batch_p 16 --batch_k 4 --net_input_height 64 --net_input_width 32
+        --flip_augment --crop_augment --pre_crop_height 72 --pre_crop_width 36
+        --loss batch_hard --margin soft --metric euclidean --id_loss_weight 1
         --learning_rate 1e-3 --train_iterations "$ITERATIONS" --decay_start_iteration $((ITERATIONS / 2))
-        --warmup_iterations $((ITERATIONS / 10)) --warmup_factor 0.1
         --val_fraction 0.1 --val_excluder market1501 --val_frequency $((ITERATIONS / 4))
         --checkpoint_frequency $((ITERATIONS / 4)) --log_frequency 50 --seed 0)
 case ${RECIPE_PRECISION:-auto} in

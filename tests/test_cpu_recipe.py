@@ -37,16 +37,16 @@ def dry_run(*extra, **env):
 
 def test_the_schedule_follows_the_run_length_and_later_flags_win():
     default = dry_run(RECIPE_PRECISION="float32")
-    assert (default["--train_iterations"], default["--warmup_iterations"], default["--decay_start_iteration"],
-            default["--val_frequency"]) == ("1000", "100", "500", "250")
+    assert (default["--train_iterations"], default["--decay_start_iteration"], default["--val_frequency"],
+            default["--checkpoint_frequency"]) == ("1000", "500", "250", "250")
     assert (default["--experiment_root"], default["--train_set"], default["--image_root"]) == \
         ("exp", "t.csv", "images")
     assert default["--val_fraction"] == "0.1" and default["--val_excluder"] == "market1501"
     assert "--mixed_precision" not in default
     longer = dry_run("--train_iterations=2000", "--val_excluder", "duke", "--seed", "3",
                      RECIPE_PRECISION="float32")
-    assert (longer["--train_iterations"], longer["--warmup_iterations"], longer["--decay_start_iteration"],
-            longer["--val_frequency"]) == ("2000", "200", "1000", "500")
+    assert (longer["--train_iterations"], longer["--decay_start_iteration"], longer["--val_frequency"],
+            longer["--checkpoint_frequency"]) == ("2000", "1000", "500", "500")
     assert longer["--val_excluder"] == "duke" and longer["--seed"] == "3"
     assert dry_run(RECIPE_PRECISION="bfloat16")["--mixed_precision"] == "bfloat16"
 
