@@ -151,6 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     verification.add_argument(
         "--verification_seed", type=nonnegative_int, default=None,
         help="With --verification: the seed of the sample of pairs. Default: 0.")
+    report = parser.add_argument_group("HTML report")
+    report.add_argument(
+        "--report", type=writeable_directory, default=None, metavar="DIR",
+        help="Write a static HTML report into this folder (new, empty, or an older report, which is "
+             "replaced): the summary and settings, CMC, AP histogram, every query's rank list worst AP "
+             "first (paged, with a search box for query file names), the camera x camera rank-1/mAP table, "
+             "the distances of true and false matches and the verification figures (--report implies "
+             "--verification). Open DIR/index.html in a browser; no server or network is needed. "
+             "Thumbnails need --image_root.")
+    report.add_argument("--report_top_k", type=positive_int, default=None, metavar="K",
+                        help="--report: gallery images shown per query. Default: 10.")
+    report.add_argument("--report_page_size", type=positive_int, default=None, metavar="N",
+                        help="--report: queries per page of rank lists. Default: 50.")
+    report.add_argument("--report_compare", default=None, metavar="OTHER.json",
+                        help="--report: another run's results JSON (evaluate.py --filename) of the same "
+                             "queries: the report shows each query's AP difference and the largest gains "
+                             "and losses (what re-ranking or a new model fixed and broke).")
     pictures = parser.add_argument_group("pictures")
     pictures.add_argument("--plot", type=plot_file, default=None, metavar="FILE",
                           help="Draw the CMC curve (ranks 1-50) into this file (.png, .pdf, .svg or "
@@ -163,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Number of queries drawn by --show_ranks, spread evenly over the "
                                "evaluated queries. Default: %(default)s.")
     pictures.add_argument("--image_root", type=readable_directory, default=None,
-                          help="Folder the image paths of the CSVs are relative to (for --show_ranks).")
+                          help="Folder the image paths of the CSVs are relative to (for --show_ranks and "
+                               "the thumbnails of --report).")
     parser.add_argument("--quiet", action="store_true",
                         help="Print only the results and warnings: no progress or log messages.")
     return parser
@@ -227,6 +245,24 @@ def _settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+def _check_report_flags(args: argparse.Namespace) -> None:
+    """The --report_* flags need --report, which implies --verification; fills in their defaults."""
+    from trinet.evaluation.report.writer import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K
+
+    if args.report is None:
+        given = [f"--{flag}" for flag in ("report_top_k", "report_page_size", "report_compare")
+                 if getattr(args, flag) is not None]
+        if given:
+            raise TrinetError(f"{', '.join(given)} set(s) the HTML report; add --report DIR")
+    else:
+        args.verification = True
+        if args.report_compare is not None and not os.path.isfile(args.report_compare):
+            raise TrinetError(f"--report_compare {args.report_compare}: no such file; give the results JSON "
+                              "of another evaluate.py --filename")
+    args.report_top_k = DEFAULT_TOP_K if args.report_top_k is None else args.report_top_k
+    args.report_page_size = DEFAULT_PAGE_SIZE if args.report_page_size is None else args.report_page_size
+
+
 def _check_verification_flags(args: argparse.Namespace) -> None:
     """The verification flags need --verification (which --report implies); fills in their defaults."""
     if not args.verification:
@@ -254,6 +290,7 @@ def _run(argv: Sequence[str] | None) -> int:
         if given:
             raise TrinetError(f"{', '.join('--' + flag for flag in given)} set(s) the random draws of --cmc "
                               f"cuhk03; --cmc {args.cmc} draws nothing. Remove it, or add --cmc cuhk03.")
+    _check_report_flags(args)
     _check_verification_flags(args)
     args.cmc_repeats = DEFAULT_REPEATS if args.cmc_repeats is None else args.cmc_repeats
     args.seed = 0 if args.seed is None else args.seed
@@ -295,6 +332,17 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.verification:
         pairs = PairCollector(len(gallery), args.verification_pairs, args.verification_seed)
         observers.append(pairs)
+    lists, cameras, query_cameras, gallery_cameras = None, None, None, None
+    if args.report:
+        from trinet.evaluation.report.collect import CameraTable, RankLists
+
+        lists = RankLists(len(query), args.report_top_k)
+        observers.append(lists)
+        if args.excluder in RULES:  # the cameras, as the file names give them (the excluder codes them)
+            query_cameras = RULES[args.excluder].parse(query.fids, "query")[1]
+            gallery_cameras = RULES[args.excluder].parse(gallery.fids, "gallery")[1]
+            cameras = CameraTable(query_cameras, gallery_cameras, args.use_market_ap)
+            observers.append(cameras)
     passes = 2 if protocol.single_gallery_shot else 1  # the random draws take a second pass
     with Progress(passes * len(query), "Evaluating", "queries", quiet=args.quiet) as progress:
         results = evaluate(query_emb, gallery_emb, query.pids, gallery.pids, exclusion,
@@ -309,7 +357,8 @@ def _run(argv: Sequence[str] | None) -> int:
         skipped = query.fids[~results.evaluated]
         log.warning("%d queries have no valid match in the gallery and are skipped from every average: %s",
                     len(skipped), listing(skipped))
-    print(summary(results, gallery, exclusion), flush=True)
+    printed = summary(results, gallery, exclusion)
+    print(printed, flush=True)
     output = results_json(results, query, gallery, exclusion, _settings(args))
     if pairs is not None:
         collected = pairs.pairs()
@@ -331,6 +380,17 @@ def _run(argv: Sequence[str] | None) -> int:
         title = f"CMC: {os.path.basename(args.query_dataset)} vs {os.path.basename(args.gallery_dataset)}"
         plot_cmc(args.plot, results.cmc, label=f"mAP {results.mean_ap:.1%}", title=title)
         log.info("CMC curve drawn into %s", args.plot)
+    if args.report:
+        from trinet.evaluation.report.writer import ReportData, write_report
+
+        assert lists is not None  # collected with --report
+        data = ReportData(results, query, gallery, lists, _settings(args), printed, query_cameras,
+                          gallery_cameras, cameras, output.get("verification"))
+        if args.image_root is None:
+            log.warning("--report without --image_root: the rank lists show file names, no thumbnails")
+        index = write_report(args.report, data, image_root=args.image_root, compare_with=args.report_compare,
+                             page_size=args.report_page_size, quiet=args.quiet, log=log.warning)
+        print(f"Report written to {index}", flush=True)
     if args.show_ranks:
         written = show_ranks(args.show_ranks, args.image_root, query, gallery, exclusion, distances, results,
                              args.num_show, args.quiet)
