@@ -12,8 +12,9 @@ A pair is accepted as "same person" when its distance is <= a threshold. Over th
 The pairs are collected in the evaluation's own pass over the distances (`PairCollector`, an observer of
 `trinet.evaluation.metrics.rank_queries`), so memory stays bounded: when there are more than `max_pairs`
 negatives (or positives), a uniform sample of exactly `max_pairs` of them is kept. The sample takes the
-pairs with the smallest keys of a bijective hash (splitmix64) of the pair's (query, gallery) index and the
-seed, so it is the same whatever the block size, and the same seed gives the same sample.
+pairs with the smallest keys, a pair's key being splitmix64's mixer of the XOR of its query's and its gallery
+image's seeded keys: a function of the pair alone, so the sample is the same whatever the block size, and
+the same seed gives the same sample (two pairs share a key with a chance of about pairs^2 / 2^64).
 
 numpy only.
 """
@@ -35,8 +36,9 @@ FARS = (1e-2, 1e-3, 1e-4)
 DEFAULT_TARGET_FAR = 1e-3
 
 #: At most this many negatives (and, separately, positives) are kept; beyond, a uniform sample of this
-#: size. 8M pairs hold 96 MB (distance and key), twice that while a block is merged.
-DEFAULT_MAX_PAIRS = 1 << 23
+#: size (FAR 1e-4 is then read from about 400 negatives). 4M pairs hold 48 MB (distance and key), twice
+#: that while blocks are merged.
+DEFAULT_MAX_PAIRS = 1 << 22
 
 #: Points of the ROC stored in the results JSON (log-spaced in FAR; the full curve may have millions).
 ROC_POINTS = 200
@@ -50,14 +52,22 @@ _CHUNK_ENTRIES = 1 << 22
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def pair_keys(pair_ids: np.ndarray, seed: int) -> np.ndarray:
-    """`(N,)` uint64 pseudo-random keys of `(N,)` pair ids: splitmix64's mixer of `id + (seed + 1) x
-    golden`, a bijection of the 64-bit integers, so distinct pairs never share a key."""
+def mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's mixer of uint64 values (a bijection of the 64-bit integers), in a new array."""
     with np.errstate(over="ignore"):
-        z = np.asarray(pair_ids, dtype=np.uint64) + _GOLDEN * np.uint64(seed + 1)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z = z ^ (z >> np.uint64(30))
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return z
+
+
+def pair_keys(ids: np.ndarray, seed: int) -> np.ndarray:
+    """`(N,)` uint64 pseudo-random keys of `(N,)` integer ids: `mix(id + (seed + 1) x golden)`, so distinct
+    ids never share a key."""
+    with np.errstate(over="ignore"):
+        return mix(np.asarray(ids, dtype=np.uint64) + _GOLDEN * np.uint64(seed + 1))
 
 
 class BottomK:
@@ -76,22 +86,29 @@ class BottomK:
         self._held = 0
         self._bound: np.uint64 | None = None  # keys >= bound can no longer enter
 
-    def add(self, keys: np.ndarray, values: np.ndarray) -> None:
-        self.offered += len(keys)
+    @property
+    def bound(self) -> np.uint64 | None:
+        """Keys >= this can no longer enter (None while fewer than `limit` were kept)."""
+        return self._bound
+
+    def add(self, keys: np.ndarray, values: np.ndarray, offered: int | None = None) -> None:
+        """Offer `keys` and their values; `offered` counts the candidates when the caller already left out
+        those at or beyond `bound` (default: `len(keys)`)."""
+        self.offered += len(keys) if offered is None else offered
         if self._bound is not None:
             keep = keys < self._bound
             keys, values = keys[keep], values[keep]
         if not len(keys):
             return
         self._keys.append(keys)
-        self._values.append(np.asarray(values, dtype=np.float64))
+        self._values.append(np.asarray(values, dtype=np.float32))
         self._held += len(keys)
         if self._held > 2 * self.limit:
             self._compact()
 
     def _compact(self) -> None:
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.uint64)
-        values = np.concatenate(self._values) if self._values else np.zeros(0)
+        values = np.concatenate(self._values) if self._values else np.zeros(0, np.float32)
         if len(keys) > self.limit:
             chosen = np.argpartition(keys, self.limit - 1)[:self.limit]
             keys, values = keys[chosen], values[chosen]
@@ -103,9 +120,9 @@ class BottomK:
         return self.offered > self.limit
 
     def values(self) -> np.ndarray:
-        """The kept values, in no particular order."""
+        """The kept values, float64, in increasing order."""
         self._compact()
-        return self._values[0]
+        return np.sort(self._values[0].astype(np.float64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +131,7 @@ class Pairs:
 
     Attributes:
         positives, negatives: `(P,)` and `(N,)` float64 distances of the (sampled) positive and negative
-            pairs.
+            pairs, in increasing order.
         num_positives, num_negatives: how many kept pairs there are in all.
         seed: the seed of the sample.
     """
@@ -144,37 +161,48 @@ class PairCollector:
         if max_pairs < 1:
             raise ValueError(f"max_pairs must be >= 1. Received: max_pairs={max_pairs}")
         self.num_gallery, self.seed = num_gallery, seed
+        self._gallery_keys = pair_keys(np.arange(num_gallery, dtype=np.uint64) | np.uint64(1 << 63), seed)
         self._positives, self._negatives = BottomK(max_pairs), BottomK(max_pairs)
-
-    def _ids(self, block: Block, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return ((rows.astype(np.uint64) + np.uint64(block.rows.start)) * np.uint64(self.num_gallery)
-                + block.columns[cols].astype(np.uint64))
 
     def __call__(self, block: Block) -> None:
         dist = block.distances
-        self._positives.add(pair_keys(self._ids(block, block.match_rows, block.match_cols), self.seed),
+        query_keys = pair_keys(np.arange(block.rows.start, block.rows.stop, dtype=np.uint64), seed=self.seed)
+        gallery_keys = self._gallery_keys[block.columns]
+        self._positives.add(mix(query_keys[block.match_rows] ^ gallery_keys[block.match_cols]),
                             dist[block.match_rows, block.match_cols])
         status = block.status()
         step = max(1, _CHUNK_ENTRIES // max(1, dist.shape[1]))
         for start in range(0, len(dist), step):
-            rows, cols = np.nonzero(status[start:start + step] == 0)
-            rows += start
-            self._negatives.add(pair_keys(self._ids(block, rows, cols), self.seed), dist[rows, cols])
+            negative = status[start:start + step] == 0
+            keys = mix(query_keys[start:start + step, None] ^ gallery_keys[None, :])
+            offered = int(np.count_nonzero(negative))
+            bound = self._negatives.bound
+            if bound is not None:
+                negative &= keys < bound
+            chosen = np.flatnonzero(negative)
+            self._negatives.add(keys.ravel()[chosen], dist[start:start + step].ravel()[chosen], offered)
 
     def pairs(self) -> Pairs:
         return Pairs(self._positives.values(), self._negatives.values(), self._positives.offered,
                      self._negatives.offered, self.seed)
 
 
+def _sorted(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values if len(values) < 2 or bool(np.all(values[1:] >= values[:-1])) else np.sort(values)
+
+
 def roc(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The full ROC of accepting distances <= t: `(far, tar, thresholds)`, one point per distinct distance
     (ascending) after a first point (0, 0) at threshold -inf, as `sklearn.metrics.roc_curve(is_match,
     -distance, drop_intermediate=False)` (whose thresholds are the negated distances)."""
-    pos, neg = np.sort(positives), np.sort(negatives)
+    pos, neg = _sorted(positives), _sorted(negatives)
     if not len(pos) or not len(neg):
         raise ValueError(f"the ROC needs positives and negatives. Received: {len(pos)} positives, "
                          f"{len(neg)} negatives")
-    thresholds = np.concatenate([[-np.inf], np.unique(np.concatenate([pos, neg]))])
+    pooled = np.concatenate([pos, neg])
+    pooled.sort(kind="mergesort")  # two sorted runs: merged
+    thresholds = np.concatenate([[-np.inf], pooled[np.concatenate([[True], pooled[1:] != pooled[:-1]])]])
     far = np.searchsorted(neg, thresholds, side="right") / len(neg)
     tar = np.searchsorted(pos, thresholds, side="right") / len(pos)
     return far, tar, thresholds
@@ -185,7 +213,7 @@ def tar_at_far(positives: np.ndarray, negatives: np.ndarray, far: float) -> tupl
     FAR <= `far`; None when even the smallest distance is a negative that would exceed `far`)."""
     if not 0 < far <= 1:
         raise ValueError(f"far must be in (0, 1]. Received: far={far}")
-    pos, neg = np.sort(positives), np.sort(negatives)
+    pos, neg = _sorted(positives), _sorted(negatives)
     allowed = math.floor(far * len(neg) + 1e-9)  # false accepts allowed; the epsilon absorbs 0.29 * 100
     if allowed >= len(neg):
         return 1.0, float(max(pos[-1], neg[-1]))

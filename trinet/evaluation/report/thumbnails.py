@@ -1,8 +1,10 @@
 """The report's thumbnails: one small file per image shown, in the report folder.
 
-Images that a browser shows and that are small already (Market-1501's 128 x 64 JPEGs) are copied as they
-are; larger ones, or other formats, are shrunk to `HEIGHT` pixels high and saved as JPEG (Pillow, a
-dependency of matplotlib, imported when used). Files are written in a few threads: copying is I/O.
+Images that a browser shows and that are small already (Market-1501's 128 x 64 JPEGs) are taken as they
+are, hard-linked where the file system allows (no data is copied; the report stays valid when the original
+is deleted) and copied elsewhere; larger ones, or other formats, are shrunk to `HEIGHT` pixels high and
+saved as JPEG (Pillow, a dependency of matplotlib, imported when used). Files are written in a few
+threads: it is mostly I/O.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ def write_thumbnail(source: str, target_stem: str) -> str | None:
         with Image.open(source) as image:
             if image.format in _COPIED and image.height <= 2 * HEIGHT:
                 target = target_stem + _COPIED[image.format]
-                shutil.copyfile(source, target)
+                try:
+                    os.link(source, target)
+                except OSError:  # another file system, or links not allowed
+                    shutil.copyfile(source, target)
                 return target
             small = image.convert("RGB")
             small.thumbnail((4 * HEIGHT, HEIGHT))
