@@ -84,7 +84,9 @@ def test_paging_by_the_address(report):
     dom, _, _ = dump_dom(BROWSER, url(report, "page=6"))
     assert [int(i) for i, _, _ in cards(dom)] == order[75:90]
     dom, _, _ = dump_dom(BROWSER, url(report, "page=99"))  # out of range: the first page
-    assert 'data-page="1"' in dom
+    assert 'data-page="1"' in dom and '<div id="static">' in dom
+    dom, _, _ = dump_dom(BROWSER, url(report, "page=2&view=lists"))  # the rank lists alone
+    assert 'data-page="2"' in dom and '<div id="static" style="display: none;">' in dom
 
 
 def test_the_search_box_finds_queries_and_links_to_their_page(report):

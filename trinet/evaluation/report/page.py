@@ -1,5 +1,6 @@
 """The report's `index.html`: the static sections written here, and the inline script that shows the rank
-lists a page at a time (`#page=N`, `#page=N&q=PATH`) and searches the query file names (`#search=TEXT`).
+lists a page at a time (`#page=N`, `#page=N&q=PATH`; `&view=lists` hides the sections above them) and
+searches the query file names (`#search=TEXT`).
 No network: the styles and the script are inline, the data files and pictures local."""
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ SCRIPT = r"""
     head.appendChild(document.createTextNode(text));
     if (q[6] !== null && q[6] !== undefined) {
       head.appendChild(el('span', q[6] > 0 ? 'good' : q[6] < 0 ? 'bad' : null,
-        ' \u00b7 \u0394AP ' + (q[6] > 0 ? '+' : '') + (100 * q[6]).toFixed(1)));
+        ' \u00b7 \u0394AP ' + (q[6] > 0 ? '+' : '') + (100 * q[6]).toFixed(1) + ' points'));
     }
     c.appendChild(head);
     var row = el('div', 'row');
@@ -162,6 +163,7 @@ SCRIPT = r"""
       return;
     }
     needle = null;
+    $('static').style.display = p.view === 'lists' ? 'none' : '';
     var n = parseInt(p.page || '1', 10);
     if (!(n >= 1 && n <= R.pages)) n = 1;
     wanted = n;
@@ -230,5 +232,5 @@ def document(title: str, sections: Sequence[str], config: dict[str, Any]) -> str
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="generator" content="{GENERATOR}"><title>{esc(title)}</title>'
             f'<script>{ERRORS}</script><style>{STYLE}</style></head><body>'
-            f'<h1>{esc(title)}</h1>{"".join(sections)}{viewer}'
+            f'<h1>{esc(title)}</h1><div id="static">{"".join(sections)}</div>{viewer}'
             f'<script>window.TRINET_REPORT = {data};</script><script>{SCRIPT}</script></body></html>\n')
