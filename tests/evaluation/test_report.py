@@ -157,6 +157,9 @@ def test_report_compare_shows_the_per_query_ap_differences(data):
     assert losses == sorted(losses) and all(d < 0 for d in losses)
     html = (report / "index.html").read_text()
     assert "Compared with" in html and (report / "plots" / "ap_differences.png").exists()
+    worst = summary["largest_losses"][0]["query"] if losses else summary["largest_gains"][0]["query"]
+    page = next(p for p in range(1, 4) if worst in (report / "data" / f"page_{p:05d}.js").read_text())
+    assert f'href="#page={page}&amp;q={worst.replace("/", "%2F")}"' in html  # a link to its card
 
 
 def test_compare_refuses_other_queries_naming_the_file():

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 from typing import Any, Callable
+from urllib.parse import quote
 
 import numpy as np
 
@@ -174,9 +175,12 @@ def _camera_section(table: dict[str, Any]) -> str:
 
 
 def _compare_section(summary: dict[str, Any], page_of: dict[str, int]) -> str:
+    def link(query: str) -> str:  # the query's card on its page; the page's script decodes the address
+        return f"#page={page_of[query]}&q={quote(query, safe='')}"
+
     def rows(items: list[dict[str, Any]]) -> str:
         body = "".join(
-            f'<tr><td class=text><a href="#page={page_of[x["query"]]}&amp;q={page.esc(x["query"])}">'
+            f'<tr><td class=text><a href="{page.esc(link(x["query"]))}">'
             f'{page.esc(x["query"])}</a></td><td>{_percent(x["other_ap"])}</td><td>{_percent(x["ap"])}</td>'
             f'<td>{100 * x["delta"]:+.1f}</td></tr>' for x in items)
         return ("<table><tr><th class=text>query</th><th>other AP</th><th>AP</th><th>&Delta;</th></tr>"
