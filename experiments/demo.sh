@@ -64,9 +64,11 @@ evaluate() {  # name, query embeddings, gallery embeddings, extra flags...
 }
 evaluate pixels "$EVAL/pixels_query_embeddings.h5" "$EVAL/pixels_test_embeddings.h5"
 evaluate untrained "$EXP/untrained_query_embeddings.h5" "$EXP/untrained_test_embeddings.h5"
-evaluate trained "$EXP/demo_query_embeddings.h5" "$EXP/demo_test_embeddings.h5" \
-    --plot "$EVAL/cmc.png" --show_ranks "$EVAL/ranks" --image_root "$DATA"
 evaluate trained_reranked "$EXP/demo_query_embeddings.h5" "$EXP/demo_test_embeddings.h5" --rerank
+# The HTML report (with the verification thresholds, and what re-ranking changes per query).
+evaluate trained "$EXP/demo_query_embeddings.h5" "$EXP/demo_test_embeddings.h5" \
+    --plot "$EVAL/cmc.png" --show_ranks "$EVAL/ranks" --image_root "$DATA" \
+    --report "$EVAL/report" --report_compare "$EVAL/trained_reranked.json"
 
 "$PY" - "$EVAL" <<'EOF'
 import json, os, sys
@@ -79,6 +81,7 @@ for label, name in rows:
     print(f"{label:34s} {r['mAP']:7.2%} {r['top-1']:7.2%} {r['top-5']:7.2%} {r['top-10']:7.2%}")
 EOF
 echo
-echo "CMC curve:            $EVAL/cmc.png"
+echo "HTML report:           $EVAL/report/index.html   (open it in a browser; no server needed)"
+echo "CMC curve:             $EVAL/cmc.png"
 echo "Rank lists (pictures): $EVAL/ranks/"
 echo "Training log:          $EXP/train.log   (TensorBoard: tensorboard --logdir $EXP)"

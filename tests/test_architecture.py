@@ -354,7 +354,8 @@ def test_every_command_is_installed():
                    if line.strip())
     scripts = {name.strip(): target.strip() for name, target in scripts.items()}
     assert set(scripts) == {"trinet-train", "trinet-embed", "trinet-evaluate", "trinet-convert",
-                            "trinet-combine", "trinet-demo", "trinet-export", "trinet-search"}
+                            "trinet-combine", "trinet-demo", "trinet-export", "trinet-search",
+                            "trinet-projector", "trinet-visualize"}
     sources = read_sources(REPO)
     for name, target in scripts.items():
         module, function = target.split(":")

@@ -17,12 +17,13 @@ README = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)
 
 
 def _parsers() -> list[tuple[str, argparse.ArgumentParser]]:
-    from trinet.cli import embed, evaluate, search, train
+    from trinet.cli import embed, evaluate, projector, search, train, visualize
     from trinet.export import command as export
     searches = [(f"trinet-search {name}", sub)
                 for name, sub in search.subcommands(search.build_parser()).items()]
     return [("train.py", train.build_parser()), ("embed.py", embed.build_parser()),
-            ("evaluate.py", evaluate.build_parser()), ("trinet-export", export.build_parser()), *searches]
+            ("evaluate.py", evaluate.build_parser()), ("trinet-export", export.build_parser()), *searches,
+            ("trinet-projector", projector.build_parser()), ("trinet-visualize", visualize.build_parser())]
 
 
 def _cell(text: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -29,8 +29,10 @@ from trinet.data.datasets import Dataset, read_csv
 from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric
 from trinet.evaluation.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
 from trinet.evaluation.excluders import EXCLUDERS, RULES
-from trinet.evaluation.metrics import DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
+from trinet.evaluation.metrics import Block, DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
 from trinet.evaluation.reporting import SHOW_RANKS, results_json, show_ranks, summary
+from trinet.evaluation.verification import (DEFAULT_MAX_PAIRS, DEFAULT_TARGET_FAR, FARS, PairCollector,
+                                            verification_json, verification_summary)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,17 @@ def plot_file(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a file name ending in one of {['.' + f for f in PLOT_FORMATS]}, got {text!r}")
     return text
+
+
+def rate(text: str) -> float:
+    """argparse type: a false accept rate, a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +130,44 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("--lambda_value", type=unit_float, default=0.3,
                         help="Re-ranking: weight of the original distance against the Jaccard distance, "
                              "in [0, 1]. Default: %(default)s.")
+    verification = parser.add_argument_group("verification (same person or not, by a distance threshold)")
+    verification.add_argument(
+        "--verification", action="store_true",
+        help="Also score every kept query-gallery pair as a same-person decision (distance <= threshold): "
+             f"the ROC, TAR at FAR {', '.join(f'{f:g}' for f in FARS)}, the equal error rate and the "
+             "threshold recommended for --target_far, printed and stored in --filename's JSON "
+             "(`verification`), where trinet-search query --threshold_from reads it. Exact, in the "
+             "evaluation's own pass over the distances; beyond --verification_pairs pairs, a uniform sample.")
+    verification.add_argument(
+        "--target_far", type=rate, default=None, metavar="FAR",
+        help="With --verification: the false accept rate (in (0, 1]) whose threshold is recommended: the "
+             f"largest distance that accepts at most this fraction of the negative pairs. Default: "
+             f"{DEFAULT_TARGET_FAR:g}.")
+    verification.add_argument(
+        "--verification_pairs", type=positive_int, default=None, metavar="N",
+        help="With --verification: the most negative pairs (and, apart, positive pairs) kept; beyond, a "
+             "uniform sample of exactly N, the same for the same --verification_seed whatever "
+             f"--batch_size. Memory: about 24 bytes a pair. Default: {DEFAULT_MAX_PAIRS:,}.")
+    verification.add_argument(
+        "--verification_seed", type=nonnegative_int, default=None,
+        help="With --verification: the seed of the sample of pairs. Default: 0.")
+    report = parser.add_argument_group("HTML report")
+    report.add_argument(
+        "--report", type=writeable_directory, default=None, metavar="DIR",
+        help="Write a static HTML report into this folder (new, empty, or an older report, which is "
+             "replaced): the summary and settings, CMC, AP histogram, every query's rank list worst AP "
+             "first (paged, with a search box for query file names), the camera x camera rank-1/mAP table, "
+             "the distances of true and false matches and the verification figures (--report implies "
+             "--verification). Open DIR/index.html in a browser; no server or network is needed. "
+             "Thumbnails need --image_root.")
+    report.add_argument("--report_top_k", type=positive_int, default=None, metavar="K",
+                        help="--report: gallery images shown per query. Default: 10.")
+    report.add_argument("--report_page_size", type=positive_int, default=None, metavar="N",
+                        help="--report: queries per page of rank lists. Default: 50.")
+    report.add_argument("--report_compare", default=None, metavar="OTHER.json",
+                        help="--report: another run's results JSON (evaluate.py --filename) of the same "
+                             "queries: the report shows each query's AP difference and the largest gains "
+                             "and losses (what re-ranking or a new model fixed and broke).")
     pictures = parser.add_argument_group("pictures")
     pictures.add_argument("--plot", type=plot_file, default=None, metavar="FILE",
                           help="Draw the CMC curve (ranks 1-50) into this file (.png, .pdf, .svg or "
@@ -129,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Number of queries drawn by --show_ranks, spread evenly over the "
                                "evaluated queries. Default: %(default)s.")
     pictures.add_argument("--image_root", type=readable_directory, default=None,
-                          help="Folder the image paths of the CSVs are relative to (for --show_ranks).")
+                          help="Folder the image paths of the CSVs are relative to (for --show_ranks and "
+                               "the thumbnails of --report).")
     parser.add_argument("--quiet", action="store_true",
                         help="Print only the results and warnings: no progress or log messages.")
     return parser
@@ -187,7 +239,41 @@ def _settings(args: argparse.Namespace) -> dict:
         settings.update(cmc_repeats=args.cmc_repeats, seed=args.seed)
     if args.rerank:
         settings.update(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
+    if args.verification:
+        settings.update(target_far=args.target_far, verification_pairs=args.verification_pairs,
+                        verification_seed=args.verification_seed)
     return settings
+
+
+def _check_report_flags(args: argparse.Namespace) -> None:
+    """The --report_* flags need --report, which implies --verification; fills in their defaults."""
+    from trinet.evaluation.report.writer import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K
+
+    if args.report is None:
+        given = [f"--{flag}" for flag in ("report_top_k", "report_page_size", "report_compare")
+                 if getattr(args, flag) is not None]
+        if given:
+            raise TrinetError(f"{', '.join(given)} set(s) the HTML report; add --report DIR")
+    else:
+        args.verification = True
+        if args.report_compare is not None and not os.path.isfile(args.report_compare):
+            raise TrinetError(f"--report_compare {args.report_compare}: no such file; give the results JSON "
+                              "of another evaluate.py --filename")
+    args.report_top_k = DEFAULT_TOP_K if args.report_top_k is None else args.report_top_k
+    args.report_page_size = DEFAULT_PAGE_SIZE if args.report_page_size is None else args.report_page_size
+
+
+def _check_verification_flags(args: argparse.Namespace) -> None:
+    """The verification flags need --verification (which --report implies); fills in their defaults."""
+    if not args.verification:
+        given = [f"--{flag}" for flag in ("target_far", "verification_pairs", "verification_seed")
+                 if getattr(args, flag) is not None]
+        if given:
+            raise TrinetError(f"{', '.join(given)} set(s) the verification scores; add --verification")
+    args.target_far = DEFAULT_TARGET_FAR if args.target_far is None else args.target_far
+    if args.verification_pairs is None:
+        args.verification_pairs = DEFAULT_MAX_PAIRS
+    args.verification_seed = 0 if args.verification_seed is None else args.verification_seed
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -204,6 +290,8 @@ def _run(argv: Sequence[str] | None) -> int:
         if given:
             raise TrinetError(f"{', '.join('--' + flag for flag in given)} set(s) the random draws of --cmc "
                               f"cuhk03; --cmc {args.cmc} draws nothing. Remove it, or add --cmc cuhk03.")
+    _check_report_flags(args)
+    _check_verification_flags(args)
     args.cmc_repeats = DEFAULT_REPEATS if args.cmc_repeats is None else args.cmc_repeats
     args.seed = 0 if args.seed is None else args.seed
     query, query_emb = load_split(args.query_dataset, args.query_embeddings)
@@ -239,12 +327,28 @@ def _run(argv: Sequence[str] | None) -> int:
         with Progress(total, "Re-ranking: nearest neighbours", "images", quiet=args.quiet) as progress:
             distances = ReRanker.from_embeddings(query_emb, gallery_emb, args.metric, k1=args.k1, k2=args.k2,
                                                  lambda_value=args.lambda_value, progress=progress.update)
+    observers: list[Callable[[Block], None]] = []
+    pairs = None
+    if args.verification:
+        pairs = PairCollector(len(gallery), args.verification_pairs, args.verification_seed)
+        observers.append(pairs)
+    lists, cameras, query_cameras, gallery_cameras = None, None, None, None
+    if args.report:
+        from trinet.evaluation.report.collect import CameraTable, RankLists
+
+        lists = RankLists(len(query), args.report_top_k)
+        observers.append(lists)
+        if args.excluder in RULES:  # the cameras, as the file names give them (the excluder codes them)
+            query_cameras = RULES[args.excluder].parse(query.fids, "query")[1]
+            gallery_cameras = RULES[args.excluder].parse(gallery.fids, "gallery")[1]
+            cameras = CameraTable(query_cameras, gallery_cameras, args.use_market_ap)
+            observers.append(cameras)
     passes = 2 if protocol.single_gallery_shot else 1  # the random draws take a second pass
     with Progress(passes * len(query), "Evaluating", "queries", quiet=args.quiet) as progress:
         results = evaluate(query_emb, gallery_emb, query.pids, gallery.pids, exclusion,
                            batch_size=args.batch_size, market_ap=args.use_market_ap, distances=distances,
                            progress=progress.update, cmc=args.cmc, cmc_repeats=args.cmc_repeats,
-                           seed=args.seed)
+                           seed=args.seed, on_block=_all(observers))
     if results.num_evaluated == 0:
         raise TrinetError(f"None of the {len(query)} queries of {args.query_dataset} has a valid match in "
                           f"{args.gallery_dataset} under the {args.excluder} excluder: check that the "
@@ -253,11 +357,21 @@ def _run(argv: Sequence[str] | None) -> int:
         skipped = query.fids[~results.evaluated]
         log.warning("%d queries have no valid match in the gallery and are skipped from every average: %s",
                     len(skipped), listing(skipped))
-    print(summary(results, gallery, exclusion), flush=True)
+    printed = summary(results, gallery, exclusion)
+    print(printed, flush=True)
+    output = results_json(results, query, gallery, exclusion, _settings(args))
+    if pairs is not None:
+        collected = pairs.pairs()
+        if not len(collected.negatives):
+            raise TrinetError(f"--verification: every kept pair of {args.query_dataset} and "
+                              f"{args.gallery_dataset} shows the same person; with no negative pair there is "
+                              "no false accept rate")
+        output["verification"] = verification_json(collected, args.target_far)
+        print(verification_summary(output["verification"]), flush=True)
 
     if args.filename:
         make_directory(os.path.dirname(os.path.abspath(args.filename)))
-        write_json_atomic(args.filename, results_json(results, query, gallery, exclusion, _settings(args)))
+        write_json_atomic(args.filename, output)
         log.info("Results written to %s", args.filename)
     if args.plot:
         from trinet.evaluation.plots import plot_cmc
@@ -266,11 +380,33 @@ def _run(argv: Sequence[str] | None) -> int:
         title = f"CMC: {os.path.basename(args.query_dataset)} vs {os.path.basename(args.gallery_dataset)}"
         plot_cmc(args.plot, results.cmc, label=f"mAP {results.mean_ap:.1%}", title=title)
         log.info("CMC curve drawn into %s", args.plot)
+    if args.report:
+        from trinet.evaluation.report.writer import ReportData, write_report
+
+        assert lists is not None  # collected with --report
+        data = ReportData(results, query, gallery, lists, _settings(args), printed, query_cameras,
+                          gallery_cameras, cameras, output.get("verification"))
+        if args.image_root is None:
+            log.warning("--report without --image_root: the rank lists show file names, no thumbnails")
+        index = write_report(args.report, data, image_root=args.image_root, compare_with=args.report_compare,
+                             page_size=args.report_page_size, quiet=args.quiet, log=log.warning)
+        print(f"Report written to {index}", flush=True)
     if args.show_ranks:
         written = show_ranks(args.show_ranks, args.image_root, query, gallery, exclusion, distances, results,
                              args.num_show, args.quiet)
         log.info("%d rank-list pictures written into %s", len(written), args.show_ranks)
     return 0
+
+
+def _all(observers: Sequence[Callable[[Block], None]]) -> Callable[[Block], None] | None:
+    """One `on_block` observer that calls each of `observers` (None for none)."""
+    if not observers:
+        return None
+
+    def observe(block: Block) -> None:
+        for observer in observers:
+            observer(block)
+    return observe
 
 
 def main(argv: Sequence[str] | None = None) -> int:

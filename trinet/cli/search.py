@@ -21,7 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from trinet.console.argtypes import positive_int, readable_directory, writeable_directory, writeable_file
+from trinet.console.argtypes import (nonnegative_float, positive_int, readable_directory, writeable_directory,
+                                     writeable_file)
 from trinet.console.commands import run_main, setup_console_logging
 from trinet.core.distances import METRICS
 from trinet.core.errors import TrinetError
@@ -105,6 +106,14 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
                    help="With --images: how the views' embeddings are combined, as embed.py's --aggregator.")
     p.add_argument("--top_k", type=positive_int, default=10,
                    help="Number of results per query. Default: %(default)s.")
+    threshold = p.add_mutually_exclusive_group()
+    threshold.add_argument("--max_distance", type=nonnegative_float, default=None, metavar="D",
+                           help="Return only the results at a distance <= D (the index's metric), so a query "
+                                "may get fewer than --top_k results, or none: a same-person decision.")
+    threshold.add_argument("--threshold_from", default=None, metavar="JSON",
+                           help="As --max_distance, with the threshold that evaluate.py --verification "
+                                "recommended for its --target_far, read from its results JSON (--filename); "
+                                "its metric must be the index's.")
     p.add_argument("--excluder", default="none", choices=sorted(EXCLUDERS),
                    help="Gallery entries each query ignores, as evaluate.py's --excluder (market1501 etc.: "
                         "the query's person seen by the query's camera, and junk); --top_k results are "
@@ -252,6 +261,22 @@ def _queries(args: argparse.Namespace, index: GalleryIndex) -> tuple[Dataset, np
     return query, emb
 
 
+def _max_distance(args: argparse.Namespace, index: GalleryIndex) -> float | None:
+    """The distance threshold of --max_distance or --threshold_from (None: none)."""
+    if args.threshold_from is None:
+        return args.max_distance
+    from trinet.evaluation.verification import read_threshold
+
+    threshold, metric, section = read_threshold(args.threshold_from)
+    if metric != index.metric:
+        raise TrinetError(f"--threshold_from {args.threshold_from}: its threshold is a {metric} distance, "
+                          f"but the index {args.index} ranks by {index.metric}; evaluate with --metric "
+                          f"{index.metric}, or give --max_distance")
+    log.info("Threshold %g from %s (FAR %g on its evaluation, TAR %.2f%%)", threshold, args.threshold_from,
+             section.get("target_far"), 100 * section.get("tar_at_target_far", float("nan")))
+    return threshold
+
+
 def _query(args: argparse.Namespace) -> int:
     if args.show_ranks and args.image_root is None:
         raise TrinetError("--show_ranks needs --image_root, the folder the gallery CSV's paths are relative "
@@ -262,6 +287,7 @@ def _query(args: argparse.Namespace) -> int:
                if value is not None and name not in index.params]
     if foreign:
         raise TrinetError(f"{', '.join(foreign)} does not apply to the {index.kind} index in {args.index}")
+    max_distance = _max_distance(args, index)
     query, emb = _queries(args, index)
     try:
         exclusion = EXCLUDERS[args.excluder](query.fids, index.gallery.fids)
@@ -274,6 +300,11 @@ def _query(args: argparse.Namespace) -> int:
     with Progress(len(query), "Searching", "queries", quiet=args.quiet) as progress:
         hits = search(index, emb, args.top_k, exclusion, overrides=overrides, batch_size=args.batch_size,
                       progress=progress.update)
+    if max_distance is not None:
+        hits = hits.within(max_distance)
+        kept = int((hits.indices >= 0).sum())
+        log.info("%d results at a distance <= %g kept; %d queries have none", kept, max_distance,
+                 int((hits.indices[:, 0] < 0).sum()) if len(query) else 0)
     write_results(args.filename, records(query.fids, index.gallery, hits))
     log.info("Results written to %s", args.filename)
     if args.show_ranks:

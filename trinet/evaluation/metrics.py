@@ -133,8 +133,8 @@ def cmc_curve(ranks: MatchRanks, length: int) -> np.ndarray:
     return np.cumsum(hist) / len(first)
 
 
-def _rank_block(dist: np.ndarray, match_rows: np.ndarray, match_cols: np.ndarray,
-                drop_rows: np.ndarray, drop_cols: np.ndarray) -> MatchRanks:
+def rank_block(dist: np.ndarray, match_rows: np.ndarray, match_cols: np.ndarray,
+               drop_rows: np.ndarray, drop_cols: np.ndarray) -> MatchRanks:
     """Ranks of the valid matches `(match_rows, match_cols)` of a `(B, G)` block of distances.
 
     `dist` is overwritten. `(drop_rows, drop_cols)` are the entries to ignore. Only the non-matches
@@ -190,7 +190,7 @@ def rank_matches(distances: np.ndarray, matches: np.ndarray, ignore: np.ndarray 
     dist = np.array(distances, dtype=np.result_type(distances.dtype, np.float32), order="C")
     match_rows, match_cols = np.nonzero(matches & ~ignore)
     drop_rows, drop_cols = np.nonzero(ignore)
-    return _rank_block(dist, match_rows, match_cols, drop_rows, drop_cols)
+    return rank_block(dist, match_rows, match_cols, drop_rows, drop_cols)
 
 
 def block_rows(num_columns: int, batch_size: int) -> int:
@@ -204,9 +204,41 @@ def _codes(query_pids: Names, gallery_pids: Names) -> tuple[np.ndarray, np.ndarr
     return coded[:len(q)].astype(np.int64), coded[len(q):].astype(np.int64)
 
 
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block of queries as `rank_queries` ranks it, shown to its `on_block` observers.
+
+    Attributes:
+        rows: the queries of the block (global query indices `rows.start` to `rows.stop`).
+        columns: `(C,)` int64, the gallery indices of the distance columns (those not ignored for every
+            query, e.g. junk left out).
+        distances: `(B, C)` read-only distances of the block's queries to `columns`.
+        match_rows, match_cols: `(M,)` block row and column positions of the valid matches.
+        drop_rows, drop_cols: `(X,)` block row and column positions of the entries the queries ignore
+            (same person and camera).
+    Every other entry of the block is a kept non-match.
+    """
+
+    rows: slice
+    columns: np.ndarray
+    distances: np.ndarray
+    match_rows: np.ndarray
+    match_cols: np.ndarray
+    drop_rows: np.ndarray
+    drop_cols: np.ndarray
+
+    def status(self) -> np.ndarray:
+        """`(B, C)` int8: 1 for a valid match, 0 for a kept non-match, -1 for an ignored entry."""
+        out = np.zeros(self.distances.shape, np.int8)
+        out[self.match_rows, self.match_cols] = 1
+        out[self.drop_rows, self.drop_cols] = -1
+        return out
+
+
 def rank_queries(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
                  exclusion: Exclusion | None = None, *, batch_size: int = 256,
-                 progress: Callable[[int], None] | None = None) -> MatchRanks:
+                 progress: Callable[[int], None] | None = None,
+                 on_block: Callable[["Block"], None] | None = None) -> MatchRanks:
     """The ranks of every query's valid matches, one block of queries at a time.
 
     Args:
@@ -216,6 +248,8 @@ def rank_queries(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
         exclusion: what each query ignores (None: nothing).
         batch_size: queries per block (fewer for very large galleries, see `block_rows`).
         progress: called with the number of queries of each finished block.
+        on_block: called with each `Block` before it is ranked (e.g. to collect verification pairs or
+            rank lists, in the same pass over the distances).
     """
     q_codes, g_codes = _codes(query_pids, gallery_pids)
     if exclusion is None:
@@ -242,8 +276,14 @@ def rank_queries(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
         expected = (rows.stop - rows.start, len(kept))
         if dist.shape != expected:
             raise ValueError(f"the distance function gave shape {dist.shape}, expected {expected}")
-        parts.append(_rank_block(np.ascontiguousarray(dist), match_rows[valid], match_cols[valid],
-                                 drop_rows[on_kept], drop_cols[on_kept]))
+        dist = np.ascontiguousarray(dist)
+        if on_block is not None:
+            view = dist.view()
+            view.flags.writeable = False
+            on_block(Block(rows, kept, view, match_rows[valid], match_cols[valid], drop_rows[on_kept],
+                           drop_cols[on_kept]))
+        parts.append(rank_block(dist, match_rows[valid], match_cols[valid], drop_rows[on_kept],
+                                drop_cols[on_kept]))
         if progress is not None:
             progress(rows.stop - rows.start)
     if not parts:
@@ -402,19 +442,20 @@ def evaluate(query_emb: np.ndarray, gallery_emb: np.ndarray, query_pids: Names,
              gallery_pids: Names, exclusion: Exclusion | None = None, *, metric: str = "euclidean",
              batch_size: int = 256, market_ap: bool = False, distances: DistanceFn | None = None,
              progress: Callable[[int], None] | None = None, cmc: str = "market1501",
-             cmc_repeats: int = DEFAULT_REPEATS, seed: int = 0) -> Results:
+             cmc_repeats: int = DEFAULT_REPEATS, seed: int = 0,
+             on_block: Callable[[Block], None] | None = None) -> Results:
     """Evaluate query embeddings `(Q, D)` against gallery embeddings `(G, D)`, in blocks of queries.
 
     `distances` replaces the metric's distances (e.g. re-ranked ones); see `rank_queries`. `cmc` names
     the CMC protocol (`trinet.evaluation.cmc.CMC_PROTOCOLS`); `cmc_repeats` and `seed` are the draws of
     `cuhk03`, which takes a second pass over the queries (`progress` is called for both). mAP, mINP and
-    `first_rank` do not depend on the protocol.
+    `first_rank` do not depend on the protocol. `on_block` observes the first pass (see `rank_queries`).
     """
     protocol = get_cmc_protocol(cmc)
     if distances is None:
         distances = EmbeddingDistances(query_emb, gallery_emb, metric)
     ranks = rank_queries(distances, query_pids, gallery_pids, exclusion, batch_size=batch_size,
-                         progress=progress)
+                         progress=progress, on_block=on_block)
     results = summarize(ranks, len(gallery_pids), market_ap=market_ap)
     if protocol.first_match_break:
         return results

@@ -604,6 +604,12 @@ class Hits:
     indices: np.ndarray
     distances: np.ndarray
 
+    def within(self, max_distance: float) -> "Hits":
+        """Only the results at a distance <= `max_distance` (the others become -1 / NaN); as the results
+        are best first, what stays is a prefix of each row."""
+        far = ~(self.distances <= max_distance)  # NaN (no result) stays out
+        return Hits(np.where(far, -1, self.indices), np.where(far, np.nan, self.distances).astype(np.float32))
+
 
 def search(gallery_index: GalleryIndex, queries: np.ndarray, k: int, exclusion: Exclusion | None = None, *,
            overrides: Mapping[str, Any] | None = None, batch_size: int = 1024,
