@@ -49,9 +49,10 @@ instead of pad-and-crop, ``soft margin``, ``lr 3.5e-4``, ``lr 2e-3``, ``id weigh
 ``triplet+id+bnneck``, one trick on (``triplet+id+bnneck, + last stride 1``, ``+ warm-up``, ``+ label
 smoothing``, ``+ centre loss``, ``+ margin 0.3``, ``+ erasing``). The tables then print each variant against
 ``triplet`` and ``full recipe`` on the same (world, seed) pairs: the mean difference ± its spread and the
-pairs won, which the spread between worlds (some worlds are harder for every variant) does not tell. A variant whose test
-metric is not euclidean is also scored by the euclidean distance, without training again (the tables'
-``<variant>, euclidean test`` rows). Other variants: bfloat16, PCB, mutual learning, the local branch.
+pairs won, which the spread between worlds (some worlds are harder for every variant) does not tell.
+A variant whose test metric is not euclidean is also scored by the euclidean distance, without training
+again (the tables' ``<variant>, euclidean test`` rows).
+Other variants: bfloat16, PCB, mutual learning, the local branch.
 
 Each run is then embedded with a single view (the image resized to 64x32, no test-time augmentation, as the
 Bag of Tricks tests: the variants differ in their training augmentation, so no variant is favoured by a
