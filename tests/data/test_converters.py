@@ -206,14 +206,16 @@ def test_market1501_rows_keep_junk_and_distractors(tmp_path):
     assert sorted(os.listdir(tmp_path / "csv")) == [
         "market1501_query.csv", "market1501_test.csv", "market1501_train.csv"]
     assert read_lines(written["train"]) == [
-        "0002,bounding_box_train/0002_c1s1_000451_03.jpg",
-        "0002,bounding_box_train/0002_c1s1_000551_01.jpg",
-        "0007,bounding_box_train/0007_c2s3_070952_01.jpg",
+        "pid,path,camera",
+        "0002,bounding_box_train/0002_c1s1_000451_03.jpg,1",
+        "0002,bounding_box_train/0002_c1s1_000551_01.jpg,1",
+        "0007,bounding_box_train/0007_c2s3_070952_01.jpg,2",
     ]
-    assert read_lines(written["test"])[:3] == [
-        "-1,bounding_box_test/-1_c1s1_000401_03.jpg",
-        "-1,bounding_box_test/-1_c3s1_000551_02.jpg",
-        "0000,bounding_box_test/0000_c1s1_000151_01.jpg",
+    assert read_lines(written["test"])[:4] == [
+        "pid,path,camera",
+        "-1,bounding_box_test/-1_c1s1_000401_03.jpg,1",
+        "-1,bounding_box_test/-1_c3s1_000551_02.jpg,3",
+        "0000,bounding_box_test/0000_c1s1_000151_01.jpg,1",
     ]
     # The written file is a valid trinet dataset whose images exist under the release folder.
     dataset = load_dataset(written["test"], release)
@@ -564,8 +566,8 @@ def test_convert_main_writes_the_trial_files(tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["cuhk01_trial1_query.csv", "cuhk01_trial1_test.csv",
                                        "cuhk01_trial1_train.csv"]
     assert read_lines(out / "cuhk01_trial1_query.csv") == [
-        "0002,campus/0002001.png", "0002,campus/0002002.png", "0971,campus/0971001.png",
-        "0971,campus/0971002.png"]
+        "pid,path,camera", "0002,campus/0002001.png,1", "0002,campus/0002002.png,1",
+        "0971,campus/0971001.png,1", "0971,campus/0971002.png,1"]
 
 
 def test_convert_main_prints_what_it_wrote(tmp_path, capsys):
@@ -581,7 +583,7 @@ def test_convert_main_prints_what_it_wrote(tmp_path, capsys):
     assert f"--image_root {release}" in stdout
     assert stderr.count("warning: market1501") == 3
     assert read_lines(os.path.join(out, "market1501_query.csv")) == [
-        "0001,query/0001_c1s1_001051_00.jpg", "0003,query/0003_c3s3_064744_00.jpg"]
+        "pid,path,camera", "0001,query/0001_c1s1_001051_00.jpg,1", "0003,query/0003_c3s3_064744_00.jpg,3"]
 
 
 def test_convert_main_error_writes_nothing(tmp_path, capsys):
@@ -604,9 +606,10 @@ def test_convert_command_line_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"{out}/cuhk03np_labeled_train.csv: 3 rows, 2 identities" in done.stdout
     assert read_lines(out / "cuhk03np_labeled_test.csv") == [
-        "0002,labeled/bounding_box_test/0002_c1_3.png",
-        "0002,labeled/bounding_box_test/0002_c2_8.png",
-        "1467,labeled/bounding_box_test/1467_c2_9.png",
+        "pid,path,camera",
+        "0002,labeled/bounding_box_test/0002_c1_3.png,1",
+        "0002,labeled/bounding_box_test/0002_c2_8.png,2",
+        "1467,labeled/bounding_box_test/1467_c2_9.png,2",
     ]
     wrong = run_script("data/convert.py", "cuhk03-labeled", str(tmp_path / "datasets"), "--out", str(out))
     assert wrong.returncode == 2
@@ -628,7 +631,7 @@ def test_convert_holds_validation_identities_out_by_the_release_protocol(tmp_pat
     assert done.returncode == 0, done.stderr
     assert f"{out}/market1501_train.csv: " in done.stdout and "3 identities" in done.stdout
     assert "--val_excluder market1501" in done.stdout
-    rows = {split: [line.split(",") for line in read_lines(out / f"market1501_{split}.csv")]
+    rows = {split: [line.split(",")[:2] for line in read_lines(out / f"market1501_{split}.csv")[1:]]
             for split in ("train", "trainval", "val_query", "val_gallery")}
     assert sorted(map(tuple, rows["train"] + rows["val_query"] + rows["val_gallery"])) == \
         sorted(map(tuple, rows["trainval"]))

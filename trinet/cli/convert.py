@@ -8,8 +8,9 @@
     trinet-convert viper ~/datasets/VIPeR --trial 0 --out data
     trinet-convert cuhk01 ~/datasets/CUHK01 --trial 0 --out data
 
-Writes e.g. data/market1501_{train,query,test}.csv with rows `pid,relative/path` (paths relative to the
-release folder, which is the `--image_root` for training and evaluation) and prints the files, rows,
+Writes e.g. data/market1501_{train,query,test}.csv with the header `pid,path,camera` and rows
+`pid,relative/path,camera` (paths relative to the release folder, which is the `--image_root` for training and
+evaluation; the camera from the file name) and prints the files, rows,
 identities and junk/distractor counts. VIPeR and CUHK01 have 10 random train/test splits (`--trial 0`
 to `9`, written as e.g. data/viper_trial0_{train,query,test}.csv). Counts that differ from the official
 release are warnings; a wrong folder or a badly named file is an error (exit status 2). See
@@ -33,7 +34,6 @@ from trinet.console.argtypes import nonnegative_int, positive_int, writeable_dir
 from trinet.console.commands import run_main
 from trinet.data.converters import registry
 from trinet.data.converters.layout import Row
-from trinet.data.datasets import write_csv
 from trinet.evaluation.holdout import hold_out
 
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                          for name, converter in sorted(registry.CONVERTERS.items()))
     parser = argparse.ArgumentParser(
         description="Convert an extracted official person re-id release into trinet CSVs "
-                    "(`pid,relative/path` rows; the release folder is the --image_root).",
+                    "(`pid,path,camera` rows under a header; the release folder is the --image_root).",
         epilog=f"datasets and the folder to pass:\n{releases}\nSee data/README.md for downloads and counts.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=sorted(registry.CONVERTERS),
@@ -93,7 +93,7 @@ def _run(argv: Sequence[str] | None) -> int:
     prefix = conversion.csv_name("train").removesuffix("train.csv")
     for split, rows in validation.items():
         path = os.path.join(args.out, f"{prefix}{split}.csv")
-        write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows])
+        registry.write_rows(path, conversion.converter, rows)
         stats = registry.split_stats(rows, conversion.converter.labels)
         print(f"  {path}: {stats.rows:,} rows, {stats.identities:,} identities")
     if validation:

@@ -28,7 +28,7 @@ from trinet.core.progress import Progress
 from trinet.data.datasets import Dataset, read_csv
 from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric
 from trinet.evaluation.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
-from trinet.evaluation.excluders import EXCLUDERS, RULES
+from trinet.evaluation.excluders import CAMERA_EXCLUDERS, EXCLUDERS
 from trinet.evaluation.metrics import DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
 from trinet.evaluation.reporting import SHOW_RANKS, results_json, show_ranks, summary
 
@@ -56,16 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="Which gallery entries each query ignores, read from the file names. market1501, duke, "
              "msmt17, cuhk03 (CUHK03-NP naming), viper (camera from the folder cam_a/ or cam_b/) and cuhk01 "
              "ignore images of the query's person taken by the query's camera, and junk images (person "
-             "-1); distractors (0000) stay as negatives. "
+             "-1); distractors (0000) stay as negatives; a CSV's camera column, if it has one, must agree "
+             "with the file names. camera does the same for any naming, with the identities and the camera "
+             "column of the CSVs (a header line `pid,path,camera`). "
              "diagonal ignores only the query's own file (query set = gallery set, e.g. Stanford Online "
              "Products); none ignores nothing.")
     parser.add_argument("--query_dataset", required=True,
-                        help="Path to the query dataset CSV file (`pid,path` rows).")
+                        help="Path to the query dataset CSV file (`pid,path` rows, or the columns its "
+                             "header names: see --excluder camera).")
     parser.add_argument("--query_embeddings", required=True,
                         help="Path to the HDF5 file with the query embeddings (dataset `emb`, one row per "
                              "CSV row).")
     parser.add_argument("--gallery_dataset", required=True,
-                        help="Path to the gallery dataset CSV file (`pid,path` rows).")
+                        help="Path to the gallery dataset CSV file (`pid,path` rows, or the columns its "
+                             "header names).")
     parser.add_argument("--gallery_embeddings", required=True,
                         help="Path to the HDF5 file with the gallery embeddings (dataset `emb`, one row "
                              "per CSV row).")
@@ -214,13 +218,14 @@ def _run(argv: Sequence[str] | None) -> int:
                           f"{gallery_emb.shape[1]}; embed both with the same model.")
     args.metric = args.metric or stored_metric(args.query_embeddings, args.gallery_embeddings)
     try:
-        exclusion = EXCLUDERS[args.excluder](query.fids, gallery.fids)
+        exclusion = EXCLUDERS[args.excluder](query, gallery)
     except TrinetError as e:
         raise TrinetError(f"--excluder {args.excluder} (query CSV {args.query_dataset}, gallery CSV "
                           f"{args.gallery_dataset}): {e}") from None
     if protocol.separate_camera_set and exclusion.query_cameras is None:
         raise TrinetError(f"--cmc {args.cmc} compares cameras, but --excluder {args.excluder} reads none "
-                          f"from the file names; use an excluder that does: {', '.join(sorted(RULES))}.")
+                          "from the file names or a camera column; use an excluder that does: "
+                          f"{', '.join(sorted(CAMERA_EXCLUDERS))}.")
     log.info("%d queries, %d gallery images (%d ignored for every query by the %s excluder), %d-d, %s",
              len(query), len(gallery), exclusion.gallery_ignored.sum(), args.excluder, query_emb.shape[1],
              args.metric)

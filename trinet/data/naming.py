@@ -85,6 +85,12 @@ class Naming:
             return int(text)
         return self.cameras.get(text)
 
+    def camera_of(self, path: str) -> int | None:
+        """The camera number of an official file name (`path` may have folders), or None if the name does
+        not follow the naming."""
+        found = self.match(self.tail(path))
+        return None if found is None else self.camera(found["camera"])
+
     def describe(self) -> str:
         return f"{self.template}, e.g. {self.example} ({self.fields})"
 

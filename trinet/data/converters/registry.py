@@ -11,6 +11,7 @@ from trinet.core.errors import TrinetError, listing
 from trinet.data.converters import folders, msmt17, trials
 from trinet.data.converters.layout import SPLITS, Converter, Row
 from trinet.data.datasets import write_csv
+from trinet.data.naming import NAMINGS
 
 #: Every converter, by the name `data/convert.py` takes.
 CONVERTERS: dict[str, Converter] = {**folders.CONVERTERS, **msmt17.CONVERTERS, **trials.CONVERTERS}
@@ -115,14 +116,34 @@ def convert(name: str, release_dir: str, trial: int | None = None) -> Conversion
                       trial)
 
 
+def row_cameras(converter: Converter, rows: Sequence[Row]) -> list[int] | None:
+    """The camera of each row from the release's file names, for the `camera` column; None for a release
+    whose naming has no camera."""
+    naming = NAMINGS.get(converter.excluder)
+    if naming is None:
+        return None
+    cameras = [naming.camera_of(fid) for _, fid in rows]
+    bad = [fid for (_, fid), camera in zip(rows, cameras) if camera is None]
+    if bad:  # the converters check every name, so this is a bug
+        raise TrinetError(f"{converter.title}: no camera in the file names {listing(bad)}")
+    return [camera for camera in cameras if camera is not None]
+
+
+def write_rows(path: str, converter: Converter, rows: Sequence[Row]) -> None:
+    """Write the CSV of `rows` of `converter`'s release, with the header `pid,path,camera` and each row's
+    camera from its file name."""
+    cameras = row_cameras(converter, rows)
+    write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows],
+              columns=None if cameras is None else {"camera": cameras})
+
+
 def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
     """Write one CSV per split into `out_dir` (created if needed); returns split -> path written."""
     os.makedirs(out_dir, exist_ok=True)
     written = {}
     for split in SPLITS:
         path = os.path.join(out_dir, conversion.csv_name(split))
-        rows = conversion.rows[split]
-        write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows])
+        write_rows(path, conversion.converter, conversion.rows[split])
         written[split] = path
     return written
 
