@@ -670,3 +670,38 @@ def test_scripts_do_not_import_tensorflow():
             "sys.exit('tensorflow' in sys.modules)")
     done = run_script("-c", code)
     assert done.returncode == 0, done.stderr
+
+
+def test_market1501_multi_query_rows_are_the_gt_bbox_images_of_person_and_camera(tmp_path, capsys):
+    release = make_market(tmp_path)
+    for name in ("0001_c1s1_001101_00.jpg", "0001_c2s1_000301_00.jpg", "0002_c1s1_000451_00.jpg",
+                 "Thumbs.db"):
+        touch(os.path.join(release, "gt_bbox", name))
+    out = tmp_path / "out"
+    assert run_main(load_script("convert").main, ["market1501", release, "--out", str(out),
+                                                  "--multi_query"]) == 0
+    stdout, stderr = capsys.readouterr()
+    # Query 0001 (camera 1) pools its two camera-1 boxes, not the camera-2 one; query 0003 has none.
+    assert read_lines(out / "market1501_mquery.csv") == [
+        "pid,path,camera,query",
+        "0001,gt_bbox/0001_c1s1_001051_00.jpg,1,query/0001_c1s1_001051_00.jpg",
+        "0001,gt_bbox/0001_c1s1_001101_00.jpg,1,query/0001_c1s1_001051_00.jpg"]
+    assert f"{out}/market1501_mquery.csv: 2 rows, the multi-queries of 1 of the 2 queries" in stdout
+    assert "warning: 1 queries have no image of their person and camera in gt_bbox/" in stderr
+    assert "query/0003_c3s3_064744_00.jpg" in stderr
+    assert sorted(os.listdir(out)) == ["market1501_mquery.csv", "market1501_query.csv", "market1501_test.csv",
+                                       "market1501_train.csv"]
+
+
+def test_multi_query_errors_write_nothing(tmp_path, capsys):
+    duke = make_duke(tmp_path)
+    assert run_main(load_script("convert").main, ["duke", duke, "--out", str(tmp_path / "d"),
+                                                  "--multi_query"]) == 2
+    assert "--multi_query: DukeMTMC-reID has no multi-query protocol; it applies to market1501" in \
+        capsys.readouterr().err
+    market = make_market(tmp_path)
+    touch(os.path.join(market, "gt_bbox", "box.jpg"))
+    assert run_main(load_script("convert").main, ["market1501", market, "--out", str(tmp_path / "m"),
+                                                  "--multi_query"]) == 2
+    assert "gt_bbox: 1 file(s) do not follow the Market-1501 naming" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "m").exists()

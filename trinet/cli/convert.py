@@ -16,6 +16,9 @@ to `9`, written as e.g. data/viper_trial0_{train,query,test}.csv). Counts that d
 release are warnings; a wrong folder or a badly named file is an error (exit status 2). See
 data/README.md.
 
+With `--multi_query` (Market-1501), data/market1501_mquery.csv also holds the `gt_bbox/` images of each
+query's person and camera, for evaluate.py's `--multi_query mean|max` (Zheng et al.'s multi-query protocol).
+
 With `--val_identities N`, N training identities are held out as a validation set split by the release's
 protocol (as AlignedReID's partitions, which hold out 100): e.g. data/market1501_train.csv then holds the
 other identities, data/market1501_trainval.csv all of them, and data/market1501_val_{query,gallery}.csv the
@@ -32,6 +35,7 @@ from typing import Sequence
 
 from trinet.console.argtypes import nonnegative_int, positive_int, writeable_directory
 from trinet.console.commands import run_main
+from trinet.core.errors import listing
 from trinet.data.converters import registry
 from trinet.data.converters.layout import Row
 from trinet.evaluation.holdout import hold_out
@@ -63,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "release's protocol (one query image per identity and camera): writes "
                              "<prefix>_val_query.csv and <prefix>_val_gallery.csv, <prefix>_train.csv "
                              "without them and <prefix>_trainval.csv with them")
+    with_multi_query = sorted(name for name, c in registry.CONVERTERS.items() if c.multi_query)
+    parser.add_argument("--multi_query", action="store_true",
+                        help=f"{', '.join(with_multi_query)}: also write <prefix>_mquery.csv, the images of "
+                             "gt_bbox/ of each query's person and camera (header pid,path,camera,query; the "
+                             "query column names the query image each row pools into), for evaluate.py "
+                             "--multi_query")
     parser.add_argument("--val_seed", type=nonnegative_int, default=0, metavar="S",
                         help="--val_identities: the seed of the draw (default: 0)")
     return parser
@@ -81,6 +91,7 @@ def _validation_rows(conversion: registry.Conversion, identities: int, seed: int
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     conversion = registry.convert(args.dataset, args.release_dir, args.trial)
+    multi_query = registry.read_multi_query(conversion) if args.multi_query else None  # before writing
     for warning in conversion.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     validation = {}
@@ -96,6 +107,16 @@ def _run(argv: Sequence[str] | None) -> int:
         registry.write_rows(path, conversion.converter, rows)
         stats = registry.split_stats(rows, conversion.converter.labels)
         print(f"  {path}: {stats.rows:,} rows, {stats.identities:,} identities")
+    if multi_query is not None:
+        path = os.path.join(args.out, f"{prefix}mquery.csv")
+        registry.write_multi_query(path, multi_query)
+        queries = len({row[3] for row in multi_query.rows})
+        print(f"  {path}: {len(multi_query.rows):,} rows, the multi-queries of {queries:,} of the "
+              f"{len(conversion.rows['query']):,} queries")
+        if multi_query.lonely:
+            print(f"warning: {len(multi_query.lonely)} queries have no image of their person and camera in "
+                  f"{conversion.converter.multi_query}/; evaluate.py --multi_query keeps their own "
+                  f"embedding: {listing(multi_query.lonely)}", file=sys.stderr)
     if validation:
         print(f"Validation: {args.val_identities} identities held out of {written['train']} (--val_seed "
               f"{args.val_seed}); train.py --val_query/--val_gallery with --val_excluder "

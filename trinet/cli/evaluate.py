@@ -24,6 +24,7 @@ from trinet.console.commands import run_main, setup_console_logging
 from trinet.core.distances import METRICS
 from trinet.core.errors import TrinetError, listing
 from trinet.core.fileio import make_directory, write_json_atomic
+from trinet.core.pooling import TEMPORAL_POOLINGS
 from trinet.core.progress import Progress
 from trinet.data.datasets import Dataset, read_csv
 from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric
@@ -96,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "the stripe distances normalised by (e^d - 1) / (e^d + 1), shortest path from "
                              "the top to the bottom stripes. Exact, numpy, in blocks of queries (Market-1501 "
                              "with 8 stripes: about 20 s on 2 CPU cores). 0: off. Default: %(default)s.")
+    multi = parser.add_argument_group("multi-query (Market-1501's protocol, Zheng et al. 2015)")
+    multi.add_argument("--multi_query", choices=sorted(TEMPORAL_POOLINGS), default=None,
+                       help="Replace each query's embedding by the mean or the element-wise max of the "
+                            "embeddings of its person's images from its camera (the rows of "
+                            "--multi_query_dataset whose query column names it; a query without any keeps "
+                            "its own), then evaluate as usual: every excluder, metric, CMC protocol and "
+                            "--rerank apply. Default: single query.")
+    multi.add_argument("--multi_query_dataset", default=None, metavar="CSV",
+                       help="--multi_query: the multi-query CSV (header pid,path,camera,query), e.g. "
+                            "market1501_mquery.csv of data/convert.py market1501 --multi_query.")
+    multi.add_argument("--multi_query_embeddings", default=None, metavar="H5",
+                       help="--multi_query: the embeddings of --multi_query_dataset (embed.py on that CSV, "
+                            "with the model of the query embeddings).")
     cmc = parser.add_argument_group("CMC protocol (open-reid's three)")
     cmc.add_argument("--cmc", choices=sorted(CMC_PROTOCOLS), default="market1501",
                      help="How the CMC curve (top-1/5/10) is counted; mAP and mINP do not change. "
@@ -191,7 +205,42 @@ def _settings(args: argparse.Namespace) -> dict:
         settings.update(cmc_repeats=args.cmc_repeats, seed=args.seed)
     if args.rerank:
         settings.update(k1=args.k1, k2=args.k2, lambda_value=args.lambda_value)
+    if args.multi_query:
+        settings.update(multi_query=args.multi_query, multi_query_dataset=args.multi_query_dataset,
+                        multi_query_embeddings=args.multi_query_embeddings)
     return settings
+
+
+def check_multi_query_flags(args: argparse.Namespace) -> None:
+    """The multi-query flags go together (TrinetError naming what is missing or extra)."""
+    files = [flag for flag in ("multi_query_dataset", "multi_query_embeddings") if getattr(args, flag)]
+    if not args.multi_query:
+        if files:
+            raise TrinetError(f"{', '.join('--' + f for f in files)} given without --multi_query; add "
+                              f"--multi_query {' or '.join(sorted(TEMPORAL_POOLINGS))}")
+        return
+    missing = [f"--{flag}" for flag in ("multi_query_dataset", "multi_query_embeddings") if flag not in files]
+    if missing:
+        raise TrinetError(f"--multi_query {args.multi_query} needs {' and '.join(missing)}: the multi-query "
+                          "CSV (data/convert.py market1501 --multi_query writes market1501_mquery.csv) and "
+                          "its embeddings (embed.py on it)")
+    if args.local_distance_weight:
+        raise TrinetError(f"--local_distance_weight {args.local_distance_weight:g} does not go with "
+                          "--multi_query (the local features are not pooled); use one of them")
+
+
+def multi_query_embeddings(args: argparse.Namespace, query: Dataset, query_emb: np.ndarray) -> np.ndarray:
+    """The `(Q, D)` pooled query embeddings of --multi_query."""
+    from trinet.evaluation.multiquery import describe, pool_queries
+
+    images, image_emb = load_split(args.multi_query_dataset, args.multi_query_embeddings)
+    pooled = pool_queries(query, query_emb, images, image_emb, args.multi_query)
+    log.info("%s", describe(pooled, args.multi_query))
+    if (pooled.counts == 0).any():
+        log.warning("--multi_query: %d of %d queries have no row in %s and keep their own embedding: %s",
+                    (pooled.counts == 0).sum(), len(query), args.multi_query_dataset,
+                    listing(query.fids[pooled.counts == 0]))
+    return pooled.embeddings
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -208,6 +257,7 @@ def _run(argv: Sequence[str] | None) -> int:
         if given:
             raise TrinetError(f"{', '.join('--' + flag for flag in given)} set(s) the random draws of --cmc "
                               f"cuhk03; --cmc {args.cmc} draws nothing. Remove it, or add --cmc cuhk03.")
+    check_multi_query_flags(args)
     args.cmc_repeats = DEFAULT_REPEATS if args.cmc_repeats is None else args.cmc_repeats
     args.seed = 0 if args.seed is None else args.seed
     query, query_emb = load_split(args.query_dataset, args.query_embeddings)
@@ -217,6 +267,8 @@ def _run(argv: Sequence[str] | None) -> int:
                           f"but the gallery embeddings {args.gallery_embeddings} have dimension "
                           f"{gallery_emb.shape[1]}; embed both with the same model.")
     args.metric = args.metric or stored_metric(args.query_embeddings, args.gallery_embeddings)
+    if args.multi_query:
+        query_emb = multi_query_embeddings(args, query, query_emb)
     try:
         exclusion = EXCLUDERS[args.excluder](query, gallery)
     except TrinetError as e:

@@ -30,6 +30,9 @@ MARKET_LABELS = {JUNK_PID: JUNK, DISTRACTOR_PID: DISTRACTOR}
 #: Split -> image folder of Market-1501 (also DukeMTMC-reID, and CUHK03-NP under each subset).
 MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "test": "bounding_box_test"}
 
+#: Market-1501's folder of hand-drawn boxes, whose images of a query's person and camera make its multi-query.
+MARKET_MQUERY_FOLDER = "gt_bbox"
+
 #: Market-1501 numbers people 1..1501 and has 6 cameras with up to 6 sequences each (one digit in names).
 MARKET_MAX_PID, MARKET_CAMERAS, MARKET_SEQUENCES = 1501, 6, 6
 

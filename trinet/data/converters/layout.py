@@ -45,6 +45,8 @@ class Converter:
             `trials - 1`); 0 for a release with one fixed split. The CSV names then hold `{trial}`.
         excluder: the name of the release's evaluation protocol (`evaluate.py --excluder`), which reads
             persons and cameras from its file names.
+        multi_query: the folder of the images that make the multi-query protocol's queries (Market-1501:
+            `gt_bbox`), or None for a release without one.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Converter:
     read: Callable[..., tuple[dict[str, list[Row]], list[str]]]
     trials: int = 0
     excluder: str = "none"
+    multi_query: str | None = None
 
 
 def csv_names(prefix: str) -> dict[str, str]:
@@ -161,7 +164,8 @@ def folder_reader(folders: Mapping[str, str], naming: Naming, title: str, releas
 def folder_converter(name: str, title: str, release: str, csv_names: Mapping[str, str],
                      expected: Mapping[str, tuple[int, int]], folders: Mapping[str, str], naming: Naming,
                      labels: Mapping[str, str] | None = None, label_splits: tuple[str, ...] = (), *,
-                     excluder: str) -> Converter:
+                     excluder: str, multi_query: str | None = None) -> Converter:
     """The `Converter` of a release with one flat folder of images per split (`folders`: split -> folder)."""
     return Converter(name, title, release, csv_names, expected, labels or {}, label_splits,
-                     folder_reader(folders, naming, title, release), excluder=excluder)
+                     folder_reader(folders, naming, title, release), excluder=excluder,
+                     multi_query=multi_query)

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 from trinet.core.errors import TrinetError, listing
 from trinet.data.converters import folders, msmt17, trials
-from trinet.data.converters.layout import SPLITS, Converter, Row
+from trinet.data.converters.layout import SPLITS, Converter, Row, scan_folder
 from trinet.data.datasets import write_csv
 from trinet.data.naming import NAMINGS
 
@@ -146,6 +146,63 @@ def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
         write_rows(path, conversion.converter, conversion.rows[split])
         written[split] = path
     return written
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Multi-query (Market-1501)
+
+#: One row of a multi-query CSV: (pid, path, camera, the query's path).
+MultiQueryRow = tuple[str, str, int, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiQuery:
+    """The multi-query rows of a conversion (sorted by query, then path) and the queries without any."""
+
+    rows: list[MultiQueryRow]
+    lonely: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def read_multi_query(conversion: Conversion) -> MultiQuery:
+    """The multi-query images of each query of `conversion`: the images of the release's multi-query
+    folder (Market-1501: `gt_bbox/`) of the query's person and camera, as Zheng et al. (ICCV 2015) pool them.
+
+    Raises:
+        TrinetError: the release has no multi-query protocol, the folder is missing, or a file in it does
+            not follow the naming.
+    """
+    converter = conversion.converter
+    if converter.multi_query is None:
+        having = sorted(name for name, c in CONVERTERS.items() if c.multi_query)
+        raise TrinetError(f"--multi_query: {converter.title} has no multi-query protocol; it applies to "
+                          f"{', '.join(having)}")
+    naming = NAMINGS[converter.excluder]
+    folder = os.path.join(conversion.release_dir, converter.multi_query)
+    if not os.path.isdir(folder):
+        raise TrinetError(f"--multi_query: {folder} not found; the multi-query images are the "
+                          f"{converter.multi_query}/ folder of the {converter.title} release")
+    images, skipped = scan_folder(conversion.release_dir, converter.multi_query, naming, converter.title)
+    by_group: dict[tuple[str, int | None], list[str]] = {}
+    for pid, path in images:
+        by_group.setdefault((pid, naming.camera_of(path)), []).append(path)
+    rows: list[MultiQueryRow] = []
+    lonely = []
+    for pid, query in sorted(conversion.rows["query"], key=lambda row: row[1]):
+        camera = naming.camera_of(query)
+        assert camera is not None  # the converter checked the name
+        paths = by_group.get((pid, camera), [])
+        if not paths:
+            lonely.append(query)
+        rows += [(pid, path, camera, query) for path in sorted(paths)]
+    return MultiQuery(rows, tuple(lonely), tuple(skipped))
+
+
+def write_multi_query(path: str, multi_query: MultiQuery) -> None:
+    """Write the multi-query CSV (header `pid,path,camera,query`)."""
+    rows = multi_query.rows
+    write_csv(path, [r[0] for r in rows], [r[1] for r in rows],
+              columns={"camera": [r[2] for r in rows], "query": [r[3] for r in rows]})
 
 
 def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[str]:
