@@ -95,8 +95,8 @@ def tracklet_csv(image_set, tmp_path):
 def test_embed_py_pool_by_tracklet(finished, image_set, tracklet_csv, tmp_path):
     csv, root = tracklet_csv
     frames_h5, tracks_h5 = str(tmp_path / "frames.h5"), str(tmp_path / "tracks.h5")
-    base = ["--experiment_root", str(finished), "--dataset", csv, "--image_root", root, "--loading_threads", "2",
-            "--quiet", "--batch_size", "4"]
+    base = ["--experiment_root", str(finished), "--dataset", csv, "--image_root", root,
+            "--loading_threads", "2", "--quiet", "--batch_size", "4"]
     assert main([*base, "--filename", frames_h5]) == 0
     assert main([*base, "--filename", tracks_h5, "--pool_by", "tracklet", "--temporal_pooling", "max",
                  "--frames_per_tracklet", "2"]) == 0
