@@ -27,7 +27,7 @@ from trinet.core.fileio import make_directory, write_json_atomic
 from trinet.core.pooling import TEMPORAL_POOLINGS
 from trinet.core.progress import Progress
 from trinet.data.datasets import Dataset, read_csv
-from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric
+from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric, read_strings
 from trinet.evaluation.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
 from trinet.evaluation.excluders import CAMERA_EXCLUDERS, EXCLUDERS
 from trinet.evaluation.metrics import DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
@@ -67,13 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "header names: see --excluder camera).")
     parser.add_argument("--query_embeddings", required=True,
                         help="Path to the HDF5 file with the query embeddings (dataset `emb`, one row per "
-                             "CSV row).")
+                             "CSV row; or a tracklet file of embed.py --pool_by tracklet, one row per "
+                             "tracklet of the CSV's tracklet column, matched by tracklet).")
     parser.add_argument("--gallery_dataset", required=True,
                         help="Path to the gallery dataset CSV file (`pid,path` rows, or the columns its "
                              "header names).")
     parser.add_argument("--gallery_embeddings", required=True,
                         help="Path to the HDF5 file with the gallery embeddings (dataset `emb`, one row "
-                             "per CSV row).")
+                             "per CSV row, or per tracklet as --query_embeddings).")
     parser.add_argument("--metric", default=None, choices=sorted(METRICS),
                         help="Distance between embeddings. Default: the metric embed.py stored with the "
                              "embeddings (the training run's --test_metric, else its --metric), or euclidean "
@@ -154,9 +155,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_split(csv_path: str, h5_path: str) -> tuple[Dataset, np.ndarray]:
-    """The dataset of a CSV and its `(N, D)` embeddings in the CSV's row order (see `read_embeddings`)."""
+    """The dataset of a CSV and its `(N, D)` embeddings in the CSV's row order (see `read_embeddings`).
+
+    A tracklet file (embed.py --pool_by tracklet: it stores `tracklets`) is matched to the CSV's frames by
+    tracklet: the dataset is then one row per tracklet (`trinet.data.tracklets.tracklet_dataset`), in the
+    order of the tracklets' first frames in the CSV.
+    """
     dataset = read_csv(csv_path)
-    return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path, fids=dataset.fids)
+    names = read_strings(h5_path, "tracklets")
+    if names is None:
+        return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path,
+                                        fids=dataset.fids)
+    from trinet.data.tracklets import group_tracklets, tracklet_dataset
+
+    rows = tracklet_dataset(dataset, group_tracklets(dataset, f"The tracklet file {h5_path}: {csv_path}"))
+    emb = read_embeddings(h5_path, expected_rows=len(rows), partner=f"the tracklets of {csv_path}")
+    return rows, emb[match_tracklets(h5_path, names, rows, csv_path)]
+
+
+def match_tracklets(h5_path: str, names: Sequence[str], rows: Dataset, csv_path: str) -> np.ndarray:
+    """The order that puts the rows of the tracklet file `h5_path` (tracklet `names`) into the order of the
+    tracklets `rows` of `csv_path`; TrinetError naming the tracklets that differ, or a tracklet whose stored
+    identity is not the CSV's."""
+    assert rows.tracklets is not None
+    position = {name: i for i, name in enumerate(names)}
+    missing = [str(t) for t in rows.tracklets if str(t) not in position]
+    extra = sorted(set(position) - {str(t) for t in rows.tracklets})
+    if missing or extra or len(position) != len(names):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tracklets of the CSV are not in the file: {listing(missing)}")
+        if extra:
+            parts.append(f"{len(extra)} tracklets of the file are not in the CSV: {listing(extra)}")
+        if len(position) != len(names):
+            parts.append("the file names a tracklet twice")
+        raise TrinetError(f"{h5_path} does not hold the tracklets of {csv_path}: {'; '.join(parts)}. Embed "
+                          "that CSV again with --pool_by tracklet.")
+    order = np.array([position[str(t)] for t in rows.tracklets], np.int64)
+    stored = read_strings(h5_path, "pids")
+    if stored is not None:
+        wrong = np.flatnonzero(np.asarray(stored, dtype=str)[order] != rows.pids)
+        if len(wrong):
+            i = wrong[0]
+            raise TrinetError(f"{h5_path}: tracklet {rows.tracklets[i]} is identity {stored[order[i]]} there "
+                              f"but {rows.pids[i]} in {rows.where(i)}; embed that CSV again.")
+    return order
 
 
 def load_local(args: argparse.Namespace, query: Dataset, gallery: Dataset) -> tuple[np.ndarray, np.ndarray]:
