@@ -146,6 +146,16 @@ MIMICS = {
 }
 
 
+def _video_mimic(name):
+    def make(parent):
+        from test_video_converters import VIDEO_MIMICS
+        return VIDEO_MIMICS[name](parent)
+    return make
+
+
+MIMICS.update({name: _video_mimic(name) for name in ("mars", "ilidsvid", "prid2011", "duke-video")})
+
+
 def read_lines(path) -> list[str]:
     with open(path) as f:
         return f.read().splitlines()
@@ -550,7 +560,7 @@ def test_cuhk01_refuses_a_fifth_image_and_suggests_the_parent(tmp_path):
 @pytest.mark.parametrize("name, trial, message", [
     ("viper", 10, "the VIPeR protocol has the trials 0 to 9"),
     ("market1501", 0, "--trial 0: Market-1501 has one fixed train/test split; --trial applies to cuhk01, "
-                      "viper"),
+                      "ilidsvid, prid2011, viper (random halves"),
 ])
 def test_trial_out_of_range_or_for_a_fixed_split(name, trial, message, tmp_path):
     with pytest.raises(TrinetError, match=re.escape(message)):

@@ -7,6 +7,10 @@
     trinet-convert msmt17 ~/datasets/MSMT17_V1 --out data
     trinet-convert viper ~/datasets/VIPeR --trial 0 --out data
     trinet-convert cuhk01 ~/datasets/CUHK01 --trial 0 --out data
+    trinet-convert mars ~/datasets/MARS --out data
+    trinet-convert ilidsvid ~/datasets/iLIDS-VID --trial 0 --out data
+    trinet-convert prid2011 ~/datasets/prid_2011 --trial 0 --out data
+    trinet-convert duke-video ~/datasets/DukeMTMC-VideoReID --out data
 
 Writes e.g. data/market1501_{train,query,test}.csv with the header `pid,path,camera` and rows
 `pid,relative/path,camera` (paths relative to the release folder, which is the `--image_root` for training and
@@ -15,6 +19,9 @@ identities and junk/distractor counts. VIPeR and CUHK01 have 10 random train/tes
 to `9`, written as e.g. data/viper_trial0_{train,query,test}.csv). Counts that differ from the official
 release are warnings; a wrong folder or a badly named file is an error (exit status 2). See
 data/README.md.
+
+The video releases (mars, ilidsvid, prid2011, duke-video) write one row per frame under the header
+`pid,path,camera,tracklet,frame`; embed.py --pool_by tracklet and evaluate.py --excluder camera take them.
 
 With `--multi_query` (Market-1501), data/market1501_mquery.csv also holds the `gt_bbox/` images of each
 query's person and camera, for evaluate.py's `--multi_query mean|max` (Zheng et al.'s multi-query protocol).
@@ -32,6 +39,8 @@ import dataclasses
 import os
 import sys
 from typing import Sequence
+
+import numpy as np
 
 from trinet.console.argtypes import nonnegative_int, positive_int, writeable_directory
 from trinet.console.commands import run_main
@@ -82,8 +91,9 @@ def _validation_rows(conversion: registry.Conversion, identities: int, seed: int
     """`{"train", "trainval", "val_query", "val_gallery"}` rows of `conversion`'s training split with
     `identities` held out (`trinet.evaluation.holdout`)."""
     rows = conversion.rows["train"]
+    cameras = registry.row_cameras(conversion.converter, rows)
     split = hold_out([fid for _, fid in rows], [pid for pid, _ in rows], conversion.converter.excluder,
-                     seed=seed, identities=identities)
+                     seed=seed, identities=identities, cameras=None if cameras is None else np.array(cameras))
     return {"train": [rows[i] for i in split.train], "trainval": rows,
             "val_query": [rows[i] for i in split.query], "val_gallery": [rows[i] for i in split.gallery]}
 

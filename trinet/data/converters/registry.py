@@ -8,13 +8,14 @@ import os
 from typing import Mapping, Sequence
 
 from trinet.core.errors import TrinetError, listing
-from trinet.data.converters import folders, msmt17, trials
+from trinet.data.converters import folders, msmt17, trials, video
 from trinet.data.converters.layout import SPLITS, Converter, Row, scan_folder
 from trinet.data.datasets import write_csv
 from trinet.data.naming import NAMINGS
 
 #: Every converter, by the name `data/convert.py` takes.
-CONVERTERS: dict[str, Converter] = {**folders.CONVERTERS, **msmt17.CONVERTERS, **trials.CONVERTERS}
+CONVERTERS: dict[str, Converter] = {**folders.CONVERTERS, **msmt17.CONVERTERS, **trials.CONVERTERS,
+                                    **video.CONVERTERS}
 
 
 def get_converter(name: str) -> Converter:
@@ -75,10 +76,14 @@ def check_counts(converter: Converter, rows: Mapping[str, Sequence[Row]]) -> lis
     for split in SPLITS:
         stats = split_stats(rows[split], converter.labels)
         want_rows, want_ids = converter.expected[split]
-        if (stats.rows, stats.identities) != (want_rows, want_ids):
+        if (want_rows not in (None, stats.rows)) or (want_ids not in (None, stats.identities)):
+            if want_rows is not None and want_ids is not None:
+                official = f"{want_rows:,} of {want_ids:,}"
+            else:
+                official = f"{want_rows:,} images" if want_rows is not None else f"{want_ids:,} identities"
             warnings.append(
                 f"{converter.name} {split}: {stats.rows:,} images of {stats.identities:,} identities, the "
-                f"official release has {want_rows:,} of {want_ids:,}. Fine for a subset; otherwise check "
+                f"official release has {official}. Fine for a subset; otherwise check "
                 "that the release was extracted completely.")
         stray = {pid: n for pid, n in stats.special.items() if n}
         if stray and split not in converter.label_splits:
@@ -109,7 +114,8 @@ def convert(name: str, release_dir: str, trial: int | None = None) -> Conversion
         if trial is not None:
             with_trials = sorted(n for n, c in CONVERTERS.items() if c.trials)
             raise TrinetError(f"--trial {trial}: {converter.title} has one fixed train/test split; --trial "
-                              f"applies to {', '.join(with_trials)} (random halves of the identities)")
+                              f"applies to {', '.join(with_trials)} (random halves of the identities, or "
+                              "iLIDS-VID's split file)")
         rows, skipped = converter.read(release_dir)
     rows = {split: sorted(rows[split], key=lambda row: row[1]) for split in SPLITS}
     return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)),
@@ -119,6 +125,8 @@ def convert(name: str, release_dir: str, trial: int | None = None) -> Conversion
 def row_cameras(converter: Converter, rows: Sequence[Row]) -> list[int] | None:
     """The camera of each row from the release's file names, for the `camera` column; None for a release
     whose naming has no camera."""
+    if converter.frame_info is not None:
+        return [converter.frame_info(fid)[0] for _, fid in rows]
     naming = NAMINGS.get(converter.excluder)
     if naming is None:
         return None
@@ -131,7 +139,13 @@ def row_cameras(converter: Converter, rows: Sequence[Row]) -> list[int] | None:
 
 def write_rows(path: str, converter: Converter, rows: Sequence[Row]) -> None:
     """Write the CSV of `rows` of `converter`'s release, with the header `pid,path,camera` and each row's
-    camera from its file name."""
+    camera from its file name (a video release: `pid,path,camera,tracklet,frame`)."""
+    if converter.frame_info is not None:
+        info = [converter.frame_info(fid) for _, fid in rows]
+        write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows],
+                  columns={"camera": [i[0] for i in info], "tracklet": [i[1] for i in info],
+                           "frame": [i[2] for i in info]})
+        return
     cameras = row_cameras(converter, rows)
     write_csv(path, [pid for pid, _ in rows], [fid for _, fid in rows],
               columns=None if cameras is None else {"camera": cameras})
@@ -217,6 +231,9 @@ def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[st
         text = f"  {written[split]}: {stats.rows:,} rows, {stats.identities:,} identities"
         for pid, count in stats.special.items():
             text += f", {count:,} {converter.labels[pid]} rows (pid {pid})"
+        if converter.frame_info is not None:
+            tracklets = {converter.frame_info(fid)[1] for _, fid in conversion.rows[split]}
+            text += f", {len(tracklets):,} tracklets"
         lines.append(text)
     if conversion.skipped:
         names = sorted({os.path.basename(path) for path in conversion.skipped})
