@@ -118,7 +118,8 @@ def test_mars_uses_the_info_files_and_the_query_indices(tmp_path, capsys):
         "0003C2T0001": ("0003", 2), "00-1C1T0001": ("-1", 1), "0000C3T0001": ("0000", 3),
         "0004C4T0002": ("0004", 4)}
     assert len(gallery["0003C2T0001"][2]) == 3
-    assert "mars_test.csv: 8 rows, 2 identities, 1 junk rows (pid -1), 2 distractor rows (pid 0000), 4 tracklets" in stdout
+    assert ("mars_test.csv: 8 rows, 2 identities, 1 junk rows (pid -1), 2 distractor rows (pid 0000), "
+            "4 tracklets") in stdout
 
 
 def test_mars_info_file_errors(tmp_path):
