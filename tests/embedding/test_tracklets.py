@@ -125,3 +125,28 @@ def test_tracklet_flag_errors(finished, tracklet_csv, image_set, tmp_path, capsy
                  "--filename", str(tmp_path / "n.h5")]) == 2
     assert "`tracklet` column" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "n.h5")
+
+
+def test_embedder_embeds_a_list_of_tracklets(finished, image_set):
+    """Embedder.embed_tracklets (for trackers): crops as arrays, one pooled embedding per tracklet."""
+    import cv2
+
+    from trinet import Embedder
+    from trinet.core.errors import TrinetError
+
+    csv, root = image_set
+    paths = [os.path.join(root, f"images/{pid:04d}_{j:02d}.jpg") for pid in range(3) for j in range(5)]
+    crops = [cv2.imread(p)[:, :, ::-1].copy() for p in paths]
+    embedder = Embedder.from_experiment(str(finished))
+    frames = embedder.embed(crops, batch_size=4, threads=1)
+    tracklets = [crops[0:5], crops[5:6], crops[6:15]]
+    mean = embedder.embed_tracklets(tracklets, batch_size=4, threads=1)
+    assert mean.shape == (3, embedder.dim) and mean.dtype == np.float32
+    for t, (a, b) in enumerate([(0, 5), (5, 6), (6, 15)]):
+        np.testing.assert_allclose(mean[t], frames[a:b].mean(axis=0), atol=1e-5)
+    high = embedder.embed_tracklets(tracklets, pooling="max", frames_per_tracklet=3, batch_size=4, threads=1)
+    np.testing.assert_allclose(high[2], frames[6:15][frame_choice(9, 3)].max(axis=0), atol=1e-5)
+    with pytest.raises(TrinetError, match=r"Tracklets 1 have no frames"):
+        embedder.embed_tracklets([crops[:1], []])
+    with pytest.raises(TrinetError, match=r"pooling='median'; expected one of \['max', 'mean'\]"):
+        embedder.embed_tracklets([crops[:1]], pooling="median")
