@@ -150,3 +150,41 @@ def test_embedder_embeds_a_list_of_tracklets(finished, image_set):
         embedder.embed_tracklets([crops[:1], []])
     with pytest.raises(TrinetError, match=r"pooling='median'; expected one of \['max', 'mean'\]"):
         embedder.embed_tracklets([crops[:1]], pooling="median")
+
+
+def test_the_tracker_example_matches_tracks_as_a_brute_force_search(finished, image_set, tmp_path, capsys):
+    """examples/track_embed.py: crops with track ids -> one embedding per track -> the nearest gallery
+    entries of a trinet-search index, equal to a numpy nearest-neighbour search of the pooled embeddings."""
+    import sys
+
+    from conftest import REPO
+    from trinet import Embedder
+    from trinet.data.datasets import read_csv
+    from trinet.search.index import build_index, save_index
+
+    sys.path.insert(0, os.path.join(REPO, "examples"))
+    import track_embed
+
+    csv, root = image_set
+    gallery = read_csv(csv, root)
+    embedder = Embedder.from_experiment(str(finished))
+    gallery_emb = embedder.embed(gallery.paths(), batch_size=8, threads=1)
+    save_index(str(tmp_path / "index"), build_index(gallery_emb, gallery))
+    tracks = tmp_path / "tracks.csv"
+    tracks.write_text("pid,path,tracklet\n" + "".join(
+        f"unknown,images/{pid:04d}_{j:02d}.jpg,track{pid}\n" for pid in (1, 4) for j in (0, 2, 3)))
+    crops = track_embed.read_tracks(str(tracks), root)
+    assert list(crops) == ["track1", "track4"] and len(crops["track1"]) == 3
+    from trinet.search.index import load_index
+    matches = track_embed.match_tracks(embedder, crops, load_index(str(tmp_path / "index")), top_k=4)
+    pooled = embedder.embed_tracklets(list(crops.values()))
+    for t, name in enumerate(crops):
+        dist = np.sqrt(((pooled[t] - gallery_emb) ** 2).sum(axis=1))
+        expected = np.argsort(dist, kind="stable")[:4]
+        assert [path for _, path, _ in matches[name]] == gallery.fids[expected].tolist()
+        np.testing.assert_allclose([d for _, _, d in matches[name]], dist[expected], rtol=1e-4, atol=1e-5)
+    assert track_embed.main(["--experiment_root", str(finished), "--index", str(tmp_path / "index"),
+                             "--tracks", str(tracks), "--image_root", root, "--top_k", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["track track1", "track track4"]
+    assert out[0].count("images/") == 2
