@@ -460,4 +460,5 @@ def test_the_camera_excluder_uses_the_camera_columns_kept_in_the_index(data):
     by_names, by_column = (json.load(open(data["tmp"] / name)) for name in ("names.json", "column.json"))
     assert by_names == by_column
     assert query(data, index, "none.json", "--top_k", "5") == 0
-    assert json.load(open(data["tmp"] / "none.json")) != by_column  # the excluder did remove the query's own camera images
+    # the excluder did remove the images of the query's own camera
+    assert json.load(open(data["tmp"] / "none.json")) != by_column
