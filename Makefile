@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/python -m flake8 trinet tests benchmarks data experiments train.py embed.py evaluate.py
+	$(BIN)/python -m flake8 trinet tests benchmarks data experiments examples train.py embed.py evaluate.py
 	$(BIN)/python -m mypy trinet
 
 clean:

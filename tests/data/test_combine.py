@@ -38,6 +38,7 @@ def test_combine_prefixes_identities_and_reroots_paths(tmp_path):
     ]
     stats = {prefix: (s.rows, s.identities) for prefix, s in combined.stats.items()}
     assert stats == {"market1501": (3, 2), "duke": (3, 2)}
+    assert combined.columns == {"camera": [1, 1, 2, 2, 5, 1]}  # the converters' camera column, row for row
 
     higher = combine.combine(sources, image_root=str(tmp_path))
     assert higher.rows[0] == ("market1501/0002",
@@ -98,9 +99,10 @@ def test_combine_command_line_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"Wrote {out}: 6 rows, 4 identities" in done.stdout
     assert f"--image_root {tmp_path / 'datasets'}" in done.stdout
-    assert read_lines(out)[2:4] == [
-        "market1501/0007,Market-1501-v15.09.15/bounding_box_train/0007_c2s3_070952_01.jpg",
-        "duke/0005,DukeMTMC-reID/bounding_box_train/0005_c2_f0046985.jpg"]
+    assert read_lines(out)[3:5] == [
+        "market1501/0007,Market-1501-v15.09.15/bounding_box_train/0007_c2s3_070952_01.jpg,2",
+        "duke/0005,DukeMTMC-reID/bounding_box_train/0005_c2_f0046985.jpg,2"]
+    assert read_lines(out)[0] == "pid,path,camera"
     twice = run_script("data/combine.py", "--out", str(out), "--source", "m", market_csv, market,
                        "--source", "m", duke_csv, duke)
     assert twice.returncode == 2 and "error: Source prefix(es) ['m'] given more than once" in twice.stderr
@@ -113,3 +115,24 @@ def test_out_in_a_missing_folder_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: --out {out}: the folder {tmp_path / 'missing'} does not exist")
     assert not (tmp_path / "missing").exists()
+
+
+def test_combine_keeps_the_columns_every_source_has(tmp_path, caplog):
+    root = tmp_path / "images"
+    for name in ("a/1.jpg", "a/2.jpg", "b/1.jpg", "c/1.jpg"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    (tmp_path / "a.csv").write_text("pid,path,tracklet,camera,frame\n1,1.jpg,t0,4,7\n1,2.jpg,t0,4,8\n")
+    (tmp_path / "b.csv").write_text("pid,path,camera,tracklet\n1,1.jpg,2,t0\n")
+    (tmp_path / "c.csv").write_text("1,1.jpg\n")
+    a, b, c = (combine.Source(p, str(tmp_path / f"{p}.csv"), str(root / p)) for p in "abc")
+    combined = combine.combine([a, b])
+    # The same tracklet label in two sources stays two tracklets; frames only one source has are dropped.
+    assert combined.columns == {"camera": [4, 4, 2], "tracklet": ["a/t0", "a/t0", "b/t0"]}
+    assert "The frame column is dropped: source(s) b have none" in caplog.text
+    out = tmp_path / "out.csv"
+    assert main(["--out", str(out), "--source", "a", a.csv, a.image_root, "--source", "b", b.csv,
+                 b.image_root]) == 0
+    assert read_lines(out) == ["pid,path,camera,tracklet", "a/1,a/1.jpg,4,a/t0", "a/1,a/2.jpg,4,a/t0",
+                               "b/1,b/1.jpg,2,b/t0"]
+    assert combine.combine([a, c]).columns == {}

@@ -146,6 +146,16 @@ MIMICS = {
 }
 
 
+def _video_mimic(name):
+    def make(parent):
+        from test_video_converters import VIDEO_MIMICS
+        return VIDEO_MIMICS[name](parent)
+    return make
+
+
+MIMICS.update({name: _video_mimic(name) for name in ("mars", "ilidsvid", "prid2011", "duke-video")})
+
+
 def read_lines(path) -> list[str]:
     with open(path) as f:
         return f.read().splitlines()
@@ -206,14 +216,16 @@ def test_market1501_rows_keep_junk_and_distractors(tmp_path):
     assert sorted(os.listdir(tmp_path / "csv")) == [
         "market1501_query.csv", "market1501_test.csv", "market1501_train.csv"]
     assert read_lines(written["train"]) == [
-        "0002,bounding_box_train/0002_c1s1_000451_03.jpg",
-        "0002,bounding_box_train/0002_c1s1_000551_01.jpg",
-        "0007,bounding_box_train/0007_c2s3_070952_01.jpg",
+        "pid,path,camera",
+        "0002,bounding_box_train/0002_c1s1_000451_03.jpg,1",
+        "0002,bounding_box_train/0002_c1s1_000551_01.jpg,1",
+        "0007,bounding_box_train/0007_c2s3_070952_01.jpg,2",
     ]
-    assert read_lines(written["test"])[:3] == [
-        "-1,bounding_box_test/-1_c1s1_000401_03.jpg",
-        "-1,bounding_box_test/-1_c3s1_000551_02.jpg",
-        "0000,bounding_box_test/0000_c1s1_000151_01.jpg",
+    assert read_lines(written["test"])[:4] == [
+        "pid,path,camera",
+        "-1,bounding_box_test/-1_c1s1_000401_03.jpg,1",
+        "-1,bounding_box_test/-1_c3s1_000551_02.jpg,3",
+        "0000,bounding_box_test/0000_c1s1_000151_01.jpg,1",
     ]
     # The written file is a valid trinet dataset whose images exist under the release folder.
     dataset = load_dataset(written["test"], release)
@@ -548,7 +560,7 @@ def test_cuhk01_refuses_a_fifth_image_and_suggests_the_parent(tmp_path):
 @pytest.mark.parametrize("name, trial, message", [
     ("viper", 10, "the VIPeR protocol has the trials 0 to 9"),
     ("market1501", 0, "--trial 0: Market-1501 has one fixed train/test split; --trial applies to cuhk01, "
-                      "viper"),
+                      "ilidsvid, prid2011, viper (random halves"),
 ])
 def test_trial_out_of_range_or_for_a_fixed_split(name, trial, message, tmp_path):
     with pytest.raises(TrinetError, match=re.escape(message)):
@@ -564,8 +576,8 @@ def test_convert_main_writes_the_trial_files(tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["cuhk01_trial1_query.csv", "cuhk01_trial1_test.csv",
                                        "cuhk01_trial1_train.csv"]
     assert read_lines(out / "cuhk01_trial1_query.csv") == [
-        "0002,campus/0002001.png", "0002,campus/0002002.png", "0971,campus/0971001.png",
-        "0971,campus/0971002.png"]
+        "pid,path,camera", "0002,campus/0002001.png,1", "0002,campus/0002002.png,1",
+        "0971,campus/0971001.png,1", "0971,campus/0971002.png,1"]
 
 
 def test_convert_main_prints_what_it_wrote(tmp_path, capsys):
@@ -581,7 +593,7 @@ def test_convert_main_prints_what_it_wrote(tmp_path, capsys):
     assert f"--image_root {release}" in stdout
     assert stderr.count("warning: market1501") == 3
     assert read_lines(os.path.join(out, "market1501_query.csv")) == [
-        "0001,query/0001_c1s1_001051_00.jpg", "0003,query/0003_c3s3_064744_00.jpg"]
+        "pid,path,camera", "0001,query/0001_c1s1_001051_00.jpg,1", "0003,query/0003_c3s3_064744_00.jpg,3"]
 
 
 def test_convert_main_error_writes_nothing(tmp_path, capsys):
@@ -604,9 +616,10 @@ def test_convert_command_line_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"{out}/cuhk03np_labeled_train.csv: 3 rows, 2 identities" in done.stdout
     assert read_lines(out / "cuhk03np_labeled_test.csv") == [
-        "0002,labeled/bounding_box_test/0002_c1_3.png",
-        "0002,labeled/bounding_box_test/0002_c2_8.png",
-        "1467,labeled/bounding_box_test/1467_c2_9.png",
+        "pid,path,camera",
+        "0002,labeled/bounding_box_test/0002_c1_3.png,1",
+        "0002,labeled/bounding_box_test/0002_c2_8.png,2",
+        "1467,labeled/bounding_box_test/1467_c2_9.png,2",
     ]
     wrong = run_script("data/convert.py", "cuhk03-labeled", str(tmp_path / "datasets"), "--out", str(out))
     assert wrong.returncode == 2
@@ -628,7 +641,7 @@ def test_convert_holds_validation_identities_out_by_the_release_protocol(tmp_pat
     assert done.returncode == 0, done.stderr
     assert f"{out}/market1501_train.csv: " in done.stdout and "3 identities" in done.stdout
     assert "--val_excluder market1501" in done.stdout
-    rows = {split: [line.split(",") for line in read_lines(out / f"market1501_{split}.csv")]
+    rows = {split: [line.split(",")[:2] for line in read_lines(out / f"market1501_{split}.csv")[1:]]
             for split in ("train", "trainval", "val_query", "val_gallery")}
     assert sorted(map(tuple, rows["train"] + rows["val_query"] + rows["val_gallery"])) == \
         sorted(map(tuple, rows["trainval"]))
@@ -667,3 +680,38 @@ def test_scripts_do_not_import_tensorflow():
             "sys.exit('tensorflow' in sys.modules)")
     done = run_script("-c", code)
     assert done.returncode == 0, done.stderr
+
+
+def test_market1501_multi_query_rows_are_the_gt_bbox_images_of_person_and_camera(tmp_path, capsys):
+    release = make_market(tmp_path)
+    for name in ("0001_c1s1_001101_00.jpg", "0001_c2s1_000301_00.jpg", "0002_c1s1_000451_00.jpg",
+                 "Thumbs.db"):
+        touch(os.path.join(release, "gt_bbox", name))
+    out = tmp_path / "out"
+    assert run_main(load_script("convert").main, ["market1501", release, "--out", str(out),
+                                                  "--multi_query"]) == 0
+    stdout, stderr = capsys.readouterr()
+    # Query 0001 (camera 1) pools its two camera-1 boxes, not the camera-2 one; query 0003 has none.
+    assert read_lines(out / "market1501_mquery.csv") == [
+        "pid,path,camera,query",
+        "0001,gt_bbox/0001_c1s1_001051_00.jpg,1,query/0001_c1s1_001051_00.jpg",
+        "0001,gt_bbox/0001_c1s1_001101_00.jpg,1,query/0001_c1s1_001051_00.jpg"]
+    assert f"{out}/market1501_mquery.csv: 2 rows, the multi-queries of 1 of the 2 queries" in stdout
+    assert "warning: 1 queries have no image of their person and camera in gt_bbox/" in stderr
+    assert "query/0003_c3s3_064744_00.jpg" in stderr
+    assert sorted(os.listdir(out)) == ["market1501_mquery.csv", "market1501_query.csv", "market1501_test.csv",
+                                       "market1501_train.csv"]
+
+
+def test_multi_query_errors_write_nothing(tmp_path, capsys):
+    duke = make_duke(tmp_path)
+    assert run_main(load_script("convert").main, ["duke", duke, "--out", str(tmp_path / "d"),
+                                                  "--multi_query"]) == 2
+    assert "--multi_query: DukeMTMC-reID has no multi-query protocol; it applies to market1501" in \
+        capsys.readouterr().err
+    market = make_market(tmp_path)
+    touch(os.path.join(market, "gt_bbox", "box.jpg"))
+    assert run_main(load_script("convert").main, ["market1501", market, "--out", str(tmp_path / "m"),
+                                                  "--multi_query"]) == 2
+    assert "gt_bbox: 1 file(s) do not follow the Market-1501 naming" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists() and not (tmp_path / "m").exists()

@@ -8,7 +8,7 @@ import pytest
 from trinet.core.errors import TrinetError
 from trinet.data.datasets import (check_files, find_non_images, image_format, load_dataset, read_any,
                                   read_csv, read_image_list)
-from trinet.data.datasets import write_csv
+from trinet.data.datasets import write_csv, write_dataset
 
 
 def write(tmp_path, name, text, encoding="utf-8"):
@@ -148,3 +148,68 @@ def test_write_csv_is_read_back_row_for_row(tmp_path):
     with pytest.raises(ValueError):
         write_csv(str(tmp_path / "other.csv"), pids, fids[:2])
     assert sorted(os.listdir(tmp_path)) == ["set.csv"]  # no partial file, no temporary left
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metadata columns (a header naming them)
+
+
+def test_header_names_columns_in_any_order(tmp_path):
+    text = "Camera,path,frame,PID,tracklet\n3,a.jpg,10,0002,t1\n3,b.jpg,2,0002,t1\n1,c.jpg,0,0005,t2\n"
+    ds = read_csv(write(tmp_path, "a.csv", text))
+    assert list(ds.pids) == ["0002", "0002", "0005"] and list(ds.fids) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert ds.cameras.tolist() == [3, 3, 1] and ds.cameras.dtype == np.int64
+    assert ds.frames.tolist() == [10, 2, 0] and ds.tracklets.tolist() == ["t1", "t1", "t2"]
+    assert ds.queries is None and ds.lines.tolist() == [2, 3, 4]
+    assert list(ds.columns()) == ["camera", "tracklet", "frame"]
+
+
+def test_without_header_there_are_no_columns(tmp_path):
+    ds = read_csv(write(tmp_path, "a.csv", "1,a.jpg\n\n2,b.jpg\n"))
+    assert ds.cameras is None and ds.tracklets is None and ds.frames is None and ds.columns() == {}
+    assert ds.lines.tolist() == [1, 3] and ds.where(1) == f"{ds.source}:3"
+
+
+def test_subset_keeps_the_columns_row_for_row(tmp_path):
+    ds = read_csv(write(tmp_path, "a.csv", "pid,path,camera\n1,a.jpg,4\n2,b.jpg,5\n3,c.jpg,6\n"))
+    part = ds.subset(np.array([True, False, True]))
+    assert part.fids.tolist() == ["a.jpg", "c.jpg"] and part.cameras.tolist() == [4, 6]
+    assert part.lines.tolist() == [2, 4]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("pid,path,camera\n1,a.jpg,2\n2,b.jpg\n", 3, "expected 3 columns `pid,path,camera`, found 2"),
+    ("pid,path,camera\n1,a.jpg,\n", 2, "empty camera"),
+    ("pid,path,camera\n1,a.jpg,c2\n", 2, "camera 'c2' is not an integer >= 0"),
+    ("pid,path,camera\n1,a.jpg,-1\n", 2, "camera '-1' is not an integer >= 0"),
+    ("pid,path,frame\n1,a.jpg,1.5\n", 2, "frame '1.5' is not an integer"),
+    ("\n\npid,path,tracklet\n1,a.jpg,\n", 4, "empty tracklet"),
+    ("\npid,path,cam\n1,a.jpg,1\n", 2, "unknown column(s) 'cam'"),
+    ("pid,path,camera,camera\n", 1, "named twice"),
+    ("path,camera\na.jpg,1\n", 1, "names no pid column"),
+    ("1,a.jpg,3\n", 1, "need a header line naming them"),
+    ("pid,path,tracklet\n1,a.jpg,t\n2,b.jpg,t\n", 3, "tracklet 't' has rows of two identities: 1 ("),
+    ("pid,path,camera,tracklet\n1,a.jpg,1,t\n1,b.jpg,2,t\n", 3, "tracklet 't' has rows of two cameras"),
+])
+def test_bad_columns_name_file_and_line(tmp_path, text, line, words):
+    path = write(tmp_path, "bad.csv", text)
+    with pytest.raises(TrinetError) as e:
+        read_csv(path)
+    assert f"{path}:{line}:" in str(e.value) and words in str(e.value)
+
+
+def test_a_header_without_rows_is_empty(tmp_path):
+    with pytest.raises(TrinetError, match="empty"):
+        read_csv(write(tmp_path, "a.csv", "pid,path,camera\n\n"))
+
+
+def test_write_csv_with_columns_writes_a_header_and_reads_back(tmp_path):
+    path = str(tmp_path / "out.csv")
+    write_csv(path, ["1", "2"], ["a,1.jpg", "b.jpg"], columns={"frame": [7, 8], "camera": [1, 2]})
+    assert open(path).read() == 'pid,path,camera,frame\n1,"a,1.jpg",1,7\n2,b.jpg,2,8\n'
+    ds = read_csv(path)
+    assert ds.cameras.tolist() == [1, 2] and ds.frames.tolist() == [7, 8]
+    write_dataset(str(tmp_path / "again.csv"), ds)
+    assert open(tmp_path / "again.csv").read() == open(path).read()
+    with pytest.raises(ValueError, match="Unknown dataset column"):
+        write_csv(path, ["1"], ["a.jpg"], columns={"cam": [1]})

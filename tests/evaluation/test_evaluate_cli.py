@@ -173,7 +173,8 @@ def test_cmc_protocols(data, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--cmc", "cuhk03", "--excluder", "diagonal"], "use an excluder that does: cuhk01, cuhk03, duke"),
+    (["--cmc", "cuhk03", "--excluder", "diagonal"],
+     "use an excluder that does: camera, cuhk01, cuhk03, duke"),
     (["--seed", "3"], "--seed set(s) the random draws of --cmc cuhk03"),
     (["--cmc", "allshots", "--cmc_repeats", "3"], "--cmc allshots draws nothing"),
 ])
@@ -312,3 +313,60 @@ def test_the_metric_stored_with_the_embeddings_is_the_default(data, capsys, capl
         f.attrs["metric"] = "sqeuclidean"
     assert main(arguments(data)) == 2
     assert "were made for the cosine distance but the gallery embeddings" in capsys.readouterr().err
+
+
+def with_camera_column(data, role, name, cameras=None, rename=False):
+    """A copy of `role`'s CSV with a header and the camera column (the cameras of the names by default);
+    `rename`: the paths renamed to `img_N.jpg` (no release naming; the embeddings follow the rows)."""
+    rows = data[role]["rows"]
+    cameras = [c for _, c in rows] if cameras is None else cameras
+    fids = [f"{role}/img_{i}.jpg" for i in range(len(rows))] if rename else data[role]["fids"]
+    path = data["tmp"] / name
+    path.write_text("pid,path,camera\n" + "".join(
+        f"{p},{f},{c}\n" for p, f, c in zip(data[role]["pids"], fids, cameras)))
+    h5 = data["tmp"] / (name + ".h5")
+    write_embeddings(str(h5), data[role]["emb"], pids=list(data[role]["pids"]), fids=fids)
+    return str(path), str(h5)
+
+
+def test_camera_excluder_on_any_names_equals_market1501(data, capsys):
+    """The camera column of renamed files gives the numbers the Market-1501 names give."""
+    assert main(arguments(data, "--filename", str(data["tmp"] / "names.json"))) == 0
+    query_csv, query_h5 = with_camera_column(data, "query", "q.csv", rename=True)
+    gallery_csv, gallery_h5 = with_camera_column(data, "gallery", "g.csv", rename=True)
+    assert main(["--excluder", "camera", "--query_dataset", query_csv, "--query_embeddings", query_h5,
+                 "--gallery_dataset", gallery_csv, "--gallery_embeddings", gallery_h5,
+                 "--filename", str(data["tmp"] / "column.json"), "--cmc", "cuhk03"]) == 0
+    assert main(arguments(data, "--filename", str(data["tmp"] / "names3.json"), "--cmc", "cuhk03")) == 0
+    names = json.loads((data["tmp"] / "names3.json").read_text())
+    column = json.loads((data["tmp"] / "column.json").read_text())
+    for key in ("mAP", "mINP", "top-1", "top-5"):
+        assert column[key] == pytest.approx(names[key]), key
+    assert 0 < names["mAP"] < 1
+    # Renamed files under a release excluder are refused, naming the files.
+    assert main(["--excluder", "market1501", "--query_dataset", query_csv, "--query_embeddings", query_h5,
+                 "--gallery_dataset", gallery_csv, "--gallery_embeddings", gallery_h5]) == 2
+    assert "do not follow the Market-1501 naming" in capsys.readouterr().err
+
+
+def test_release_excluder_checks_the_camera_column(data, capsys):
+    cameras = [c for _, c in data["gallery"]["rows"]]
+    cameras[4] = 6
+    gallery_csv, gallery_h5 = with_camera_column(data, "gallery", "g.csv", cameras)
+    args = arguments(data)
+    args[args.index("--gallery_dataset") + 1] = gallery_csv
+    args[args.index("--gallery_embeddings") + 1] = gallery_h5
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{gallery_csv}:6: camera 6 but" in err and "--excluder market1501" in err
+    # A column that agrees is accepted and gives the numbers of the plain CSV.
+    good_csv, good_h5 = with_camera_column(data, "gallery", "good.csv")
+    args[args.index("--gallery_dataset") + 1] = good_csv
+    args[args.index("--gallery_embeddings") + 1] = good_h5
+    assert main(args) == 0 and "mAP" in capsys.readouterr().out
+
+
+def test_camera_excluder_without_a_column_is_a_clear_error(data, capsys):
+    assert main(arguments(data, excluder="camera")) == 2
+    err = capsys.readouterr().err
+    assert "--excluder camera" in err and "has none" in err and "pid,path,camera" in err

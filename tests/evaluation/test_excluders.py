@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from trinet.core.errors import TrinetError
+from trinet.data.datasets import Dataset, read_csv
 from trinet.evaluation.excluders import EXCLUDERS, RULES, Exclusion, KeyIndex, get_excluder
 
 #: Real file names of each dataset's official release: (name, person, camera).
@@ -119,8 +120,11 @@ def test_none_ignores_nothing():
 
 @pytest.mark.parametrize("name", sorted(EXCLUDERS))
 def test_every_excluder_gives_a_consistent_exclusion(name):
-    names = [path for path, _, _ in EXAMPLES.get(name, EXAMPLES["market1501"])]
-    query, gallery = names[:2], names + names[:1]
+    examples = EXAMPLES.get(name, EXAMPLES["market1501"])
+    rows = examples[:2] + examples + examples[:1]
+    dataset = Dataset(np.array([f"{p:04d}" if p >= 0 else "-1" for _, p, _ in rows]),
+                      np.array([path for path, _, _ in rows]), cameras=np.array([c for _, _, c in rows]))
+    query, gallery = dataset.subset(np.arange(2)), dataset.subset(np.arange(2, len(rows)))
     exclusion = get_excluder(name)(query, gallery)
     assert isinstance(exclusion, Exclusion) and exclusion.shape == (2, len(gallery))
     mask = exclusion.mask()
@@ -148,5 +152,75 @@ def test_unknown_excluder_lists_valid_names():
 
 
 def test_registry_names():
-    assert sorted(EXCLUDERS) == ["cuhk01", "cuhk03", "diagonal", "duke", "market1501", "msmt17", "none",
-                                 "viper"]
+    assert sorted(EXCLUDERS) == ["camera", "cuhk01", "cuhk03", "diagonal", "duke", "market1501", "msmt17",
+                                 "none", "viper"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The camera column
+
+
+def market_dataset(names, cameras=None, source="<memory>"):
+    """A Dataset of Market-1501 names with the persons of the names as identities."""
+    pids = [RULES["market1501"].naming.match(name.rsplit("/", 1)[-1])["pid"] for name in names]
+    cameras = None if cameras is None else np.array(cameras, np.int64)
+    return Dataset(np.array(pids), np.array(names), source, cameras=cameras,
+                   lines=np.arange(1, len(names) + 1) + 1)
+
+
+def test_camera_excluder_equals_market1501_on_market_names():
+    rng = np.random.default_rng(3)
+    names = [f"{rng.choice(['-1', '0000', '0002', '0007', '0011'])}_c{rng.integers(1, 7)}s1_"
+             f"{i:06d}_01.jpg" for i in range(60)]
+    cameras = [int(name.split("_c")[1][0]) for name in names]
+    query, gallery = market_dataset(names[:20], cameras[:20]), market_dataset(names[20:], cameras[20:])
+    by_column = EXCLUDERS["camera"](query, gallery)
+    by_name = EXCLUDERS["market1501"](query.fids, gallery.fids)
+    np.testing.assert_array_equal(by_column.mask(), by_name.mask())
+    assert by_name.mask().any() and not by_name.mask().all()
+    # The same cameras, coded alike (equal codes = same camera), for the cuhk03 CMC protocol.
+    for column, names_ in ((by_column.query_cameras, by_name.query_cameras),
+                           (by_column.gallery_cameras, by_name.gallery_cameras)):
+        np.testing.assert_array_equal(column, names_)
+
+
+def test_camera_excluder_by_hand_for_any_naming(tmp_path):
+    (tmp_path / "q.csv").write_text("pid,path,camera\nalice,frontdoor/a1.png,0\nbob,b1.png,3\n")
+    (tmp_path / "g.csv").write_text("camera,pid,path\n"
+                                    "0,alice,x/1.png\n"   # 0: alice, her camera -> ignored for query 0
+                                    "2,alice,x/2.png\n"   # 1: alice, another camera -> kept
+                                    "3,alice,x/3.png\n"   # 2: bob's camera, other person -> kept
+                                    "3,bob,x/4.png\n"     # 3: bob, his camera -> ignored for query 1
+                                    "1,-1,x/5.png\n")     # 4: junk -> ignored for everyone
+    exclusion = EXCLUDERS["camera"](read_csv(str(tmp_path / "q.csv")), read_csv(str(tmp_path / "g.csv")))
+    assert exclusion.mask().tolist() == [[True, False, False, False, True], [False, False, False, True, True]]
+
+
+def test_camera_excluder_needs_the_column(tmp_path):
+    (tmp_path / "q.csv").write_text("1,a.jpg\n")
+    query = read_csv(str(tmp_path / "q.csv"))
+    with pytest.raises(TrinetError,
+                       match=r"camera` column of the query CSV, but .*q.csv has none.*pid,path,camera"):
+        EXCLUDERS["camera"](query, market_dataset(["0002_c1s1_000451_03.jpg"], [1]))
+    with pytest.raises(TrinetError, match="gallery CSV, but the file names has none"):
+        EXCLUDERS["camera"](market_dataset(["0002_c1s1_000451_03.jpg"], [1]), ["0002_c1s1_000451_03.jpg"])
+
+
+def test_release_excluder_checks_the_camera_column_against_the_names(tmp_path):
+    names = ["0002_c1s1_000451_03.jpg", "0002_c2s1_000451_03.jpg", "0007_c3s1_000451_03.jpg"]
+    good = market_dataset(names, [1, 2, 3], "g.csv")
+    plain = EXCLUDERS["market1501"](names[:1], names)
+    checked = EXCLUDERS["market1501"](good.subset(np.arange(1)), good)
+    np.testing.assert_array_equal(checked.mask(), plain.mask())
+    bad = market_dataset(names, [1, 5, 3], "g.csv")
+    with pytest.raises(TrinetError) as info:
+        EXCLUDERS["market1501"](good.subset(np.arange(1)), bad)
+    message = str(info.value)
+    assert "1 rows of g.csv" in message
+    assert "g.csv:3: camera 5 but '0002_c2s1_000451_03.jpg' is camera 2" in message
+    assert "--excluder camera" in message
+    # VIPeR's cameras come from its folders (a -> 1, b -> 2), and the column is checked against those.
+    viper = Dataset(np.array(["000", "000"]), np.array(["cam_a/000_45.bmp", "cam_b/000_90.bmp"]), "v.csv",
+                    cameras=np.array([1, 1]), lines=np.array([2, 3]))
+    with pytest.raises(TrinetError, match="v.csv:3: camera 1 but 'cam_b/000_90.bmp' is camera 2"):
+        EXCLUDERS["viper"](viper, viper)

@@ -99,3 +99,17 @@ def test_errors_name_the_flag_and_what_is_possible(excluder, kwargs, words):
     with pytest.raises(TrinetError) as error:
         hold_out(FIDS[:rows], PIDS[:rows], excluder, seed=0, flag="--flag", **kwargs)
     assert words in str(error.value)
+
+
+def test_the_camera_excluder_holds_out_as_the_names_do():
+    """With the cameras as a column (any naming), the split equals the market1501 split of the names."""
+    cameras = np.array([int(name.split("_c")[1][0]) for name in FIDS])
+    renamed = [f"person_{i}.png" for i in range(len(FIDS))]
+    for seed in range(3):
+        by_name = hold_out(FIDS, PIDS, "market1501", seed=seed, identities=2)
+        by_column = hold_out(renamed, PIDS, "camera", seed=seed, identities=2, cameras=cameras)
+        assert by_column.identities == by_name.identities
+        for part in ("train", "query", "gallery"):
+            assert getattr(by_column, part).tolist() == getattr(by_name, part).tolist()
+    with pytest.raises(TrinetError, match="camera` column"):
+        hold_out(renamed, PIDS, "camera", seed=0, identities=2)

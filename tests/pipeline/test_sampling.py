@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trinet.core.errors import TrinetError
-from trinet.pipeline.sampling import PKSampler, element_seeds
+from trinet.pipeline.sampling import SAMPLERS, CameraPKSampler, PKSampler, element_seeds
 
 # 7 identities with 1, 2, 3, 4, 5, 6, 9 images; rows grouped arbitrarily.
 COUNTS = {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 9}
@@ -135,3 +135,84 @@ def test_undecodable_image_skips_only_its_batches(tmp_path):
     got = [int(index) for index, _, _ in ds]
     assert got == [i for i in range(12) if i not in holding]
     np.testing.assert_array_equal(decodable(paths, threads=2), [i != 4 for i in range(len(paths))])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pk_camera: K images drawn across an identity's cameras
+
+
+#: Per identity, the number of images in each camera: one camera; two cameras 1 + 5; three cameras 2 + 2 + 3;
+#: one image only.
+CAMERA_COUNTS = {"p": {7: 4}, "q": {1: 1, 2: 5}, "r": {1: 2, 3: 2, 4: 3}, "s": {5: 1}}
+CAM_ROWS = [(pid, camera) for pid, cams in CAMERA_COUNTS.items()
+            for camera, n in cams.items() for _ in range(n)]
+CAM_ROWS = [CAM_ROWS[i] for i in np.random.default_rng(4).permutation(len(CAM_ROWS))]
+CAM_PIDS = np.array([pid for pid, _ in CAM_ROWS])
+CAMERAS = np.array([camera for _, camera in CAM_ROWS])
+
+
+def reference_identity_rows(by_camera, k, rng):
+    """A plain-loop reference of CameraPKSampler.identity_rows: `by_camera` lists the rows of each camera."""
+    out = []
+    while len(out) < k:
+        order = rng.permutation(len(by_camera))  # the cameras in a random order, then each one's images
+        queues = []
+        for c in order:
+            queues.append([by_camera[c][i] for i in rng.permutation(len(by_camera[c]))])
+        round_ = 0
+        while len(out) < k and any(round_ < len(q) for q in queues):
+            for q in queues:
+                if round_ < len(q) and len(out) < k:
+                    out.append(q[round_])
+            round_ += 1
+    return out
+
+
+@pytest.mark.parametrize("k", [2, 4, 7])
+def test_pk_camera_spreads_each_identity_over_its_cameras(k):
+    sampler = CameraPKSampler(CAM_PIDS, batch_p=2, batch_k=k, seed=7, cameras=CAMERAS)
+    for index in range(30):
+        rows = sampler.batch(index)
+        assert rows.shape == (2 * k,)
+        for block in rows.reshape(2, k):
+            pid = CAM_PIDS[block[0]]
+            assert (CAM_PIDS[block] == pid).all()
+            cams = Counter(CAMERAS[block].tolist())
+            counts = CAMERA_COUNTS[pid]
+            assert len(cams) == min(k, len(counts))  # as many cameras as K allows
+            images = sum(counts.values())
+            if images >= k:
+                assert len(set(block.tolist())) == k  # distinct images while there are enough
+            # taken in turns: a camera is used more often than another only when the other ran out
+            for a, n in cams.items():
+                for b, m in cams.items():
+                    if n > m + 1:
+                        assert m == counts[b] or images < k
+
+
+def test_pk_camera_equals_a_plain_loop_reference():
+    sampler = CameraPKSampler(CAM_PIDS, batch_p=4, batch_k=5, seed=2, cameras=CAMERAS)
+    for index in range(5):
+        epoch, slot = divmod(index, sampler.batches_per_epoch)
+        identities = sampler._epoch_order(epoch)[slot * 4:(slot + 1) * 4]
+        rng = np.random.default_rng([2, 3, index])
+        expected = []
+        for identity in identities:
+            pid = sampler.unique_pids[sampler._identities[identity]]
+            by_camera = [[r for r in range(len(CAM_PIDS)) if CAM_PIDS[r] == pid and CAMERAS[r] == c]
+                         for c in sorted(CAMERA_COUNTS[pid])]
+            expected += reference_identity_rows(by_camera, 5, rng)
+        assert sampler.batch(index).tolist() == expected
+
+
+def test_pk_camera_is_deterministic_and_needs_cameras():
+    a = SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9, cameras=CAMERAS)
+    b = SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9, (), cameras=CAMERAS)
+    assert all(np.array_equal(a.batch(i), b.batch(i)) for i in range(10))
+    assert not all(np.array_equal(a.batch(i), CameraPKSampler(CAM_PIDS, 2, 4, 10, cameras=CAMERAS).batch(i))
+                   for i in range(10))
+    with pytest.raises(TrinetError, match="--sampler pk_camera .* no camera column.*pid,path,camera"):
+        SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9)
+    # An excluded (undecodable) row is never drawn.
+    excluded = CameraPKSampler(CAM_PIDS, 2, 4, 9, excluded=[0, 1], cameras=CAMERAS)
+    assert not np.isin(np.concatenate([excluded.batch(i) for i in range(20)]), [0, 1]).any()

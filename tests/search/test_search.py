@@ -442,3 +442,23 @@ def test_queries_of_another_model_are_warned_of_or_refused_with_strict(data, cap
     assert "--strict: The queries" in error_of(capsys) and not (data["tmp"] / "strict.json").exists()
     write_embeddings(q_h5, data["q_emb"], pids=q_pids, fids=q_fids, attrs={"model_fingerprint": "a" * 64})
     assert query(data, index, "same.json", "--strict") == 0
+
+
+def test_the_camera_excluder_uses_the_camera_columns_kept_in_the_index(data):
+    """CSVs with a camera column: the index keeps the gallery's column, and `--excluder camera` gives the
+    results of `--excluder market1501` on the Market-1501 names."""
+    for role, persons, cams in (("gallery", data["g_persons"], data["g_cams"]),
+                                ("query", data["q_persons"], data["q_cams"])):
+        csv_path, _, fids, pids = data[role]
+        with open(csv_path, "w") as f:
+            f.write("pid,path,camera\n" + "".join(f"{p},{fid},{c}\n" for p, fid, c in zip(pids, fids, cams)))
+    status, index = build(data)
+    assert status == 0
+    assert open(os.path.join(index, "gallery.csv")).readline() == "pid,path,camera\n"
+    assert query(data, index, "names.json", "--top_k", "5", "--excluder", "market1501") == 0
+    assert query(data, index, "column.json", "--top_k", "5", "--excluder", "camera") == 0
+    by_names, by_column = (json.load(open(data["tmp"] / name)) for name in ("names.json", "column.json"))
+    assert by_names == by_column
+    assert query(data, index, "none.json", "--top_k", "5") == 0
+    # the excluder did remove the images of the query's own camera
+    assert json.load(open(data["tmp"] / "none.json")) != by_column

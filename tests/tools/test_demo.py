@@ -569,3 +569,33 @@ def test_the_readme_documents_every_flag_of_the_demo():
     for action in demo.build_parser()._actions:
         if action.option_strings and action.dest != "help":
             assert f"`{max(action.option_strings, key=len)}" in block, action.dest
+
+
+def test_tracklets_are_whole_walks_with_camera_tracklet_and_frame_columns(tmp_path, capsys):
+    """--tracklets: a walk past a camera is one tracklet of images_per_camera frames; a queried walk is in
+    the query whole, and every query identity keeps a gallery tracklet in another camera."""
+    from trinet.data.tracklets import group_tracklets
+
+    assert demo.main(small_args(tmp_path / "video", images_per_camera=3) + ["--tracklets"]) == 0
+    splits = {s: read_csv(str(tmp_path / "video" / f"demo_{s}.csv")) for s in FOLDERS}
+    assert open(tmp_path / "video" / "demo_query.csv").readline() == "pid,path,camera,tracklet,frame\n"
+    for split, dataset in splits.items():
+        for fid, camera in zip(dataset.fids, dataset.cameras):
+            assert parse(fid)[1] == camera  # the column is the camera of the Market-1501 name
+        tracklets = group_tracklets(dataset)
+        for name, rows in zip(tracklets.names, tracklets.rows):
+            if dataset.pids[rows[0]] in ("-1", "0000"):
+                assert len(rows) == 1
+            else:
+                assert dataset.frames[rows].tolist() == [0, 1, 2], (split, name)  # whole walks
+    query, gallery = splits["query"], splits["test"]
+    for pid, camera in set(zip(query.pids, query.cameras)):
+        assert any(p == pid and c != camera for p, c in zip(gallery.pids, gallery.cameras))
+        assert not any(p == pid and c == camera for p, c in zip(gallery.pids, gallery.cameras))
+    # The image demo is unchanged by the new setting (its manifest has no `tracklets`), and the two differ.
+    assert demo.main(small_args(tmp_path / "images", images_per_camera=3)) == 0
+    manifest = json.loads((tmp_path / "images" / "demo.json").read_text())
+    assert "tracklets" not in manifest["settings"]
+    assert json.loads((tmp_path / "video" / "demo.json").read_text())["settings"]["tracklets"] == 1
+    assert demo.main(small_args(tmp_path / "images", images_per_camera=3) + ["--tracklets"]) == 2
+    assert "tracklets=0 (now 1)" in capsys.readouterr().err

@@ -225,3 +225,22 @@ def test_resume_before_first_checkpoint_applies_initial_weights(finished, tmp_pa
     caplog.clear()
     assert main(["--experiment_root", str(root), "--resume"]) == 0
     assert "No checkpoint in" in caplog.text and "Initialised the backbone and the head from" in caplog.text
+
+
+def test_pk_camera_sampler_reads_the_camera_column(tmp_path, image_set, capsys):
+    """--sampler pk_camera trains on a CSV with a camera column (the batches spread over the cameras), and
+    a CSV without one is refused before anything is trained."""
+    csv, images = image_set
+    assert train(tmp_path / "plain", image_set, "--sampler", "pk_camera", "--train_iterations", "1") == 2
+    assert "--sampler pk_camera draws each identity's images across its cameras, but the training CSV has " \
+           "no camera column" in capsys.readouterr().err
+    rows = [line.split(",") for line in open(csv).read().split()]
+    with_cameras = tmp_path / "cameras.csv"
+    with_cameras.write_text("pid,path,camera\n" + "".join(f"{pid},{path},{i % 2}\n"
+                                                          for i, (pid, path) in enumerate(rows)))
+    exp = tmp_path / "exp"
+    assert main(["--experiment_root", str(exp), "--train_set", str(with_cameras), "--image_root", images,
+                 *TINY, "--sampler", "pk_camera", "--train_iterations", "2",
+                 "--checkpoint_frequency", "2"]) == 0
+    assert json.load(open(exp / "args.json"))["sampler"] == "pk_camera"
+    assert (exp / "model.keras").is_file()

@@ -10,7 +10,8 @@ its paths are re-rooted under the common image root (`--image_root`, by default 
 holds every source's image root), which the command prints: train with that `--image_root`. Refused, with
 exit status 2: repeated prefixes, missing CSVs or images, images outside the image root, the same image
 in two sources, junk identities (`--junk_pids`, default -1), and an `--out` in a folder that does not
-exist. See data/README.md.
+exist. The metadata columns (`camera`, `tracklet`, `frame`) that every source's CSV has are kept (tracklets
+prefixed like the identities); one that only some sources have is dropped with a warning. See data/README.md.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from trinet.data.datasets import write_csv
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Combine training CSVs into one: identities get a per-source prefix (PREFIX/pid) and "
-                    "paths are re-rooted under one image root.")
+                    "paths are re-rooted under one image root. Metadata columns that every source has "
+                    "(camera, tracklet, frame) are kept.")
     parser.add_argument("--source", nargs=3, action="append", required=True,
                         metavar=("PREFIX", "CSV", "IMAGE_ROOT"),
                         help="a training set: the prefix for its identities (letters, digits, '.', '_', "
@@ -53,7 +55,8 @@ def _run(argv: Sequence[str] | None) -> int:
                           "another --out")
     sources = [combine.Source(prefix, csv, root) for prefix, csv, root in args.source]
     combined = combine.combine(sources, args.image_root, args.junk_pids)
-    write_csv(args.out, [pid for pid, _ in combined.rows], [fid for _, fid in combined.rows])
+    write_csv(args.out, [pid for pid, _ in combined.rows], [fid for _, fid in combined.rows],
+              columns=combined.columns)
     identities = sum(stats.identities for stats in combined.stats.values())
     print(f"Wrote {args.out}: {len(combined.rows):,} rows, {identities:,} identities")
     for source in sources:

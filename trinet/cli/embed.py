@@ -12,11 +12,14 @@ import os
 import sys
 from typing import Sequence
 
+import numpy as np
+
 from trinet.console import argtypes
 from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.core.errors import TrinetError, listing
 from trinet.data.embeddings.formats import EMBEDDING_FORMATS
 from trinet.data.embeddings.hdf5 import METRIC_ATTRIBUTE, MODEL_ATTRIBUTE
+from trinet.core.pooling import TEMPORAL_POOLINGS
 from trinet.pipeline.views import AGGREGATORS, CROP_MODES, NO_SCALES, check_views
 
 log = logging.getLogger("trinet.embed")
@@ -80,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mirrored: split each batch over every local GPU (or, without one, every logical CPU "
                         "device) with tf.distribute.MirroredStrategy; the embeddings are the same. For "
                         "several machines, use --shard.")
+    video = p.add_argument_group("tracklets (video re-id)")
+    video.add_argument("--pool_by", choices=["tracklet"], default=None,
+                       help="tracklet: write one embedding per tracklet (the `tracklet` column of --dataset) "
+                            "instead of one per image: its frames' embeddings pooled by --temporal_pooling, "
+                            "in bounded memory whatever a tracklet's length. The HDF5 file holds emb (T, D), "
+                            "tracklets (the names), per-tracklet pids, fids (the first frame), cameras and "
+                            "frame_counts; evaluate.py reads it with the frames' CSV. Default: one "
+                            "embedding per image.")
+    video.add_argument("--temporal_pooling", choices=sorted(TEMPORAL_POOLINGS), default=None,
+                       help="--pool_by tracklet: mean or element-wise max of the frames' embeddings (default "
+                            "mean).")
+    video.add_argument("--frames_per_tracklet", type=argtypes.positive_int, default=None, metavar="N",
+                       help="--pool_by tracklet: embed N frames of each tracklet, evenly spaced (the middle "
+                            "of N equal parts, in frame order); a shorter tracklet uses all its frames. "
+                            "Default: all frames.")
     several = p.add_mutually_exclusive_group()
     several.add_argument("--shard", type=argtypes.shard, default=None, metavar="I/N",
                          help="Embed only shard I (counted from 0) of N of the dataset's rows (contiguous, "
@@ -117,6 +135,7 @@ def _run(argv: Sequence[str] | None) -> int:
         argtypes.writeable_file(filename)
     except argparse.ArgumentTypeError as e:
         raise TrinetError(f"--filename {args.filename or filename}: {e}") from None
+    _check_tracklet_flags(args, output_format)
     if args.merge is not None:
         return _merge(args, filename, output_format)
     if args.shard is not None and output_format != "h5":
@@ -165,6 +184,14 @@ def _run(argv: Sequence[str] | None) -> int:
     embedder = Embedder(model, net_size, pre_crop_size, source=source, strategy=strategy)
     log.info("Embedding %d images of %s with %s: %d view(s) per image (%s)%s.", len(dataset), args.dataset,
              source, len(names), ", ".join(names), f", {args.aggregator}" if args.aggregator else "")
+    attrs = {"experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
+             "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
+             "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
+             "scales": " ".join(f"{scale:g}" for scale in scales),
+             "trinet_version": __version__, MODEL_ATTRIBUTE: embedder.fingerprint,
+             METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")}
+    if args.pool_by:
+        return _embed_tracklets(args, embedder, dataset, filename, scales, attrs)
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
     paths, fids, shard_attrs = dataset.paths(), list(dataset.fids), {}
     if args.shard is not None:
@@ -180,14 +207,50 @@ def _run(argv: Sequence[str] | None) -> int:
         embedder, paths, fids, pids, filename=filename, output_format=output_format,
         aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
         flip=args.flip_augment, crop_mode=args.crop_augment, quiet=args.quiet, jit_compile=args.jit_compile,
-        scales=scales,
-        attrs={**shard_attrs, "experiment_root": os.path.abspath(root), "checkpoint": os.path.abspath(source),
-               "dataset": os.path.abspath(args.dataset), "aggregator": args.aggregator,
-               "crop_augment": args.crop_augment, "flip_augment": args.flip_augment,
-               "scales": " ".join(f"{scale:g}" for scale in scales),
-               "trinet_version": __version__, MODEL_ATTRIBUTE: embedder.fingerprint,
-               METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")})
+        scales=scales, attrs={**shard_attrs, **attrs})
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
+    return 0
+
+
+def _check_tracklet_flags(args: argparse.Namespace, output_format: str) -> None:
+    """The tracklet flags go together, and with HDF5 output on one machine (TrinetError otherwise)."""
+    if not args.pool_by:
+        given = [f"--{flag}" for flag in ("temporal_pooling", "frames_per_tracklet") if getattr(args, flag)]
+        if given:
+            raise TrinetError(f"{', '.join(given)} apply to --pool_by tracklet; add it, or remove them")
+        return
+    if not args.dataset.lower().endswith(".csv"):
+        raise TrinetError(f"--pool_by tracklet needs a dataset CSV with a tracklet column; {args.dataset} is "
+                          "a plain list of images")
+    if output_format != "h5":
+        raise TrinetError(f"--pool_by tracklet writes HDF5 (with the tracklet names), not --output_format "
+                          f"{output_format}")
+    for flag in ("shard", "merge"):
+        if getattr(args, flag) is not None:
+            raise TrinetError(f"--pool_by tracklet does not go with --{flag} yet; embed on one machine")
+    args.temporal_pooling = args.temporal_pooling or "mean"
+
+
+def _embed_tracklets(args: argparse.Namespace, embedder, dataset, filename: str, scales, attrs: dict) -> int:
+    """embed.py --pool_by tracklet: one pooled embedding per tracklet."""
+    from trinet.data.tracklets import group_tracklets, tracklet_dataset
+    from trinet.embedding.writer import embed_tracklets_to_file
+
+    tracklets = group_tracklets(dataset, f"--pool_by tracklet (--dataset {args.dataset})")
+    rows = tracklet_dataset(dataset, tracklets)
+    lengths = np.array([len(r) for r in tracklets.rows])
+    log.info("%d tracklets of %d to %d frames (median %g); pooling %s frames of each by %s.", len(tracklets),
+             lengths.min(), lengths.max(), np.median(lengths),
+             args.frames_per_tracklet or "all", args.temporal_pooling)
+    count, frames, dim = embed_tracklets_to_file(
+        embedder, dataset.paths(), tracklets, rows, how=args.temporal_pooling,
+        frames_per_tracklet=args.frames_per_tracklet, filename=filename, aggregator=args.aggregator,
+        batch_size=args.batch_size, threads=args.loading_threads, flip=args.flip_augment,
+        crop_mode=args.crop_augment, quiet=args.quiet, jit_compile=args.jit_compile, scales=scales,
+        attrs={**attrs, "pool_by": "tracklet", "temporal_pooling": args.temporal_pooling,
+               "frames_per_tracklet": args.frames_per_tracklet or 0})
+    log.info("Wrote %d tracklet embeddings of dimension %d (from %d frames) to %s.", count, dim, frames,
+             filename)
     return 0
 
 

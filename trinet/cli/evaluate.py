@@ -24,11 +24,12 @@ from trinet.console.commands import run_main, setup_console_logging
 from trinet.core.distances import METRICS
 from trinet.core.errors import TrinetError, listing
 from trinet.core.fileio import make_directory, write_json_atomic
+from trinet.core.pooling import TEMPORAL_POOLINGS
 from trinet.core.progress import Progress
 from trinet.data.datasets import Dataset, read_csv
-from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric
+from trinet.data.embeddings.hdf5 import read_embeddings, read_local_embeddings, read_metric, read_strings
 from trinet.evaluation.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
-from trinet.evaluation.excluders import EXCLUDERS, RULES
+from trinet.evaluation.excluders import CAMERA_EXCLUDERS, EXCLUDERS, RULES
 from trinet.evaluation.metrics import Block, DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
 from trinet.evaluation.reporting import SHOW_RANKS, results_json, show_ranks, summary
 from trinet.evaluation.verification import (DEFAULT_MAX_PAIRS, DEFAULT_TARGET_FAR, FARS, PairCollector,
@@ -69,19 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="Which gallery entries each query ignores, read from the file names. market1501, duke, "
              "msmt17, cuhk03 (CUHK03-NP naming), viper (camera from the folder cam_a/ or cam_b/) and cuhk01 "
              "ignore images of the query's person taken by the query's camera, and junk images (person "
-             "-1); distractors (0000) stay as negatives. "
+             "-1); distractors (0000) stay as negatives; a CSV's camera column, if it has one, must agree "
+             "with the file names. camera does the same for any naming, with the identities and the camera "
+             "column of the CSVs (a header line `pid,path,camera`). "
              "diagonal ignores only the query's own file (query set = gallery set, e.g. Stanford Online "
              "Products); none ignores nothing.")
     parser.add_argument("--query_dataset", required=True,
-                        help="Path to the query dataset CSV file (`pid,path` rows).")
+                        help="Path to the query dataset CSV file (`pid,path` rows, or the columns its "
+                             "header names: see --excluder camera).")
     parser.add_argument("--query_embeddings", required=True,
                         help="Path to the HDF5 file with the query embeddings (dataset `emb`, one row per "
-                             "CSV row).")
+                             "CSV row; or a tracklet file of embed.py --pool_by tracklet, one row per "
+                             "tracklet of the CSV's tracklet column, matched by tracklet).")
     parser.add_argument("--gallery_dataset", required=True,
-                        help="Path to the gallery dataset CSV file (`pid,path` rows).")
+                        help="Path to the gallery dataset CSV file (`pid,path` rows, or the columns its "
+                             "header names).")
     parser.add_argument("--gallery_embeddings", required=True,
                         help="Path to the HDF5 file with the gallery embeddings (dataset `emb`, one row "
-                             "per CSV row).")
+                             "per CSV row, or per tracklet as --query_embeddings).")
     parser.add_argument("--metric", default=None, choices=sorted(METRICS),
                         help="Distance between embeddings. Default: the metric embed.py stored with the "
                              "embeddings (the training run's --test_metric, else its --metric), or euclidean "
@@ -105,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "the stripe distances normalised by (e^d - 1) / (e^d + 1), shortest path from "
                              "the top to the bottom stripes. Exact, numpy, in blocks of queries (Market-1501 "
                              "with 8 stripes: about 20 s on 2 CPU cores). 0: off. Default: %(default)s.")
+    multi = parser.add_argument_group("multi-query (Market-1501's protocol, Zheng et al. 2015)")
+    multi.add_argument("--multi_query", choices=sorted(TEMPORAL_POOLINGS), default=None,
+                       help="Replace each query's embedding by the mean or the element-wise max of the "
+                            "embeddings of its person's images from its camera (the rows of "
+                            "--multi_query_dataset whose query column names it; a query without any keeps "
+                            "its own), then evaluate as usual: every excluder, metric, CMC protocol and "
+                            "--rerank apply. Default: single query.")
+    multi.add_argument("--multi_query_dataset", default=None, metavar="CSV",
+                       help="--multi_query: the multi-query CSV (header pid,path,camera,query), e.g. "
+                            "market1501_mquery.csv of data/convert.py market1501 --multi_query.")
+    multi.add_argument("--multi_query_embeddings", default=None, metavar="H5",
+                       help="--multi_query: the embeddings of --multi_query_dataset (embed.py on that CSV, "
+                            "with the model of the query embeddings).")
     cmc = parser.add_argument_group("CMC protocol (open-reid's three)")
     cmc.add_argument("--cmc", choices=sorted(CMC_PROTOCOLS), default="market1501",
                      help="How the CMC curve (top-1/5/10) is counted; mAP and mINP do not change. "
@@ -188,9 +207,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_split(csv_path: str, h5_path: str) -> tuple[Dataset, np.ndarray]:
-    """The dataset of a CSV and its `(N, D)` embeddings in the CSV's row order (see `read_embeddings`)."""
+    """The dataset of a CSV and its `(N, D)` embeddings in the CSV's row order (see `read_embeddings`).
+
+    A tracklet file (embed.py --pool_by tracklet: it stores `tracklets`) is matched to the CSV's frames by
+    tracklet: the dataset is then one row per tracklet (`trinet.data.tracklets.tracklet_dataset`), in the
+    order of the tracklets' first frames in the CSV.
+    """
     dataset = read_csv(csv_path)
-    return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path, fids=dataset.fids)
+    names = read_strings(h5_path, "tracklets")
+    if names is None:
+        return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path,
+                                        fids=dataset.fids)
+    from trinet.data.tracklets import group_tracklets, tracklet_dataset
+
+    rows = tracklet_dataset(dataset, group_tracklets(dataset, f"The tracklet file {h5_path}: {csv_path}"))
+    emb = read_embeddings(h5_path, expected_rows=len(rows), partner=f"the tracklets of {csv_path}")
+    return rows, emb[match_tracklets(h5_path, names, rows, csv_path)]
+
+
+def match_tracklets(h5_path: str, names: Sequence[str], rows: Dataset, csv_path: str) -> np.ndarray:
+    """The order that puts the rows of the tracklet file `h5_path` (tracklet `names`) into the order of the
+    tracklets `rows` of `csv_path`; TrinetError naming the tracklets that differ, or a tracklet whose stored
+    identity is not the CSV's."""
+    assert rows.tracklets is not None
+    position = {name: i for i, name in enumerate(names)}
+    missing = [str(t) for t in rows.tracklets if str(t) not in position]
+    extra = sorted(set(position) - {str(t) for t in rows.tracklets})
+    if missing or extra or len(position) != len(names):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tracklets of the CSV are not in the file: {listing(missing)}")
+        if extra:
+            parts.append(f"{len(extra)} tracklets of the file are not in the CSV: {listing(extra)}")
+        if len(position) != len(names):
+            parts.append("the file names a tracklet twice")
+        raise TrinetError(f"{h5_path} does not hold the tracklets of {csv_path}: {'; '.join(parts)}. Embed "
+                          "that CSV again with --pool_by tracklet.")
+    order = np.array([position[str(t)] for t in rows.tracklets], np.int64)
+    stored = read_strings(h5_path, "pids")
+    if stored is not None:
+        wrong = np.flatnonzero(np.asarray(stored, dtype=str)[order] != rows.pids)
+        if len(wrong):
+            i = wrong[0]
+            raise TrinetError(f"{h5_path}: tracklet {rows.tracklets[i]} is identity {stored[order[i]]} there "
+                              f"but {rows.pids[i]} in {rows.where(i)}; embed that CSV again.")
+    return order
 
 
 def load_local(args: argparse.Namespace, query: Dataset, gallery: Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -242,6 +303,9 @@ def _settings(args: argparse.Namespace) -> dict:
     if args.verification:
         settings.update(target_far=args.target_far, verification_pairs=args.verification_pairs,
                         verification_seed=args.verification_seed)
+    if args.multi_query:
+        settings.update(multi_query=args.multi_query, multi_query_dataset=args.multi_query_dataset,
+                        multi_query_embeddings=args.multi_query_embeddings)
     return settings
 
 
@@ -276,6 +340,38 @@ def _check_verification_flags(args: argparse.Namespace) -> None:
     args.verification_seed = 0 if args.verification_seed is None else args.verification_seed
 
 
+def check_multi_query_flags(args: argparse.Namespace) -> None:
+    """The multi-query flags go together (TrinetError naming what is missing or extra)."""
+    files = [flag for flag in ("multi_query_dataset", "multi_query_embeddings") if getattr(args, flag)]
+    if not args.multi_query:
+        if files:
+            raise TrinetError(f"{', '.join('--' + f for f in files)} given without --multi_query; add "
+                              f"--multi_query {' or '.join(sorted(TEMPORAL_POOLINGS))}")
+        return
+    missing = [f"--{flag}" for flag in ("multi_query_dataset", "multi_query_embeddings") if flag not in files]
+    if missing:
+        raise TrinetError(f"--multi_query {args.multi_query} needs {' and '.join(missing)}: the multi-query "
+                          "CSV (data/convert.py market1501 --multi_query writes market1501_mquery.csv) and "
+                          "its embeddings (embed.py on it)")
+    if args.local_distance_weight:
+        raise TrinetError(f"--local_distance_weight {args.local_distance_weight:g} does not go with "
+                          "--multi_query (the local features are not pooled); use one of them")
+
+
+def multi_query_embeddings(args: argparse.Namespace, query: Dataset, query_emb: np.ndarray) -> np.ndarray:
+    """The `(Q, D)` pooled query embeddings of --multi_query."""
+    from trinet.evaluation.multiquery import describe, pool_queries
+
+    images, image_emb = load_split(args.multi_query_dataset, args.multi_query_embeddings)
+    pooled = pool_queries(query, query_emb, images, image_emb, args.multi_query)
+    log.info("%s", describe(pooled, args.multi_query))
+    if (pooled.counts == 0).any():
+        log.warning("--multi_query: %d of %d queries have no row in %s and keep their own embedding: %s",
+                    (pooled.counts == 0).sum(), len(query), args.multi_query_dataset,
+                    listing(query.fids[pooled.counts == 0]))
+    return pooled.embeddings
+
+
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_console_logging(args.quiet)
@@ -292,6 +388,7 @@ def _run(argv: Sequence[str] | None) -> int:
                               f"cuhk03; --cmc {args.cmc} draws nothing. Remove it, or add --cmc cuhk03.")
     _check_report_flags(args)
     _check_verification_flags(args)
+    check_multi_query_flags(args)
     args.cmc_repeats = DEFAULT_REPEATS if args.cmc_repeats is None else args.cmc_repeats
     args.seed = 0 if args.seed is None else args.seed
     query, query_emb = load_split(args.query_dataset, args.query_embeddings)
@@ -301,14 +398,17 @@ def _run(argv: Sequence[str] | None) -> int:
                           f"but the gallery embeddings {args.gallery_embeddings} have dimension "
                           f"{gallery_emb.shape[1]}; embed both with the same model.")
     args.metric = args.metric or stored_metric(args.query_embeddings, args.gallery_embeddings)
+    if args.multi_query:
+        query_emb = multi_query_embeddings(args, query, query_emb)
     try:
-        exclusion = EXCLUDERS[args.excluder](query.fids, gallery.fids)
+        exclusion = EXCLUDERS[args.excluder](query, gallery)
     except TrinetError as e:
         raise TrinetError(f"--excluder {args.excluder} (query CSV {args.query_dataset}, gallery CSV "
                           f"{args.gallery_dataset}): {e}") from None
     if protocol.separate_camera_set and exclusion.query_cameras is None:
         raise TrinetError(f"--cmc {args.cmc} compares cameras, but --excluder {args.excluder} reads none "
-                          f"from the file names; use an excluder that does: {', '.join(sorted(RULES))}.")
+                          "from the file names or a camera column; use an excluder that does: "
+                          f"{', '.join(sorted(CAMERA_EXCLUDERS))}.")
     log.info("%d queries, %d gallery images (%d ignored for every query by the %s excluder), %d-d, %s",
              len(query), len(gallery), exclusion.gallery_ignored.sum(), args.excluder, query_emb.shape[1],
              args.metric)
@@ -341,6 +441,9 @@ def _run(argv: Sequence[str] | None) -> int:
         if args.excluder in RULES:  # the cameras, as the file names give them (the excluder codes them)
             query_cameras = RULES[args.excluder].parse(query.fids, "query")[1]
             gallery_cameras = RULES[args.excluder].parse(gallery.fids, "gallery")[1]
+        elif exclusion.query_cameras is not None:  # the CSVs' camera column (the camera excluder)
+            query_cameras, gallery_cameras = exclusion.query_cameras, exclusion.gallery_cameras
+        if query_cameras is not None and gallery_cameras is not None:
             cameras = CameraTable(query_cameras, gallery_cameras, args.use_market_ap)
             observers.append(cameras)
     passes = 2 if protocol.single_gallery_shot else 1  # the random draws take a second pass

@@ -116,7 +116,8 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
                                 "its metric must be the index's.")
     p.add_argument("--excluder", default="none", choices=sorted(EXCLUDERS),
                    help="Gallery entries each query ignores, as evaluate.py's --excluder (market1501 etc.: "
-                        "the query's person seen by the query's camera, and junk); --top_k results are "
+                        "the query's person seen by the query's camera, and junk; camera: by the CSVs' "
+                        "camera column); --top_k results are "
                         "still returned. Default: %(default)s.")
     p.add_argument("--filename", required=True, type=results_file,
                    help="Results file: .json (a list of {query, results: [{path, pid, distance}]}, best "
@@ -290,7 +291,7 @@ def _query(args: argparse.Namespace) -> int:
     max_distance = _max_distance(args, index)
     query, emb = _queries(args, index)
     try:
-        exclusion = EXCLUDERS[args.excluder](query.fids, index.gallery.fids)
+        exclusion = EXCLUDERS[args.excluder](query, index.gallery)
     except TrinetError as e:
         raise TrinetError(f"--excluder {args.excluder} (queries {query.source}, gallery of {args.index}): "
                           f"{e}") from None

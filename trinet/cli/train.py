@@ -135,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and its head if it has the same head). Default: random initialisation.")
     g = p.add_argument_group("batches and augmentation")
     g.add_argument("--sampler", choices=sorted(sampling.SAMPLERS), default=D.sampler,
-                   help="pk: P identities x K images per batch; random: batch_p x batch_k images drawn at "
-                        "random (identification-only training, --triplet_loss_weight 0).")
+                   help="pk: P identities x K images per batch; pk_camera: the same, the K images of an "
+                        "identity drawn from its cameras in turn (the `camera` column of --train_set, which "
+                        "data/convert.py writes); random: batch_p x batch_k images drawn at random "
+                        "(identification-only training, --triplet_loss_weight 0).")
     g.add_argument("--batch_p", type=argtypes.positive_int, default=D.batch_p,
                    help="P: identities per batch (at least 2).")
     g.add_argument("--batch_k", type=argtypes.positive_int, default=D.batch_k,

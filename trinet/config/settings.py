@@ -267,12 +267,12 @@ def _problems(s: TrainSettings):
     registries.check("--sampler", s.sampler, sampling.SAMPLERS)
     if s.batch_p < 2:
         yield f"--batch_p must be at least 2 (a batch needs negatives), got {s.batch_p}"
-    if s.sampler == "pk" and s.triplet_loss_weight > 0 and s.batch_k < 2:
+    if s.sampler in ("pk", "pk_camera") and s.triplet_loss_weight > 0 and s.batch_k < 2:
         yield (f"--batch_k must be at least 2 with the triplet loss (an anchor needs a positive in its "
                f"batch), got {s.batch_k}")
     if s.sampler == "random" and s.triplet_loss_weight > 0:
         yield ("--sampler random gives batches without guaranteed positives, which the triplet loss needs: "
-               "use --sampler pk, or --triplet_loss_weight 0 for identification-only training")
+               "use --sampler pk (or pk_camera), or --triplet_loss_weight 0 for identification-only training")
     if s.triplet_loss_weight == 0 and s.id_loss_weight == 0:
         yield "--triplet_loss_weight and --id_loss_weight are both 0: there is nothing to train"
     if s.label_smoothing and not s.id_loss_weight:

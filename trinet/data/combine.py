@@ -3,11 +3,16 @@
 Each source's identities get a prefix (`market1501/0002`, `duke/0005`) so that equal numbers of different
 datasets stay different people, and its paths are re-rooted under one image root. Used by
 `data/combine.py` (`trinet-combine`).
+
+The metadata columns (`trinet.data.datasets.COLUMNS`) that every source has are kept: cameras and frames as
+they are (a camera number is only compared within one identity, and identities are prefixed), tracklets
+prefixed like the identities. A column that only some sources have is dropped, with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from typing import Iterable, Sequence
@@ -15,9 +20,10 @@ from typing import Iterable, Sequence
 from trinet.core.errors import TrinetError, listing
 from trinet.data.converters.layout import Row
 from trinet.data.converters.registry import SplitStats, split_stats
-from trinet.data.datasets import image_path, read_csv
+from trinet.data.datasets import Dataset, image_path, read_csv
 from trinet.data.naming import JUNK_PID
 
+log = logging.getLogger(__name__)
 
 #: What a source prefix may look like: it becomes part of every identity (`prefix/pid`).
 PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -38,11 +44,13 @@ class Source:
 
 @dataclasses.dataclass(frozen=True)
 class Combined:
-    """The combined rows, the image root their paths are relative to, and per-source stats."""
+    """The combined rows, the image root their paths are relative to, per-source stats, and the metadata
+    columns kept (header name -> one value per row)."""
 
     rows: list[Row]
     image_root: str
     stats: dict[str, SplitStats]
+    columns: dict[str, list] = dataclasses.field(default_factory=dict)
 
 
 def _relative(path: str, root: str) -> str | None:
@@ -67,8 +75,9 @@ def _check_prefixes(sources: Sequence[Source]) -> None:
                           "prefix to keep its identities apart")
 
 
-def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) -> list[Row]:
-    """The rows of one source's CSV, checked: no junk identity, every image exists.
+def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) -> Dataset:
+    """The dataset of one source's CSV (with its metadata columns), checked: no junk identity, every image
+    exists.
 
     Paths stay relative to the source's image root.
     """
@@ -86,7 +95,18 @@ def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) ->
     if missing:
         raise TrinetError(f"{source.csv}: {len(missing)} of {len(rows)} images not found under image root "
                           f"{source.image_root}: {listing(missing)}")
-    return rows
+    return dataset
+
+
+def _kept_columns(sources: Sequence[Source], datasets: Sequence[Dataset]) -> list[str]:
+    """The metadata columns every source has; a warning names those that only some have."""
+    have = [set(dataset.columns()) for dataset in datasets]
+    every = set.intersection(*have) if have else set()
+    for name in sorted(set.union(set(), *have) - every):
+        lacking = [s.prefix for s, columns in zip(sources, have) if name not in columns]
+        log.warning("The %s column is dropped: source(s) %s have none. Give every source the column to keep "
+                    "it.", name, ", ".join(lacking))
+    return [name for name in datasets[0].columns() if name in every] if datasets else []
 
 
 def combine(sources: Sequence[Source], image_root: str | None = None,
@@ -104,12 +124,18 @@ def combine(sources: Sequence[Source], image_root: str | None = None,
             image that does not exist, an image outside `image_root`, or the same image in two sources.
     """
     _check_prefixes(sources)
-    source_rows = [read_source(source, junk_pids) for source in sources]
+    datasets = [read_source(source, junk_pids) for source in sources]
+    source_rows = [list(zip(d.pids.tolist(), d.fids.tolist(), strict=True)) for d in datasets]
+    kept = _kept_columns(sources, datasets)
+    columns: dict[str, list] = {name: [] for name in kept}
     roots = [os.path.abspath(s.image_root) for s in sources]
     root = os.path.abspath(image_root) if image_root is not None else os.path.commonpath(roots)
     rows: list[Row] = []
     owner: dict[str, str] = {}
-    for source, source_root, these in zip(sources, roots, source_rows, strict=True):
+    for source, source_root, these, dataset in zip(sources, roots, source_rows, datasets, strict=True):
+        for name in kept:
+            values = dataset.columns()[name].tolist()
+            columns[name] += [f"{source.prefix}/{v}" for v in values] if name == "tracklet" else values
         for pid, fid in these:
             relative = _relative(os.path.normpath(image_path(source_root, fid)), root)
             if relative is None:
@@ -121,4 +147,4 @@ def combine(sources: Sequence[Source], image_root: str | None = None,
             owner[relative] = source.prefix
             rows.append((f"{source.prefix}/{pid}", relative))
     stats = {s.prefix: split_stats(these, {}) for s, these in zip(sources, source_rows, strict=True)}
-    return Combined(rows, root, stats)
+    return Combined(rows, root, stats, columns)

@@ -1,9 +1,15 @@
 """Datasets: a CSV of ``pid,relative/path`` rows plus an image root.
 
-The format of the original triplet-reid code: one image per line, no header (a first line ``pid,path``
-is accepted as one), identities kept as strings (``0002``, ``-1``), paths relative to ``--image_root``.
-Unlike the original (``np.genfromtxt``) the file is parsed with the csv module, so quoted paths may
-contain commas. Everything here is validated before any long work starts.
+The format of the original triplet-reid code: one image per line, no header, identities kept as strings
+(``0002``, ``-1``), paths relative to ``--image_root``. Unlike the original (``np.genfromtxt``) the file is
+parsed with the csv module, so quoted paths may contain commas. Everything here is validated before any long
+work starts.
+
+A file may start with a header naming its columns, in any order: ``pid`` and ``path``, and optionally the
+metadata columns (`COLUMNS`) ``camera`` (an integer >= 0: which camera took the image), ``tracklet`` (a
+label: the rows of one tracklet are the frames of one walk past one camera), ``frame`` (an integer that
+orders a tracklet's frames) and ``query`` (in a multi-query file: the query image a row pools into). Without
+a header a row is ``pid,path``, as always.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import csv
 import dataclasses
 import logging
 import os
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -21,8 +27,19 @@ from trinet.core.fileio import path_problem
 
 log = logging.getLogger(__name__)
 
-#: The optional header line of a dataset CSV.
+#: The header line of a dataset CSV without metadata (optional).
 HEADER = ("pid", "path")
+
+#: The columns a header may name besides `HEADER`, with what each holds (for messages and the docs).
+COLUMNS = {
+    "camera": "an integer >= 0, the camera that took the image",
+    "tracklet": "a label, the same for the frames of one tracklet (one person, one camera)",
+    "frame": "an integer, the order of the frames of a tracklet",
+    "query": "the path of the query image that the row pools into (multi-query files)",
+}
+
+#: The metadata columns whose values are integers.
+INTEGER_COLUMNS = ("camera", "frame")
 
 #: Leading bytes of the image formats that TensorFlow and OpenCV both decode.
 IMAGE_SIGNATURES = {
@@ -43,23 +60,51 @@ class Dataset:
         fids: `(N,)` str, image paths relative to `image_root` (or absolute).
         source: the file the rows came from (for messages).
         image_root: the folder the paths are relative to, or None if not known.
+        cameras: `(N,)` int64 camera of each row (the `camera` column), or None without one.
+        tracklets: `(N,)` str tracklet label of each row (the `tracklet` column), or None.
+        frames: `(N,)` int64 frame number of each row (the `frame` column), or None.
+        queries: `(N,)` str, the query image each row pools into (the `query` column), or None.
+        lines: `(N,)` int64 line number of each row in `source` (for messages), or None.
     """
 
     pids: np.ndarray
     fids: np.ndarray
     source: str = "<memory>"
     image_root: str | None = None
+    cameras: np.ndarray | None = None
+    tracklets: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    queries: np.ndarray | None = None
+    lines: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.fids)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The metadata columns the dataset has, by header name (`COLUMNS` order)."""
+        values = {"camera": self.cameras, "tracklet": self.tracklets, "frame": self.frames,
+                  "query": self.queries}
+        return {name: column for name, column in values.items() if column is not None}
+
+    def where(self, row: int) -> str:
+        """`file:line` of row `row` (0-based), or `file, row N` when the lines are not known."""
+        if self.lines is not None:
+            return f"{self.source}:{int(self.lines[row])}"
+        return f"{self.source}, row {row + 1}"
 
     def paths(self) -> list[str]:
         """Full image paths (`image_root` joined with each row's path)."""
         return [image_path(self.image_root, fid) for fid in self.fids]
 
     def subset(self, keep: np.ndarray) -> "Dataset":
-        """The rows where the boolean `(N,)` mask `keep` is true."""
-        return dataclasses.replace(self, pids=self.pids[keep], fids=self.fids[keep])
+        """The rows where the boolean `(N,)` mask (or index array) `keep` selects."""
+        def take(column: np.ndarray | None) -> np.ndarray | None:
+            return None if column is None else column[keep]
+
+        return dataclasses.replace(self, pids=self.pids[keep], fids=self.fids[keep],
+                                   cameras=take(self.cameras), tracklets=take(self.tracklets),
+                                   frames=take(self.frames), queries=take(self.queries),
+                                   lines=take(self.lines))
 
 
 def image_path(image_root: str | None, fid: str) -> str:
@@ -108,35 +153,106 @@ def _text_rows(path: str) -> Iterable[tuple[int, list[str]]]:
             raise TrinetError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
 
 
+def _header(path: str, number: int, row: list[str]) -> tuple[str, ...] | None:
+    """The column names of a header row, or None if `row` is a data row.
+
+    A first row is a header when it names `pid` and `path` (in any case and order) or any metadata column;
+    then every name must be known and given once.
+    """
+    names = tuple(field.lower() for field in row)
+    known = set(HEADER) | set(COLUMNS)
+    if not (set(HEADER) <= set(names) or set(names) & set(COLUMNS)):
+        return None
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise TrinetError(f"{path}:{number}: unknown column(s) {', '.join(map(repr, unknown))} in the header "
+                          f"{','.join(row)!r}; expected pid, path and any of {', '.join(COLUMNS)}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise TrinetError(f"{path}:{number}: column(s) {', '.join(twice)} named twice in the header "
+                          f"{','.join(row)!r}")
+    lacking = [name for name in HEADER if name not in names]
+    if lacking:
+        raise TrinetError(f"{path}:{number}: the header {','.join(row)!r} names no {' or '.join(lacking)} "
+                          f"column; a header names pid, path and any of {', '.join(COLUMNS)}")
+    return names
+
+
+def _integer(path: str, number: int, column: str, text: str) -> int:
+    """The value of an integer column; TrinetError naming the file, line and column otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or (column == "camera" and value < 0):
+        raise TrinetError(f"{path}:{number}: {column} {text!r} is not {COLUMNS[column].split(',')[0]}")
+    return value
+
+
 def read_csv(path: str, image_root: str | None = None) -> Dataset:
-    """Parse a dataset CSV of `pid,path` rows (no check that the images exist).
+    """Parse a dataset CSV of `pid,path` rows, or of the columns its header names (no check that the images
+    exist).
 
     Raises:
-        TrinetError: the file is missing or not text, a row does not have exactly two non-empty
-            fields (the message names the file and line), or there are no rows.
+        TrinetError: the file is missing or not text, a header names an unknown column, a row does not have
+            one non-empty value per column, a camera or frame is not an integer, a tracklet has rows of two
+            identities or cameras (the message names the file and line), or there are no rows.
     """
-    pids: list[str] = []
-    fids: list[str] = []
+    names: tuple[str, ...] = HEADER
+    header = False
+    values: dict[str, list] = {name: [] for name in HEADER}
     lines: list[int] = []
     for number, row in _text_rows(path):
-        if not pids and not fids and tuple(field.lower() for field in row) == HEADER:
-            continue
-        if len(row) != 2:
+        if not lines and not header:
+            found = _header(path, number, row)
+            if found is not None:
+                names, header = found, True
+                values = {name: [] for name in names}
+                continue
+        if len(row) != len(names):
+            expected = ",".join(names)
+            advice = " Quote paths that contain commas."
+            if not header and len(row) > 2:
+                advice += (" Other columns need a header line naming them (pid,path and any of "
+                           f"{', '.join(COLUMNS)}).")
             raise TrinetError(
-                f"{path}:{number}: expected 2 columns `pid,path`, found {len(row)}: {','.join(row)!r}. "
-                "Quote paths that contain commas.")
-        pid, fid = row
-        if not pid:
-            raise TrinetError(f"{path}:{number}: empty identity in row {','.join(row)!r}")
-        if not fid:
-            raise TrinetError(f"{path}:{number}: empty image path in row {','.join(row)!r}")
-        pids.append(pid)
-        fids.append(fid)
+                f"{path}:{number}: expected {len(names)} columns `{expected}`, found {len(row)}: "
+                f"{','.join(row)!r}.{advice}")
+        for name, text in zip(names, row):
+            if not text:
+                what = {"pid": "identity", "path": "image path"}.get(name, name)
+                raise TrinetError(f"{path}:{number}: empty {what} in row {','.join(row)!r}")
+            values[name].append(_integer(path, number, name, text) if name in INTEGER_COLUMNS else text)
         lines.append(number)
-    if not fids:
-        raise TrinetError(f"{path}: the dataset is empty (no `pid,path` rows)")
+    if not lines:
+        raise TrinetError(f"{path}: the dataset is empty (no `{','.join(names)}` rows)")
+    pids, fids = values["pid"], values["path"]
     _warn_conflicts(path, pids, fids, lines)
-    return Dataset(np.array(pids, dtype=str), np.array(fids, dtype=str), path, image_root)
+
+    def column(name: str, dtype: type) -> np.ndarray | None:
+        return np.array(values[name], dtype=dtype) if name in values else None
+
+    dataset = Dataset(np.array(pids, dtype=str), np.array(fids, dtype=str), path, image_root,
+                      cameras=column("camera", np.int64), tracklets=column("tracklet", str),
+                      frames=column("frame", np.int64), queries=column("query", str),
+                      lines=np.array(lines, dtype=np.int64))
+    if dataset.tracklets is not None:
+        check_tracklets(dataset)
+    return dataset
+
+
+def check_tracklets(dataset: Dataset) -> None:
+    """Raise a TrinetError unless all rows of each tracklet have one identity and (with a camera column)
+    one camera; the message names the first tracklet that does not and two of its lines."""
+    assert dataset.tracklets is not None
+    first: dict[str, int] = {}
+    for row, tracklet in enumerate(dataset.tracklets.tolist()):
+        seen = first.setdefault(tracklet, row)
+        for what, column in (("identities", dataset.pids), ("cameras", dataset.cameras)):
+            if column is not None and column[seen] != column[row]:
+                raise TrinetError(
+                    f"{dataset.where(row)}: tracklet {tracklet!r} has rows of two {what}: {column[seen]} "
+                    f"({dataset.where(seen)}) and {column[row]}; a tracklet is one person seen by one camera")
 
 
 def _warn_conflicts(path: str, pids: list[str], fids: list[str], lines: list[int]) -> None:
@@ -259,17 +375,35 @@ def require_images(dataset: Dataset, source: str) -> Dataset:
     return dataset
 
 
-def write_csv(path: str, pids: Iterable[str], fids: Iterable[str]) -> None:
-    """Write a dataset CSV of `pid,path` rows (no header) that `read_csv` reads back, atomically: the file
-    appears only complete. A path with a comma or a quote is quoted.
+def write_csv(path: str, pids: Iterable[str], fids: Iterable[str], *,
+              columns: Mapping[str, Iterable] | None = None) -> None:
+    """Write a dataset CSV that `read_csv` reads back, atomically: the file appears only complete. A path with
+    a comma or a quote is quoted.
+
+    Without `columns` the rows are `pid,path` with no header, as always; with metadata `columns` (header
+    name from `COLUMNS` -> one value per row) the file starts with the header `pid,path,<columns>`.
 
     Raises:
-        ValueError: `pids` and `fids` differ in length.
+        ValueError: the columns differ in length, or a column name is not one of `COLUMNS`.
     """
     import io
 
     from trinet.core.fileio import write_text_atomic
 
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - set(COLUMNS))
+    if unknown:
+        raise ValueError(f"Unknown dataset column(s) {unknown}; expected any of {list(COLUMNS)}")
+    names = [name for name in COLUMNS if name in columns]
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(zip(pids, fids, strict=True))
+    writer = csv.writer(buffer, lineterminator="\n")
+    if names:
+        writer.writerow([*HEADER, *names])
+    writer.writerows(zip(pids, fids, *(columns[name] for name in names), strict=True))
     write_text_atomic(path, buffer.getvalue())
+
+
+def write_dataset(path: str, dataset: Dataset) -> None:
+    """Write `dataset` with its metadata columns (see `write_csv`)."""
+    write_csv(path, dataset.pids.tolist(), dataset.fids.tolist(),
+              columns={name: column.tolist() for name, column in dataset.columns().items()})

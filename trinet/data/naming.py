@@ -30,6 +30,9 @@ MARKET_LABELS = {JUNK_PID: JUNK, DISTRACTOR_PID: DISTRACTOR}
 #: Split -> image folder of Market-1501 (also DukeMTMC-reID, and CUHK03-NP under each subset).
 MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "test": "bounding_box_test"}
 
+#: Market-1501's folder of hand-drawn boxes, whose images of a query's person and camera make its multi-query.
+MARKET_MQUERY_FOLDER = "gt_bbox"
+
 #: Market-1501 numbers people 1..1501 and has 6 cameras with up to 6 sequences each (one digit in names).
 MARKET_MAX_PID, MARKET_CAMERAS, MARKET_SEQUENCES = 1501, 6, 6
 
@@ -85,6 +88,12 @@ class Naming:
             return int(text)
         return self.cameras.get(text)
 
+    def camera_of(self, path: str) -> int | None:
+        """The camera number of an official file name (`path` may have folders), or None if the name does
+        not follow the naming."""
+        found = self.match(self.tail(path))
+        return None if found is None else self.camera(found["camera"])
+
     def describe(self) -> str:
         return f"{self.template}, e.g. {self.example} ({self.fields})"
 
@@ -137,3 +146,87 @@ NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": C
 def market_name(pid: str, camera: int, sequence: int, frame: int, box: int) -> str:
     """A Market-1501 file name, e.g. `market_name("0002", 1, 1, 451, 3)` -> `0002_c1s1_000451_03.jpg`."""
     return f"{pid}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Video re-id releases: every frame's name (with `depth` folders) gives its person, camera, tracklet, frame.
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoNaming:
+    """How a video re-id release names its frames.
+
+    Attributes:
+        title: the dataset's name for messages.
+        regex: matched against the last `depth` folders and the basename (`a/b/name.jpg`); groups `pid`,
+            `camera`, `tracklet` (the text that names the frame's tracklet) and `frame`.
+        template, example, fields: the pattern in words, a real name, and what each part means.
+        depth: how many parent folders the pattern includes.
+        cameras: the text of the camera group -> the camera number; None: the text is the number.
+    """
+
+    title: str
+    regex: re.Pattern[str]
+    template: str
+    example: str
+    fields: str
+    depth: int = 0
+    cameras: Mapping[str, int] | None = None
+
+    def tail(self, path: str) -> str:
+        parts = path.replace("\\", "/").split("/")
+        return "/".join(parts[-1 - self.depth:])
+
+    def parse(self, path: str) -> tuple[str, int, str, int] | None:
+        """`(pid text, camera, tracklet, frame)` of a frame's path; None if it does not follow the naming."""
+        found = self.regex.fullmatch(self.tail(path))
+        if found is None:
+            return None
+        text = found["camera"]
+        camera = int(text) if self.cameras is None else self.cameras.get(text)
+        if camera is None:
+            return None
+        return found["pid"], camera, found["tracklet"], int(found["frame"])
+
+    def describe(self) -> str:
+        return f"{self.template}, e.g. {self.example} ({self.fields})"
+
+
+MARS = VideoNaming(
+    "MARS", re.compile(r"(?P<tracklet>(?P<pid>\d{4}|00-1)C(?P<camera>[1-6])T\d{4})F(?P<frame>\d{3})\.jpg"),
+    "PPPPCcTttttFfff.jpg", "0001C1T0001F001.jpg",
+    "PPPP person (0000 distractor, 00-1 junk), c camera 1-6, tttt tracklet, fff frame")
+ILIDSVID = VideoNaming(
+    "iLIDS-VID", re.compile(r"(?P<tracklet>cam(?P<camera>[12])/person(?P<pid>\d{3}))/"
+                            r"cam(?P=camera)_person(?P=pid)_(?P<frame>\d{5})\.png"),
+    "camC/personPPP/camC_personPPP_FFFFF.png", "cam1/person001/cam1_person001_00317.png",
+    "C camera 1-2, PPP person, FFFFF frame; a person's folder in a camera is its tracklet", depth=2)
+PRID2011 = VideoNaming(
+    "PRID2011", re.compile(r"(?P<tracklet>cam_(?P<camera>[ab])/person_(?P<pid>\d{4}))/(?P<frame>\d{4})\.png"),
+    "cam_C/person_PPPP/FFFF.png", "cam_a/person_0001/0001.png",
+    "C camera a or b, PPPP person, FFFF frame; a person's folder in a camera is its tracklet", depth=2,
+    cameras={"a": 1, "b": 2})
+DUKE_VIDEO = VideoNaming(
+    "DukeMTMC-VideoReID", re.compile(r"(?P<tracklet>(?P<pid>\d{4})/\d{4})/(?P=pid)_C(?P<camera>[1-8])_"
+                                     r"F(?P<frame>\d{4})\w*\.jpg"),
+    "PPPP/TTTT/PPPP_CC_FFFFF_X.jpg", "0001/0001/0001_C6_F0017_X30001.jpg",
+    "PPPP person, TTTT its tracklet (a folder), C camera 1-8, FFFF frame", depth=2)
+
+#: MARS: the image folders of the splits, the folder of the info files, and those files.
+MARS_FOLDERS = {"train": "bbox_train", "test": "bbox_test"}
+MARS_INFO = "info"
+MARS_NAMES = {"train": "train_name.txt", "test": "test_name.txt"}
+MARS_TRACKS = {"train": ("tracks_train_info.mat", "track_train_info"),
+               "test": ("tracks_test_info.mat", "track_test_info")}
+MARS_QUERY = ("query_IDX.mat", "query_IDX")
+
+#: iLIDS-VID: the sequences and the split file (its `ls_set` holds 10 permutations of the persons 1-300).
+ILIDSVID_SEQUENCES = "i-LIDS-VID/sequences"
+ILIDSVID_CAMERAS = ("cam1", "cam2")
+ILIDSVID_SPLITS = ("train-test people splits/train_test_splits_ilidsvid.mat", "ls_set")
+
+#: PRID2011: the multi-shot sequences of its two cameras.
+PRID2011_FOLDERS = ("multi_shot/cam_a", "multi_shot/cam_b")
+
+#: DukeMTMC-VideoReID: split -> folder.
+DUKE_VIDEO_FOLDERS = {"train": "train", "query": "query", "test": "gallery"}

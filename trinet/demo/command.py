@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=positive_int, default=DEFAULTS["width"],
                         help=f"Image width in pixels ({MIN_WIDTH} to {MAX_SIDE}). Default: %(default)s.")
     add_world_arguments(parser)
+    parser.add_argument("--tracklets", action="store_true",
+                        help="Video re-id: each walk of a person past a camera becomes a tracklet of "
+                             "--images_per_camera frames; a queried walk goes to the query whole, and the "
+                             "CSVs start with the header pid,path,camera,tracklet,frame (for embed.py "
+                             "--pool_by tracklet and evaluate.py --excluder camera). Default: single images.")
     parser.add_argument("--force", action="store_true",
                         help="Generate even if --out holds a demo dataset: one with other settings, an "
                              "incomplete one or this one is replaced. A folder with other files is never "
@@ -86,7 +91,7 @@ def _run(argv: Sequence[str] | None) -> int:
     sizes = {k: getattr(args, k) for k in DEFAULTS}
     changes = {name: getattr(args, name) for name in ARITY if getattr(args, name) is not None}
     result = generate(args.out, force=args.force, quiet=args.quiet, world=args.world, world_changes=changes,
-                      **sizes)
+                      tracklets=args.tracklets, **sizes)
     c = result.counts
     what = (f"{c['train']} train images of {c['train_ids']} identities, {c['query']} query and {c['test']} "
             f"gallery images of {c['test_ids']} identities (gallery: {c['junk']} junk, {c['distractors']} "

@@ -23,7 +23,8 @@ from trinet.core.progress import Progress
 from trinet.data.datasets import write_csv
 from trinet.demo.drawing import render_distractor, render_junk, render_person
 from trinet.demo.people import dataset_key, make_camera, random_appearance, rng_stream
-from trinet.demo.plan import CSV_NAMES, DEFAULTS, QUERY_DIR, TEST_DIR, TRAIN_DIR, count, make_plan, validate
+from trinet.demo.plan import (CSV_NAMES, DEFAULTS, QUERY_DIR, TEST_DIR, TRAIN_DIR, count, make_plan,
+                              tracklet_columns, validate)
 from trinet.demo.world import DEFAULT_WORLD, World, resolve_world
 
 #: Bumped whenever the images change for the same settings, so that an old dataset is not reused.
@@ -127,7 +128,7 @@ def _describe(root: str, settings: dict) -> str | None:
                 f"this is version {GENERATOR_VERSION}")
     old = manifest.get("settings", {})
     # A key missing on one side is a default (a world's fields are written only for another world than 0).
-    defaults = {"world": 0, **DEFAULT_WORLD.to_json()}
+    defaults = {"world": 0, "tracklets": 0, **DEFAULT_WORLD.to_json()}
     keys = list(settings) + [k for k in old if k not in settings]
     changed = [f"{k}={old.get(k, defaults.get(k))!r} (now {settings.get(k, defaults.get(k))!r})"
                for k in keys if old.get(k, defaults.get(k)) != settings.get(k, defaults.get(k))]
@@ -151,7 +152,7 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
              images_per_camera: int = DEFAULTS["images_per_camera"], junk: int = DEFAULTS["junk"],
              distractors: int = DEFAULTS["distractors"], height: int = DEFAULTS["height"],
              width: int = DEFAULTS["width"], world: int = 0, world_changes: Mapping[str, Any] | None = None,
-             force: bool = False, quiet: bool = False) -> DemoDataset:
+             force: bool = False, quiet: bool = False, tracklets: bool = False) -> DemoDataset:
     """Generate the demo dataset into `out_dir`, or reuse the one already there.
 
     Each identity is seen by 2..`cameras` cameras, `images_per_camera` images in each. The dataset
@@ -174,6 +175,9 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
         force: generate even if `out_dir` holds a demo dataset (with any settings, complete or not)
             and replace it.
         quiet: no progress output.
+        tracklets: video re-id: each walk past a camera is a tracklet of `images_per_camera` frames, a
+            queried walk goes to the query whole, and the CSVs have the header
+            `pid,path,camera,tracklet,frame` (`trinet.demo.plan.tracklet_columns`).
 
     Raises:
         TrinetError: a bad setting, or `out_dir` holds something else (without `force`), or it holds
@@ -184,6 +188,8 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
                     height=height, width=width)
     validate(settings)
     settings = {k: int(v) for k, v in settings.items()}
+    if tracklets:  # written only when set, so that the manifests of image datasets stay as they were
+        settings["tracklets"] = 1
     site = resolve_world(world, world_changes)
     if world != 0 or site != DEFAULT_WORLD:  # world 0's manifest stays as it was before worlds existed
         settings.update(world=int(world), **site.to_json())
@@ -220,9 +226,10 @@ def generate(out_dir: str, *, seed: int = DEFAULTS["seed"], train_ids: int = DEF
         plan = make_plan(settings)
         render_all(plan, settings, tmp, quiet, site)
         for split, name in CSV_NAMES.items():
-            rows = sorted((row[3], row[2], row[1]) for row in plan if row[0] == split)
-            write_csv(os.path.join(tmp, name), [pid for _, pid, _ in rows],
-                      [f"{folder}/{fn}" for fn, _, folder in rows])
+            rows = sorted((row for row in plan if row[0] == split), key=lambda row: row[3])
+            write_csv(os.path.join(tmp, name), [row[2] for row in rows],
+                      [f"{row[1]}/{row[3]}" for row in rows],
+                      columns=tracklet_columns(rows) if tracklets else None)
         manifest = {"generator": "trinet.demo", "version": GENERATOR_VERSION, "trinet": __version__,
                     "settings": settings, "counts": count(plan), "csv": CSV_NAMES}
         write_json_atomic(os.path.join(tmp, MANIFEST), manifest)

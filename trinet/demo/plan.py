@@ -116,14 +116,16 @@ def make_plan(settings: dict) -> list[tuple]:
             for shot in shots:
                 plan.append(("train", TRAIN_DIR, f"{pid:04d}", namer.name(f"{pid:04d}", shot),
                              ("person", pid, cam, view, bg_x)))
+    whole_walks = bool(settings.get("tracklets", 0))  # a queried walk goes to the query whole (a tracklet)
     for pid in test_pids:
         seen = walks(pid)
-        most = len(seen) if per_camera >= 2 else len(seen) - 1  # keep a gallery camera for each query
+        most = len(seen) if per_camera >= 2 and not whole_walks else len(seen) - 1  # keep a gallery camera
         queried = set(rng.choice(len(seen), int(rng.integers(1, most + 1)), replace=False).tolist())
         for i, (cam, shots, view, bg_x) in enumerate(seen):
             query_shot = int(rng.integers(per_camera)) if i in queried else -1
             for j, shot in enumerate(shots):
-                split, folder = ("query", QUERY_DIR) if j == query_shot else ("test", TEST_DIR)
+                in_query = j == query_shot or (whole_walks and i in queried)
+                split, folder = ("query", QUERY_DIR) if in_query else ("test", TEST_DIR)
                 plan.append((split, folder, f"{pid:04d}", namer.name(f"{pid:04d}", shot),
                              ("person", pid, cam, view, bg_x)))
     for _ in range(settings["junk"]):
@@ -136,6 +138,22 @@ def make_plan(settings: dict) -> list[tuple]:
         plan.append(("test", TEST_DIR, DISTRACTOR_PID, namer.name(DISTRACTOR_PID, namer.passage(cam, 1)[0]),
                      ("distractor", 0, cam, None, None)))
     return plan
+
+
+def tracklet_columns(rows: list[tuple]) -> dict[str, list]:
+    """The `camera`, `tracklet` and `frame` columns of plan rows (in their order) for `--tracklets`: a
+    person's walk past a camera is one tracklet (`PPPP_cC`), its shots the frames 0, 1, ... in row order;
+    a junk or distractor image is a tracklet of its own (named by its file)."""
+    frames: dict[str, int] = {}
+    columns: dict[str, list] = {"camera": [], "tracklet": [], "frame": []}
+    for _, _, pid, name, job in rows:
+        kind, _, camera = job[0], job[1], job[2]
+        tracklet = f"{pid}_c{camera}" if kind == "person" else name.rsplit(".", 1)[0]
+        columns["camera"].append(int(camera))
+        columns["tracklet"].append(tracklet)
+        columns["frame"].append(frames.get(tracklet, 0))
+        frames[tracklet] = frames.get(tracklet, 0) + 1
+    return columns
 
 
 def count(plan: list[tuple]) -> dict:

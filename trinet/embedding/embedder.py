@@ -223,3 +223,46 @@ class Embedder:
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
+
+    def embed_tracklets(self, tracklets: Sequence[Sequence[Any]], *, pooling: str = "mean",
+                        frames_per_tracklet: int | None = None, flip: bool = False, crops: str | None = None,
+                        aggregator: str | None = None, batch_size: int = 256, threads: int = 8,
+                        scales: Sequence[float] = NO_SCALES) -> np.ndarray:
+        """The `(T, D)` float32 embeddings of T tracklets, as embed.py --pool_by tracklet writes them: each
+        tracklet's frames embedded as `embed` does and pooled by `pooling` (`mean` or `max`), for trackers.
+
+        Args:
+            tracklets: T lists of images (paths, or `(H, W, 3)` uint8 RGB arrays), each in frame order.
+            frames_per_tracklet: embed this many frames of each tracklet, evenly spaced
+                (`trinet.data.tracklets.frame_choice`); default all.
+            the others: as `embed`.
+
+        Raises:
+            TrinetError: an empty tracklet, an unknown pooling, or what `embed` refuses.
+        """
+        from trinet.core.pooling import TEMPORAL_POOLINGS, RunningPool
+        from trinet.data.tracklets import frame_choice
+
+        if pooling not in TEMPORAL_POOLINGS:
+            raise TrinetError(f"pooling={pooling!r}; expected one of {sorted(TEMPORAL_POOLINGS)}")
+        empty = [i for i, tracklet in enumerate(tracklets) if len(tracklet) == 0]
+        if empty:
+            raise TrinetError(f"Tracklets {listing(empty)} have no frames; each needs one.")
+        chosen = [[tracklet[i] for i in frame_choice(len(tracklet), frames_per_tracklet)]
+                  for tracklet in tracklets]
+        owners = np.repeat(np.arange(len(chosen)), [len(c) for c in chosen])
+        out = np.zeros((len(chosen), self.dim), np.float32)
+        if not len(chosen):
+            return out
+        frames = [frame for c in chosen for frame in c]
+        position, current, pool = 0, 0, RunningPool(pooling)
+        for emb, _ in self.blocks(frames, flip=flip, crops=crops, aggregator=aggregator,
+                                  batch_size=batch_size, threads=threads, scales=scales):
+            block = owners[position:position + len(emb)]
+            for owner in np.unique(block):
+                if owner != current:
+                    out[current], current, pool = pool.result(), int(owner), RunningPool(pooling)
+                pool.add(emb[block == owner])
+            position += len(emb)
+        out[current] = pool.result()
+        return out

@@ -11,6 +11,11 @@ once (the folders of a path are ignored, except VIPeR's camera folder `cam_a/` o
 persons and cameras as integers, so the mask of a block of queries is one integer comparison. The
 cameras are kept in the `Exclusion` for the `cuhk03` CMC protocol (`trinet.evaluation.cmc`). The person and
 camera come from the file name, as in the original triplet-reid; the CSV identities decide what is a match.
+
+An excluder may be given `Dataset`s instead of file names. Then the release excluders check a `camera` column
+against the cameras of the file names (a mismatch is an error naming the file and line), and the `camera`
+excluder, which works for any naming, takes the persons from the CSV identities and the cameras from the
+column.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from trinet.core.errors import TrinetError, listing
+from trinet.data.datasets import Dataset
 from trinet.data.naming import JUNK_PID, NAMINGS, Naming
 
 #: How many offending file names an error message lists.
@@ -153,26 +159,61 @@ RULES = {name: NameRule(n.title, n.loose, n.template, n.example, n) for name, n 
 #: The person id of junk images, ignored for every query.
 JUNK = int(JUNK_PID)
 
+#: The excluders that know each row's camera (the `cuhk03` CMC protocol needs them).
+CAMERA_EXCLUDERS = (*RULES, "camera")
 
-#: An excluder: `(query file names, gallery file names) -> Exclusion`.
-Excluder = Callable[[Names, Names], Exclusion]
+
+#: What an excluder takes for the query and for the gallery: file names, or a `Dataset`.
+Rows = Names | Dataset
+
+#: An excluder: `(query file names or dataset, gallery file names or dataset) -> Exclusion`.
+Excluder = Callable[[Rows, Rows], Exclusion]
+
+
+def file_names(rows: Rows) -> Names:
+    """The file names of an excluder's argument."""
+    return rows.fids if isinstance(rows, Dataset) else rows
+
+
+def _person_camera_exclusion(q_person: np.ndarray, q_cam: np.ndarray, q_junk: np.ndarray,
+                             g_person: np.ndarray, g_cam: np.ndarray, g_junk: np.ndarray) -> Exclusion:
+    """Ignore the gallery entries of the query's person and camera, and junk; `(N,)` persons and cameras of
+    any sortable dtype, junk as `(N,)` bool (a junk query ignores nothing by key)."""
+    # One key per (person, camera): codes of the persons times the number of cameras, plus camera.
+    persons, coded = np.unique(np.concatenate([q_person, g_person]), return_inverse=True)
+    cams, cam_coded = np.unique(np.concatenate([q_cam, g_cam]), return_inverse=True)
+    keys = coded.astype(np.int64) * len(cams) + cam_coded
+    query_keys, gallery_keys = keys[:len(q_person)], keys[len(q_person):]
+    query_keys = np.where(q_junk, -1, query_keys)
+    cam_coded = cam_coded.astype(np.int64)
+    return Exclusion(query_keys, gallery_keys, np.asarray(g_junk, bool), cam_coded[:len(q_cam)],
+                     cam_coded[len(q_cam):])
+
+
+def check_camera_column(rule: NameRule, dataset: Dataset, cameras: np.ndarray) -> None:
+    """Raise a TrinetError unless the `camera` column of `dataset` (if any) equals the `(N,)` cameras its
+    file names give by `rule`; the message names the file and line of the first rows that differ."""
+    if dataset.cameras is None:
+        return
+    bad = np.flatnonzero(dataset.cameras != cameras)
+    if len(bad):
+        shown = [f"{dataset.where(i)}: camera {dataset.cameras[i]} but {str(dataset.fids[i])!r} is camera "
+                 f"{cameras[i]}" for i in bad[:SHOW]]
+        raise TrinetError(f"{len(bad)} rows of {dataset.source} have a camera column that differs from the "
+                          f"{rule.dataset} file names: {'; '.join(shown)}. Fix the column, or use --excluder "
+                          "camera to go by the column alone.")
 
 
 def camera_excluder(rule: NameRule) -> Excluder:
     """An excluder that ignores same-person-same-camera gallery entries and junk, by `rule`."""
 
-    def exclude(query_fids: Names, gallery_fids: Names) -> Exclusion:
-        q_person, q_cam = rule.parse(query_fids, "query")
-        g_person, g_cam = rule.parse(gallery_fids, "gallery")
-        # One key per (person, camera): codes of the persons times the number of cameras, plus camera.
-        persons, coded = np.unique(np.concatenate([q_person, g_person]), return_inverse=True)
-        cams, cam_coded = np.unique(np.concatenate([q_cam, g_cam]), return_inverse=True)
-        keys = coded.astype(np.int64) * len(cams) + cam_coded
-        query_keys, gallery_keys = keys[:len(q_person)], keys[len(q_person):]
-        query_keys = np.where(q_person == JUNK, -1, query_keys)
-        cam_coded = cam_coded.astype(np.int64)
-        return Exclusion(query_keys, gallery_keys, g_person == JUNK, cam_coded[:len(q_cam)],
-                         cam_coded[len(q_cam):])
+    def exclude(query: Rows, gallery: Rows) -> Exclusion:
+        q_person, q_cam = rule.parse(file_names(query), "query")
+        g_person, g_cam = rule.parse(file_names(gallery), "gallery")
+        for rows, cams in ((query, q_cam), (gallery, g_cam)):
+            if isinstance(rows, Dataset):
+                check_camera_column(rule, rows, cams)
+        return _person_camera_exclusion(q_person, q_cam, q_person == JUNK, g_person, g_cam, g_person == JUNK)
 
     exclude.__doc__ = (f"{rule.dataset}: ignore gallery images of the query's person and camera, and junk "
                        f"(person -1); names like {rule.example}.")
@@ -180,22 +221,40 @@ def camera_excluder(rule: NameRule) -> Excluder:
     return exclude
 
 
-def diagonal(query_fids: Names, gallery_fids: Names) -> Exclusion:
+def camera(query: Rows, gallery: Rows) -> Exclusion:
+    """Any naming: ignore gallery rows of the query's identity and `camera` column, and junk (identity -1);
+    needs datasets with a `camera` column."""
+    for role, rows in (("query", query), ("gallery", gallery)):
+        if not isinstance(rows, Dataset) or rows.cameras is None:
+            source = rows.source if isinstance(rows, Dataset) else "the file names"
+            raise TrinetError(f"the camera excluder reads the `camera` column of the {role} CSV, but "
+                              f"{source} has none: start the CSV with a header such as `pid,path,camera` "
+                              "and give each row its camera (an integer), or pick an excluder that reads the "
+                              "file names")
+    assert isinstance(query, Dataset) and isinstance(gallery, Dataset)
+    assert query.cameras is not None and gallery.cameras is not None
+    return _person_camera_exclusion(query.pids, query.cameras, query.pids == JUNK_PID, gallery.pids,
+                                    gallery.cameras, gallery.pids == JUNK_PID)
+
+
+def diagonal(query: Rows, gallery: Rows) -> Exclusion:
     """Ignore only the query's own file (same path) in the gallery; for query set = gallery set."""
+    query_fids, gallery_fids = file_names(query), file_names(gallery)
     names, coded = np.unique(np.concatenate([np.asarray(query_fids, dtype=str),
                                              np.asarray(gallery_fids, dtype=str)]), return_inverse=True)
     coded = coded.astype(np.int64)
     return Exclusion(coded[:len(query_fids)], coded[len(query_fids):], np.zeros(len(gallery_fids), bool))
 
 
-def none(query_fids: Names, gallery_fids: Names) -> Exclusion:
+def none(query: Rows, gallery: Rows) -> Exclusion:
     """Ignore nothing: every gallery entry is ranked."""
-    return Exclusion.nothing(len(query_fids), len(gallery_fids))
+    return Exclusion.nothing(len(query), len(gallery))
 
 
 #: The excluders by name: the one list of valid `--excluder` values.
 EXCLUDERS: dict[str, Excluder] = {
     **{name: camera_excluder(rule) for name, rule in RULES.items()},
+    "camera": camera,
     "diagonal": diagonal,
     "none": none,
 }

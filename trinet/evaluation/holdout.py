@@ -23,6 +23,7 @@ import dataclasses
 import numpy as np
 
 from trinet.core.errors import TrinetError
+from trinet.data.datasets import Dataset
 from trinet.evaluation.excluders import Names, get_excluder
 
 #: The excluder whose protocol uses the same images as queries and gallery.
@@ -59,9 +60,11 @@ def _split_identity(rows: np.ndarray, keys: np.ndarray, ignored: np.ndarray, rng
 
 
 def hold_out(fids: Names, pids: Names, excluder: str, *, seed: int, identities: int | None = None,
-             fraction: float | None = None, flag: str = "--val_identities") -> HoldOut:
+             fraction: float | None = None, flag: str = "--val_identities",
+             cameras: np.ndarray | None = None) -> HoldOut:
     """Hold out `identities` identities (or the `fraction` of them, at least 1) of the rows `(N,)` `fids` and
-    `pids` as a validation query and gallery under `excluder` (see the module docstring).
+    `pids` as a validation query and gallery under `excluder` (see the module docstring); `(N,)` `cameras`
+    (the `camera` column, or None) for the `camera` excluder.
 
     Raises:
         TrinetError: an unknown excluder, file names it cannot read, or too few identities that can be
@@ -71,8 +74,10 @@ def hold_out(fids: Names, pids: Names, excluder: str, *, seed: int, identities: 
     if (identities is None) == (fraction is None):
         raise ValueError("give one of identities and fraction")
     fids, pids = np.asarray(fids, dtype=str), np.asarray(pids, dtype=str)
+    dataset = Dataset(pids, fids, "the training set",
+                      cameras=None if cameras is None else np.asarray(cameras))
     try:
-        exclusion = get_excluder(excluder)(fids, fids)
+        exclusion = get_excluder(excluder)(dataset, dataset)
     except ValueError as e:
         raise TrinetError(f"{flag}: {e}") from None
     keys, ignored = exclusion.query_keys, exclusion.gallery_ignored

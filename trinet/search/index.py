@@ -32,7 +32,7 @@ from trinet.core.distances import EUCLIDEAN_EPSILON
 from trinet.core.errors import TrinetError, WriteError, listing
 from trinet.core.fileio import (file_sha256, make_directory, path_problem, publish_folder,
                                 remove_stale_temporaries, temporary_name, write_json_atomic)
-from trinet.data.datasets import Dataset, read_csv, write_csv
+from trinet.data.datasets import Dataset, read_csv, write_dataset
 from trinet.evaluation.excluders import Exclusion
 
 log = logging.getLogger(__name__)
@@ -455,7 +455,8 @@ def save_index(directory: str, gallery_index: GalleryIndex) -> None:
     try:
         os.mkdir(tmp)
         _write_faiss_index(faiss, gallery_index.index, os.path.join(tmp, INDEX_FILE), directory)
-        write_csv(os.path.join(tmp, GALLERY_FILE), gallery_index.gallery.pids, gallery_index.gallery.fids)
+        # with the gallery's camera column, if any, for --excluder camera
+        write_dataset(os.path.join(tmp, GALLERY_FILE), gallery_index.gallery)
         paths = {name: os.path.join(tmp, name) for name in (INDEX_FILE, GALLERY_FILE)}
         files = {name: {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
                  for name, path in paths.items()}

@@ -87,7 +87,8 @@ class _Run:
                 dataset, s.val_excluder, seed=s.seed, identities=s.val_identities, fraction=s.val_fraction)
             held_out = query, gallery
         self.dataset = dataset
-        self.sampler: PKSampler = SAMPLERS[s.sampler](dataset.pids, s.batch_p, s.batch_k, s.seed)
+        self.sampler: PKSampler = SAMPLERS[s.sampler](
+            dataset.pids, s.batch_p, s.batch_k, s.seed, cameras=dataset.cameras)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         identities = len(self.sampler.unique_pids)
@@ -224,7 +225,8 @@ def _loop(run: _Run, latest: str | None) -> int:
 
     def open_data(start: int):
         sampler = (run.sampler if not excluded else
-                   SAMPLERS[s.sampler](run.dataset.pids, s.batch_p, s.batch_k, seed, excluded))
+                   SAMPLERS[s.sampler](run.dataset.pids, s.batch_p, s.batch_k, seed, excluded,
+                                       cameras=run.dataset.cameras))
         data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,

@@ -54,7 +54,7 @@ def hold_out_validation(dataset: Dataset, excluder: str, *, seed: int, identitie
     identities of `dataset` held out and split by the protocol of `excluder` (`trinet.evaluation.holdout`)."""
     flag = "--val_identities" if identities is not None else "--val_fraction"
     split = hold_out(dataset.fids, dataset.pids, excluder, seed=seed, identities=identities,
-                     fraction=fraction, flag=flag)
+                     fraction=fraction, flag=flag, cameras=dataset.cameras)
 
     def rows(indices: np.ndarray) -> Dataset:
         keep = np.zeros(len(dataset), bool)
@@ -75,7 +75,7 @@ class Validator:
                  sources: str = "the held-out identities"):
         self.query, self.gallery = query, gallery
         try:
-            self.exclusion = get_excluder(excluder)(self.query.fids, self.gallery.fids)
+            self.exclusion = get_excluder(excluder)(self.query, self.gallery)
         except ValueError as e:
             raise TrinetError(f"--val_excluder {excluder} ({sources}): {e}") from None
         self._check_matches(sources, excluder)

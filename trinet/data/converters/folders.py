@@ -4,7 +4,7 @@ and labeled), which share Market-1501's layout and naming scheme."""
 from __future__ import annotations
 
 from trinet.data.converters.layout import Converter, csv_names, folder_converter
-from trinet.data.naming import CUHK03NP, DUKE, MARKET1501, MARKET_FOLDERS, MARKET_LABELS
+from trinet.data.naming import CUHK03NP, DUKE, MARKET1501, MARKET_FOLDERS, MARKET_LABELS, MARKET_MQUERY_FOLDER
 
 CUHK03NP_RELEASE = "the cuhk03-np folder that holds detected/ and labeled/"
 
@@ -19,7 +19,8 @@ CONVERTERS: dict[str, Converter] = {
     "market1501": folder_converter(
         "market1501", "Market-1501", "the Market-1501-v15.09.15 folder", csv_names("market1501"),
         {"train": (12936, 751), "query": (3368, 750), "test": (19732, 750)},
-        MARKET_FOLDERS, MARKET1501, MARKET_LABELS, ("test",), excluder="market1501"),
+        MARKET_FOLDERS, MARKET1501, MARKET_LABELS, ("test",), excluder="market1501",
+        multi_query=MARKET_MQUERY_FOLDER),
     "duke": folder_converter(
         "duke", "DukeMTMC-reID", "the DukeMTMC-reID folder",
         {"train": "dukeMTMC_train.csv", "query": "dukeMTMC_query.csv", "test": "dukeMTMC_test.csv"},

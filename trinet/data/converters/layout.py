@@ -36,7 +36,7 @@ class Converter:
         release: what the folder to pass looks like (for messages).
         csv_names: split -> output file name, e.g. `{"train": "market1501_train.csv", ...}`.
         expected: split -> (rows, identities) of the official release; identities do not count the
-            junk and distractor labels.
+            junk and distractor labels; None where a count is not known (not checked).
         labels: special identity labels -> `trinet.data.naming.JUNK` or `DISTRACTOR`.
         label_splits: the splits where the protocol has junk and distractor images.
         read: `read(release_dir) -> (rows per split, skipped clutter paths)`; raises TrinetError. With
@@ -45,18 +45,24 @@ class Converter:
             `trials - 1`); 0 for a release with one fixed split. The CSV names then hold `{trial}`.
         excluder: the name of the release's evaluation protocol (`evaluate.py --excluder`), which reads
             persons and cameras from its file names.
+        multi_query: the folder of the images that make the multi-query protocol's queries (Market-1501:
+            `gt_bbox`), or None for a release without one.
+        frame_info: for a video release, `path -> (camera, tracklet, frame)` of a frame (the CSV columns);
+            None for a release of images (their camera comes from the naming of `excluder`).
     """
 
     name: str
     title: str
     release: str
     csv_names: Mapping[str, str]
-    expected: Mapping[str, tuple[int, int]]
+    expected: Mapping[str, tuple[int | None, int | None]]
     labels: Mapping[str, str]
     label_splits: tuple[str, ...]
     read: Callable[..., tuple[dict[str, list[Row]], list[str]]]
     trials: int = 0
     excluder: str = "none"
+    multi_query: str | None = None
+    frame_info: Callable[[str], tuple[int, str, int]] | None = None
 
 
 def csv_names(prefix: str) -> dict[str, str]:
@@ -161,7 +167,8 @@ def folder_reader(folders: Mapping[str, str], naming: Naming, title: str, releas
 def folder_converter(name: str, title: str, release: str, csv_names: Mapping[str, str],
                      expected: Mapping[str, tuple[int, int]], folders: Mapping[str, str], naming: Naming,
                      labels: Mapping[str, str] | None = None, label_splits: tuple[str, ...] = (), *,
-                     excluder: str) -> Converter:
+                     excluder: str, multi_query: str | None = None) -> Converter:
     """The `Converter` of a release with one flat folder of images per split (`folders`: split -> folder)."""
     return Converter(name, title, release, csv_names, expected, labels or {}, label_splits,
-                     folder_reader(folders, naming, title, release), excluder=excluder)
+                     folder_reader(folders, naming, title, release), excluder=excluder,
+                     multi_query=multi_query)

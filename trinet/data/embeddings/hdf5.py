@@ -99,16 +99,20 @@ class EmbeddingWriter(EmbeddingFileWriter):
         pids, fids: `(N,)` identities and paths of the rows.
         attrs: settings stored as HDF5 attributes (str, numbers, bools; None becomes '').
         local_shape: `(S, D_l)`: `emb_local (N, S, D_l)` is stored (every `write` then gives it).
+        extra: more `(N,)` datasets by name, written when the file is opened (a tracklet file's
+            `tracklets`, `cameras` and `frame_counts`); strings are stored as UTF-8 text.
     """
 
     def __init__(self, path: str, rows: int, dim: int, *,
                  augmentation_types: Sequence[str] = ("original_resize",),
                  pids: Sequence[str] | None = None, fids: Sequence[str] | None = None,
-                 attrs: Mapping[str, Any] | None = None, local_shape: tuple[int, int] | None = None):
+                 attrs: Mapping[str, Any] | None = None, local_shape: tuple[int, int] | None = None,
+                 extra: Mapping[str, Sequence[Any] | np.ndarray] | None = None):
         self.path, self.rows, self.dim = path, rows, dim
         self.local_shape = None if local_shape is None else (int(local_shape[0]), int(local_shape[1]))
         self.views = len(augmentation_types)
         self._types, self._pids, self._fids, self._attrs = augmentation_types, pids, fids, attrs or {}
+        self._extra = dict(extra or {})
         self.written = 0
         self._sink: _GuardedFile | None = None
         self._file: Any = None
@@ -129,6 +133,12 @@ class EmbeddingWriter(EmbeddingFileWriter):
         for name, values in (("pids", self._pids), ("fids", self._fids)):
             if values is not None:
                 f.create_dataset(name, data=np.array(list(values), dtype=object), dtype=text)
+        for name, column in self._extra.items():
+            array = np.asarray(column)
+            if array.dtype.kind in "UO":
+                f.create_dataset(name, data=np.array(array.tolist(), dtype=object), dtype=text)
+            else:
+                f.create_dataset(name, data=array)
         for key, value in self._attrs.items():
             f.attrs[key] = "" if value is None else value
 
@@ -340,6 +350,14 @@ def read_strings(path: str, key: str) -> list[str] | None:
         if key not in f:
             return None
         return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in f[key][()]]
+
+
+def read_integers(path: str, key: str) -> np.ndarray | None:
+    """An integer dataset of an embedding file (e.g. a tracklet file's 'cameras'), or None if absent."""
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            return None
+        return np.asarray(f[key][()], dtype=np.int64)
 
 
 def read_local_embeddings(path: str, *, expected_rows: int, partner: str | None = None,
