@@ -214,7 +214,10 @@ def load_split(csv_path: str, h5_path: str) -> tuple[Dataset, np.ndarray]:
     order of the tracklets' first frames in the CSV.
     """
     dataset = read_csv(csv_path)
-    names = read_strings(h5_path, "tracklets")
+    try:
+        names = read_strings(h5_path, "tracklets")
+    except OSError:  # missing or not HDF5: read_embeddings says so
+        names = None
     if names is None:
         return dataset, read_embeddings(h5_path, expected_rows=len(dataset), partner=csv_path,
                                         fids=dataset.fids)
