@@ -83,6 +83,11 @@ at 500 iterations (seeds 0 1) mAP over worlds 50.4 ± 17.4 (triplet) against 44.
 1,000 iterations (seed 0) 61.8 ± 9.6 against 58.8 ± 19.7, the recipe ahead on worlds 0 and 1 and behind on
 2 and 3; digits (500 iterations) 58.8 ± 3.7 (triplet), 79.5 ± 1.1 (full recipe), 81.0 (raw pixels).
 
+Measured 2026-12-03 (bfloat16, ``--mixed_precision bfloat16``): the single changes at 500 iterations, seed 0,
+4 worlds (triplet 50.6, triplet+id+bnneck 58.3, full recipe 45.5 mAP over worlds; every addition to
+triplet+id+bnneck within ±1 or worse on average); cpu recipe against triplet at 1,000 iterations, 4 worlds x
+3 seeds: 62.7 against 62.6 (+0.1 ± 1.9 paired, 6 of 12).
+
 Finished runs (``WORK/[<task>/]<variant>/seed<N>/result.json``, no task folder for world 0; written only when
 training and scoring succeeded with the same command line) are reused, and scored on the targets they lack
 (a world added to ``--worlds``); anything else in a run's folder is deleted and redone. Expect about 3
