@@ -172,6 +172,17 @@ def _by_person(rows: list[Row], naming: VideoNaming) -> dict[tuple[str, int], li
     return grouped
 
 
+def _scan_by_person(root: str, folders: list[str], naming: VideoNaming
+                    ) -> tuple[dict[tuple[str, int], list[Row]], list[str]]:
+    """The frames of every folder grouped by (person, camera) (`_by_person`), and the skipped files."""
+    rows, skipped = [], []
+    for folder in folders:
+        found, clutter = scan_frames(root, folder, naming)
+        rows += found
+        skipped += clutter
+    return _by_person(rows, naming), skipped
+
+
 def _two_camera_split(grouped: dict[tuple[str, int], list[Row]], train: list[str], test: list[str]
                       ) -> dict[str, list[Row]]:
     """train: both cameras of the `train` persons; query: camera 1 of `test`; test (gallery): camera 2."""
@@ -189,12 +200,7 @@ def read_ilidsvid(root: str, trial: int) -> tuple[dict[str, list[Row]], list[str
     folders = [f"{ILIDSVID_SEQUENCES}/{camera}" for camera in ILIDSVID_CAMERAS]
     check_layout(root, folders, [ILIDSVID_SPLITS[0]], "iLIDS-VID", ILIDSVID_RELEASE,
                  has_all(folders, [ILIDSVID_SPLITS[0]]))
-    rows, skipped = [], []
-    for folder in folders:
-        found, clutter = scan_frames(root, folder, ILIDSVID)
-        rows += found
-        skipped += clutter
-    grouped = _by_person(rows, ILIDSVID)
+    grouped, skipped = _scan_by_person(root, folders, ILIDSVID)
     persons = sorted({pid for pid, camera in grouped if camera == 1})
     one_camera = sorted(set(persons) ^ {pid for pid, camera in grouped if camera == 2})
     if one_camera:
@@ -220,12 +226,7 @@ def read_prid2011(root: str, trial: int) -> tuple[dict[str, list[Row]], list[str
     """The `read` of PRID2011: the persons seen by both cameras, split into halves by `trial_split`."""
     folders = list(PRID2011_FOLDERS)
     check_layout(root, folders, (), "PRID2011", PRID2011_RELEASE, has_all(folders))
-    rows, skipped = [], []
-    for folder in folders:
-        found, clutter = scan_frames(root, folder, PRID2011)
-        rows += found
-        skipped += clutter
-    grouped = _by_person(rows, PRID2011)
+    grouped, skipped = _scan_by_person(root, folders, PRID2011)
     both = sorted({pid for pid, camera in grouped if camera == 1}
                   & {pid for pid, camera in grouped if camera == 2})
     if len(both) < 2:
