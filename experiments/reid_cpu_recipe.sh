@@ -63,23 +63,23 @@ RECIPE=(--train_set "$TRAIN_CSV" --image_root "$IMAGES"
         --learning_rate 1e-3 --train_iterations "$ITERATIONS" --decay_start_iteration $((ITERATIONS / 2))
         --val_fraction 0.1 --val_excluder market1501 --val_frequency $((ITERATIONS / 4))
         --checkpoint_frequency $((ITERATIONS / 4)) --log_frequency 50 --seed 0)
-case ${RECIPE_PRECISION:-auto} in
+PRECISION=${RECIPE_PRECISION:-auto}
+case $PRECISION in
     auto)
-        if grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then
-            RECIPE+=(--mixed_precision bfloat16)
-        fi ;;
-    bfloat16) RECIPE+=(--mixed_precision bfloat16) ;;
-    float32) ;;
+        PRECISION=float32
+        if grep -qwE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null; then PRECISION=bfloat16; fi ;;
+    bfloat16 | float32) ;;
     *)
-        echo "error: RECIPE_PRECISION must be auto, float32 or bfloat16. Received: '$RECIPE_PRECISION'" >&2
+        echo "error: RECIPE_PRECISION must be auto, float32 or bfloat16. Received: '$PRECISION'" >&2
         exit 2 ;;
 esac
+if [ "$PRECISION" = bfloat16 ]; then RECIPE+=(--mixed_precision bfloat16); fi
 
 if [ -n "${RECIPE_DRY_RUN:-}" ]; then
     printf '%s\n' --experiment_root "$EXP" "${RECIPE[@]}" "$@"
     exit 0
 fi
-case " ${RECIPE[*]} " in
-    *" --mixed_precision bfloat16 "*) echo "Training in mixed bfloat16 precision (RECIPE_PRECISION=${RECIPE_PRECISION:-auto})." ;;
-esac
+if [ "$PRECISION" = bfloat16 ]; then
+    echo "Training in mixed bfloat16 precision (RECIPE_PRECISION=${RECIPE_PRECISION:-auto})."
+fi
 train_or_resume "$EXP" "${RECIPE[@]}" "$@"
