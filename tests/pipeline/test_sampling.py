@@ -170,7 +170,7 @@ def reference_identity_rows(by_camera, k, rng):
 
 @pytest.mark.parametrize("k", [2, 4, 7])
 def test_pk_camera_spreads_each_identity_over_its_cameras(k):
-    sampler = CameraPKSampler(CAM_PIDS, batch_p=2, batch_k=k, seed=7, cameras=CAMERAS)
+    sampler = CameraPKSampler(CAM_PIDS, batch_p=2, batch_k=k, seed=7, columns={"camera": CAMERAS})
     for index in range(30):
         rows = sampler.batch(index)
         assert rows.shape == (2 * k,)
@@ -191,7 +191,7 @@ def test_pk_camera_spreads_each_identity_over_its_cameras(k):
 
 
 def test_pk_camera_equals_a_plain_loop_reference():
-    sampler = CameraPKSampler(CAM_PIDS, batch_p=4, batch_k=5, seed=2, cameras=CAMERAS)
+    sampler = CameraPKSampler(CAM_PIDS, batch_p=4, batch_k=5, seed=2, columns={"camera": CAMERAS})
     for index in range(5):
         epoch, slot = divmod(index, sampler.batches_per_epoch)
         identities = sampler._epoch_order(epoch)[slot * 4:(slot + 1) * 4]
@@ -206,13 +206,76 @@ def test_pk_camera_equals_a_plain_loop_reference():
 
 
 def test_pk_camera_is_deterministic_and_needs_cameras():
-    a = SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9, cameras=CAMERAS)
-    b = SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9, (), cameras=CAMERAS)
+    a = SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9, columns={"camera": CAMERAS})
+    b = SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9, (), columns={"camera": CAMERAS})
     assert all(np.array_equal(a.batch(i), b.batch(i)) for i in range(10))
-    assert not all(np.array_equal(a.batch(i), CameraPKSampler(CAM_PIDS, 2, 4, 10, cameras=CAMERAS).batch(i))
+    other = CameraPKSampler(CAM_PIDS, 2, 4, 10, columns={"camera": CAMERAS})
+    assert not all(np.array_equal(a.batch(i), other.batch(i))
                    for i in range(10))
     with pytest.raises(TrinetError, match="--sampler pk_camera .* no camera column.*pid,path,camera"):
         SAMPLERS["pk_camera"](CAM_PIDS, 2, 4, 9)
     # An excluded (undecodable) row is never drawn.
-    excluded = CameraPKSampler(CAM_PIDS, 2, 4, 9, excluded=[0, 1], cameras=CAMERAS)
+    excluded = CameraPKSampler(CAM_PIDS, 2, 4, 9, excluded=[0, 1], columns={"camera": CAMERAS})
     assert not np.isin(np.concatenate([excluded.batch(i) for i in range(20)]), [0, 1]).any()
+
+
+# Video: identity x tracklets, each tracklet (name, frames); rows shuffled, frame numbers not in row order.
+CLIP_TRACKS = {"p": [("p1", 7), ("p2", 2)], "q": [("q1", 5)], "r": [("r1", 3), ("r2", 4), ("r3", 6)]}
+_clip_rows = [(pid, name, frame) for pid, tracks in CLIP_TRACKS.items() for name, n in tracks
+              for frame in range(10, 10 + 3 * n, 3)]
+_clip_rows = [_clip_rows[i] for i in np.random.default_rng(1).permutation(len(_clip_rows))]
+CLIP_PIDS = np.array([pid for pid, _, _ in _clip_rows])
+CLIP_COLUMNS = {"tracklet": np.array([name for _, name, _ in _clip_rows]),
+                "frame": np.array([frame for _, _, frame in _clip_rows], np.int64)}
+
+
+@pytest.mark.parametrize("k, t", [(2, 4), (3, 3)])
+def test_pk_clips_batches_hold_k_clips_of_t_frames_in_frame_order(k, t):
+    """Each batch: P identities, each with K clips; a clip is T rows of one tracklet of the identity, in
+    frame order, distinct while the tracklet has T frames (each repeated at most ceil(T / frames) times),
+    and an identity's clips use distinct tracklets while it has K of them."""
+    sampler = SAMPLERS["pk_clips"](CLIP_PIDS, 2, k, seed=3, columns=CLIP_COLUMNS, clip_length=t)
+    assert sampler.batch_size == 2 * k * t and sampler.clip_length == t and sampler.batches_per_epoch == 1
+    tracklets, frames = CLIP_COLUMNS["tracklet"], CLIP_COLUMNS["frame"]
+    lengths = {name: n for tracks in CLIP_TRACKS.values() for name, n in tracks}
+    seen = set()
+    for index in range(30):
+        rows = sampler.batch(index)
+        assert rows.shape == (2 * k * t,)
+        identities = [CLIP_PIDS[rows[i * k * t]] for i in range(2)]
+        assert len(set(identities)) == 2
+        for i, pid in enumerate(identities):
+            clips = rows[i * k * t:(i + 1) * k * t].reshape(k, t)
+            names = [tracklets[clip[0]] for clip in clips]
+            owned = [name for name, _ in CLIP_TRACKS[pid]]
+            assert set(names) <= set(owned)
+            assert max(Counter(names).values()) == math.ceil(k / len(owned)) or len(set(names)) == k
+            for clip, name in zip(clips, names):
+                assert (CLIP_PIDS[clip] == pid).all() and (tracklets[clip] == name).all()
+                assert (np.diff(frames[clip]) >= 0).all()
+                assert max(Counter(clip.tolist()).values()) <= math.ceil(t / lengths[name])
+                if lengths[name] >= t:
+                    assert len(set(clip.tolist())) == t
+            seen.update(identities)
+    assert seen == set(CLIP_TRACKS)
+
+
+def test_pk_clips_is_a_function_of_seed_and_index_and_leaves_out_excluded_rows():
+    a = SAMPLERS["pk_clips"](CLIP_PIDS, 2, 2, 5, columns=CLIP_COLUMNS, clip_length=3)
+    b = SAMPLERS["pk_clips"](CLIP_PIDS, 2, 2, 5, columns=CLIP_COLUMNS, clip_length=3)
+    assert all(np.array_equal(a.batch(i), b.batch(i)) for i in (7, 0, 3))
+    other = SAMPLERS["pk_clips"](CLIP_PIDS, 2, 2, 6, columns=CLIP_COLUMNS, clip_length=3)
+    assert not all(np.array_equal(a.batch(i), other.batch(i)) for i in range(5))
+    # every frame of tracklet p2 and one of q1 are undecodable
+    gone = np.flatnonzero((CLIP_COLUMNS["tracklet"] == "p2") |
+                          ((CLIP_COLUMNS["tracklet"] == "q1") & (CLIP_COLUMNS["frame"] == 13)))
+    excluded = SAMPLERS["pk_clips"](CLIP_PIDS, 2, 2, 5, gone, CLIP_COLUMNS, clip_length=3)
+    used = np.concatenate([excluded.batch(i) for i in range(30)])
+    assert not set(used.tolist()) & set(gone.tolist())
+    p_rows = used[CLIP_PIDS[used] == "p"]
+    assert len(p_rows) and (CLIP_COLUMNS["tracklet"][p_rows] == "p1").all()
+
+
+def test_pk_clips_needs_a_tracklet_column():
+    with pytest.raises(TrinetError, match="--sampler pk_clips draws K tracklets .* no tracklet column"):
+        SAMPLERS["pk_clips"](CLIP_PIDS, 2, 2, 0, columns={"frame": CLIP_COLUMNS["frame"]})

@@ -22,7 +22,8 @@ from trinet.models import heads
 
 from trinet.models.backbones import catalog
 
-from trinet.config.settings import DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME, TrainSettings
+from trinet.config.settings import (CLIP_POOLINGS, DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME,
+                                    TrainSettings)
 from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.core.distances import METRICS
 from trinet.core.errors import TrinetError
@@ -137,13 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", choices=sorted(sampling.SAMPLERS), default=D.sampler,
                    help="pk: P identities x K images per batch; pk_camera: the same, the K images of an "
                         "identity drawn from its cameras in turn (the `camera` column of --train_set, which "
-                        "data/convert.py writes); random: batch_p x batch_k images drawn at random "
+                        "data/convert.py writes); pk_clips: video re-id's P identities x K tracklets (the "
+                        "`tracklet` column) x --clip_length frames, each clip pooled into one sample before "
+                        "the losses; random: batch_p x batch_k images drawn at random "
                         "(identification-only training, --triplet_loss_weight 0).")
     g.add_argument("--batch_p", type=argtypes.positive_int, default=D.batch_p,
                    help="P: identities per batch (at least 2).")
     g.add_argument("--batch_k", type=argtypes.positive_int, default=D.batch_k,
                    help="K: images per identity in a batch (at least 2 with the triplet loss; identities "
                         "with fewer images repeat them).")
+    g.add_argument("--clip_length", type=argtypes.positive_int, default=D.clip_length,
+                   help="T of --sampler pk_clips: the frames drawn from each tracklet (in frame order; a "
+                        "shorter tracklet repeats frames), so a batch holds batch_p x batch_k x T images.")
+    g.add_argument("--temporal_pooling", choices=CLIP_POOLINGS, default=D.temporal_pooling,
+                   help="How --sampler pk_clips pools a clip's frame outputs into one sample before the "
+                        "losses (embed.py --pool_by tracklet --temporal_pooling pools tracklets at test "
+                        "time).")
     g.add_argument("--net_input_height", type=argtypes.positive_int, default=D.net_input_height,
                    help="Height of the images fed to the network.")
     g.add_argument("--net_input_width", type=argtypes.positive_int, default=D.net_input_width,

@@ -61,6 +61,9 @@ class TrainSettings:
     sampler: str = "pk"
     batch_p: int = 32
     batch_k: int = 4
+    # video re-id's clips (--sampler pk_clips): T frames per tracklet, pooled before the losses
+    clip_length: int = 4
+    temporal_pooling: str = "mean"
     net_input_height: int = 256
     net_input_width: int = 128
     pre_crop_height: int = 288
@@ -144,7 +147,13 @@ class TrainSettings:
 
     @property
     def batch_size(self) -> int:
+        """The samples the losses see per batch, P x K (with `pk_clips`, clips of `clip_length` images)."""
         return self.batch_p * self.batch_k
+
+    @property
+    def clip_frames(self) -> int:
+        """Consecutive images of a batch pooled into one sample: `clip_length` with `pk_clips`, else 1."""
+        return self.clip_length if self.sampler == "pk_clips" else 1
 
     @property
     def embedding_metric(self) -> str:
@@ -267,7 +276,8 @@ def _problems(s: TrainSettings):
     registries.check("--sampler", s.sampler, sampling.SAMPLERS)
     if s.batch_p < 2:
         yield f"--batch_p must be at least 2 (a batch needs negatives), got {s.batch_p}"
-    if s.sampler in ("pk", "pk_camera") and s.triplet_loss_weight > 0 and s.batch_k < 2:
+    yield from _clip_problems(s)
+    if s.sampler in ("pk", "pk_camera", "pk_clips") and s.triplet_loss_weight > 0 and s.batch_k < 2:
         yield (f"--batch_k must be at least 2 with the triplet loss (an anchor needs a positive in its "
                f"batch), got {s.batch_k}")
     if s.sampler == "random" and s.triplet_loss_weight > 0:
@@ -386,6 +396,32 @@ def _problems(s: TrainSettings):
     yield from _classifier_problems(s)
     yield from _color_problems(s)
     yield from _local_problems(s)
+
+
+#: How `--sampler pk_clips` pools the T frames of a clip into one sample before the losses (train.py's
+#: `--temporal_pooling`; embed.py's pools tracklets the same way by name).
+CLIP_POOLINGS = ("mean",)
+
+
+def _clip_problems(s: TrainSettings):
+    """The checks of video re-id's clip training (`--sampler pk_clips`)."""
+    clips = s.sampler == "pk_clips"
+    if s.clip_length < 1:
+        yield f"--clip_length must be at least 1, got {s.clip_length}"
+    if s.temporal_pooling not in CLIP_POOLINGS:
+        yield (f"--temporal_pooling {s.temporal_pooling!r} is not one of {', '.join(CLIP_POOLINGS)} "
+               "(training pools the frames of a clip)")
+    if not clips:
+        defaults = TrainSettings()
+        for flag, value, default in (("--clip_length", s.clip_length, defaults.clip_length),
+                                     ("--temporal_pooling", s.temporal_pooling, defaults.temporal_pooling)):
+            if value != default:
+                yield f"{flag} applies to --sampler pk_clips only (got --sampler {s.sampler})"
+        return
+    for flag, value in (("--mutual_models", s.mutual_models > 1), ("--teacher", s.teacher is not None)):
+        if value:
+            yield (f"--sampler pk_clips does not go with {flag} yet (train on frames with --sampler pk "
+                   "instead)")
 
 
 def _classifier_problems(s: TrainSettings):

@@ -10,6 +10,9 @@ resumed run continues the exact sequence of batches of an uninterrupted one.
 the training CSV): its cameras in a random order, one image from each in turn, so a batch shows each identity
 in min(K, its cameras) cameras, and repeats an image only when the identity has fewer than K.
 
+`pk_clips` (`ClipPKSampler`) is video re-id's P x K x T: K tracklets of each identity (the `tracklet`
+column), T frames of each, which training pools into one embedding per clip before the losses.
+
 Rows found to be undecodable during training can be excluded (`excluded`): the identity codes (the
 classifier's classes) stay those of the whole training set, and an identity without any image left
 is no longer sampled.
@@ -17,7 +20,7 @@ is no longer sampled.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -32,11 +35,15 @@ class PKSampler:
         batch_p, batch_k: P and K.
         seed: the run's seed.
         excluded: dataset rows never to sample.
-        cameras: `(N,)` camera of each row (the `camera` column), or None; only `CameraPKSampler` uses it.
+        columns: the dataset's metadata columns (`trinet.data.datasets.Dataset.columns()`), for the samplers
+            that use them: `camera` (`CameraPKSampler`), `tracklet` and `frame` (`ClipPKSampler`).
     """
 
+    #: Consecutive images of a batch that form one sample of the losses (T of `ClipPKSampler`).
+    clip_length = 1
+
     def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
-                 cameras: np.ndarray | None = None):
+                 columns: Mapping[str, np.ndarray] | None = None):
         self.unique_pids, codes = np.unique(np.asarray(pids), return_inverse=True)
         self.batch_p, self.batch_k, self.seed = batch_p, batch_k, seed
         self.codes = codes.astype(np.int32)  # (N,) integer identity of each row
@@ -61,7 +68,8 @@ class PKSampler:
 
     @property
     def batch_size(self) -> int:
-        return self.batch_p * self.batch_k
+        """Images per batch."""
+        return self.batch_p * self.batch_k * self.clip_length
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
@@ -99,11 +107,12 @@ class CameraPKSampler(PKSampler):
     Like `PKSampler` a batch is a pure function of `(seed, batch index)`.
 
     Raises:
-        TrinetError: `cameras` is None (the training CSV has no camera column).
+        TrinetError: the training CSV has no camera column.
     """
 
     def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
-                 cameras: np.ndarray | None = None):
+                 columns: Mapping[str, np.ndarray] | None = None):
+        cameras = (columns or {}).get("camera")
         if cameras is None:
             raise TrinetError("--sampler pk_camera draws each identity's images across its cameras, but the "
                               "training CSV has no camera column: start it with a header such as "
@@ -138,13 +147,73 @@ class CameraPKSampler(PKSampler):
         return np.concatenate([self.identity_rows(identity, rng) for identity in identities]).astype(np.int64)
 
 
+class ClipPKSampler(PKSampler):
+    """P x K x T batches for video re-id (`--sampler pk_clips`): P identities, K tracklets of each (the
+    `tracklet` column), T frames of each tracklet (`clip_length`).
+
+    An identity with fewer than K tracklets repeats them (each at most ceil(K / count) times), like
+    `PKSampler`'s images. A clip's T frames are drawn without replacement from its tracklet and kept in frame
+    order (the `frame` column, else CSV order; torchreid's `random` sampling); a tracklet of fewer than T
+    frames repeats its frames. A batch is `(P*K*T,)` rows, identity by identity, clip by clip: training pools
+    each run of T consecutive images into one embedding. Like `PKSampler`, a pure function of
+    `(seed, batch index)`.
+
+    Args:
+        clip_length: T, the frames of each clip.
+
+    Raises:
+        TrinetError: the training CSV has no tracklet column.
+    """
+
+    def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
+                 columns: Mapping[str, np.ndarray] | None = None, clip_length: int = 4):
+        tracklets = (columns or {}).get("tracklet")
+        if tracklets is None:
+            raise TrinetError("--sampler pk_clips draws K tracklets of each identity, but the training CSV "
+                              "has no tracklet column: start it with a header such as "
+                              "`pid,path,camera,tracklet,frame` (the video converters of data/convert.py "
+                              "write one), or use --sampler pk")
+        if clip_length < 1:
+            raise ValueError(f"clip_length must be at least 1. Received: clip_length={clip_length}")
+        super().__init__(pids, batch_p, batch_k, seed, excluded)
+        self.clip_length = clip_length
+        tracklets = np.asarray(tracklets)
+        if len(tracklets) != len(self.codes):
+            raise ValueError(f"tracklets has {len(tracklets)} rows but pids {len(self.codes)}")
+        frames = (columns or {}).get("frame")
+        frames = np.zeros(len(tracklets), np.int64) if frames is None else np.asarray(frames)
+        _, names = np.unique(tracklets, return_inverse=True)
+        # The tracklets of each sampled identity: arrays of rows in frame order (ties: CSV order).
+        self._clips: list[list[np.ndarray]] = []
+        for own in self._rows:
+            order = own[np.lexsort((own, frames[own], names[own]))]
+            _, starts = np.unique(names[order], return_index=True)
+            self._clips.append(np.split(order, np.sort(starts)[1:]))
+
+    def batch(self, index: int) -> np.ndarray:
+        """`(P*K*T,)` int64 dataset rows of batch `index` (0-based): identity by identity, clip by clip,
+        each clip's frames in frame order."""
+        epoch, slot = divmod(index, self.batches_per_epoch)
+        identities = self._epoch_order(epoch)[slot * self.batch_p:(slot + 1) * self.batch_p]
+        rng = np.random.default_rng([self.seed, 4, index])
+        rows = []
+        for identity in identities:
+            clips = self._clips[identity]
+            pool = np.tile(np.arange(len(clips)), -(-self.batch_k // len(clips)))
+            for clip in pool[rng.permutation(len(pool))[:self.batch_k]]:
+                frames = clips[clip]
+                repeated = np.tile(np.arange(len(frames)), -(-self.clip_length // len(frames)))
+                rows.append(frames[np.sort(repeated[rng.permutation(len(repeated))[:self.clip_length]])])
+        return np.concatenate(rows).astype(np.int64)
+
+
 class RandomSampler(PKSampler):
     """Batches of `batch_p * batch_k` rows drawn without replacement from a shuffled pass over the
     dataset (identities are not balanced: open-reid's identification training). Same interface as
     `PKSampler`; a pass uses the largest multiple of the batch size of rows."""
 
     def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
-                 cameras: np.ndarray | None = None):
+                 columns: Mapping[str, np.ndarray] | None = None):
         super().__init__(pids, 1, 1, seed, excluded)
         self.batch_p, self.batch_k = batch_p, batch_k
         self._available = np.sort(np.concatenate(self._rows)) if self._rows else np.zeros(0, np.int64)
@@ -165,9 +234,20 @@ class RandomSampler(PKSampler):
         return self._epoch_order(epoch)[slot * self.batch_size:(slot + 1) * self.batch_size].astype(np.int64)
 
 
-#: Samplers by name (`--sampler`): `(pids, batch_p, batch_k, seed, excluded, cameras=...) -> sampler`.
+#: Samplers by name (`--sampler`): `(pids, batch_p, batch_k, seed, excluded, columns) -> sampler`.
 SAMPLERS: dict[str, type[PKSampler]] = {"pk": PKSampler, "pk_camera": CameraPKSampler,
-                                        "random": RandomSampler}
+                                        "pk_clips": ClipPKSampler, "random": RandomSampler}
+
+
+def make_sampler(name: str, pids: np.ndarray, batch_p: int, batch_k: int, seed: int,
+                 excluded: Iterable[int] = (), columns: Mapping[str, np.ndarray] | None = None,
+                 clip_length: int = 4) -> PKSampler:
+    """The sampler `name` of `SAMPLERS` (`clip_length`: T of `pk_clips`, unused by the others)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
+    if SAMPLERS[name] is ClipPKSampler:
+        return ClipPKSampler(pids, batch_p, batch_k, seed, excluded, columns, clip_length=clip_length)
+    return SAMPLERS[name](pids, batch_p, batch_k, seed, excluded, columns)
 
 
 def element_seeds(seed: int, index: int, batch_size: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import logging.handlers
 import os
 import random
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -29,7 +29,7 @@ from trinet.core.fileio import remove_stale_temporaries
 from trinet.data.datasets import Dataset, check_files, find_non_images, read_csv
 from trinet.models.distribute import is_chief, make_strategy
 from trinet.pipeline.dataset import MAX_AHEAD, Delivered, decodable, training_dataset
-from trinet.pipeline.sampling import SAMPLERS, PKSampler
+from trinet.pipeline.sampling import PKSampler, make_sampler
 from trinet.rundir import checkpoints, experiment
 from trinet.rundir.runlock import ExperimentLock
 from trinet.training.bookkeeping import Bookkeeping, DetailedLogs, add_file_log, export
@@ -87,8 +87,7 @@ class _Run:
                 dataset, s.val_excluder, seed=s.seed, identities=s.val_identities, fraction=s.val_fraction)
             held_out = query, gallery
         self.dataset = dataset
-        self.sampler: PKSampler = SAMPLERS[s.sampler](
-            dataset.pids, s.batch_p, s.batch_k, s.seed, cameras=dataset.cameras)
+        self.sampler = self.make_sampler(s.seed)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
         identities = len(self.sampler.unique_pids)
@@ -120,6 +119,12 @@ class _Run:
                                                     s.val_image_root or s.image_root, s.val_excluder,
                                                     s.embedding_metric, **options)
         self.books = Bookkeeping(s, self.trainer, chief)
+
+    def make_sampler(self, seed: int, excluded: Iterable[int] = ()) -> PKSampler:
+        """The run's `--sampler` over its training set, without the rows `excluded`."""
+        s = self.s
+        return make_sampler(s.sampler, self.dataset.pids, s.batch_p, s.batch_k, seed, excluded,
+                            self.dataset.columns(), clip_length=s.clip_length)
 
 
 def train(s: TrainSettings) -> int:
@@ -224,9 +229,7 @@ def _loop(run: _Run, latest: str | None) -> int:
     delivered = Delivered(state["next_batch"] - 1)
 
     def open_data(start: int):
-        sampler = (run.sampler if not excluded else
-                   SAMPLERS[s.sampler](run.dataset.pids, s.batch_p, s.batch_k, seed, excluded,
-                                       cameras=run.dataset.cameras))
+        sampler = run.sampler if not excluded else run.make_sampler(seed, excluded)
         data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
@@ -237,8 +240,10 @@ def _loop(run: _Run, latest: str | None) -> int:
     sampler, data = open_data(state["next_batch"])
     times: collections.deque = collections.deque(maxlen=ETA_WINDOW)
     last_saved = step
-    log.info("Training iterations %d to %d (batches of %d x %d = %d images of %dx%d; objective: %s).",
-             step + 1, total, s.batch_p, s.batch_k, s.batch_size, *s.net_size,
+    samples = (f"{s.batch_size} clips of {s.clip_frames} frames ({sampler.batch_size} images, pooled by "
+               f"their {s.temporal_pooling})" if s.clip_frames > 1 else f"{s.batch_size} images")
+    log.info("Training iterations %d to %d (batches of %d x %d = %s of %dx%d; objective: %s).",
+             step + 1, total, s.batch_p, s.batch_k, samples, *s.net_size,
              " + ".join(f"{o.weight:g} x {o.name}" for o in trainer.objectives))
 
     with Uninterrupt() as interrupt, writer.as_default():
@@ -297,7 +302,7 @@ def _loop(run: _Run, latest: str | None) -> int:
             tick = now
             if detailed is not None:
                 detailed.write(step - 1, out["emb"].numpy(), per_sample,
-                               run.dataset.fids[sampler.batch(index)])
+                               run.dataset.fids[sampler.batch(index)][::sampler.clip_length])
             if step % s.log_frequency == 0 or step == total:
                 run.books.log_step(writer, out, step, per_sample, loss, float(np.mean(times)), k,
                                    state["skipped_steps"])

@@ -44,6 +44,19 @@ def float32_outputs(outputs: dict) -> dict:
     return {name: tf.cast(t, tf.float32) for name, t in outputs.items()}
 
 
+def pool_clips(outputs: dict, frames: int) -> dict:
+    """Video re-id's temporal pooling before the losses: each output `(C*T, ...)` of C clips of T = `frames`
+    consecutive images becomes `(C, ...)`, the mean over each clip's frames (`--sampler pk_clips`,
+    `--temporal_pooling mean`). `frames` 1 returns `outputs` as they are."""
+    if frames == 1:
+        return outputs
+    pooled = {}
+    for name, t in outputs.items():
+        shape = tf.concat([[-1, frames], tf.shape(t)[1:]], axis=0)
+        pooled[name] = tf.reduce_mean(tf.reshape(t, shape), axis=1)
+    return pooled
+
+
 def step_monitoring(stats: dict, loss, per_sample, outputs: dict, terms: dict, skipped) -> dict:
     """`stats` (of `batch_stats`) with what the training loop logs of a step: the loss, the per-sample losses
     (B,), the embeddings (B, D) and their norms (B,), the active fraction, each term's mean and `skipped`."""
@@ -55,7 +68,8 @@ def step_monitoring(stats: dict, loss, per_sample, outputs: dict, terms: dict, s
 
 
 def make_train_step(model: keras.Model, updates, objectives, distances, k: int, centers=None,
-                    center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None, teacher=None):
+                    center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None, teacher=None,
+                    clip_length: int = 1):
     """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step (`distances`: the
     `(B, D) -> (B, B)` distances the losses see, `trinet.losses.pairwise.batch_distances`) that applies, for
     each `(optimizer, variables)` of `updates`, the gradients of those variables, and updates `centers`
@@ -63,13 +77,15 @@ def make_train_step(model: keras.Model, updates, objectives, distances, k: int, 
     loss weight), as the Bag of Tricks. `jit_compile`: the forward and backward passes and the updates
     are compiled with XLA (the monitoring, of dynamic shapes, is not). `loss_scale`: the
     LossScaleOptimizer of float16 training (the loss is scaled for the gradients). `teacher`: `images ->
-    dict` of constant outputs added to the model's (distillation)."""
+    dict` of constant outputs added to the model's (distillation). `clip_length`: T > 1 for batches of
+    clips (`--sampler pk_clips`): the images are `(C*T, H, W, 3)` with `(C*T,)` labels, and the losses see
+    the C clips' pooled outputs (`pool_clips`) with every T-th label."""
     variables = [v for _, group in updates for v in group]
     watched = variables + ([centers] if centers is not None else [])
 
     def learn(images, labels):
         with tf.GradientTape() as tape:
-            outputs = float32_outputs(model(images, training=True))
+            outputs = pool_clips(float32_outputs(model(images, training=True)), clip_length)
             if teacher is not None:
                 outputs.update(teacher(images))
             outputs["dists"] = distances(outputs["metric"])
@@ -83,6 +99,7 @@ def make_train_step(model: keras.Model, updates, objectives, distances, k: int, 
 
     @tf.function
     def step(images, labels):
+        labels = labels[::clip_length]
         outputs, loss, per_sample, terms, skipped = learn_step(images, labels)
         stats = batch_stats(outputs["dists"], labels, k)
         return step_monitoring(stats, loss, per_sample, outputs, terms, skipped)
@@ -92,10 +109,12 @@ def make_train_step(model: keras.Model, updates, objectives, distances, k: int, 
 
 def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, updates, objectives,
                          distances, k: int, batch_size: int, centers=None, center_scale: float = 0.0,
-                         cross_replica_mining: bool = False, loss_scale=None, teacher=None):
+                         cross_replica_mining: bool = False, loss_scale=None, teacher=None,
+                         clip_length: int = 1):
     """The training step of `make_train_step` run by each replica of `strategy` on its share of the global
     batch: `batch_size / replicas` consecutive images (whole identities;
-    `trinet.models.distribute.replica_share`).
+    `trinet.models.distribute.replica_share`); with `clip_length` T > 1, `batch_size` counts clips of T
+    images, and each replica pools its own (`pool_clips`).
 
     Each replica's loss is its share of the global mean (its per-sample losses summed, over the global
     batch size), so that the gradients the optimizer sums over replicas are those of the global batch.
@@ -114,13 +133,15 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
     def replica_step(images, labels, stop):
         ctx = tf.distribute.get_replica_context()
         first = ctx.replica_id_in_sync_group * share
-        own_images, own_labels = images[first:first + share], labels[first:first + share]
+        labels = labels[::clip_length]
+        own_images = images[first * clip_length:(first + share) * clip_length]
+        own_labels = labels[first:first + share]
 
         def gather(t):
             return ctx.all_gather(t, axis=0)
 
         with tf.GradientTape() as tape:
-            outputs = float32_outputs(model(own_images, training=True))
+            outputs = pool_clips(float32_outputs(model(own_images, training=True)), clip_length)
             if teacher is not None:
                 outputs.update(teacher(own_images))
             if cross_replica_mining:

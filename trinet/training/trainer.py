@@ -215,10 +215,10 @@ class Trainer:
                 self._steps[phase] = make_train_step(self.model, self.updates(phase), self.objectives,
                                                      self.distances, k, self.centers, center_scale,
                                                      jit_compile=s.jit_compile, loss_scale=self.loss_scale,
-                                                     teacher=teacher)
+                                                     teacher=teacher, clip_length=s.clip_frames)
             else:
                 self._steps[phase] = make_replicated_step(
                     self.strategy, self.model, self.updates(phase), self.objectives, self.distances, k,
                     s.batch_size, self.centers, center_scale, s.cross_replica_mining, self.loss_scale,
-                    teacher=teacher)
+                    teacher=teacher, clip_length=s.clip_frames)
         return self._steps[phase]
