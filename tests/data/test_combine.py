@@ -136,3 +136,17 @@ def test_combine_keeps_the_columns_every_source_has(tmp_path, caplog):
     assert read_lines(out) == ["pid,path,camera,tracklet", "a/1,a/1.jpg,4,a/t0", "a/1,a/2.jpg,4,a/t0",
                                "b/1,b/1.jpg,2,b/t0"]
     assert combine.combine([a, c]).columns == {}
+
+
+def test_combine_drops_a_query_column_with_a_warning(tmp_path, caplog):
+    """A multi-query file's `query` column names images of another CSV: it has no meaning in a combined
+    training set (and its paths would not follow the new image root), so it is dropped, saying why."""
+    root = tmp_path / "images"
+    for name in ("a/1.jpg", "a/2.jpg", "b/1.jpg"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    (tmp_path / "a.csv").write_text("pid,path,camera,query\n1,1.jpg,1,q/1.jpg\n1,2.jpg,1,q/1.jpg\n")
+    (tmp_path / "b.csv").write_text("pid,path,camera,query\n1,1.jpg,2,q/2.jpg\n")
+    a, b = (combine.Source(p, str(tmp_path / f"{p}.csv"), str(root / p)) for p in "ab")
+    assert combine.combine([a, b]).columns == {"camera": [1, 1, 2]}
+    assert "The query column of source(s) a, b is dropped" in caplog.text

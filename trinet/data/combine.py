@@ -6,7 +6,8 @@ datasets stay different people, and its paths are re-rooted under one image root
 
 The metadata columns (`trinet.data.datasets.COLUMNS`) that every source has are kept: cameras and frames as
 they are (a camera number is only compared within one identity, and identities are prefixed), tracklets
-prefixed like the identities. A column that only some sources have is dropped, with a warning.
+prefixed like the identities. A column that only some sources have is dropped, with a warning, and so is
+the `query` column of multi-query evaluation files (paths of another CSV's images).
 """
 
 from __future__ import annotations
@@ -99,8 +100,15 @@ def read_source(source: Source, junk_pids: Iterable[str] = DEFAULT_JUNK_PIDS) ->
 
 
 def _kept_columns(sources: Sequence[Source], datasets: Sequence[Dataset]) -> list[str]:
-    """The metadata columns every source has; a warning names those that only some have."""
+    """The metadata columns every source has; a warning names those that only some have. The `query`
+    column (of a multi-query evaluation file: paths of another CSV's images) is dropped, with a warning."""
     have = [set(dataset.columns()) for dataset in datasets]
+    with_query = [s.prefix for s, columns in zip(sources, have) if "query" in columns]
+    if with_query:
+        log.warning("The query column of source(s) %s is dropped: it names the query images of a multi-query "
+                    "evaluation file (evaluate.py --multi_query_dataset), which a training set does not use.",
+                    ", ".join(with_query))
+        have = [columns - {"query"} for columns in have]
     every = set.intersection(*have) if have else set()
     for name in sorted(set.union(set(), *have) - every):
         lacking = [s.prefix for s, columns in zip(sources, have) if name not in columns]
