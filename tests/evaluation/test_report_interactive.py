@@ -5,6 +5,7 @@ The report is written by evaluate.py with the flags `experiments/demo.sh` gives 
 excluder, the images, a re-ranked comparison), on a smaller demo dataset and with raw-pixel embeddings in
 place of the trained network (training is not what this tests)."""
 
+import base64
 import json
 import re
 from urllib.parse import quote
@@ -59,6 +60,11 @@ def test_paging_and_search_by_mouse_and_keyboard(report):
         page.wait_for("document.querySelectorAll('#lists .card').length > 0")
         cards, number = shown(page)
         assert number == "1" and [i for i, _ in cards] == order[:PAGE_SIZE]
+        # the first rank list is the worst query of the evaluation's own per-query APs
+        evaluation = json.loads((report.parent / "plain.json").read_text())
+        aps = {row["query"]: row["ap"] for row in evaluation["aps"]}
+        assert aps[cards[0][1]] == min(aps.values())
+        assert [aps[name] for _, name in cards] == sorted(aps.values())[:PAGE_SIZE]
 
         page.click("#next")
         page.wait_for("document.getElementById('lists').getAttribute('data-page') === '2'")
@@ -97,3 +103,6 @@ def test_paging_and_search_by_mouse_and_keyboard(report):
         focused = page.evaluate("document.querySelector('#lists .card.focus').getAttribute('data-query')")
         assert shown(page)[1] == target.group(1) and focused == target.group(2).replace("%2F", "/")
         assert page.evaluate("window.TRINET_ERRORS") == [] and page.errors == []
+        png = base64.b64decode(page.send("Page.captureScreenshot", session=True, format="png")["data"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        (report / "interactive.png").write_bytes(png)  # what the page showed at the end
