@@ -77,10 +77,15 @@ class PKSampler:
             self._epoch_cache = (epoch, rng.permutation(len(self._identities)))
         return self._epoch_cache[1]
 
+    def batch_identities(self, index: int) -> np.ndarray:
+        """`(P,)` the identities of batch `index` (indices into those still sampled): the epoch's shuffle,
+        P at a time."""
+        epoch, slot = divmod(index, self.batches_per_epoch)
+        return self._epoch_order(epoch)[slot * self.batch_p:(slot + 1) * self.batch_p]
+
     def batch(self, index: int) -> np.ndarray:
         """`(P*K,)` int64 dataset rows of batch `index` (0-based), identity by identity."""
-        epoch, slot = divmod(index, self.batches_per_epoch)
-        identities = self._epoch_order(epoch)[slot * self.batch_p:(slot + 1) * self.batch_p]
+        identities = self.batch_identities(index)
         rng = np.random.default_rng([self.seed, 1, index])
         rows = []
         for identity in identities:
@@ -141,8 +146,7 @@ class CameraPKSampler(PKSampler):
 
     def batch(self, index: int) -> np.ndarray:
         """`(P*K,)` int64 dataset rows of batch `index` (0-based), identity by identity."""
-        epoch, slot = divmod(index, self.batches_per_epoch)
-        identities = self._epoch_order(epoch)[slot * self.batch_p:(slot + 1) * self.batch_p]
+        identities = self.batch_identities(index)
         rng = np.random.default_rng([self.seed, 3, index])
         return np.concatenate([self.identity_rows(identity, rng) for identity in identities]).astype(np.int64)
 
@@ -193,8 +197,7 @@ class ClipPKSampler(PKSampler):
     def batch(self, index: int) -> np.ndarray:
         """`(P*K*T,)` int64 dataset rows of batch `index` (0-based): identity by identity, clip by clip,
         each clip's frames in frame order."""
-        epoch, slot = divmod(index, self.batches_per_epoch)
-        identities = self._epoch_order(epoch)[slot * self.batch_p:(slot + 1) * self.batch_p]
+        identities = self.batch_identities(index)
         rng = np.random.default_rng([self.seed, 4, index])
         rows = []
         for identity in identities:
