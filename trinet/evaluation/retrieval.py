@@ -23,9 +23,9 @@ mean, and counted in `RetrievalResults.num_skipped` (as in `trinet.evaluation.me
 
 Exact and memory-bounded: the distances are computed for one block of queries at a time (at most
 `metrics.MAX_BLOCK_ENTRIES` of them, see `metrics.block_rows`). Per block, one pass counts the
-non-matches closer than each query's nearest match (its rank), and `np.partition` keeps each query's
-R_max nearest non-matches (R_max: the block's largest R), which is all that MAP@R and R-precision
-need: a match preceded by R or more non-matches is beyond rank R.
+non-matches up to each query's farthest match; of those, the nearest one counts for the rank of the
+first match, and only the R nearest for MAP@R and R-precision (a match preceded by R or more
+non-matches is beyond rank R).
 
 API (numpy; scikit-learn only for `kmeans_labels` / `nmi`):
     evaluate_retrieval(query_emb, gallery_emb, query_labels, gallery_labels, exclusion=None, *,
@@ -136,7 +136,7 @@ class RetrievalResults:
 def _block_figures(dist: np.ndarray, match_rows: np.ndarray, match_cols: np.ndarray,
                    drop_rows: np.ndarray, drop_cols: np.ndarray) -> RetrievalResults:
     """The figures of a `(B, C)` block of distances (overwritten); arguments as `metrics.rank_block`."""
-    num_rows, num_cols = dist.shape
+    num_rows = len(dist)
     values = dist[match_rows, match_cols]
     dist[match_rows, match_cols] = np.inf
     dist[drop_rows, drop_cols] = np.inf  # now only the kept non-matches are finite
@@ -145,34 +145,30 @@ def _block_figures(dist: np.ndarray, match_rows: np.ndarray, match_cols: np.ndar
     counts = np.bincount(rows, minlength=num_rows).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     has = counts > 0
-    nearest = np.full(num_rows, -np.inf, dtype=dist.dtype)
-    nearest[has] = values[offsets[:-1][has]]
-    first = np.where(has, np.count_nonzero(dist <= nearest[:, None], axis=1), -1).astype(np.int64)
+    farthest = np.full(num_rows, -np.inf, dtype=dist.dtype)
+    farthest[has] = values[offsets[1:][has] - 1]
+    # Only the non-matches up to a query's farthest match can precede one of its matches: one
+    # comparison over the block, then a short list per query (as `metrics.rank_block`).
+    near_mask = dist <= farthest[:, None]
+    near = dist[near_mask]  # row by row
+    near_offsets = np.concatenate([[0], np.cumsum(np.count_nonzero(near_mask, axis=1))])
+    del near_mask
+    first = np.full(num_rows, -1, np.int64)
     r_precision = np.full(num_rows, np.nan)
     map_at_r = np.full(num_rows, np.nan)
-    cap = min(int(counts.max(initial=0)), num_cols)
-    if cap:
-        # The cap nearest non-matches of each row (unordered); inf where a row has fewer.
-        top = dist if cap == num_cols else np.partition(dist, cap - 1, axis=1)[:, :cap]
-        # Merge them with the matches, row by row, by distance, non-matches first at equal distance.
-        merged_rows = np.concatenate([np.repeat(np.arange(num_rows), cap), rows])
-        merged_values = np.concatenate([top.ravel(), values])
-        is_match = np.concatenate([np.zeros(top.size, bool), np.ones(len(values), bool)])
-        merged = np.lexsort((is_match, merged_values, merged_rows))
-        negatives = np.cumsum(~is_match[merged])
-        row_start = np.concatenate([[0], np.cumsum(np.bincount(merged_rows, minlength=num_rows))])
-        before_row = np.concatenate([[0], negatives])[row_start[:-1]]
-        # lexsort is stable and `values` is sorted by row and distance, so the matches come out of the
-        # merge in `values` order.
-        negatives_before = negatives[is_match[merged]] - before_row[rows]
-        k = np.arange(len(values)) - offsets[:-1][rows] + 1
-        position = k + negatives_before
-        within = position <= counts[rows]
-        hits = np.bincount(rows[within], minlength=num_rows)
-        precision_sum = np.bincount(rows[within], weights=k[within] / position[within],
-                                    minlength=num_rows)
-        r_precision[has] = hits[has] / counts[has]
-        map_at_r[has] = precision_sum[has] / counts[has]
+    for row in np.flatnonzero(has):
+        mine = values[offsets[row]:offsets[row + 1]]
+        r = len(mine)
+        candidates = near[near_offsets[row]:near_offsets[row + 1]]
+        first[row] = np.count_nonzero(candidates <= mine[0])
+        if len(candidates) > r:  # a match behind r or more non-matches is beyond rank r anyway
+            candidates = np.partition(candidates, r - 1)[:r]
+        negatives_before = np.searchsorted(np.sort(candidates), mine, side="right")
+        k = np.arange(1, r + 1)
+        position = k + negatives_before  # pessimistic: tied non-matches first
+        within = position <= r
+        r_precision[row] = np.count_nonzero(within) / r
+        map_at_r[row] = float(np.sum(k[within] / position[within])) / r
     return RetrievalResults(counts, first, r_precision, map_at_r)
 
 
