@@ -51,16 +51,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from trinet.data.converters.retrieval import PROTOCOLS
 from trinet.evaluation.excluders import Exclusion, Names
 from trinet.evaluation.metrics import Block, DistanceFn, EmbeddingDistances, query_blocks
 
-#: The K of Recall@K each benchmark reports (Song et al. 2016; Liu et al. 2016 for In-Shop).
-BENCHMARK_KS: dict[str, tuple[int, ...]] = {
-    "cub200": (1, 2, 4, 8),
-    "cars196": (1, 2, 4, 8),
-    "sop": (1, 10, 100, 1000),
-    "inshop": (1, 10, 20, 30, 40),
-}
+#: The K of Recall@K each benchmark reports (Song et al. 2016; Liu et al. 2016 for In-Shop), by converter
+#: name (`trinet.data.converters.retrieval.PROTOCOLS` has the whole protocols).
+BENCHMARK_KS: dict[str, tuple[int, ...]] = {name: p.ks for name, p in PROTOCOLS.items()}
 
 #: The `--metrics` names of evaluate.py and what each adds: the one list of valid names.
 RETRIEVAL_METRICS: dict[str, str] = {
