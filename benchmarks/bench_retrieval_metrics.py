@@ -97,8 +97,9 @@ def main() -> None:
     figures = " ".join(f"R@{k} {v:.4f}" for k, v in results.recall(KS).items())
     print(f"evaluate_retrieval: {took:.1f} s = {took / distances:.2f} x the distances alone; {figures} "
           f"MAP@R {results.mean_map_at_r:.4f} R-precision {results.mean_r_precision:.4f}", flush=True)
-    print(f"peak resident memory so far: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB "
-          f"(embeddings: {emb.nbytes / 2**20:.0f} MiB)", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak resident memory so far: {peak:.2f} GiB (embeddings: {emb.nbytes / 2**20:.0f} MiB)",
+          flush=True)
 
     rows = np.random.default_rng(1).choice(len(emb), min(args.reference, len(emb)), replace=False)
     want = reference(emb, labels, rows)
