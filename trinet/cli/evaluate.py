@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
              "-1); distractors (0000) stay as negatives; a CSV's camera column, if it has one, must agree "
              "with the file names. camera does the same for any naming, with the identities and the camera "
              "column of the CSVs (a header line `pid,path,camera`). "
-             "diagonal ignores only the query's own file (query set = gallery set, e.g. Stanford Online "
-             "Products); none ignores nothing.")
+             "diagonal ignores only the query's own file (query set = gallery set: the protocol of "
+             "CUB-200-2011, Cars196 and Stanford Online Products); none ignores nothing (In-Shop's disjoint "
+             "query and gallery).")
     parser.add_argument("--query_dataset", required=True,
                         help="Path to the query dataset CSV file (`pid,path` rows, or the columns its "
                              "header names: see --excluder camera).")
