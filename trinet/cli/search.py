@@ -29,9 +29,9 @@ from trinet.core.errors import TrinetError
 from trinet.core.progress import Progress
 from trinet.data.datasets import Dataset, image_path, read_csv
 from trinet.data.embeddings.hdf5 import MODEL_ATTRIBUTE, read_attribute, read_embeddings, read_metric
-from trinet.evaluation.excluders import EXCLUDERS
+from trinet.evaluation.excluders import EXCLUDERS, Exclusion
 from trinet.pipeline.views import AGGREGATORS, CROP_MODES
-from trinet.search.index import (FAISS_HINT, INDEX_KINDS, PARAMETERS, SEARCH_METRICS, GalleryIndex,
+from trinet.search.index import (FAISS_HINT, INDEX_KINDS, PARAMETERS, SEARCH_METRICS, GalleryIndex, Hits,
                                  build_index, check_index_folder, check_metric, flag_name, import_faiss,
                                  load_index, save_index, search)
 from trinet.search.output import RESULT_FORMATS, records, result_format, show_hits, write_results
@@ -48,6 +48,17 @@ def results_file(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected a file name ending in one of {sorted(RESULT_FORMATS)}, got {text!r}") from None
     return text
+
+
+def k_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated positive integers, e.g. `1,10,100` (sorted, without repeats)."""
+    from trinet.evaluation.retrieval import parse_metrics
+
+    try:
+        return parse_metrics([f"recall@{text}"]).ks
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 1,10,100, got "
+                                         f"{text!r}") from None
 
 
 def _kind_help() -> str:
@@ -127,6 +138,15 @@ def _add_query_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(f"--{name}", type=positive_int, default=None,
                            help=f"{parameter.help} Default: the value stored with the index. Only for "
                                 f"--index {_owners(name)}.")
+    p.add_argument("--recall_at", type=k_list, default=None, metavar="K[,K...]",
+                   help="Also print the Recall@K of the search for these K (e.g. 1,10,100,1000): the "
+                        "fraction of queries with an entry of their identity among their K results (the "
+                        "excluder applied, before --max_distance; a query whose identity has no kept "
+                        "gallery entry is skipped; ties: a non-match at the first match's distance counts "
+                        "first). Each query is searched to the largest K (the results file keeps --top_k). "
+                        "With an approximate index, also the Recall@K of exact search and the fraction of "
+                        "the exact K nearest that the index found, from the gallery embeddings the index "
+                        "was built from (its manifest names them). Needs --query_dataset (identities).")
     p.add_argument("--batch_size", type=positive_int, default=1024,
                    help="Queries searched at a time. Default: %(default)s.")
     p.add_argument("--strict", action="store_true",
@@ -288,6 +308,9 @@ def _query(args: argparse.Namespace) -> int:
                if value is not None and name not in index.params]
     if foreign:
         raise TrinetError(f"{', '.join(foreign)} does not apply to the {index.kind} index in {args.index}")
+    if args.recall_at and args.images is not None:
+        raise TrinetError("--recall_at needs the queries' identities: give --query_dataset and "
+                          "--query_embeddings instead of --images")
     max_distance = _max_distance(args, index)
     query, emb = _queries(args, index)
     try:
@@ -298,9 +321,13 @@ def _query(args: argparse.Namespace) -> int:
     log.info("%d queries, %d gallery entries (%s index, %s, %d ignored for every query by the %s excluder), "
              "top %d", len(query), len(index.gallery), index.kind, index.metric,
              exclusion.gallery_ignored.sum(), args.excluder, args.top_k)
+    depth = max(args.top_k, *args.recall_at) if args.recall_at else args.top_k
     with Progress(len(query), "Searching", "queries", quiet=args.quiet) as progress:
-        hits = search(index, emb, args.top_k, exclusion, overrides=overrides, batch_size=args.batch_size,
+        hits = search(index, emb, depth, exclusion, overrides=overrides, batch_size=args.batch_size,
                       progress=progress.update)
+    if args.recall_at:
+        print(_recall_report(args, index, query, emb, exclusion, hits), flush=True)
+        hits = Hits(hits.indices[:, :args.top_k], hits.distances[:, :args.top_k])
     if max_distance is not None:
         hits = hits.within(max_distance)
         kept = int((hits.indices >= 0).sum())
@@ -315,6 +342,41 @@ def _query(args: argparse.Namespace) -> int:
                             args.image_root, hits, args.num_show, args.quiet)
         log.info("%d rank-list pictures written into %s", len(written), args.show_ranks)
     return 0
+
+
+def _recall_report(args: argparse.Namespace, index: GalleryIndex, query: Dataset, emb: np.ndarray,
+                   exclusion: Exclusion, hits: Hits) -> str:
+    """The printed lines of --recall_at: the index's Recall@K, and for an approximate index the exact ones."""
+    from trinet.search.recall import exact_top_k, neighbours_found, recall_of_hits
+
+    ks = args.recall_at
+    found = recall_of_hits(hits, query.pids, index.gallery.pids, exclusion)
+    evaluated = int(found.evaluated.sum())
+    if evaluated == 0:
+        raise TrinetError(f"--recall_at: none of the {len(query)} queries of {query.source} has an entry of "
+                          f"its identity in the gallery of {args.index} under --excluder {args.excluder}")
+    recall = " ".join(f"Recall@{k}: {v:.2%}" for k, v in found.recall(ks).items())
+    lines = [f"{recall} ({index.kind} index{', exact' if index.kind == 'flat' else ''}; {evaluated} of "
+             f"{len(query)} queries have a match in the gallery)"]
+    if index.kind == "flat":
+        return "\n".join(lines)
+    source = index.sources.get("gallery_embeddings")
+    if source is None or not os.path.isfile(source):
+        log.warning("--recall_at: no exact comparison: the gallery embeddings the index was built from (%s) "
+                    "are not there", source or "not named in its manifest")
+        return "\n".join(lines)
+    gallery_emb = read_embeddings(source, expected_rows=len(index.gallery), partner=f"the index {args.index}",
+                                  fids=index.gallery.fids)
+    from trinet.evaluation.retrieval import evaluate_retrieval
+
+    exact = evaluate_retrieval(emb, gallery_emb, query.pids, index.gallery.pids, exclusion,
+                               metric=index.metric)
+    lines.append("exact search: " + " ".join(f"Recall@{k}: {v:.2%}" for k, v in exact.recall(ks).items()))
+    nearest = exact_top_k(emb, gallery_emb, max(ks), exclusion, index.metric)
+    overlap = neighbours_found(hits.indices, nearest, ks)
+    lines.append("exact neighbours found by the index: "
+                 + " ".join(f"@{k}: {v:.2%}" for k, v in overlap.items()))
+    return "\n".join(lines)
 
 
 def _run(argv: Sequence[str] | None) -> int:

@@ -3,8 +3,10 @@
 The multi-camera re-identification protocols (Market-1501, DukeMTMC-reID, MSMT17, CUHK03-NP) only
 count a match found in *another* camera: gallery images of the query's person taken by the query's
 camera are ignored, and so are junk images (person `-1`). Distractors (person `0000`) stay in the
-ranking as negatives. For retrieval sets where query set = gallery set (Stanford Online Products),
-`diagonal` ignores only the query's own file. The releases' naming is described in `trinet.data.naming`.
+ranking as negatives. For retrieval sets where query set = gallery set, `diagonal` ignores only the
+query's own file: the protocol of CUB-200-2011, Cars196 and Stanford Online Products, whose test set is
+queried against itself, each query leaving itself out (Song et al. 2016; `trinet.data.converters.retrieval`).
+In-Shop's query and gallery are disjoint: `none`. The releases' naming is described in `trinet.data.naming`.
 
 Each excluder is a function `(query paths, gallery paths) -> Exclusion` that parses the base names
 once (the folders of a path are ignored, except VIPeR's camera folder `cam_a/` or `cam_b/`) and codes
@@ -238,7 +240,8 @@ def camera(query: Rows, gallery: Rows) -> Exclusion:
 
 
 def diagonal(query: Rows, gallery: Rows) -> Exclusion:
-    """Ignore only the query's own file (same path) in the gallery; for query set = gallery set."""
+    """Ignore only the query's own file (same path) in the gallery; for query set = gallery set (CUB-200-2011,
+    Cars196, Stanford Online Products)."""
     query_fids, gallery_fids = file_names(query), file_names(gallery)
     names, coded = np.unique(np.concatenate([np.asarray(query_fids, dtype=str),
                                              np.asarray(gallery_fids, dtype=str)]), return_inverse=True)
