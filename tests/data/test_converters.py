@@ -156,6 +156,16 @@ def _video_mimic(name):
 MIMICS.update({name: _video_mimic(name) for name in ("mars", "ilidsvid", "prid2011", "duke-video")})
 
 
+def _retrieval_mimic(name):
+    def make(parent):
+        from test_retrieval_converters import MAKERS
+        return MAKERS[name](parent)
+    return make
+
+
+MIMICS.update({name: _retrieval_mimic(name) for name in ("cub200", "cars196", "sop", "inshop")})
+
+
 def read_lines(path) -> list[str]:
     with open(path) as f:
         return f.read().splitlines()
@@ -168,9 +178,11 @@ def test_every_converter_runs_on_its_mimic(name, tmp_path):
     assert name in MIMICS, f"add a mimic release for the new converter {name!r}"
     converter = registry.CONVERTERS[name]
     assert converter.name == name
-    assert set(converter.csv_names) == set(converter.expected) == set(registry.SPLITS)
+    assert set(converter.csv_names) == set(converter.expected) == set(converter.splits)
+    assert converter.splits in (registry.SPLITS, ("train", "test"))
     conversion = registry.convert(name, MIMICS[name](tmp_path))
-    for split in registry.SPLITS:
+    assert set(conversion.rows) == set(converter.splits)
+    for split in converter.splits:
         assert conversion.rows[split], split
         assert [fid for _, fid in conversion.rows[split]] == sorted(fid for _, fid in conversion.rows[split])
         for _, fid in conversion.rows[split]:
@@ -180,7 +192,7 @@ def test_every_converter_runs_on_its_mimic(name, tmp_path):
 def test_unknown_dataset_lists_the_valid_names():
     with pytest.raises(TrinetError,
                        match=r"Unknown dataset 'market'; expected one of "
-                             r"\['cuhk01', 'cuhk03-detected', .*'viper'\]"):
+                             r"\['cars196', 'cub200', 'cuhk01', .*'sop', 'viper'\]"):
         registry.convert("market", "/nonexistent")
 
 
@@ -672,7 +684,12 @@ def test_convert_holds_validation_identities_out_by_the_release_protocol(tmp_pat
 def test_every_converter_names_an_excluder_of_its_naming():
     from trinet.evaluation.excluders import EXCLUDERS
     for name, converter in registry.CONVERTERS.items():
-        assert converter.excluder in EXCLUDERS and converter.excluder != "none", name
+        assert converter.excluder in EXCLUDERS, name
+        if converter.protocol is None:  # re-id: the excluder reads the release's file names
+            assert converter.excluder != "none", name
+        else:  # retrieval: query = gallery leaves itself out; disjoint query and gallery ignore nothing
+            same = converter.protocol.query == converter.protocol.gallery
+            assert converter.excluder == converter.protocol.excluder == ("diagonal" if same else "none"), name
 
 
 def test_scripts_do_not_import_tensorflow():

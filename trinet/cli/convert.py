@@ -11,6 +11,10 @@
     trinet-convert ilidsvid ~/datasets/iLIDS-VID --trial 0 --out data
     trinet-convert prid2011 ~/datasets/prid_2011 --trial 0 --out data
     trinet-convert duke-video ~/datasets/DukeMTMC-VideoReID --out data
+    trinet-convert cub200 ~/datasets/CUB_200_2011 --out data
+    trinet-convert cars196 ~/datasets/stanford_cars --out data
+    trinet-convert sop ~/datasets/Stanford_Online_Products --out data
+    trinet-convert inshop "~/datasets/In-shop Clothes Retrieval Benchmark" --out data
 
 Writes e.g. data/market1501_{train,query,test}.csv with the header `pid,path,camera` and rows
 `pid,relative/path,camera` (paths relative to the release folder, which is the `--image_root` for training and
@@ -22,6 +26,12 @@ data/README.md.
 
 The video releases (mars, ilidsvid, prid2011, duke-video) write one row per frame under the header
 `pid,path,camera,tracklet,frame`; embed.py --pool_by tracklet and evaluate.py --excluder camera take them.
+
+The retrieval benchmarks of unseen classes (cub200, cars196, sop, inshop; `trinet.data.converters.retrieval`)
+split by classes: data/cub200_{train,test}.csv etc., the test set being query and gallery at once
+(evaluate.py --excluder diagonal), and data/inshop_{train,query,gallery}.csv. The CSVs have no header
+(`pid,path` rows: no camera). The converter prints the protocol: which Recall@K the papers report, and the
+evaluate.py command with its --excluder and --metrics.
 
 With `--multi_query` (Market-1501), data/market1501_mquery.csv also holds the `gt_bbox/` images of each
 query's person and camera, for evaluate.py's `--multi_query mean|max` (Zheng et al.'s multi-query protocol).
@@ -55,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                          for name, converter in sorted(registry.CONVERTERS.items()))
     parser = argparse.ArgumentParser(
         description="Convert an extracted official person re-id release into trinet CSVs "
-                    "(`pid,path,camera` rows under a header; the release folder is the --image_root).",
+                    "(`pid,path,camera` rows under a header; the release folder is the --image_root), or a "
+                    "retrieval benchmark of unseen classes (cub200, cars196, sop, inshop: `pid,path` rows "
+                    "split by classes; the protocol and its evaluate.py command are printed).",
         epilog=f"datasets and the folder to pass:\n{releases}\nSee data/README.md for downloads and counts.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=sorted(registry.CONVERTERS),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from trinet.evaluation.cmc import CMC_PROTOCOLS, DEFAULT_REPEATS
 from trinet.evaluation.excluders import CAMERA_EXCLUDERS, EXCLUDERS, RULES
 from trinet.evaluation.metrics import Block, DistanceFn, EmbeddingDistances, WithLocalDistances, evaluate
 from trinet.evaluation.reporting import SHOW_RANKS, results_json, show_ranks, summary
+from trinet.evaluation.retrieval import (BENCHMARK_KS, RETRIEVAL_METRICS, MetricRequest, RetrievalCollector,
+                                         parse_metrics)
 from trinet.evaluation.verification import (DEFAULT_MAX_PAIRS, DEFAULT_TARGET_FAR, FARS, PairCollector,
                                             verification_json, verification_summary)
 
@@ -60,11 +62,21 @@ def rate(text: str) -> float:
     return value
 
 
+def metric_token(text: str) -> str:
+    """argparse type: one token of --metrics (`recall@1,2,4,8`, `map_at_r`, `r_precision`, `nmi`)."""
+    try:
+        parse_metrics([text])
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evaluate.py",
         description="Evaluate query embeddings against gallery embeddings: mAP, mINP and the CMC curve "
-                    "(top-1/5/10), optionally after k-reciprocal re-ranking. Needs no TensorFlow.")
+                    "(top-1/5/10), optionally after k-reciprocal re-ranking, and the retrieval benchmarks' "
+                    "Recall@K, MAP@R, R-precision and NMI (--metrics). Needs no TensorFlow.")
     parser.add_argument(
         "--excluder", required=True, choices=sorted(EXCLUDERS),
         help="Which gallery entries each query ignores, read from the file names. market1501, duke, "
@@ -111,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "the stripe distances normalised by (e^d - 1) / (e^d + 1), shortest path from "
                              "the top to the bottom stripes. Exact, numpy, in blocks of queries (Market-1501 "
                              "with 8 stripes: about 20 s on 2 CPU cores). 0: off. Default: %(default)s.")
+    retrieval = parser.add_argument_group(
+        "retrieval metrics (unseen classes: CUB-200-2011, Cars196, Stanford Online Products, In-Shop)")
+    retrieval.add_argument(
+        "--metrics", nargs="+", type=metric_token, default=None, metavar="METRIC",
+        help="Also compute these, in the same pass over the distances (printed, and in --filename's JSON "
+             "under `retrieval`): " + "; ".join(f"{name}: {text}" for name, text in RETRIEVAL_METRICS.items())
+             + ". R is the number of gallery entries of the query's class that the excluder keeps; ties "
+               "rank non-matches first, as the CMC. The benchmarks' lists: "
+             + ", ".join(f"{name} recall@{','.join(map(str, ks))}" for name, ks in BENCHMARK_KS.items())
+             + " (data/convert.py prints each protocol). E.g. --metrics recall@1,2,4,8 map_at_r r_precision "
+               "nmi. Default: none.")
+    retrieval.add_argument(
+        "--nmi_seed", type=nonnegative_int, default=None,
+        help="--metrics nmi: the seed of the k-means (scikit-learn, one k-means++ initialisation). "
+             "Default: 0.")
     multi = parser.add_argument_group("multi-query (Market-1501's protocol, Zheng et al. 2015)")
     multi.add_argument("--multi_query", choices=sorted(TEMPORAL_POOLINGS), default=None,
                        help="Replace each query's embedding by the mean or the element-wise max of the "
@@ -309,7 +336,49 @@ def _settings(args: argparse.Namespace) -> dict:
     if args.multi_query:
         settings.update(multi_query=args.multi_query, multi_query_dataset=args.multi_query_dataset,
                         multi_query_embeddings=args.multi_query_embeddings)
+    if args.metrics:
+        settings["metrics"] = list(args.metrics)
+        if parse_metrics(args.metrics).nmi:
+            settings["nmi_seed"] = args.nmi_seed
     return settings
+
+
+def check_metrics_flags(args: argparse.Namespace) -> MetricRequest | None:
+    """The request of --metrics (None: none); --nmi_seed needs `nmi` in it. Fills in --nmi_seed."""
+    request = parse_metrics(args.metrics) if args.metrics else None
+    if args.nmi_seed is not None and (request is None or not request.nmi):
+        raise TrinetError(f"--nmi_seed {args.nmi_seed} sets the k-means of --metrics nmi; add nmi to "
+                          "--metrics")
+    args.nmi_seed = 0 if args.nmi_seed is None else args.nmi_seed
+    return request
+
+
+def retrieval_figures(request: MetricRequest, collector: RetrievalCollector | None, gallery: Dataset,
+                      gallery_emb: np.ndarray, seed: int) -> tuple[str, dict]:
+    """The printed line and the JSON section `retrieval` of --metrics."""
+    from trinet.evaluation.retrieval import nmi
+
+    parts: list[str] = []
+    out: dict[str, Any] = {}
+    if collector is not None:
+        figures = collector.results()
+        out["num_evaluated"] = figures.num_evaluated
+        if request.ks:
+            out["recall_at"] = {str(k): v for k, v in figures.recall(request.ks).items()}
+            parts.append(" ".join(f"Recall@{k}: {v:.2%}" for k, v in out["recall_at"].items()))
+        if request.map_at_r:
+            out["map_at_r"] = figures.mean_map_at_r
+            parts.append(f"MAP@R: {figures.mean_map_at_r:.2%}")
+        if request.r_precision:
+            out["r_precision"] = figures.mean_r_precision
+            parts.append(f"R-precision: {figures.mean_r_precision:.2%}")
+    if request.nmi:
+        classes = len(np.unique(gallery.pids))
+        log.info("NMI: k-means of the %d gallery embeddings into %d clusters (seed %d)", len(gallery),
+                 classes, seed)
+        out.update(nmi=nmi(gallery_emb, gallery.pids, seed), nmi_seed=seed, nmi_clusters=classes)
+        parts.append(f"NMI: {out['nmi']:.2%} (gallery, k = {classes})")
+    return " | ".join(parts), out
 
 
 def _check_report_flags(args: argparse.Namespace) -> None:
@@ -392,6 +461,7 @@ def _run(argv: Sequence[str] | None) -> int:
     _check_report_flags(args)
     _check_verification_flags(args)
     check_multi_query_flags(args)
+    request = check_metrics_flags(args)
     args.cmc_repeats = DEFAULT_REPEATS if args.cmc_repeats is None else args.cmc_repeats
     args.seed = 0 if args.seed is None else args.seed
     query, query_emb = load_split(args.query_dataset, args.query_embeddings)
@@ -435,6 +505,10 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.verification:
         pairs = PairCollector(len(gallery), args.verification_pairs, args.verification_seed)
         observers.append(pairs)
+    collector = None
+    if request is not None and request.ranked:
+        collector = RetrievalCollector()
+        observers.append(collector)
     lists, cameras, query_cameras, gallery_cameras = None, None, None, None
     if args.report:
         from trinet.evaluation.report.collect import CameraTable, RankLists
@@ -464,8 +538,14 @@ def _run(argv: Sequence[str] | None) -> int:
         log.warning("%d queries have no valid match in the gallery and are skipped from every average: %s",
                     len(skipped), listing(skipped))
     printed = summary(results, gallery, exclusion)
+    retrieval_section = None
+    if request is not None:
+        line, retrieval_section = retrieval_figures(request, collector, gallery, gallery_emb, args.nmi_seed)
+        printed = f"{printed}\n{line}"
     print(printed, flush=True)
     output = results_json(results, query, gallery, exclusion, _settings(args))
+    if retrieval_section is not None:
+        output["retrieval"] = retrieval_section
     if pairs is not None:
         collected = pairs.pairs()
         if not len(collected.negatives):

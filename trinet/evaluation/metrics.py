@@ -21,7 +21,7 @@ Mean INP is from Ye et al., "Deep Learning for Person Re-identification: A Surve
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -212,7 +212,8 @@ class Block:
         rows: the queries of the block (global query indices `rows.start` to `rows.stop`).
         columns: `(C,)` int64, the gallery indices of the distance columns (those not ignored for every
             query, e.g. junk left out).
-        distances: `(B, C)` read-only distances of the block's queries to `columns`.
+        distances: `(B, C)` distances of the block's queries to `columns` (read-only as `rank_queries`
+            shows it to `on_block`; writable as `query_blocks` yields it).
         match_rows, match_cols: `(M,)` block row and column positions of the valid matches.
         drop_rows, drop_cols: `(X,)` block row and column positions of the entries the queries ignore
             (same person and camera).
@@ -235,6 +236,41 @@ class Block:
         return out
 
 
+def query_blocks(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
+                 exclusion: Exclusion | None = None, *, batch_size: int = 256) -> Iterator[Block]:
+    """The blocks of queries of an evaluation, in query order, each with its distances and matches.
+
+    The `distances` of each yielded `Block` is a new writable `(B, C)` array that the caller may
+    overwrite. Arguments as `rank_queries`.
+    """
+    q_codes, g_codes = _codes(query_pids, gallery_pids)
+    if exclusion is None:
+        exclusion = Exclusion.nothing(len(q_codes), len(g_codes))
+    if exclusion.shape != (len(q_codes), len(g_codes)):
+        raise ValueError(f"the exclusion is for {exclusion.shape} queries x gallery, the pids for "
+                         f"{(len(q_codes), len(g_codes))}")
+    kept = np.flatnonzero(~exclusion.gallery_ignored)
+    column_of = np.full(len(g_codes), -1, np.int64)
+    column_of[kept] = np.arange(len(kept))
+    same_pid = KeyIndex(g_codes[kept])
+    kept_keys = exclusion.gallery_keys[kept]
+    step = block_rows(len(kept), batch_size)
+    for start in range(0, len(q_codes), step):
+        rows = slice(start, min(start + step, len(q_codes)))
+        match_rows, match_cols = same_pid.pairs(q_codes[rows])
+        query_keys = exclusion.query_keys[rows][match_rows]
+        valid = (query_keys < 0) | (query_keys != kept_keys[match_cols])
+        drop_rows, drop_cols = exclusion.pairs(rows)
+        drop_cols = column_of[drop_cols]
+        on_kept = drop_cols >= 0
+        dist = distances(rows, kept)
+        expected = (rows.stop - rows.start, len(kept))
+        if dist.shape != expected:
+            raise ValueError(f"the distance function gave shape {dist.shape}, expected {expected}")
+        yield Block(rows, kept, np.ascontiguousarray(dist), match_rows[valid], match_cols[valid],
+                    drop_rows[on_kept], drop_cols[on_kept])
+
+
 def rank_queries(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
                  exclusion: Exclusion | None = None, *, batch_size: int = 256,
                  progress: Callable[[int], None] | None = None,
@@ -251,41 +287,16 @@ def rank_queries(distances: DistanceFn, query_pids: Names, gallery_pids: Names,
         on_block: called with each `Block` before it is ranked (e.g. to collect verification pairs or
             rank lists, in the same pass over the distances).
     """
-    q_codes, g_codes = _codes(query_pids, gallery_pids)
-    if exclusion is None:
-        exclusion = Exclusion.nothing(len(q_codes), len(g_codes))
-    if exclusion.shape != (len(q_codes), len(g_codes)):
-        raise ValueError(f"the exclusion is for {exclusion.shape} queries x gallery, the pids for "
-                         f"{(len(q_codes), len(g_codes))}")
-    kept = np.flatnonzero(~exclusion.gallery_ignored)
-    column_of = np.full(len(g_codes), -1, np.int64)
-    column_of[kept] = np.arange(len(kept))
-    same_pid = KeyIndex(g_codes[kept])
-    kept_keys = exclusion.gallery_keys[kept]
-    step = block_rows(len(kept), batch_size)
     parts = []
-    for start in range(0, len(q_codes), step):
-        rows = slice(start, min(start + step, len(q_codes)))
-        match_rows, match_cols = same_pid.pairs(q_codes[rows])
-        query_keys = exclusion.query_keys[rows][match_rows]
-        valid = (query_keys < 0) | (query_keys != kept_keys[match_cols])
-        drop_rows, drop_cols = exclusion.pairs(rows)
-        drop_cols = column_of[drop_cols]
-        on_kept = drop_cols >= 0
-        dist = distances(rows, kept)
-        expected = (rows.stop - rows.start, len(kept))
-        if dist.shape != expected:
-            raise ValueError(f"the distance function gave shape {dist.shape}, expected {expected}")
-        dist = np.ascontiguousarray(dist)
+    for block in query_blocks(distances, query_pids, gallery_pids, exclusion, batch_size=batch_size):
+        dist = block.distances
         if on_block is not None:
             view = dist.view()
             view.flags.writeable = False
-            on_block(Block(rows, kept, view, match_rows[valid], match_cols[valid], drop_rows[on_kept],
-                           drop_cols[on_kept]))
-        parts.append(rank_block(dist, match_rows[valid], match_cols[valid], drop_rows[on_kept],
-                                drop_cols[on_kept]))
+            on_block(dataclasses.replace(block, distances=view))
+        parts.append(rank_block(dist, block.match_rows, block.match_cols, block.drop_rows, block.drop_cols))
         if progress is not None:
-            progress(rows.stop - rows.start)
+            progress(block.rows.stop - block.rows.start)
     if not parts:
         return MatchRanks(*(np.zeros(0, np.int64) for _ in range(3)))
     return MatchRanks.concatenate(parts)

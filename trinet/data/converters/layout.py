@@ -27,6 +27,46 @@ def is_clutter(name: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetrievalProtocol:
+    """How the retrieval benchmarks of unseen classes evaluate a release (printed by the converter).
+
+    Attributes:
+        ks: the K of the Recall@K its papers report.
+        query, gallery: the splits that are the queries and the gallery (the same split: query = gallery,
+            each query leaving itself out with `excluder`).
+        excluder: the `evaluate.py --excluder` of the protocol.
+        reported: which metrics the papers report, with the papers.
+    """
+
+    ks: tuple[int, ...]
+    query: str
+    gallery: str
+    excluder: str
+    reported: str
+
+    @property
+    def metrics(self) -> str:
+        """The `evaluate.py --metrics` value of the protocol."""
+        return f"recall@{','.join(map(str, self.ks))} map_at_r r_precision" + (
+            " nmi" if "NMI" in self.reported else "")
+
+    def lines(self, written: Mapping[str, str]) -> list[str]:
+        """What the converter prints: the protocol and the evaluate.py command (`written`: split -> CSV)."""
+        query, gallery = written[self.query], written[self.gallery]
+        if self.query == self.gallery:
+            setting = f"query = gallery = {os.path.basename(query)}, each query leaving itself out"
+            embeddings = "--query_embeddings EMB.h5 --gallery_embeddings EMB.h5"
+            note = f"EMB.h5: embed.py on {os.path.basename(query)}"
+        else:
+            setting = f"query {os.path.basename(query)} against gallery {os.path.basename(gallery)}"
+            embeddings = "--query_embeddings QUERY.h5 --gallery_embeddings GALLERY.h5"
+            note = "QUERY.h5, GALLERY.h5: embed.py on each"
+        return [f"Protocol (classes never seen in training): {setting}; the papers report {self.reported}.",
+                f"  evaluate.py --excluder {self.excluder} --query_dataset {query} --gallery_dataset "
+                f"{gallery} {embeddings} --metrics {self.metrics}   ({note})"]
+
+
+@dataclasses.dataclass(frozen=True)
 class Converter:
     """One release and how to read it.
 
@@ -49,6 +89,9 @@ class Converter:
             `gt_bbox`), or None for a release without one.
         frame_info: for a video release, `path -> (camera, tracklet, frame)` of a frame (the CSV columns);
             None for a release of images (their camera comes from the naming of `excluder`).
+        splits: the splits `read` returns and the converter writes, in order: `SPLITS` (re-id), or
+            `("train", "test")` for a retrieval release whose test set is both query and gallery.
+        protocol: the retrieval benchmark protocol of a release of unseen classes (printed); None for re-id.
     """
 
     name: str
@@ -63,11 +106,13 @@ class Converter:
     excluder: str = "none"
     multi_query: str | None = None
     frame_info: Callable[[str], tuple[int, str, int]] | None = None
+    splits: tuple[str, ...] = SPLITS
+    protocol: RetrievalProtocol | None = None
 
 
-def csv_names(prefix: str) -> dict[str, str]:
+def csv_names(prefix: str, splits: Sequence[str] = SPLITS) -> dict[str, str]:
     """`{split: "<prefix>_<split>.csv"}`."""
-    return {split: f"{prefix}_{split}.csv" for split in SPLITS}
+    return {split: f"{prefix}_{split}.csv" for split in splits}
 
 
 def check_layout(root: str, folders: Sequence[str], files: Sequence[str], title: str, release: str,

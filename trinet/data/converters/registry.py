@@ -8,14 +8,14 @@ import os
 from typing import Mapping, Sequence
 
 from trinet.core.errors import TrinetError, listing
-from trinet.data.converters import folders, msmt17, trials, video
-from trinet.data.converters.layout import SPLITS, Converter, Row, scan_folder
+from trinet.data.converters import folders, msmt17, retrieval, trials, video
+from trinet.data.converters.layout import SPLITS, Converter, Row, scan_folder  # noqa: F401 (re-exported)
 from trinet.data.datasets import write_csv
 from trinet.data.naming import NAMINGS
 
 #: Every converter, by the name `data/convert.py` takes.
 CONVERTERS: dict[str, Converter] = {**folders.CONVERTERS, **msmt17.CONVERTERS, **trials.CONVERTERS,
-                                    **video.CONVERTERS}
+                                    **video.CONVERTERS, **retrieval.CONVERTERS}
 
 
 def get_converter(name: str) -> Converter:
@@ -73,7 +73,7 @@ def check_counts(converter: Converter, rows: Mapping[str, Sequence[Row]]) -> lis
     """Warnings for splits whose counts differ from the official release, or that have junk or
     distractor rows where the protocol has none."""
     warnings = []
-    for split in SPLITS:
+    for split in converter.splits:
         stats = split_stats(rows[split], converter.labels)
         want_rows, want_ids = converter.expected[split]
         if (want_rows not in (None, stats.rows)) or (want_ids not in (None, stats.identities)):
@@ -117,7 +117,7 @@ def convert(name: str, release_dir: str, trial: int | None = None) -> Conversion
                               f"applies to {', '.join(with_trials)} (random halves of the identities, or "
                               "iLIDS-VID's split file)")
         rows, skipped = converter.read(release_dir)
-    rows = {split: sorted(rows[split], key=lambda row: row[1]) for split in SPLITS}
+    rows = {split: sorted(rows[split], key=lambda row: row[1]) for split in converter.splits}
     return Conversion(converter, release_dir, rows, tuple(skipped), tuple(check_counts(converter, rows)),
                       trial)
 
@@ -155,7 +155,7 @@ def write_conversion(conversion: Conversion, out_dir: str) -> dict[str, str]:
     """Write one CSV per split into `out_dir` (created if needed); returns split -> path written."""
     os.makedirs(out_dir, exist_ok=True)
     written = {}
-    for split in SPLITS:
+    for split in conversion.converter.splits:
         path = os.path.join(out_dir, conversion.csv_name(split))
         write_rows(path, conversion.converter, conversion.rows[split])
         written[split] = path
@@ -226,7 +226,7 @@ def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[st
     if conversion.trial is not None:
         lines[0] += (f", trial {conversion.trial} of 0-{converter.trials - 1} (identities split by "
                      f"numpy.random.RandomState({conversion.trial}))")
-    for split in SPLITS:
+    for split in converter.splits:
         stats = conversion.stats(split)
         text = f"  {written[split]}: {stats.rows:,} rows, {stats.identities:,} identities"
         for pid, count in stats.special.items():
@@ -240,4 +240,6 @@ def summary_lines(conversion: Conversion, written: Mapping[str, str]) -> list[st
         lines.append(f"  skipped {len(conversion.skipped)} clutter file(s): {listing(names)}")
     lines.append(f"Paths are relative to the release folder: train and evaluate with "
                  f"--image_root {os.path.abspath(conversion.release_dir)}")
+    if converter.protocol is not None:
+        lines += converter.protocol.lines(written)
     return lines

@@ -76,10 +76,11 @@ def scan_frames(root: str, folder: str, naming: VideoNaming) -> tuple[list[Row],
 def load_mat(path: str, key: str) -> np.ndarray:
     """The array `key` of a MATLAB file, read with `scipy.io.loadmat`; TrinetError naming the file."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         data: dict[str, Any] = loadmat(path)
-    except (OSError, ValueError, NotImplementedError) as e:
+    except (OSError, ValueError, NotImplementedError, MatReadError) as e:  # MatReadError: e.g. truncated
         raise TrinetError(f"{path}: not a readable MATLAB file ({e})") from None
     if key not in data:
         found = sorted(k for k in data if not k.startswith("__"))
