@@ -60,7 +60,7 @@ def recipe_flags(iterations: int) -> dict:
     """The train.py flags of experiments/retrieval_recipe.sh at this length (its dry run), minus `RUN_FLAGS`."""
     import subprocess
 
-    env = {**os.environ, "RECIPE_DRY_RUN": "1"}
+    env = {**os.environ, "RECIPE_DRY_RUN": "1", "RECIPE_PRECISION": "float32"}
     argv = subprocess.run(["bash", RECIPE_SCRIPT, "TRAIN", "ROOT", "EXP", "--train_iterations", str(iterations)],
                           env=env, check=True, capture_output=True, text=True).stdout.split("\n")
     argv = [a for a in argv if a]
