@@ -57,12 +57,13 @@ RUN_FLAGS = ("--experiment_root", "--train_set", "--image_root", "--seed")
 
 
 def recipe_flags(iterations: int) -> dict:
-    """The train.py flags of experiments/retrieval_recipe.sh at this length (its dry run), minus `RUN_FLAGS`."""
+    """The train.py flags of experiments/retrieval_recipe.sh at this length (its dry run), minus
+    `RUN_FLAGS`."""
     import subprocess
 
     env = {**os.environ, "RECIPE_DRY_RUN": "1", "RECIPE_PRECISION": "float32"}
-    argv = subprocess.run(["bash", RECIPE_SCRIPT, "TRAIN", "ROOT", "EXP", "--train_iterations", str(iterations)],
-                          env=env, check=True, capture_output=True, text=True).stdout.split("\n")
+    command = ["bash", RECIPE_SCRIPT, "TRAIN", "ROOT", "EXP", "--train_iterations", str(iterations)]
+    argv = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout.split("\n")
     argv = [a for a in argv if a]
     flags: dict = {}
     for i, arg in enumerate(argv):
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
                 folder = os.path.join(args.work, task.name, bench_recipe.slug(name), f"seed{seed}")
                 result = one_run(name, flags, metric, seed, task, folder, args.fresh)
                 print(f"  {task.name} {name} seed {seed}: MAP@R {100 * result['map_at_r']:.1f}, Recall@1 "
-                      f"{100 * result['recall1']:.1f}, mAP {100 * result['mAP']:.1f} ({result['wall_s']:.0f} s, "
+                      f"{100 * result['recall1']:.1f}, mAP {100 * result['mAP']:.1f} "
+                      f"({result['wall_s']:.0f} s, "
                       f"load {result['load_before']:.1f})", flush=True)
                 results.append(result)
         print("\n".join(table(task, results, pixels, [s[0] for s in specs])), flush=True)

@@ -16,7 +16,8 @@ from test_cpu_recipe import flags_of
 EXPERIMENTS = os.path.join(REPO, "experiments")
 SCRIPT = os.path.join(EXPERIMENTS, "retrieval_recipe.sh")
 #: Each benchmark's script, its converter name and its Recall@K list.
-BENCHMARKS = {"cub200_proxy_anchor.sh": ("cub200", "1,2,4,8"), "cars196_proxy_anchor.sh": ("cars196", "1,2,4,8"),
+BENCHMARKS = {"cub200_proxy_anchor.sh": ("cub200", "1,2,4,8"),
+              "cars196_proxy_anchor.sh": ("cars196", "1,2,4,8"),
               "sop_proxy_anchor.sh": ("sop", "1,10,100,1000")}
 
 
@@ -91,11 +92,12 @@ def test_each_benchmark_recipe_is_valid_and_follows_its_protocol(tmp_path, scrip
     assert result.returncode == 0, result.stderr
     s = settings_of(result.stdout.splitlines())
     assert (s.model_name, s.embedding_dim, s.initial_checkpoint, s.seed) == ("resnet50", 512, "imagenet", 2)
-    assert s.metric_losses == ("proxy_anchor",) and s.proxy_lr_multiplier == 100 and s.triplet_loss_weight == 0
+    assert s.metric_losses == ("proxy_anchor",) and s.proxy_lr_multiplier == 100
+    assert s.triplet_loss_weight == 0
     assert s.lr_milestones[-1] < s.train_iterations and s.freeze_backbone_iterations < s.lr_milestones[1]
     text = open(os.path.join(EXPERIMENTS, script)).read()
     assert re.search(r"Recall@1 \d+\.\d", text) and "Hardware:" in text
-    assert f'"recall@$KS"' in open(os.path.join(EXPERIMENTS, "retrieval_benchmark.sh")).read()
+    assert '"recall@$KS"' in open(os.path.join(EXPERIMENTS, "retrieval_benchmark.sh")).read()
 
 
 def test_every_benchmark_recipe_is_tested():

@@ -281,7 +281,7 @@ def test_pk_clips_needs_a_tracklet_column():
         SAMPLERS["pk_clips"](CLIP_PIDS, 2, 2, 0, columns={"frame": CLIP_COLUMNS["frame"]})
 
 
-# -- many classes with few images (issue 23: SOP has 11,318 classes of about 5 images) -------------------------
+# -- many classes with few images (issue 23: SOP has 11,318 classes of about 5 images) ---------------------
 def _many_classes(classes: int, seed: int = 0) -> np.ndarray:
     """Shuffled pids of `classes` classes of 1 to 8 images each (mean 4.5)."""
     rng = np.random.default_rng(seed)
@@ -335,7 +335,7 @@ def test_class_balanced_is_a_function_of_seed_and_index_and_draws_each_image():
     assert all(np.array_equal(b.batch(i), order[i]) for i in reversed(range(300)))  # any order: resumable
     assert not np.array_equal(SAMPLERS["class_balanced"](pids, 2, 3, seed=8).batch(0), order[0])
     rows = np.concatenate(order)
-    assert set(rows[pids[rows] == 5]) == set(np.flatnonzero(pids == 5))  # a large class shows all of its images
+    assert set(rows[pids[rows] == 5]) == set(np.flatnonzero(pids == 5))  # a large class shows all its images
     # each class is drawn equally often (once a pass), whatever its size
     assert len(set(Counter(pids[rows]).values())) == 1
 

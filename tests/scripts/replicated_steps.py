@@ -7,8 +7,8 @@ its own, since two in one process clash on collective instance keys).
 
 `--keep K,...`: also save the whole state after K steps (`state{K}:` + the paths of the model's weights, the
 centres, the proxies and the optimizers' variables; K = 0 is the initial state) and the variables after
-K + 1 steps (`state{K+1}:`). `--step_from A.npz`: after the run, for each state K kept in A.npz, load it and take one
-step (the step of iteration K) from it, saving its loss (`from{K}:loss`) and the variables after it
+K + 1 steps (`state{K+1}:`). `--step_from A.npz`: after the run, for each state K kept in A.npz, load it and
+take one step (the step of iteration K) from it, saving its loss (`from{K}:loss`) and the variables after it
 (`from{K}:` + path): one step from the same state as the process that kept it.
 """
 

@@ -82,8 +82,9 @@ def test_a_pair_loss_and_a_proxy_loss_train_with_bnneck_and_the_triplet_loss(tmp
 
 
 def test_proxies_are_saved_and_resume_bit_for_bit(tmp_path, image_set):
-    """Proxy-Anchor with the class-balanced sampler: a run resumed from its checkpoint at 3 ends with the same weights, optimizer states
-    (the proxies' own included) and proxies as the uninterrupted run; the proxies moved."""
+    """Proxy-Anchor with the class-balanced sampler: a run resumed from its checkpoint at 3 ends with the same
+    weights, optimizer states (the proxies' own included) and proxies as the uninterrupted run; the proxies
+    moved."""
     reference = tmp_path / "reference"
     flags = ["--triplet_loss_weight", "0", "--proxy_anchor_loss_weight", "1", "--sampler", "class_balanced",
              "--batch_p", "2", "--train_iterations", "6", "--checkpoint_frequency", "3", "--detailed_logs"]
@@ -129,7 +130,8 @@ def test_two_replicas_compute_what_one_device_computes_with_a_pair_and_a_proxy_l
     same update of the proxies and of the model (as tests/training/test_devices.py checks the recipe)."""
     from test_devices import _forward, _prefixed, _relative_error, steps
 
-    changes = dict(center_loss_weight=0.0, ms_loss_weight=1.0, proxy_anchor_loss_weight=1.0, batch_norm="keras")
+    changes = dict(center_loss_weight=0.0, ms_loss_weight=1.0, proxy_anchor_loss_weight=1.0,
+                   batch_norm="keras")
     one = steps(tmp_path, "one", steps=4, options=["--keep", "0,2"], **changes)
     two = steps(tmp_path, "two", steps=4, options=["--step_from", str(tmp_path / "one.npz")],
                 distribute="mirrored", cross_replica_mining=True, sync_batchnorm=True, **changes)

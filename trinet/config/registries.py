@@ -66,10 +66,11 @@ LOSSES = Registry("loss", {
                        "every valid triplet of the batch, averaged over the non-zero ones"),
 })
 
+
 @dataclasses.dataclass(frozen=True)
 class MetricLossEntry(Entry):
-    """A metric-learning loss term: its function (`target`, `(embeddings (B, D), labels (B,)[, proxies (C, D)],
-    **parameters) -> (B,)`), the `TrainSettings` field of its weight (also the objective's flag,
+    """A metric-learning loss term: its function (`target`, `(embeddings (B, D), labels (B,)[, proxies
+    (C, D)], **parameters) -> (B,)`), the `TrainSettings` field of its weight (also the objective's flag,
     `--<weight>`), its parameters as `(settings field, keyword of the function)` pairs, whether it learns a
     `(C, D)` proxy per training class, and its paper."""
 
@@ -79,14 +80,15 @@ class MetricLossEntry(Entry):
     paper: str = ""
 
 
-#: Metric-learning losses (weights `--contrastive_loss_weight`, ...; `trinet.training.objectives` adds each of
-#: weight > 0 to the objective). Each sees the `metric` output, L2-normalised (`trinet.losses.metric_learning`,
-#: `trinet.losses.proxies`). The pair-based ones need positives in the batch (`--sampler pk`, ...).
+#: Metric-learning losses (weights `--contrastive_loss_weight`, ...; `trinet.training.objectives` adds each
+#: of weight > 0 to the objective). Each sees the `metric` output, L2-normalised
+#: (`trinet.losses.metric_learning`, `trinet.losses.proxies`). The pair-based ones need positives in the
+#: batch (`--sampler pk`, ...).
 METRIC_LOSSES = Registry("metric-learning loss", {
     "contrastive": MetricLossEntry(
         "trinet.losses.metric_learning:contrastive",
-        "[d - pos_margin]+ for positive pairs, [neg_margin - d]+ for negative pairs (d: euclidean distance of "
-        "the unit embeddings), each averaged over its pairs of non-zero loss",
+        "[d - pos_margin]+ for positive pairs, [neg_margin - d]+ for negative pairs (d: euclidean distance "
+        "of the unit embeddings), each averaged over its pairs of non-zero loss",
         weight="contrastive_loss_weight",
         parameters=(("contrastive_pos_margin", "pos_margin"), ("contrastive_neg_margin", "neg_margin")),
         paper="Hadsell, Chopra, LeCun 2006 (pytorch-metric-learning's form)"),
@@ -94,7 +96,8 @@ METRIC_LOSSES = Registry("metric-learning loss", {
         "trinet.losses.metric_learning:multi_similarity",
         "multi-similarity loss on cosine similarities, with its pair mining",
         weight="ms_loss_weight",
-        parameters=(("ms_alpha", "alpha"), ("ms_beta", "beta"), ("ms_base", "base"), ("ms_epsilon", "epsilon")),
+        parameters=(("ms_alpha", "alpha"), ("ms_beta", "beta"), ("ms_base", "base"),
+                    ("ms_epsilon", "epsilon")),
         paper="Wang et al. 2019, CVPR"),
     "lifted_structure": MetricLossEntry(
         "trinet.losses.metric_learning:lifted_structure",

@@ -322,8 +322,8 @@ def _problems(s: TrainSettings):
                "needs: use --sampler pk (or pk_camera), or --triplet_loss_weight 0 for identification-only "
                "training")
     if s.triplet_loss_weight == 0 and s.id_loss_weight == 0 and not s.metric_losses:
-        yield ("--triplet_loss_weight and --id_loss_weight are both 0 and no metric-learning loss has a weight "
-               "(--contrastive_loss_weight, --ms_loss_weight, ...): there is nothing to train")
+        yield ("--triplet_loss_weight and --id_loss_weight are both 0 and no metric-learning loss has a "
+               "weight (--contrastive_loss_weight, --ms_loss_weight, ...): there is nothing to train")
     if s.label_smoothing and not s.id_loss_weight:
         yield f"--label_smoothing {s.label_smoothing} needs the identification loss (--id_loss_weight > 0)"
     if not 0 <= s.label_smoothing < 1:
@@ -517,7 +517,8 @@ def _metric_loss_problems(s: TrainSettings):
         for field, _ in entry.parameters:
             value = getattr(s, field)
             if not getattr(s, entry.weight) and value != getattr(defaults, field):
-                yield f"--{field} {value} applies to --{entry.weight} > 0; give the weight or remove --{field}"
+                yield (f"--{field} {value} applies to --{entry.weight} > 0; give the weight or remove "
+                       f"--{field}")
     for field, (low, high, closed) in METRIC_LOSS_RANGES.items():
         value = getattr(s, field)
         inside = low <= value <= high if closed else low < value < high

@@ -181,7 +181,8 @@ def supcon(embeddings: tf.Tensor, labels: tf.Tensor, temperature: float = 0.1) -
     return -tf.math.divide_no_nan(total, count)
 
 
-def circle_pair(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = 0.4, gamma: float = 80.0) -> tf.Tensor:
+def circle_pair(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = 0.4,
+                gamma: float = 80.0) -> tf.Tensor:
     """Circle loss with pair-wise labels, per anchor with cosine similarities s:
 
         log(1 + sum_n exp(gamma a_n (s_n - m)) sum_p exp(-gamma a_p (s_p - (1 - m)))),

@@ -84,9 +84,9 @@ def center_term(centers: tf.Variable) -> TermFn:
 
 def metric_learning_term(name: str, parameters: dict[str, float],
                          proxies: tf.Variable | None = None) -> TermFn:
-    """The metric-learning loss `name` of `trinet.config.registries.METRIC_LOSSES` on `outputs['metric']` (with
-    BNNeck, the feature before its batch norm, as the triplet loss), with its `parameters` (the function's
-    keywords) and, for a proxy loss, its `(C, D)` proxies."""
+    """The metric-learning loss `name` of `trinet.config.registries.METRIC_LOSSES` on `outputs['metric']`
+    (with BNNeck, the feature before its batch norm, as the triplet loss), with its `parameters` (the
+    function's keywords) and, for a proxy loss, its `(C, D)` proxies."""
     fn = METRIC_LOSSES.resolve(name)
     if metric_loss(name).proxies:
         if proxies is None:

@@ -209,8 +209,8 @@ class Trainer:
         return {}
 
     def updates(self, phase: str) -> list[tuple[Any, list]]:
-        """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies (the proxies learn in
-        both)."""
+        """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies (the proxies
+        learn in both)."""
         proxies = [(self.proxy_optimizer, list(self.proxies.values()))] if self.proxy_optimizer else []
         if self.new_optimizer is None:
             return [(self.optimizer, self._variables[phase])] + proxies
