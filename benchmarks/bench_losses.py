@@ -28,6 +28,12 @@ over the seeds. CPU time per image: the process CPU time of the whole training c
 included, every thread) over the images it trained on; the machine's load is printed beside it. Runs are
 in-process, one after the other; finished runs (``WORK/<task>/<variant>/seed<N>/result.json`` with the same
 command line) are reused.
+
+Measured 2026-12-03 (2 shared cores, load 5-18 from other work; 300 iterations, seeds 0 1 2; the README's
+"Retrieval of unseen classes" has the tables): digits MAP@R 69.7 (raw pixels), 41.5 ± 1.6 (triplet), 24.2 to
+38.9 (the seven losses alone), 70.0 ± 2.1 (retrieval recipe; mAP 81.8 ± 1.9 against the pixels' 81.0); world
+0 (triplet, multi_similarity, proxy_anchor and the recipe only) MAP@R 1.2 (pixels), 47.2 ± 2.8, 43.1 ± 1.8,
+51.2 ± 4.5 and 51.2 ± 2.3.
 """
 
 from __future__ import annotations
