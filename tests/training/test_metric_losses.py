@@ -81,6 +81,7 @@ def test_a_pair_loss_and_a_proxy_loss_train_with_bnneck_and_the_triplet_loss(tmp
     assert "objective: 1 x triplet + 0.5 x multi_similarity + 0.5 x proxy_nca" in log
 
 
+@pytest.mark.slow
 def test_proxies_are_saved_and_resume_bit_for_bit(tmp_path, image_set):
     """Proxy-Anchor with the class-balanced sampler: a run resumed from its checkpoint at 3 ends with the same
     weights, optimizer states (the proxies' own included) and proxies as the uninterrupted run; the proxies
