@@ -6,9 +6,9 @@ its own, since two in one process clash on collective instance keys).
         [--step_from A.npz]
 
 `--keep K,...`: also save the whole state after K steps (`state{K}:` + the paths of the model's weights, the
-centres and the optimizer's variables; K = 0 is the initial state) and the variables after K + 1 steps
-(`state{K+1}:`). `--step_from A.npz`: after the run, for each state K kept in A.npz, load it and take one
-step (the step of iteration K) from it, saving its loss (`from{K}:loss`) and the variables after it
+centres, the proxies and the optimizers' variables; K = 0 is the initial state) and the variables after
+K + 1 steps (`state{K+1}:`). `--step_from A.npz`: after the run, for each state K kept in A.npz, load it and
+take one step (the step of iteration K) from it, saving its loss (`from{K}:loss`) and the variables after it
 (`from{K}:` + path): one step from the same state as the process that kept it.
 """
 
@@ -41,8 +41,9 @@ settings = TrainSettings(**{**dict(model_name="lunet", head_name="bnneck", batch
                                    center_loss_weight=0.001, optimizer="sgd", learning_rate=0.001),
                             **args.changes})
 trainer = Trainer(settings, P + 1)
-variables = {v.path: v for v in trainer.model.weights + [trainer.centers]}
-state = {**variables, **{v.path: v for v in trainer.optimizer.variables}}
+groups = trainer.groups()  # the centres and proxies (if any) are in "training", every optimizer's state too
+variables = {v.path: v for v in groups["model"] + groups.get("training", [])}
+state = {**variables, **{v.path: v for v in groups["optimizer"]}}
 saved = {}
 
 

@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "data/convert.py writes); pk_clips: video re-id's P identities x K tracklets (the "
                         "`tracklet` column) x --clip_length frames, each clip pooled into one sample before "
                         "the losses; random: batch_p x batch_k images drawn at random "
-                        "(identification-only training, --triplet_loss_weight 0).")
+                        "(identification-only training, --triplet_loss_weight 0); class_balanced: batch_p x "
+                        "batch_k distinct classes, one image each, every class once per pass (the proxy "
+                        "losses on many classes with few images).")
     g.add_argument("--batch_p", type=argtypes.positive_int, default=D.batch_p,
                    help="P: identities per batch (at least 2).")
     g.add_argument("--batch_k", type=argtypes.positive_int, default=D.batch_k,
@@ -227,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--classifier_margin", type=argtypes.nonnegative_float, default=D.classifier_margin,
                    help="The margin m of a margin classifier (arcface: an angle in radians). Default: the "
                         "classifier's (cosface 0.35, arcface 0.5, circle 0.35); not used by softmax.")
+    _metric_loss_arguments(p)
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", choices=sorted(registries.OPTIMIZERS), default=D.optimizer,
                    help=registries.OPTIMIZERS.help() + ".")
@@ -352,6 +355,53 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Also store every batch's embeddings, per-sample losses and image paths as "
                         "memory-mapped .npy files in the experiment root, one row per iteration.")
     return p
+
+
+def _metric_loss_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of the metric-learning losses (`registries.METRIC_LOSSES`; issue 23)."""
+    g = p.add_argument_group(
+        "metric-learning losses", "Each loss is added to the objective with its weight (0: off) and sees the "
+        "L2-normalised metric feature (with bnneck, the feature before its batch norm, as the triplet loss); "
+        "compare the embeddings by cosine (--test_metric cosine). The pair-based ones need positives in the "
+        "batch (--sampler pk, pk_camera or pk_clips, --batch_k >= 2); the proxy ones work with any sampler.")
+    for name in registries.METRIC_LOSSES:
+        entry = registries.metric_loss(name)
+        g.add_argument(f"--{entry.weight}", type=argtypes.nonnegative_float, default=getattr(D, entry.weight),
+                       help=f"Weight of the {name} loss ({entry.paper}): {entry.help}; 0: off.")
+    g.add_argument("--contrastive_pos_margin", type=float, default=D.contrastive_pos_margin,
+                   help="contrastive: positive pairs closer than this (euclidean, unit embeddings) cost "
+                        "nothing.")
+    g.add_argument("--contrastive_neg_margin", type=float, default=D.contrastive_neg_margin,
+                   help="contrastive: negative pairs further than this cost nothing.")
+    g.add_argument("--ms_alpha", type=float, default=D.ms_alpha,
+                   help="multi_similarity: the scale of the positive pairs' term (alpha).")
+    g.add_argument("--ms_beta", type=float, default=D.ms_beta,
+                   help="multi_similarity: the scale of the negative pairs' term (beta).")
+    g.add_argument("--ms_base", type=float, default=D.ms_base,
+                   help="multi_similarity: the similarity the pairs are pushed from (lambda).")
+    g.add_argument("--ms_epsilon", type=float, default=D.ms_epsilon,
+                   help="multi_similarity: the mining's margin: a negative is kept if its similarity + "
+                        "epsilon exceeds the anchor's least similar positive, a positive if its similarity - "
+                        "epsilon is below the anchor's most similar negative.")
+    g.add_argument("--lifted_margin", type=float, default=D.lifted_margin,
+                   help="lifted_structure: the margin of the negatives' distances.")
+    g.add_argument("--supcon_temperature", type=float, default=D.supcon_temperature,
+                   help="supcon: the temperature tau dividing the cosine similarities.")
+    g.add_argument("--circle_pair_margin", type=float, default=D.circle_pair_margin,
+                   help="circle_pair: the relaxation m (optima 1 + m and -m, decision margins 1 - m and m; "
+                        "the paper's 0.4 for image retrieval, 0.25 for faces).")
+    g.add_argument("--circle_pair_gamma", type=float, default=D.circle_pair_gamma,
+                   help="circle_pair: the scale gamma (the paper's 80 for image retrieval, 256 for faces).")
+    g.add_argument("--proxy_nca_scale", type=float, default=D.proxy_nca_scale,
+                   help="proxy_nca: the norm given to the embeddings and proxies (the distances are 2 s^2 "
+                        "(1 - cos)).")
+    g.add_argument("--proxy_anchor_alpha", type=float, default=D.proxy_anchor_alpha,
+                   help="proxy_anchor: the scale alpha.")
+    g.add_argument("--proxy_anchor_delta", type=float, default=D.proxy_anchor_delta,
+                   help="proxy_anchor: the margin delta.")
+    g.add_argument("--proxy_lr_multiplier", type=float, default=D.proxy_lr_multiplier,
+                   help="The proxies' learning rate as a multiple of --learning_rate (their own optimizer, "
+                        "of --optimizer's kind; Proxy-Anchor's 100).")
 
 
 def _given(parser: argparse.ArgumentParser, argv: Sequence[str], dests: Sequence[str]) -> dict[str, Any]:

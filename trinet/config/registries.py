@@ -1,5 +1,5 @@
-"""Registries of the training choices whose code needs TensorFlow: losses, poolings, batch norms, optimizers,
-schedules and identification classifiers.
+"""Registries of the training choices whose code needs TensorFlow: losses (triplet and metric-learning),
+poolings, batch norms, optimizers, schedules and identification classifiers.
 
 Each registry is the one list of its choices. An entry names its implementation as `module:attribute`
 and imports it only when it is used, so that `train.py --help` and the checks at parse time stay fast.
@@ -65,6 +65,76 @@ LOSSES = Registry("loss", {
     "batch_all": Entry("trinet.losses.triplet:batch_all",
                        "every valid triplet of the batch, averaged over the non-zero ones"),
 })
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricLossEntry(Entry):
+    """A metric-learning loss term: its function (`target`, `(embeddings (B, D), labels (B,)[, proxies
+    (C, D)], **parameters) -> (B,)`), the `TrainSettings` field of its weight (also the objective's flag,
+    `--<weight>`), its parameters as `(settings field, keyword of the function)` pairs, whether it learns a
+    `(C, D)` proxy per training class, and its paper."""
+
+    weight: str = ""
+    parameters: tuple[tuple[str, str], ...] = ()
+    proxies: bool = False
+    paper: str = ""
+
+
+#: Metric-learning losses (weights `--contrastive_loss_weight`, ...; `trinet.training.objectives` adds each
+#: of weight > 0 to the objective). Each sees the `metric` output, L2-normalised
+#: (`trinet.losses.metric_learning`, `trinet.losses.proxies`). The pair-based ones need positives in the
+#: batch (`--sampler pk`, ...).
+METRIC_LOSSES = Registry("metric-learning loss", {
+    "contrastive": MetricLossEntry(
+        "trinet.losses.metric_learning:contrastive",
+        "[d - pos_margin]+ for positive pairs, [neg_margin - d]+ for negative pairs (d: euclidean distance "
+        "of the unit embeddings), each averaged over its pairs of non-zero loss",
+        weight="contrastive_loss_weight",
+        parameters=(("contrastive_pos_margin", "pos_margin"), ("contrastive_neg_margin", "neg_margin")),
+        paper="Hadsell, Chopra, LeCun 2006 (pytorch-metric-learning's form)"),
+    "multi_similarity": MetricLossEntry(
+        "trinet.losses.metric_learning:multi_similarity",
+        "multi-similarity loss on cosine similarities, with its pair mining",
+        weight="ms_loss_weight",
+        parameters=(("ms_alpha", "alpha"), ("ms_beta", "beta"), ("ms_base", "base"),
+                    ("ms_epsilon", "epsilon")),
+        paper="Wang et al. 2019, CVPR"),
+    "lifted_structure": MetricLossEntry(
+        "trinet.losses.metric_learning:lifted_structure",
+        "lifted structured loss (its smooth form) on euclidean distances of the unit embeddings",
+        weight="lifted_loss_weight", parameters=(("lifted_margin", "margin"),),
+        paper="Song et al. 2016, CVPR"),
+    "supcon": MetricLossEntry(
+        "trinet.losses.metric_learning:supcon",
+        "supervised contrastive loss (L_out) on cosine similarities / temperature",
+        weight="supcon_loss_weight", parameters=(("supcon_temperature", "temperature"),),
+        paper="Khosla et al. 2020, NeurIPS"),
+    "circle_pair": MetricLossEntry(
+        "trinet.losses.metric_learning:circle_pair",
+        "circle loss with pair-wise labels on cosine similarities, per anchor",
+        weight="circle_pair_loss_weight",
+        parameters=(("circle_pair_margin", "margin"), ("circle_pair_gamma", "gamma")),
+        paper="Sun et al. 2020, CVPR"),
+    "proxy_nca": MetricLossEntry(
+        "trinet.losses.proxies:proxy_nca",
+        "NCA of each embedding against one learnt proxy per class (both normalised, times the scale)",
+        weight="proxy_nca_loss_weight", parameters=(("proxy_nca_scale", "scale"),), proxies=True,
+        paper="Movshovitz-Attias et al. 2017, ICCV"),
+    "proxy_anchor": MetricLossEntry(
+        "trinet.losses.proxies:proxy_anchor",
+        "proxy-anchor loss: each proxy against the batch's samples of its class and of the others",
+        weight="proxy_anchor_loss_weight",
+        parameters=(("proxy_anchor_alpha", "alpha"), ("proxy_anchor_delta", "delta")), proxies=True,
+        paper="Kim et al. 2020, CVPR"),
+})
+
+
+def metric_loss(name: str) -> MetricLossEntry:
+    """The registered metric-learning loss `name`."""
+    entry = METRIC_LOSSES[name]
+    assert isinstance(entry, MetricLossEntry)
+    return entry
+
 
 #: Global poolings of the backbone's feature map: `name=... -> keras layer (B, H, W, C) -> (B, C)`.
 POOLINGS = Registry("pooling", {

@@ -90,6 +90,28 @@ class TrainSettings:
     classifier: str = "softmax"
     classifier_scale: float | None = None
     classifier_margin: float | None = None
+    # metric-learning losses (issue 23; registries.METRIC_LOSSES): a weight of 0 leaves the loss out
+    contrastive_loss_weight: float = 0.0
+    contrastive_pos_margin: float = 0.0
+    contrastive_neg_margin: float = 1.0
+    ms_loss_weight: float = 0.0
+    ms_alpha: float = 2.0
+    ms_beta: float = 50.0
+    ms_base: float = 0.5
+    ms_epsilon: float = 0.1
+    lifted_loss_weight: float = 0.0
+    lifted_margin: float = 1.0
+    supcon_loss_weight: float = 0.0
+    supcon_temperature: float = 0.1
+    circle_pair_loss_weight: float = 0.0
+    circle_pair_margin: float = 0.4
+    circle_pair_gamma: float = 80.0
+    proxy_nca_loss_weight: float = 0.0
+    proxy_nca_scale: float = 3.0
+    proxy_anchor_loss_weight: float = 0.0
+    proxy_anchor_alpha: float = 32.0
+    proxy_anchor_delta: float = 0.1
+    proxy_lr_multiplier: float = 100.0
     # optimisation
     optimizer: str = "adam"
     weight_decay: float = 0.0
@@ -179,6 +201,21 @@ class TrainSettings:
         scale = self.classifier_scale if self.classifier_scale is not None else entry.scale
         margin = self.classifier_margin if self.classifier_margin is not None else entry.margin
         return scale, margin
+
+    @property
+    def metric_losses(self) -> tuple[str, ...]:
+        """The metric-learning losses of the run (`registries.METRIC_LOSSES` of weight > 0), in registry
+        order."""
+        from trinet.config.registries import METRIC_LOSSES, metric_loss
+
+        return tuple(name for name in METRIC_LOSSES if getattr(self, metric_loss(name).weight))
+
+    @property
+    def proxy_losses(self) -> tuple[str, ...]:
+        """The run's metric-learning losses that learn proxies (`proxy_nca`, `proxy_anchor`)."""
+        from trinet.config.registries import metric_loss
+
+        return tuple(name for name in self.metric_losses if metric_loss(name).proxies)
 
     # -- conversions ---------------------------------------------------------------------------------
     def replace(self, **changes: Any) -> "TrainSettings":
@@ -280,11 +317,13 @@ def _problems(s: TrainSettings):
     if s.sampler in ("pk", "pk_camera", "pk_clips") and s.triplet_loss_weight > 0 and s.batch_k < 2:
         yield (f"--batch_k must be at least 2 with the triplet loss (an anchor needs a positive in its "
                f"batch), got {s.batch_k}")
-    if s.sampler == "random" and s.triplet_loss_weight > 0:
-        yield ("--sampler random gives batches without guaranteed positives, which the triplet loss needs: "
-               "use --sampler pk (or pk_camera), or --triplet_loss_weight 0 for identification-only training")
-    if s.triplet_loss_weight == 0 and s.id_loss_weight == 0:
-        yield "--triplet_loss_weight and --id_loss_weight are both 0: there is nothing to train"
+    if not sampling.SAMPLERS[s.sampler].positives and s.triplet_loss_weight > 0:
+        yield (f"--sampler {s.sampler} gives batches without guaranteed positives, which the triplet loss "
+               "needs: use --sampler pk (or pk_camera), or --triplet_loss_weight 0 for identification-only "
+               "training")
+    if s.triplet_loss_weight == 0 and s.id_loss_weight == 0 and not s.metric_losses:
+        yield ("--triplet_loss_weight and --id_loss_weight are both 0 and no metric-learning loss has a "
+               "weight (--contrastive_loss_weight, --ms_loss_weight, ...): there is nothing to train")
     if s.label_smoothing and not s.id_loss_weight:
         yield f"--label_smoothing {s.label_smoothing} needs the identification loss (--id_loss_weight > 0)"
     if not 0 <= s.label_smoothing < 1:
@@ -394,6 +433,7 @@ def _problems(s: TrainSettings):
         yield (f"--val_excluder {s.val_excluder} needs --val_query and --val_gallery, or --val_identities / "
                "--val_fraction")
     yield from _classifier_problems(s)
+    yield from _metric_loss_problems(s)
     yield from _color_problems(s)
     yield from _local_problems(s)
 
@@ -452,6 +492,55 @@ def _classifier_problems(s: TrainSettings):
     elif s.classifier == "circle" and margin >= 1:
         yield (f"--classifier_margin {margin} must be below 1 for --classifier circle (the true class's "
                "optimum is 1 - m); the usual margin is 0.25 to 0.35")
+
+
+#: The ranges of the metric-learning losses' parameters: `(lowest, highest, whether the bounds are allowed)`.
+METRIC_LOSS_RANGES: dict[str, tuple[float, float, bool]] = {
+    "contrastive_pos_margin": (0.0, 2.0, True), "contrastive_neg_margin": (0.0, 2.0, True),
+    "ms_alpha": (0.0, float("inf"), False), "ms_beta": (0.0, float("inf"), False),
+    "ms_base": (-1.0, 1.0, True), "ms_epsilon": (0.0, 2.0, True),
+    "lifted_margin": (0.0, float("inf"), True), "supcon_temperature": (0.0, float("inf"), False),
+    "circle_pair_margin": (0.0, 1.0, True), "circle_pair_gamma": (0.0, float("inf"), False),
+    "proxy_nca_scale": (0.0, float("inf"), False), "proxy_anchor_alpha": (0.0, float("inf"), False),
+    "proxy_anchor_delta": (0.0, 1.0, True), "proxy_lr_multiplier": (0.0, float("inf"), False),
+}
+
+
+def _metric_loss_problems(s: TrainSettings):
+    """The checks of the metric-learning losses (`registries.METRIC_LOSSES`) and their parameters."""
+    from trinet.config.registries import METRIC_LOSSES, metric_loss
+    from trinet.pipeline import sampling
+
+    defaults = TrainSettings()
+    for name in METRIC_LOSSES:
+        entry = metric_loss(name)
+        for field, _ in entry.parameters:
+            value = getattr(s, field)
+            if not getattr(s, entry.weight) and value != getattr(defaults, field):
+                yield (f"--{field} {value} applies to --{entry.weight} > 0; give the weight or remove "
+                       f"--{field}")
+    for field, (low, high, closed) in METRIC_LOSS_RANGES.items():
+        value = getattr(s, field)
+        inside = low <= value <= high if closed else low < value < high
+        if not inside:
+            bounds = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
+            yield f"--{field} must be in {bounds}. Received: {value}"
+    if s.contrastive_pos_margin >= s.contrastive_neg_margin:
+        yield (f"--contrastive_pos_margin {s.contrastive_pos_margin} must be below --contrastive_neg_margin "
+               f"{s.contrastive_neg_margin}")
+    if not s.proxy_losses and s.proxy_lr_multiplier != defaults.proxy_lr_multiplier:
+        yield (f"--proxy_lr_multiplier {s.proxy_lr_multiplier} applies to the proxy losses "
+               "(--proxy_nca_loss_weight or --proxy_anchor_loss_weight > 0)")
+    pair = [metric_loss(name).weight for name in s.metric_losses if not metric_loss(name).proxies]
+    if pair and not sampling.SAMPLERS[s.sampler].positives:
+        yield (f"--{pair[0]} needs positive pairs in each batch, which --sampler {s.sampler} does not "
+               "guarantee: use --sampler pk (or pk_camera, pk_clips), or a proxy loss")
+    elif pair and s.batch_k < 2:
+        yield f"--{pair[0]} needs --batch_k at least 2 (positive pairs in each batch), got {s.batch_k}"
+    if s.proxy_losses and s.mixed_precision == "float16":
+        yield (f"--mixed_precision float16 (one dynamic loss scale) does not go with --"
+               f"{metric_loss(s.proxy_losses[0]).weight} (the proxies have an optimizer of their own); use "
+               "bfloat16 or float32")
 
 
 def _color_problems(s: TrainSettings):

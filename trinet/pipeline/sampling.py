@@ -10,6 +10,9 @@ resumed run continues the exact sequence of batches of an uninterrupted one.
 the training CSV): its cameras in a random order, one image from each in turn, so a batch shows each identity
 in min(K, its cameras) cameras, and repeats an image only when the identity has fewer than K.
 
+`class_balanced` (`ClassBalancedSampler`) is for the proxy losses on many classes with few images: distinct
+classes, one image each, every class once per pass.
+
 `pk_clips` (`ClipPKSampler`) is video re-id's P x K x T: K tracklets of each identity (the `tracklet`
 column), T frames of each, which training pools into one embedding per clip before the losses.
 
@@ -41,6 +44,9 @@ class PKSampler:
 
     #: Consecutive images of a batch that form one sample of the losses (T of `ClipPKSampler`).
     clip_length = 1
+    #: Whether every sample of a batch has a positive (another of its identity) in the batch when K >= 2:
+    #: what the triplet and pair-based losses need.
+    positives = True
 
     def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
                  columns: Mapping[str, np.ndarray] | None = None):
@@ -215,6 +221,8 @@ class RandomSampler(PKSampler):
     dataset (identities are not balanced: open-reid's identification training). Same interface as
     `PKSampler`; a pass uses the largest multiple of the batch size of rows."""
 
+    positives = False
+
     def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
                  columns: Mapping[str, np.ndarray] | None = None):
         super().__init__(pids, 1, 1, seed, excluded)
@@ -237,9 +245,51 @@ class RandomSampler(PKSampler):
         return self._epoch_order(epoch)[slot * self.batch_size:(slot + 1) * self.batch_size].astype(np.int64)
 
 
+class ClassBalancedSampler(PKSampler):
+    """Batches of `batch_p * batch_k` distinct classes, one image of each (`--sampler class_balanced`): the
+    classes are shuffled once per pass and every class is visited once per pass, whatever its number of
+    images, so every proxy of a proxy loss is pulled equally often (with `random`, a class's share follows
+    its images). Each visit draws one of the class's images uniformly. A pass uses the largest multiple of
+    the batch size of classes; a batch is a pure function of `(seed, batch index)`, O(batch size) work.
+
+    Raises:
+        TrinetError: fewer classes than images in a batch.
+    """
+
+    positives = False
+
+    def __init__(self, pids: np.ndarray, batch_p: int, batch_k: int, seed: int, excluded: Iterable[int] = (),
+                 columns: Mapping[str, np.ndarray] | None = None):
+        super().__init__(pids, 1, 1, seed, excluded)
+        self.batch_p, self.batch_k = batch_p, batch_k
+        classes = len(self._identities)
+        if classes < self.batch_size:
+            raise TrinetError(f"--sampler class_balanced puts --batch_p x --batch_k = {self.batch_size} "
+                              f"distinct classes in a batch, but the training set has {classes}; use a "
+                              "smaller batch, or --sampler random")
+        self.batches_per_epoch = classes // self.batch_size
+        self._flat = np.concatenate(self._rows).astype(np.int64)
+        self._counts = np.array([len(r) for r in self._rows], np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]]).astype(np.int64)
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, 5, epoch])
+            self._epoch_cache = (epoch, rng.permutation(len(self._identities)))
+        return self._epoch_cache[1]
+
+    def batch(self, index: int) -> np.ndarray:
+        """`(P*K,)` int64 dataset rows of batch `index` (0-based), one per class."""
+        epoch, slot = divmod(index, self.batches_per_epoch)
+        classes = self._epoch_order(epoch)[slot * self.batch_size:(slot + 1) * self.batch_size]
+        picks = np.random.default_rng([self.seed, 6, index]).integers(0, self._counts[classes])
+        return self._flat[self._starts[classes] + picks]
+
+
 #: Samplers by name (`--sampler`): `(pids, batch_p, batch_k, seed, excluded, columns) -> sampler`.
 SAMPLERS: dict[str, type[PKSampler]] = {"pk": PKSampler, "pk_camera": CameraPKSampler,
-                                        "pk_clips": ClipPKSampler, "random": RandomSampler}
+                                        "pk_clips": ClipPKSampler, "random": RandomSampler,
+                                        "class_balanced": ClassBalancedSampler}
 
 
 def make_sampler(name: str, pids: np.ndarray, batch_p: int, batch_k: int, seed: int,

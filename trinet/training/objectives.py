@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from trinet.losses import classification, triplet
 
-from trinet.config.registries import CLASSIFIERS, LOSSES
+from trinet.config.registries import CLASSIFIERS, LOSSES, METRIC_LOSSES, metric_loss
 from trinet.training import distillation
 
 #: `(outputs, labels (B,)) -> (B,)` per-sample loss.
@@ -82,11 +82,26 @@ def center_term(centers: tf.Variable) -> TermFn:
     return lambda outputs, labels: classification.center_loss(outputs["metric"], labels, centers)
 
 
+def metric_learning_term(name: str, parameters: dict[str, float],
+                         proxies: tf.Variable | None = None) -> TermFn:
+    """The metric-learning loss `name` of `trinet.config.registries.METRIC_LOSSES` on `outputs['metric']`
+    (with BNNeck, the feature before its batch norm, as the triplet loss), with its `parameters` (the
+    function's keywords) and, for a proxy loss, its `(C, D)` proxies."""
+    fn = METRIC_LOSSES.resolve(name)
+    if metric_loss(name).proxies:
+        if proxies is None:
+            raise ValueError(f"the {name} loss needs its proxies variable")
+        return lambda outputs, labels: fn(outputs["metric"], labels, proxies, **parameters)
+    return lambda outputs, labels: fn(outputs["metric"], labels, **parameters)
+
+
 def build_objectives(settings, centers: tf.Variable | None = None,
-                     teacher_metric: str | None = None) -> list[Objective]:
+                     teacher_metric: str | None = None,
+                     proxies: dict[str, tf.Variable] | None = None) -> list[Objective]:
     """The weighted terms of a `TrainSettings` run (terms of weight 0 are left out); the distillation
     terms need the outputs `teacher_logits` / `teacher_metric`
-    (`trinet.training.distillation.Teacher.outputs`), whose distances are taken with `teacher_metric`."""
+    (`trinet.training.distillation.Teacher.outputs`), whose distances are taken with `teacher_metric`;
+    `proxies`: the `(C, D)` variable of each proxy loss, by name."""
     terms = []
     if settings.triplet_loss_weight:
         terms.append(Objective("triplet", settings.triplet_loss_weight,
@@ -101,6 +116,11 @@ def build_objectives(settings, centers: tf.Variable | None = None,
         if centers is None:
             raise ValueError("the centre loss needs its centres variable")
         terms.append(Objective("center", settings.center_loss_weight, center_term(centers)))
+    for name in settings.metric_losses:
+        entry = metric_loss(name)
+        parameters = {keyword: getattr(settings, field) for field, keyword in entry.parameters}
+        terms.append(Objective(name, getattr(settings, entry.weight),
+                               metric_learning_term(name, parameters, (proxies or {}).get(name))))
     if settings.distill_logits_weight:
         terms.append(Objective("distill_logits", settings.distill_logits_weight,
                                distillation.logits_term(settings.distill_temperature)))

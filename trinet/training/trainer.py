@@ -1,6 +1,6 @@
 """What a training step needs, built from the settings (`Trainer`): the model and its initial weights, the
-optimizers and schedule, the centres of the centre loss, the teacher, the objectives and the compiled
-steps."""
+optimizers and schedule, the centres of the centre loss, the proxies of the proxy losses, the teacher, the
+objectives and the compiled steps."""
 
 from __future__ import annotations
 
@@ -154,6 +154,18 @@ class Trainer:
                 extra = {"aggregation": "only_first_replica"} if self.strategy is not None else {}
                 self.centers = keras.Variable(rng.standard_normal((identities, dim), dtype=np.float32),
                                               name="centers", **extra)
+            #: the `(C, D)` proxies of each proxy loss (one per training identity, in the space of the metric
+            #: feature), trained by an optimizer of their own at --proxy_lr_multiplier x the learning rate
+            self.proxies: dict[str, Any] = {}
+            self.proxy_optimizer = None
+            if s.proxy_losses:
+                dim = int(self.model.output["metric"].shape[-1])
+                for i, name in enumerate(s.proxy_losses):
+                    rng = np.random.default_rng([s.seed, 5, i])
+                    self.proxies[name] = keras.Variable(
+                        rng.standard_normal((identities, dim), dtype=np.float32), name=f"{name}_proxies")
+                self.proxy_optimizer = make_optimizer(s, factor=s.proxy_lr_multiplier, suffix="_proxies")
+                self.proxy_optimizer.build(list(self.proxies.values()))
         self.teacher = None
         if s.teacher is not None:
             from trinet.training.distillation import Teacher
@@ -163,7 +175,8 @@ class Trainer:
                      f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier",
                      self.teacher.sha256[:16], "the one this run was trained against" if teacher_pin
                      else "recorded in this run's checkpoints")
-        self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None)
+        self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None,
+                                           self.proxies)
         #: `(B, D) -> (B, B)`: the distances of the metric features the losses see (--spectral_transform)
         self.distances = batch_distances(s.metric, s.spectral_sigma if s.spectral_transform else None)
         self._steps: dict[str, Any] = {}
@@ -182,9 +195,12 @@ class Trainer:
     def groups(self) -> dict[str, list]:
         """The variables a checkpoint holds, by group."""
         optimizers = self.optimizer.variables + (self.new_optimizer.variables if self.new_optimizer else [])
+        if self.proxy_optimizer is not None:
+            optimizers = optimizers + self.proxy_optimizer.variables
         groups = {"model": self.model.weights, "optimizer": optimizers}
-        if self.centers is not None:
-            groups["training"] = [self.centers]
+        training = ([self.centers] if self.centers is not None else []) + list(self.proxies.values())
+        if training:
+            groups["training"] = training
         return groups
 
     def extra_models(self) -> dict[str, keras.Model]:
@@ -193,11 +209,13 @@ class Trainer:
         return {}
 
     def updates(self, phase: str) -> list[tuple[Any, list]]:
-        """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies."""
+        """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies (the proxies
+        learn in both)."""
+        proxies = [(self.proxy_optimizer, list(self.proxies.values()))] if self.proxy_optimizer else []
         if self.new_optimizer is None:
-            return [(self.optimizer, self._variables[phase])]
+            return [(self.optimizer, self._variables[phase])] + proxies
         backbone = [(self.optimizer, self._variables["backbone"])] if phase == "all" else []
-        return [(self.new_optimizer, self._variables["new"])] + backbone
+        return [(self.new_optimizer, self._variables["new"])] + backbone + proxies
 
     def step(self, iteration: int):
         """The compiled training step of `iteration` (0-based): only the new layers during
