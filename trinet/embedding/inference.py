@@ -108,7 +108,8 @@ def rebuild_model(root: str, path: str, settings: dict):
 
     train_settings, _ = TrainSettings.from_saved(settings, os.path.join(root, experiment.ARGS_FILE))
     _, state = checkpoints.read_info(path)
-    model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0))))
+    model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0)),
+                                                int(state.get("num_cameras", 0))))
     checkpoints.restore(path, {"model": model.weights})
     return model, train_settings
 
