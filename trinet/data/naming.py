@@ -143,6 +143,14 @@ NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": C
            "cuhk01": CUHK01}
 
 
+def cameras_of(column, paths) -> tuple[str, list[int]] | None:
+    """The camera of each image for SIE (`--camera_embedding`) and where it comes from: `("the camera column",
+    column)` when the dataset has a camera `column` (not None), else `cameras_from_names(paths)`."""
+    if column is not None:
+        return "the camera column", [int(camera) for camera in column]
+    return cameras_from_names(paths)
+
+
 def cameras_from_names(paths) -> tuple[str, list[int]] | None:
     """`(release, the camera of each path)` of the first release in `NAMINGS` whose naming gives the camera of
     every one of `paths`; None when none does."""

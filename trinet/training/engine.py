@@ -78,17 +78,16 @@ def training_cameras(s: TrainSettings, dataset: Dataset) -> np.ndarray:
     Raises:
         TrinetError: neither gives the cameras.
     """
-    from trinet.data.naming import cameras_from_names
+    from trinet.data.naming import cameras_of
 
-    if dataset.cameras is not None:
-        return np.asarray(dataset.cameras, np.int64)
-    found = cameras_from_names(dataset.fids)
+    found = cameras_of(dataset.cameras, dataset.fids)
     if found is None:
         raise TrinetError(f"--camera_embedding needs the camera of every training image: {s.train_set} has no "
                           "`camera` column and its file names follow no release's naming (Market-1501, "
                           "DukeMTMC-reID, MSMT17, CUHK03, VIPeR, CUHK01). Add the column (data/convert.py "
                           "writes it), or train without --camera_embedding.")
-    log.info("--camera_embedding: the cameras of the %s file names.", found[0])
+    log.info("--camera_embedding: %d cameras, from %s.", max(found[1]) + 1,
+             found[0] if found[0].startswith("the ") else f"the {found[0]} file names")
     return np.asarray(found[1], np.int64)
 
 
