@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 from typing import TYPE_CHECKING, Any
 
 from trinet.core.errors import TrinetError
@@ -59,13 +60,21 @@ CAMERA_SCALE = 3.0
 
 
 def available() -> bool:
-    """Whether keras-hub is installed (checked without importing it)."""
-    return importlib.util.find_spec("keras_hub") is not None
+    """Whether keras-hub can be imported (checked without importing it: `train.py --help` stays cheap)."""
+    if "keras_hub" in sys.modules:
+        return sys.modules["keras_hub"] is not None  # None: an import that fails
+    try:
+        return importlib.util.find_spec("keras_hub") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def is_local(preset: str) -> bool:
-    """Whether `preset` names a local folder (an existing folder, or a path: it has a separator)."""
-    return os.path.isdir(preset) or os.sep in preset or preset.startswith(".")
+    """Whether `preset` names a local folder: an existing folder, or a path (a separator or a leading dot,
+    and no `scheme://` of a remote preset such as `hf://` or `kaggle://`)."""
+    if os.path.isdir(preset):
+        return True
+    return "://" not in preset and (os.sep in preset or preset.startswith("."))
 
 
 def cache_folder(preset: str) -> str:
@@ -197,11 +206,10 @@ def config_problems(config: dict[str, Any], preset: str, patch_stride: int | Non
                 yield (f"{flag} needs a ViT (keras-hub's ViTBackbone, whose tokens trinet embeds); "
                        f"--backbone_preset {preset} is a {name}")
     elif patch_stride is not None:
-        patch = config["config"]["patch_size"]
-        smallest = min(patch) if isinstance(patch, (list, tuple)) else patch
-        if patch_stride > smallest:
-            yield (f"--patch_stride {patch_stride} is larger than the patch size {patch} of --backbone_preset "
-                   f"{preset} (patches would leave gaps)")
+        patch = _pair(config["config"]["patch_size"])
+        if patch_stride > min(patch):
+            yield (f"--patch_stride {patch_stride} is larger than the patch size {patch[0]}x{patch[1]} of "
+                   f"--backbone_preset {preset} (patches would leave gaps)")
     if pooling == "token" and not has_tokens(config):
         yield (f"--pooling token takes the class token of a transformer; --backbone_preset {preset} is a "
                f"{name}{' without a class token' if kind == 'vit' else ''}")

@@ -20,12 +20,33 @@ def patch_grid(size: tuple[int, int], patch: tuple[int, int], stride: tuple[int,
     return (size[0] - patch[0]) // stride[0] + 1, (size[1] - patch[1]) // stride[1] + 1
 
 
+#: The cubic convolution's parameter of PyTorch's bicubic interpolation, which TransReID resizes with.
+CUBIC_A = -0.75
+
+
+def cubic_weights(source: int, target: int, a: float = CUBIC_A) -> np.ndarray:
+    """`(target, source)` float64: the weights of a bicubic resize of `source` samples to `target` along one
+    axis, as PyTorch's `interpolate(mode="bicubic", align_corners=False)`: half-pixel centres, Keys' cubic
+    kernel with `a`, the taps beyond an edge taken from the edge sample. Each row sums to 1."""
+    def kernel(x):
+        x = np.abs(x)
+        return np.where(x <= 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                        np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0))
+
+    weights = np.zeros((target, source))
+    centres = (np.arange(target) + 0.5) * source / target - 0.5
+    first = np.floor(centres).astype(int) - 1
+    for tap in range(4):
+        index = first + tap
+        np.add.at(weights, (np.arange(target), np.clip(index, 0, source - 1)), kernel(centres - index))
+    return weights
+
+
 def resize_position_embedding(embedding: np.ndarray, source: tuple[int, int], target: tuple[int, int],
                               prefix: int = 1) -> np.ndarray:
     """Position embeddings of a `source` patch grid resized to a `target` grid, as TransReID's
     `resize_pos_embed`: the `prefix` leading rows (the class token's) are kept, the grid's rows are resized
-    bicubically (TensorFlow's `tf.image.resize`, half-pixel centres, Keys' kernel with a = -0.5, no
-    antialiasing), each channel on its own.
+    bicubically (`cubic_weights` along each axis), each channel on its own.
 
     Args:
         embedding: `(prefix + sh * sw, D)` or `(1, prefix + sh * sw, D)`.
@@ -33,16 +54,15 @@ def resize_position_embedding(embedding: np.ndarray, source: tuple[int, int], ta
     Returns:
         `(prefix + th * tw, D)`, or with the leading 1 if `embedding` had it; float32.
     """
-    import tensorflow as tf
-
     batched = embedding.ndim == 3
-    table = np.asarray(embedding[0] if batched else embedding, np.float32)
+    table = np.asarray(embedding[0] if batched else embedding, np.float64)
     if table.shape[0] != prefix + source[0] * source[1]:
         raise ValueError(f"`embedding` has {table.shape[0]} rows, not {prefix} + {source[0]} x {source[1]}. "
                          f"Received: embedding.shape={embedding.shape}")
     head, grid = table[:prefix], table[prefix:].reshape(source[0], source[1], -1)
     if tuple(source) != tuple(target):
-        grid = tf.image.resize(grid[None], target, method="bicubic", antialias=False)[0].numpy()
+        grid = np.einsum("ys,xt,stc->yxc", cubic_weights(source[0], target[0]),
+                         cubic_weights(source[1], target[1]), grid)
     resized = np.concatenate([head, grid.reshape(target[0] * target[1], -1)]).astype(np.float32)
     return resized[None] if batched else resized
 
