@@ -1,8 +1,8 @@
-"""keras-hub backbones (`--model_name keras_hub`) and TransReID's recipe: the position-embedding resize against a
-numpy reference, the camera embedding (SIE), the ViT rebuilt around a preset's encoder against keras-hub's own
-model, the square path of DINOv2, layer-wise learning-rate decay, the flags' refusals, the offline refusal of a
-remote preset, and a tiny ViT preset end to end (train, resume bit for bit, embed, export). No test touches the
-network: presets are written here from tiny random configs."""
+"""keras-hub backbones (`--model_name keras_hub`) and TransReID's recipe: the position-embedding resize
+against a numpy reference, the camera embedding (SIE), the ViT rebuilt around a preset's encoder against
+keras-hub's own model, the square path of DINOv2, layer-wise learning-rate decay, the flags' refusals, the
+offline refusal of a remote preset, and a tiny ViT preset end to end (train, resume bit for bit, embed,
+export). No test touches the network: presets are written here from tiny random configs."""
 
 import os
 import shutil
@@ -18,7 +18,8 @@ from trinet.config.settings import TrainSettings
 from trinet.core.errors import TrinetError
 from trinet.models.backbones import hub
 
-needs_hub = pytest.mark.skipif(not hub.available(), reason="keras-hub is not installed (pip install 'trinet[hub]')")
+needs_hub = pytest.mark.skipif(not hub.available(), reason="keras-hub is not installed (pip install "
+                                                           "'trinet[hub]')")
 
 #: The tiny ViT of these tests: 32x32 images in 8x8 patches, 2 blocks of width 16.
 TINY_VIT = dict(image_size=(32, 32), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32)
@@ -45,8 +46,8 @@ def _cubic(x, a=-0.75):
 
 
 def _bicubic_numpy(grid, target):
-    """A straightforward bicubic resize `(h, w, C) -> (H, W, C)` as PyTorch's (TransReID's): half-pixel centres,
-    Keys' a = -0.75, indices clamped at the edges."""
+    """A straightforward bicubic resize `(h, w, C) -> (H, W, C)` as PyTorch's (TransReID's): half-pixel
+    centres, Keys' a = -0.75, indices clamped at the edges."""
     h, w, _ = grid.shape
     out = np.zeros((*target, grid.shape[2]))
     for i in range(target[0]):
@@ -217,7 +218,8 @@ def test_a_remote_preset_is_refused_at_once_offline(monkeypatch, tmp_path):
     message = str(error.value)
     assert time.perf_counter() - start < 1
     assert "--backbone_preset vit_base_patch16_224_imagenet is a remote keras-hub preset" in message
-    assert "from_preset('vit_base_patch16_224_imagenet', load_weights=True).save_to_preset('PRESET_DIR')" in message
+    assert ("from_preset('vit_base_patch16_224_imagenet', load_weights=True).save_to_preset('PRESET_DIR')"
+            in message)
     assert "--backbone_preset PRESET_DIR" in message
     assert hub.cache_folder("vit_base_patch16_224_imagenet") in message
     assert not os.path.exists(tmp_path / "keras_home" / "hub_presets")
@@ -255,19 +257,24 @@ def test_the_flag_says_how_to_install_keras_hub_when_it_cannot_be_imported(monke
 
 @needs_hub
 @pytest.mark.parametrize("changes, words", [
-    (dict(model_name="lunet", patch_stride=12), "--patch_stride applies to the ViTs of --model_name keras_hub"),
+    (dict(model_name="lunet", patch_stride=12), "--patch_stride applies to the ViTs of --model_name "
+                                                "keras_hub"),
     (dict(model_name="lunet", pooling="token"), "--pooling token takes a transformer's class token"),
-    (dict(model_name="lunet", backbone_preset="x"), "--backbone_preset applies to --model_name keras_hub only"),
+    (dict(model_name="lunet", backbone_preset="x"), "--backbone_preset applies to --model_name keras_hub "
+                                                    "only"),
     (dict(model_name="lunet", initial_checkpoint="preset"), "--initial_checkpoint preset loads the weights"),
     (dict(), "--model_name keras_hub needs --backbone_preset"),
     (dict(PRESET=True, patch_stride=9), "--patch_stride 9 is larger than the patch size 8x8"),
-    (dict(PRESET=True, initial_checkpoint="imagenet"), "takes the weights of its preset: --initial_checkpoint"),
+    (dict(PRESET=True, initial_checkpoint="imagenet"), "takes the weights of its preset: "
+                                                       "--initial_checkpoint"),
     (dict(PRESET=True, layer_lr_decay=0.7, new_layers_lr_multiplier=10.0),
      "--layer_lr_decay 0.7 and --new_layers_lr_multiplier 10.0"),
     (dict(PRESET=True, layer_lr_decay=0.7, mixed_precision="float16"), "does not go with --mixed_precision"),
-    (dict(PRESET=True, camera_embedding=True, val_query="q.csv", val_gallery="g.csv", val_excluder="market1501"),
+    (dict(PRESET=True, camera_embedding=True, val_query="q.csv", val_gallery="g.csv",
+          val_excluder="market1501"),
      "--camera_embedding does not go with --val_query"),
-    (dict(PRESET=True, camera_embedding=True, mutual_models=2, mutual_logits_weight=0.0), "--camera_embedding does not go with --mutual"),
+    (dict(PRESET=True, camera_embedding=True, mutual_models=2, mutual_logits_weight=0.0),
+     "--camera_embedding does not go with --mutual"),
     (dict(PRESET=True, last_stride=1), "--last_stride 1 is not available for --model_name keras_hub"),
     (dict(backbone_preset="/no/such/folder"), "--backbone_preset /no/such/folder: no such folder"),
 ])
@@ -317,7 +324,7 @@ def test_layer_lr_decay_gives_each_depth_its_factor(vit_preset):
     assert sorted(grouped) == sorted(v.path for v in trainer.model.trainable_variables)
     factors = {}
     for optimizer, group in updates[1:]:
-        depths = {0 if p.startswith("token_embedding/") else int(p.split("transformer_block_")[1].split("/")[0])
+        depths = {0 if p.startswith("token_embedding/") else int(p.split("block_")[1].split("/")[0])
                   for p in (v.path for v in group)}
         assert len(depths) == 1
         factors[depths.pop()] = float(optimizer.learning_rate) / 0.1
@@ -334,8 +341,8 @@ def _train(root, csv, images, preset, *extra):
 
     return main(["--experiment_root", str(root), "--train_set", csv, "--image_root", images,
                  "--model_name", "keras_hub", "--backbone_preset", preset, "--batch_p", "3", "--batch_k", "3",
-                 "--net_input_height", "32", "--net_input_width", "16", "--loading_threads", "2", "--seed", "4",
-                 "--train_iterations", "4", "--checkpoint_frequency", "2", *extra])
+                 "--net_input_height", "32", "--net_input_width", "16", "--loading_threads", "2",
+                 "--seed", "4", "--train_iterations", "4", "--checkpoint_frequency", "2", *extra])
 
 
 def _rewound_resume(root, tmp_path):

@@ -195,12 +195,14 @@ def _run(argv: Sequence[str] | None) -> int:
         from trinet.data.naming import cameras_of
         found = cameras_of(dataset.cameras, dataset.fids)
         if found is None:
-            raise TrinetError(f"The model was trained with --camera_embedding and takes the camera of each image; "
+            raise TrinetError("The model was trained with --camera_embedding and takes the camera of each "
+                              "image; "
                               f"{args.dataset} has no `camera` column and its file names follow no release's "
                               "naming: add the column (data/convert.py writes it)")
         cameras = np.asarray(found[1], np.int64)
         if args.pool_by:
-            raise TrinetError("--pool_by tracklet does not go with a model trained with --camera_embedding yet")
+            raise TrinetError("--pool_by tracklet does not go with a model trained with --camera_embedding "
+                              "yet")
     if args.pool_by:
         return _embed_tracklets(args, embedder, dataset, filename, scales, attrs)
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None

@@ -91,13 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"Backbone network, one of {', '.join(catalog.CHOICES)} (resnet_v1_50, "
                         "resnet_v1_101 and mobilenet_v1_1_224 are the original's names).")
     g.add_argument("--backbone_preset", default=D.backbone_preset, metavar="NAME_OR_DIR",
-                   help="--model_name keras_hub: the keras-hub preset whose backbone (ViT, DINOv2, CLIP vision, "
+                   help="--model_name keras_hub: the keras-hub preset whose backbone (ViT, DINOv2, CLIP "
+                        "vision, "
                         "Swin, ResNet, EfficientNet, ...) trinet uses: a local preset folder (keras-hub's "
-                        "save_to_preset; works offline), or a preset name (kaggle://..., hf://...), downloaded "
-                        "once into $KERAS_HOME/hub_presets/ and refused at once when offline. Its weights are "
+                        "save_to_preset; works offline), or a preset name (kaggle://..., hf://...), "
+                        "downloaded "
+                        "once into $KERAS_HOME/hub_presets/ and refused at once when offline. Its weights "
+                        "are "
                         "loaded with --initial_checkpoint preset only. Needs " + hub.INSTALL + ".")
     g.add_argument("--patch_stride", type=argtypes.positive_int, default=D.patch_stride,
-                   help="keras-hub ViTs: the stride of the patch convolution; below the patch size the patches "
+                   help="keras-hub ViTs: the stride of the patch convolution; below the patch size the "
+                        "patches "
                         "overlap (TransReID: 12 for 16). Default: the patch size.")
     g.add_argument("--camera_embedding", action="store_true",
                    help="keras-hub ViTs: SIE (TransReID), a learnt vector per camera, times "
@@ -277,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layer_lr_decay", type=argtypes.positive_float, default=D.layer_lr_decay,
                    help="keras-hub ViTs: layer-wise learning-rate decay: transformer block i of L gets the "
                         "learning rate times decay^(L + 1 - i), the token embedding decay^(L + 1), the final "
-                        "norm and the new layers the learning rate itself (each depth an optimizer of its own). "
+                        "norm and the new layers the learning rate itself (each depth an optimizer of its "
+                        "own). "
                         "In (0, 1]; 1: off (e.g. 0.65 as BEiT).")
     g.add_argument("--new_layers_lr_multiplier", type=argtypes.positive_float,
                    default=D.new_layers_lr_multiplier,

@@ -64,7 +64,8 @@ def _run(argv: Sequence[str] | None) -> int:
     embedder = Embedder.from_experiment(args.experiment_root, args.checkpoint,
                                         net_size=None if sizes[0] is None else sizes, names=CLI_NAMES)
     if embedder.takes_cameras:
-        raise TrinetError(f"--experiment_root {args.experiment_root} was trained with --camera_embedding: its "
+        raise TrinetError(f"--experiment_root {args.experiment_root} was trained with --camera_embedding: "
+                          "its "
                           "model takes each image's camera beside the image, and the exports serve images "
                           "only (no camera input yet); embed with embed.py or trinet.Embedder")
     diffs = export(embedder, args.format, args.output, flip=args.flip, tolerance=args.tolerance)

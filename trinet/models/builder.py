@@ -99,8 +99,8 @@ def build_model(spec: ModelSpec, weights: str | None = None) -> keras.Model:
     if spec.pooling == "token" and token is None:
         raise ValueError(f"--pooling token needs a backbone with a class token; {spec.model_name} "
                          f"{spec.backbone_preset or ''} has none")
-    features = POOLINGS.resolve(spec.pooling)(name="pooling")(token if spec.pooling == "token"
-                                                               else feature_map)
+    pooled = token if spec.pooling == "token" else feature_map
+    features = POOLINGS.resolve(spec.pooling)(name="pooling")(pooled)
     head = get_head(spec.head_name)(features, spec.embedding_dim, test_feature=spec.test_feature,
                                     bn={"kind": spec.batch_norm, "synchronized": spec.sync_batchnorm},
                                     feature_map=feature_map, num_stripes=spec.num_stripes,

@@ -82,7 +82,8 @@ def training_cameras(s: TrainSettings, dataset: Dataset) -> np.ndarray:
 
     found = cameras_of(dataset.cameras, dataset.fids)
     if found is None:
-        raise TrinetError(f"--camera_embedding needs the camera of every training image: {s.train_set} has no "
+        raise TrinetError(f"--camera_embedding needs the camera of every training image: {s.train_set} has "
+                          "no "
                           "`camera` column and its file names follow no release's naming (Market-1501, "
                           "DukeMTMC-reID, MSMT17, CUHK03, VIPeR, CUHK01). Add the column (data/convert.py "
                           "writes it), or train without --camera_embedding.")

@@ -132,8 +132,8 @@ class Trainer:
         self.num_cameras = cameras if s.camera_embedding else 0  # rows of SIE's camera table (0: none)
         with scope(self.strategy):
             with dtype_policy(s.mixed_precision):
-                self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes, self.num_cameras),
-                                                keras_weights)
+                spec = ModelSpec.from_settings(s, self.num_classes, self.num_cameras)
+                self.model = build_with_weights(spec, keras_weights)
             if s.head_name == "pcb":
                 _check_stripes(self.model, s, "--num_stripes", s.num_stripes)
             if s.local_branch:
@@ -195,11 +195,13 @@ class Trainer:
         self.optimizer = make_optimizer(s)
         self.optimizer.build(main)
         for depth in sorted(by_depth):
-            optimizer = make_optimizer(s, factor=s.layer_lr_decay ** (blocks + 1 - depth), suffix=f"_depth{depth}")
+            factor = s.layer_lr_decay ** (blocks + 1 - depth)
+            optimizer = make_optimizer(s, factor=factor, suffix=f"_depth{depth}")
             optimizer.build(by_depth[depth])
             self.layer_optimizers.append((optimizer, by_depth[depth]))
-        log.info("--layer_lr_decay %g: %d transformer blocks, learning-rate factors from %.3g (token embedding) "
-                 "to 1 (final norm and new layers).", s.layer_lr_decay, blocks, s.layer_lr_decay ** (blocks + 1))
+        log.info("--layer_lr_decay %g: %d transformer blocks, learning-rate factors from %.3g (token "
+                 "embedding) to 1 (final norm and new layers).", s.layer_lr_decay, blocks,
+                 s.layer_lr_decay ** (blocks + 1))
 
     def _scaled(self, optimizer):
         """`optimizer`, wrapped in Keras' LossScaleOptimizer (dynamic loss scale) for float16."""

@@ -103,7 +103,8 @@ def read_config(preset: str) -> dict[str, Any] | None:
         return None
     path = os.path.join(where, CONFIG_FILE)
     if not os.path.isdir(where):
-        raise TrinetError(f"--backbone_preset {preset}: no such folder (a local preset is a folder written by "
+        raise TrinetError(f"--backbone_preset {preset}: no such folder (a local preset is a folder written "
+                          "by "
                           "keras-hub's save_to_preset)")
     try:
         with open(path, encoding="utf-8") as f:
@@ -137,16 +138,19 @@ def problems(s) -> Any:
                  ("--layer_lr_decay", s.layer_lr_decay != 1.0))
     if not hub:
         if s.initial_checkpoint == "preset":
-            yield (f"--initial_checkpoint preset loads the weights of --backbone_preset (--model_name {NAME}), "
+            yield ("--initial_checkpoint preset loads the weights of --backbone_preset (--model_name "
+                   f"{NAME}), "
                    f"not of --model_name {s.model_name}")
         if s.backbone_preset is not None:
             yield f"--backbone_preset applies to --model_name {NAME} only, not to --model_name {s.model_name}"
         for flag, given in vit_flags:
             if given:
-                yield (f"{flag} applies to the ViTs of --model_name {NAME} (a --backbone_preset of keras-hub's "
+                yield (f"{flag} applies to the ViTs of --model_name {NAME} (a --backbone_preset of "
+                       "keras-hub's "
                        f"ViTBackbone), not to --model_name {s.model_name}")
         if s.pooling == "token":
-            yield (f"--pooling token takes a transformer's class token: --model_name {NAME} with a ViT, DINOv2 "
+            yield (f"--pooling token takes a transformer's class token: --model_name {NAME} with a ViT, "
+                   "DINOv2 "
                    f"or CLIP preset, not --model_name {s.model_name}")
         return
     if not available():
@@ -172,12 +176,14 @@ def problems(s) -> Any:
     if s.layer_lr_decay != 1.0:
         if s.new_layers_lr_multiplier != 1:
             yield (f"--layer_lr_decay {s.layer_lr_decay} and --new_layers_lr_multiplier "
-                   f"{s.new_layers_lr_multiplier} both set the learning rates of groups of variables: use one")
+                   f"{s.new_layers_lr_multiplier} both set the learning rates of groups of variables: use "
+                   "one")
         if s.mixed_precision == "float16":
             yield (f"--layer_lr_decay {s.layer_lr_decay} (an optimizer per layer) does not go with "
                    "--mixed_precision float16 (one dynamic loss scale); use bfloat16")
         if s.freeze_backbone_iterations:
-            yield (f"--layer_lr_decay {s.layer_lr_decay} does not go with --freeze_backbone_iterations yet; use "
+            yield (f"--layer_lr_decay {s.layer_lr_decay} does not go with --freeze_backbone_iterations yet; "
+                   "use "
                    "one")
     if s.initial_checkpoint == "imagenet":
         yield (f"--initial_checkpoint imagenet: --model_name {NAME} takes the weights of its preset: "
@@ -201,7 +207,8 @@ def config_problems(config: dict[str, Any], preset: str, patch_stride: int | Non
     kind, name = family(config), config["class_name"]
     if kind != "vit":
         for flag, given in (("--patch_stride", patch_stride is not None),
-                            ("--camera_embedding", camera_embedding), ("--layer_lr_decay", layer_lr_decay != 1)):
+                            ("--camera_embedding", camera_embedding),
+                            ("--layer_lr_decay", layer_lr_decay != 1)):
             if given:
                 yield (f"{flag} needs a ViT (keras-hub's ViTBackbone, whose tokens trinet embeds); "
                        f"--backbone_preset {preset} is a {name}")
@@ -226,7 +233,8 @@ def _host(preset: str) -> str:
 
 def _offline_message(preset: str, weights: bool, reason: str) -> str:
     what = "load_weights=True" if weights else "load_weights=False"
-    return (f"--backbone_preset {preset} is a remote keras-hub preset and could not be downloaded ({reason}). "
+    return (f"--backbone_preset {preset} is a remote keras-hub preset and could not be downloaded "
+            f"({reason}). "
             "If this machine is offline, on one that is online run: python -c \"import keras_hub; "
             f"keras_hub.models.Backbone.from_preset('{preset}', {what}).save_to_preset('PRESET_DIR')\" and "
             f"pass --backbone_preset PRESET_DIR here (or copy PRESET_DIR to {cache_folder(preset)}).")
@@ -363,7 +371,8 @@ def build(preset: str, weights: str | None = None, *, net_size: tuple[int, int] 
         return keras.Model(image, TokenSplit(grid, prefix, name="token_split")(tokens), name="backbone")
     out = net(x)
     if len(out.shape) != 4:
-        raise TrinetError(f"--backbone_preset {preset}: its {config['class_name']} returns {tuple(out.shape)}, "
+        raise TrinetError(f"--backbone_preset {preset}: its {config['class_name']} returns "
+                          f"{tuple(out.shape)}, "
                           "not a feature map (B, h, w, C) nor a known token layout; trinet takes ViT, DINOv2 "
                           "and CLIP token backbones and any backbone with a map output")
     return keras.Model(image, out, name="backbone")
@@ -415,13 +424,13 @@ def _vit(net, config: dict[str, Any], image, x, net_size: tuple[int, int], patch
     from trinet.models.backbones.hub_encoder import ViTEncoder
 
     source_encoder = net.get_layer("vit_encoder")
-    encoder = ViTEncoder(**{k: v for k, v in source_encoder.get_config().items() if k not in ("dtype", "name")},
-                         name="vit_encoder")
+    options = {k: v for k, v in source_encoder.get_config().items() if k not in ("dtype", "name")}
+    encoder = ViTEncoder(**options, name="vit_encoder")
     tokens = encoder(tokens)
     encoder.set_weights(source_encoder.get_weights())  # the preset's, or its seeded initialisation
     if not use_class_token:
-        return keras.Model(inputs, keras.layers.Reshape((*grid, int(c["hidden_dim"])), name="token_map")(tokens),
-                           name="backbone")
+        token_map = keras.layers.Reshape((*grid, int(c["hidden_dim"])), name="token_map")(tokens)
+        return keras.Model(inputs, token_map, name="backbone")
     return keras.Model(inputs, TokenSplit(grid, 1, name="token_split")(tokens), name="backbone")
 
 

@@ -8,7 +8,7 @@ TransReID: He et al. 2021, "TransReID: Transformer-based Object Re-Identificatio
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import keras
 import numpy as np
@@ -178,6 +178,11 @@ class TokenSplit(keras.layers.Layer):
         return {**super().get_config(), "grid": list(self.grid), "prefix": self.prefix}
 
 
+def _numbers(value: Any) -> float | list[float]:
+    """A number, or a list of numbers, as floats (a layer's config)."""
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+
+
 @keras.saving.register_keras_serializable(package="trinet")
 class ScaleOffset(keras.layers.Layer):
     """Raw RGB `(B, H, W, 3)` in [0, 255] -> `x * scale + offset` (per channel or scalar): a keras-hub
@@ -190,8 +195,8 @@ class ScaleOffset(keras.layers.Layer):
     def __init__(self, scale: float | Sequence[float] = 1 / 127.5, offset: float | Sequence[float] = -1.0,
                  **kwargs):
         super().__init__(**kwargs)
-        self.scale = [float(v) for v in scale] if isinstance(scale, (list, tuple)) else float(scale)
-        self.offset = [float(v) for v in offset] if isinstance(offset, (list, tuple)) else float(offset)
+        self.scale = _numbers(scale)
+        self.offset = _numbers(offset)
 
     def call(self, images):
         x = ops.cast(images, self.compute_dtype)
