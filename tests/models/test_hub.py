@@ -17,6 +17,7 @@ from conftest import assert_same_checkpoints, write_image_set
 from trinet.config.settings import TrainSettings
 from trinet.core.errors import TrinetError
 from trinet.models.backbones import hub
+from trinet.models.heads import HEADS
 
 needs_hub = pytest.mark.skipif(not hub.available(), reason="keras-hub is not installed (pip install "
                                                            "'trinet[hub]')")
@@ -426,3 +427,109 @@ def test_the_camera_embedding_trains_resumes_and_embeds_with_the_camera(tmp_path
     assert export_main(["--experiment_root", str(root), "--format", "saved_model", "--output",
                         str(tmp_path / "serving")]) == 2
     assert "exports serve images only" in capsys.readouterr().err
+
+
+# -- devices, precision and the recipe --------------------------------------------------------------------
+
+
+@needs_hub
+def test_bfloat16_computes_the_vit_in_bfloat16_with_float32_variables(vit_preset):
+    import keras
+    import tensorflow as tf
+
+    from trinet.training.trainer import Trainer
+
+    s = TrainSettings(model_name="keras_hub", backbone_preset=vit_preset, head_name="bnneck", batch_p=3,
+                      batch_k=3, net_input_height=32, net_input_width=16, seed=2, id_loss_weight=1.0,
+                      patch_stride=4, pooling="token", mixed_precision="bfloat16")
+    trainer = Trainer(s, 3)
+    embedding = trainer.model.get_layer("backbone").get_layer("token_embedding")
+    assert embedding.compute_dtype == "bfloat16" and embedding.position_embedding.dtype == "float32"
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (9, 32, 16, 3)).astype(np.float32))
+    labels = tf.constant(np.repeat(np.arange(3), 3).astype(np.int32))
+    losses = [float(trainer.step(i)(images, labels)["loss"]) for i in range(3)]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert keras.config.dtype_policy().name == "float32"
+
+
+@needs_hub
+@pytest.mark.slow
+def test_mirrored_with_cross_replica_mining_reproduces_one_device(tmp_path, vit_preset):
+    """The ViT under --distribute mirrored (two logical CPU devices, tests/scripts/replicated_steps.py)
+    with --cross_replica_mining takes the steps one device takes (no batch norm in the backbone)."""
+    import json
+    import subprocess
+
+    from conftest import REPO, SCRIPTS
+
+    def steps(name, **changes):
+        out = tmp_path / f"{name}.npz"
+        env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        settings = dict(model_name="keras_hub", backbone_preset=vit_preset, patch_stride=4, pooling="token",
+                        batch_norm="keras", **changes)
+        script = os.path.join(SCRIPTS, "replicated_steps.py")
+        subprocess.run([sys.executable, script, json.dumps(settings), "3", str(out)], check=True, env=env)
+        return dict(np.load(out))
+
+    one = steps("one")
+    two = steps("two", distribute="mirrored", cross_replica_mining=True, sync_batchnorm=True)
+    assert int(two["replicas"]) == 2 and int(one["replicas"]) == 1
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
+    for path in (p for p in one if p.startswith("var:token_embedding")):
+        np.testing.assert_allclose(two[path], one[path], rtol=1e-3, atol=1e-6, err_msg=path)
+
+
+@needs_hub
+def test_the_transreid_recipe_passes_flags_that_train_py_accepts(tmp_path):
+    """experiments/transreid_market1501_train.sh with a stand-in for python that records its commands:
+    the training command validates (on a tiny ViT with TransReID's 16-pixel patches), then embed and
+    evaluate."""
+    import subprocess
+
+    from conftest import REPO
+    from trinet.cli.train import build_parser, resolve_settings
+
+    preset = hub.make_tiny_vit_preset(str(tmp_path / "vit16"), (32, 32), 16, 1, 2, 16, 32)
+    for split in ("train", "query", "test"):
+        (tmp_path / f"market1501_{split}.csv").write_text("pid,path,camera\n0001,a.jpg,1\n")
+    (tmp_path / "images").mkdir()
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > {log}.$$\necho \"{log}.$$\" >> {log}\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "PRESET": preset, "CSV_PREFIX": str(tmp_path / "market1501")}
+    subprocess.run(["bash", os.path.join(REPO, "experiments", "transreid_market1501_train.sh"),
+                    str(tmp_path / "images"), str(tmp_path / "exp")], check=True, env=env)
+    calls = [open(name).read().split("\n")[:-1] for name in open(log).read().split()]
+    names = [os.path.basename(call[0]) for call in calls]
+    assert names == ["train.py", "embed.py", "embed.py", "evaluate.py"]
+    settings = resolve_settings(build_parser(), calls[0][1:])
+    sie = (settings.patch_stride, settings.camera_embedding, settings.camera_embedding_scale)
+    assert sie == (12, True, 3.0)
+    head = (settings.pooling, settings.head_name, settings.initial_checkpoint)
+    assert head == ("token", "bnneck", "preset")
+    assert (settings.batch_p, settings.batch_k, settings.learning_rate, settings.train_iterations) == \
+        (16, 4, 0.008, 24240)
+
+
+@needs_hub
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_every_head_trains_on_the_vits_token_map(vit_preset, head):
+    """Every head (with the classifier) on a ViT: one step moves the loss; PCB's stripes and the local
+    branch take the rows of the patch-token map (7 with stride 4 at 32x16)."""
+    import tensorflow as tf
+
+    from trinet.training.trainer import Trainer
+
+    extra = dict(num_stripes=7) if head == "pcb" else dict(local_branch=True, local_stripes=7)
+    s = TrainSettings(model_name="keras_hub", backbone_preset=vit_preset, head_name=head, embedding_dim=8,
+                      batch_p=3, batch_k=3, net_input_height=32, net_input_width=16, seed=3,
+                      id_loss_weight=1.0, patch_stride=4, **extra)
+    s.validate()
+    trainer = Trainer(s, 3)
+    images = tf.constant(np.random.default_rng(0).uniform(0, 255, (9, 32, 16, 3)).astype(np.float32))
+    labels = tf.constant(np.repeat(np.arange(3), 3).astype(np.int32))
+    losses = [float(trainer.step(i)(images, labels)["loss"]) for i in range(2)]
+    assert np.all(np.isfinite(losses)) and losses[1] != losses[0]
+    with pytest.raises(TrinetError, match="larger than the height of the feature map"):
+        Trainer(s.replace(**({"num_stripes": 8} if head == "pcb" else {"local_stripes": 8})), 3)
