@@ -522,7 +522,8 @@ def test_every_head_trains_on_the_vits_token_map(vit_preset, head):
     from trinet.training.trainer import Trainer
 
     extra = dict(num_stripes=7) if head == "pcb" else dict(local_branch=True, local_stripes=7)
-    s = TrainSettings(model_name="keras_hub", backbone_preset=vit_preset, head_name=head, embedding_dim=8,
+    s = TrainSettings(train_set="t.csv", model_name="keras_hub", backbone_preset=vit_preset, head_name=head,
+                      embedding_dim=8,
                       batch_p=3, batch_k=3, net_input_height=32, net_input_width=16, seed=3,
                       id_loss_weight=1.0, patch_stride=4, **extra)
     s.validate()
