@@ -5,6 +5,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+from trinet.models.backbones import hub
 from trinet.models.backbones.catalog import BACKBONES
 from trinet.models.builder import ModelSpec, build_model, embedding_model, load_embedding_model
 from trinet.models.layers import FusedBatchNormalization, batch_norm
@@ -66,9 +67,9 @@ HEADS = {"lunet": "bnneck", "resnet50": "fc1024", "resnet101": "fc1024_normalize
          "mobilenet_v2": "fc1024"}
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(set(BACKBONES) - {hub.NAME}))  # keras_hub: no batch norm of its own
 def test_every_backbone_and_head_computes_the_same_with_either_layer(name):
-    assert set(HEADS) == set(BACKBONES)
+    assert set(HEADS) == set(BACKBONES) - {hub.NAME}
     stride = 1 if BACKBONES[name].last_stride else 2
     spec = ModelSpec(name, HEADS[name], 8, last_stride=stride)
     ref = build_model(spec)

@@ -84,18 +84,23 @@ def test_half_precision(input_dtype, policy, out_dtype):
 
 
 def test_registry_builds_each_pooling():
-    assert sorted(POOLINGS) == ["avg", "gem", "max"]
+    assert sorted(POOLINGS) == ["avg", "gem", "max", "token"]
     expected = {"avg": POSITIVE.mean(axis=(1, 2)), "max": POSITIVE.max(axis=(1, 2)),
                 "gem": np.mean(POSITIVE ** 3, axis=(1, 2)) ** (1 / 3)}
+    token = POSITIVE[:, 0, 0]  # `token` is given the class token (B, C), not the map: it passes it on
     for kind in sorted(POOLINGS):
         layer = make_pooling(kind, name=f"pool_{kind}")
         assert isinstance(layer, keras.layers.Layer) and layer.name == f"pool_{kind}"
-        np.testing.assert_allclose(layer(POSITIVE), expected[kind], rtol=1e-5)
+        if kind == "token":
+            np.testing.assert_array_equal(layer(token), token)
+        else:
+            np.testing.assert_allclose(layer(POSITIVE), expected[kind], rtol=1e-5)
     assert make_pooling("avg").name == "pooling"
 
 
 def test_errors_name_the_value():
-    with pytest.raises(ValueError, match=r"Unknown pooling 'mean'; expected one of \['avg', 'gem', 'max'\]"):
+    with pytest.raises(ValueError,
+                       match=r"Unknown pooling 'mean'; expected one of \['avg', 'gem', 'max', 'token'\]"):
         make_pooling("mean")
     with pytest.raises(ValueError, match=r"`p` must be > 0. Received: p=0"):
         GeneralizedMeanPooling(p=0)

@@ -190,6 +190,19 @@ def _run(argv: Sequence[str] | None) -> int:
              "scales": " ".join(f"{scale:g}" for scale in scales),
              "trinet_version": __version__, MODEL_ATTRIBUTE: embedder.fingerprint,
              METRIC_ATTRIBUTE: settings.get("test_metric") or settings.get("metric")}
+    cameras = None
+    if embedder.takes_cameras:  # trained with --camera_embedding (SIE): each image's camera goes in too
+        from trinet.data.naming import cameras_of
+        found = cameras_of(dataset.cameras, dataset.fids)
+        if found is None:
+            raise TrinetError("The model was trained with --camera_embedding and takes the camera of each "
+                              "image; "
+                              f"{args.dataset} has no `camera` column and its file names follow no release's "
+                              "naming: add the column (data/convert.py writes it)")
+        cameras = np.asarray(found[1], np.int64)
+        if args.pool_by:
+            raise TrinetError("--pool_by tracklet does not go with a model trained with --camera_embedding "
+                              "yet")
     if args.pool_by:
         return _embed_tracklets(args, embedder, dataset, filename, scales, attrs)
     pids = list(dataset.pids) if args.dataset.lower().endswith(".csv") else None
@@ -203,11 +216,12 @@ def _run(argv: Sequence[str] | None) -> int:
             index, count, fids, net_size=net_size, pre_crop_size=pre_crop_size,
             model_fingerprint=embedder.fingerprint)
         paths, fids, pids = paths[start:stop], fids[start:stop], None if pids is None else pids[start:stop]
+        cameras = None if cameras is None else cameras[start:stop]
     count, dim = embed_to_file(
         embedder, paths, fids, pids, filename=filename, output_format=output_format,
         aggregator=args.aggregator, batch_size=args.batch_size, threads=args.loading_threads,
         flip=args.flip_augment, crop_mode=args.crop_augment, quiet=args.quiet, jit_compile=args.jit_compile,
-        scales=scales, attrs={**shard_attrs, **attrs})
+        scales=scales, attrs={**shard_attrs, **attrs}, cameras=cameras)
     log.info("Wrote %d embeddings of dimension %d to %s.", count, dim, filename)
     return 0
 

@@ -20,7 +20,7 @@ from trinet.console import argtypes
 
 from trinet.models import heads
 
-from trinet.models.backbones import catalog
+from trinet.models.backbones import catalog, hub
 
 from trinet.config.settings import (CLIP_POOLINGS, DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME,
                                     TrainSettings)
@@ -90,6 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model_name", choices=catalog.CHOICES, default=D.model_name, metavar="MODEL_NAME",
                    help=f"Backbone network, one of {', '.join(catalog.CHOICES)} (resnet_v1_50, "
                         "resnet_v1_101 and mobilenet_v1_1_224 are the original's names).")
+    g.add_argument("--backbone_preset", default=D.backbone_preset, metavar="NAME_OR_DIR",
+                   help="--model_name keras_hub: the keras-hub preset whose backbone (ViT, DINOv2, CLIP "
+                        "vision, "
+                        "Swin, ResNet, EfficientNet, ...) trinet uses: a local preset folder (keras-hub's "
+                        "save_to_preset; works offline), or a preset name (kaggle://..., hf://...), "
+                        "downloaded "
+                        "once into $KERAS_HOME/hub_presets/ and refused at once when offline. Its weights "
+                        "are "
+                        "loaded with --initial_checkpoint preset only. Needs " + hub.INSTALL + ".")
+    g.add_argument("--patch_stride", type=argtypes.positive_int, default=D.patch_stride,
+                   help="keras-hub ViTs: the stride of the patch convolution; below the patch size the "
+                        "patches "
+                        "overlap (TransReID: 12 for 16). Default: the patch size.")
+    g.add_argument("--camera_embedding", action="store_true",
+                   help="keras-hub ViTs: SIE (TransReID), a learnt vector per camera, times "
+                        "--camera_embedding_scale, added to every token. The cameras come from the `camera` "
+                        "column of --train_set (data/convert.py writes it), else from its file names in a "
+                        "release's naming; refused when neither gives them.")
+    g.add_argument("--camera_embedding_scale", type=argtypes.positive_float, default=D.camera_embedding_scale,
+                   help="--camera_embedding: SIE's lambda, the factor of the camera vectors.")
     g.add_argument("--head_name", choices=sorted(heads.HEADS), default=D.head_name,
                    help="Embedding head. " + heads.help_text() + ".")
     g.add_argument("--embedding_dim", type=argtypes.positive_int, default=D.embedding_dim,
@@ -133,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Initial backbone weights: 'imagenet' (downloaded by Keras; offline, put the "
                         "file where the error message says), the path of a Keras weights file for the "
                         "backbone, or another trinet experiment root or checkpoint file (its backbone, "
-                        "and its head if it has the same head). Default: random initialisation.")
+                        "and its head if it has the same head); with --model_name keras_hub, 'preset': the "
+                        "weights of --backbone_preset. Default: random initialisation.")
     g = p.add_argument_group("batches and augmentation")
     g.add_argument("--sampler", choices=sorted(sampling.SAMPLERS), default=D.sampler,
                    help="pk: P identities x K images per batch; pk_camera: the same, the K images of an "
@@ -260,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
                    default=D.freeze_backbone_iterations,
                    help="Train only the new layers (head, pooling, classifier) for this many iterations "
                         "first; the backbone's batch-norm statistics still update.")
+    g.add_argument("--layer_lr_decay", type=argtypes.positive_float, default=D.layer_lr_decay,
+                   help="keras-hub ViTs: layer-wise learning-rate decay: transformer block i of L gets the "
+                        "learning rate times decay^(L + 1 - i), the token embedding decay^(L + 1), the final "
+                        "norm and the new layers the learning rate itself (each depth an optimizer of its "
+                        "own). "
+                        "In (0, 1]; 1: off (e.g. 0.65 as BEiT).")
     g.add_argument("--new_layers_lr_multiplier", type=argtypes.positive_float,
                    default=D.new_layers_lr_multiplier,
                    help="Learning rate of the new layers (pooling, head, classifier) as a multiple of the "
@@ -418,6 +445,9 @@ def _settings(values: dict[str, Any]) -> TrainSettings:
     for key in PATH_SETTINGS:
         if values.get(key) is not None:
             values[key] = os.path.abspath(values[key])
+    preset = values.get("backbone_preset")
+    if preset is not None and hub.is_local(preset):  # a local preset folder, as the paths above
+        values["backbone_preset"] = os.path.abspath(preset)
     return TrainSettings(**values)
 
 

@@ -141,6 +141,8 @@ POOLINGS = Registry("pooling", {
     "avg": Entry("trinet.models.pooling:average_pooling", "global average pooling (the original)"),
     "max": Entry("trinet.models.pooling:max_pooling", "global max pooling"),
     "gem": Entry("trinet.models.pooling:gem_pooling", "generalised mean pooling with a learnable power p"),
+    "token": Entry("trinet.models.pooling:class_token", "a transformer's class token (--model_name keras_hub "
+                   "with a ViT, DINOv2 or CLIP preset; TransReID's)"),
 })
 
 #: Batch-norm layers (Keras' arguments; the same variables, so checkpoints load into either).

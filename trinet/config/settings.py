@@ -52,6 +52,12 @@ class TrainSettings:
     test_metric: str | None = None
     num_stripes: int = 6
     pcb_global_branch: bool = False
+    # keras-hub backbones and TransReID's recipe (issue 22): None / off keep the model as it was
+    backbone_preset: str | None = None
+    patch_stride: int | None = None
+    camera_embedding: bool = False
+    camera_embedding_scale: float = 3.0
+    layer_lr_decay: float = 1.0
     # AlignedReID's local branch (issue 12): off keeps the model and the objective as they were
     local_branch: bool = False
     local_stripes: int = 8
@@ -295,7 +301,7 @@ def _problems(s: TrainSettings):
     """Yield a message for each invalid combination (the first one is raised)."""
     from trinet.config import registries
     from trinet.models import heads
-    from trinet.models.backbones import catalog
+    from trinet.models.backbones import catalog, hub
     from trinet.pipeline import sampling
 
     if s.train_set is None:
@@ -436,6 +442,7 @@ def _problems(s: TrainSettings):
     yield from _metric_loss_problems(s)
     yield from _color_problems(s)
     yield from _local_problems(s)
+    yield from hub.problems(s)
 
 
 #: How `--sampler pk_clips` pools the T frames of a clip into one sample before the losses (train.py's

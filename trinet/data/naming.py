@@ -143,6 +143,24 @@ NAMINGS = {"market1501": MARKET1501, "duke": DUKE, "msmt17": MSMT17, "cuhk03": C
            "cuhk01": CUHK01}
 
 
+def cameras_of(column, paths) -> tuple[str, list[int]] | None:
+    """The camera of each image for SIE (`--camera_embedding`) and where it comes from: `("the camera column",
+    column)` when the dataset has a camera `column` (not None), else `cameras_from_names(paths)`."""
+    if column is not None:
+        return "the camera column", [int(camera) for camera in column]
+    return cameras_from_names(paths)
+
+
+def cameras_from_names(paths) -> tuple[str, list[int]] | None:
+    """`(release, the camera of each path)` of the first release in `NAMINGS` whose naming gives the camera of
+    every one of `paths`; None when none does."""
+    for release, naming in NAMINGS.items():
+        cameras = [naming.camera_of(path) for path in paths]
+        if cameras and all(camera is not None for camera in cameras):
+            return release, [int(camera) for camera in cameras if camera is not None]
+    return None
+
+
 def market_name(pid: str, camera: int, sequence: int, frame: int, box: int) -> str:
     """A Market-1501 file name, e.g. `market_name("0002", 1, 1, 451, 3)` -> `0002_c1s1_000451_03.jpg`."""
     return f"{pid}_c{camera}s{sequence}_{frame:06d}_{box:02d}.jpg"

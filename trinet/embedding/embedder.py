@@ -18,7 +18,7 @@ import numpy as np
 
 from trinet.core.errors import TrinetError, listing
 from trinet.core.fileio import path_problem
-from trinet.embedding.inference import API_NAMES, embed_batches, load_model, split_local
+from trinet.embedding.inference import API_NAMES, embed_batches, load_model, split_local, takes_cameras
 from trinet.models.builder import global_part, local_shape
 from trinet.models.distribute import make_strategy, scope
 from trinet.pipeline.views import AGGREGATORS, NO_SCALES, check_views
@@ -148,6 +148,11 @@ class Embedder:
         return fingerprint_arrays(w.numpy() for w in self._full.weights)
 
     @property
+    def takes_cameras(self) -> bool:
+        """Whether the model takes the camera of each image (trained with `--camera_embedding`)."""
+        return takes_cameras(self._full)
+
+    @property
     def dim(self) -> int:
         """D, the embedding dimension."""
         return int(self.model.output.shape[-1])
@@ -159,8 +164,8 @@ class Embedder:
 
     def blocks(self, images: Any, *, flip: bool = False, crops: str | None = None,
                aggregator: str | None = None, batch_size: int = 256, threads: int = 8,
-               jit_compile: bool = False, scales: Sequence[float] = NO_SCALES
-               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+               jit_compile: bool = False, scales: Sequence[float] = NO_SCALES,
+               cameras: Sequence[int] | np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Embed `images` block by block: yields `(b, D)` embeddings and the `(M, b, D)` ones of the M
         views (of all scales).
 
@@ -169,12 +174,13 @@ class Embedder:
         """
         blocks = self.blocks_with_local(images, flip=flip, crops=crops, aggregator=aggregator,
                                         batch_size=batch_size, threads=threads, jit_compile=jit_compile,
-                                        scales=scales)
+                                        scales=scales, cameras=cameras)
         return ((emb, emb_aug) for emb, emb_aug, _ in blocks)
 
     def blocks_with_local(self, images: Any, *, flip: bool = False, crops: str | None = None,
                           aggregator: str | None = None, batch_size: int = 256, threads: int = 8,
-                          jit_compile: bool = False, scales: Sequence[float] = NO_SCALES
+                          jit_compile: bool = False, scales: Sequence[float] = NO_SCALES,
+                          cameras: Sequence[int] | np.ndarray | None = None
                           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """As `blocks`, with a third item: the `(b, S, D_l)` local features of a model with the local branch
         (None without): with several views, combined by the same aggregator, stripe by stripe (mean: the
@@ -186,7 +192,8 @@ class Embedder:
         batches = embed_batches(self._full, images, len(names) // len(scales), images_per_batch=per_batch,
                                 net_size=self.net_size, pre_crop_size=self.pre_crop_size, flip=flip,
                                 crop_mode=crops, threads=threads, jit_compile=jit_compile,
-                                strategy=self.strategy, scales=tuple(float(s) for s in scales))
+                                strategy=self.strategy, scales=tuple(float(s) for s in scales),
+                                cameras=cameras)
         shape = self.local_shape
 
         def split(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -200,7 +207,8 @@ class Embedder:
 
     def embed(self, images: Sequence[str] | Sequence[np.ndarray] | np.ndarray, *, flip: bool = False,
               crops: str | None = None, aggregator: str | None = None, batch_size: int = 256,
-              threads: int = 8, scales: Sequence[float] = NO_SCALES) -> np.ndarray:
+              threads: int = 8, scales: Sequence[float] = NO_SCALES,
+              cameras: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """The `(N, D)` float32 embeddings of `images`, as embed.py writes them.
 
         Args:
@@ -214,12 +222,15 @@ class Embedder:
             threads: images decoded in parallel.
             scales: embed each view also at other sizes: the net input size (and pre-crop size) times
                 each scale (embed.py's `--scales`; `trinet.pipeline.views`). Several views need an aggregator.
+            cameras: the camera number of each image, for a model trained with `--camera_embedding`
+                (`takes_cameras`); ignored by other models.
 
         Raises:
             TrinetError: bad images or view options (the message says what is allowed).
         """
         out = [emb for emb, _ in self.blocks(images, flip=flip, crops=crops, aggregator=aggregator,
-                                             batch_size=batch_size, threads=threads, scales=scales)]
+                                             batch_size=batch_size, threads=threads, scales=scales,
+                                             cameras=cameras)]
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)

@@ -108,7 +108,8 @@ def rebuild_model(root: str, path: str, settings: dict):
 
     train_settings, _ = TrainSettings.from_saved(settings, os.path.join(root, experiment.ARGS_FILE))
     _, state = checkpoints.read_info(path)
-    model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0))))
+    model = build_model(ModelSpec.from_settings(train_settings, int(state.get("num_classes", 0)),
+                                                int(state.get("num_cameras", 0))))
     checkpoints.restore(path, {"model": model.weights})
     return model, train_settings
 
@@ -245,15 +246,28 @@ def split_local(flat: np.ndarray,
 _COMPILED: "weakref.WeakKeyDictionary[keras.Model, dict[bool, Callable]]" = weakref.WeakKeyDictionary()
 
 
+def takes_cameras(model: keras.Model) -> bool:
+    """Whether `model` takes `{"image", "camera"}` (a model trained with `--camera_embedding`)."""
+    return isinstance(model.input, dict)
+
+
+def _inputs(model: keras.Model, images, cameras):
+    return {"image": images, "camera": cameras} if takes_cameras(model) else images
+
+
+_IMAGES = tf.TensorSpec((None, None, None, 3), tf.float32)
+_CAMERAS = tf.TensorSpec((None,), tf.int32)
+
+
 def _compiled(model: keras.Model, jit_compile: bool = False) -> Callable:
-    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images -> `(B, D)` (`_flat`; traced
-    once per model), with XLA if `jit_compile` (which compiles once per input shape)."""
+    """`model` in inference mode as a compiled function of `(B, H, W, 3)` images (and `(B,)` int32 cameras,
+    `None` for a model without) -> `(B, D)` (`_flat`; traced once per model), with XLA if `jit_compile`
+    (which compiles once per input shape)."""
     functions = _COMPILED.setdefault(model, {})
     if jit_compile not in functions:
-        @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)],
-                     jit_compile=jit_compile)
-        def run(images):
-            return _flat(model(images, training=False))
+        @tf.function(input_signature=[_IMAGES, _CAMERAS], jit_compile=jit_compile)
+        def run(images, cameras):
+            return _flat(model(_inputs(model, images, cameras), training=False))
         functions[jit_compile] = run
     return functions[jit_compile]
 
@@ -262,48 +276,61 @@ def _replicated(model: keras.Model, strategy) -> Callable:
     """`model` in inference mode on every replica of `strategy`, each taking a consecutive share of the
     `(B, H, W, 3)` batch (the last ones may get fewer or no images); the `(B, D)` results (`_flat`) in
     order."""
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
-    def run(images):
-        def share(images):
+    @tf.function(input_signature=[_IMAGES, _CAMERAS])
+    def run(images, cameras):
+        def share(images, cameras):
             ctx = tf.distribute.get_replica_context()
             size = -(-tf.shape(images)[0] // ctx.num_replicas_in_sync)  # ceil
             first = ctx.replica_id_in_sync_group * size
-            return _flat(model(images[first:first + size], training=False))
-        return tf.concat(strategy.experimental_local_results(strategy.run(share, args=(images,))), axis=0)
+            return _flat(model(_inputs(model, images[first:first + size], cameras[first:first + size]),
+                               training=False))
+        results = strategy.run(share, args=(images, cameras))
+        return tf.concat(strategy.experimental_local_results(results), axis=0)
     return run
 
 
 def _padded(run: Callable, size: int) -> Callable:
     """`run` on batches zero-padded to `size` rows (the padding's rows dropped from the result), so that
     XLA sees one shape; the model treats rows independently in inference mode."""
-    def run_padded(images: tf.Tensor) -> tf.Tensor:
+    def run_padded(images: tf.Tensor, cameras: tf.Tensor) -> tf.Tensor:
         rows = int(images.shape[0])
         if rows == size:
-            return run(images)
-        return run(tf.pad(images, [[0, size - rows], [0, 0], [0, 0], [0, 0]]))[:rows]
+            return run(images, cameras)
+        return run(tf.pad(images, [[0, size - rows], [0, 0], [0, 0], [0, 0]]),
+                   tf.pad(cameras, [[0, size - rows]]))[:rows]
     return run_padded
 
 
 def embed_batches(model: keras.Model, paths: Sequence[str] | Sequence[np.ndarray], views: int, *,
                   images_per_batch: int, jit_compile: bool = False, strategy=None,
-                  **pipeline) -> Iterator[np.ndarray]:
+                  cameras: Sequence[int] | np.ndarray | None = None, **pipeline) -> Iterator[np.ndarray]:
     """Yield `(S * M, b, D)` float32 embeddings of successive blocks of images (paths or uint8 arrays, see
     `view_batches`; for a model with the local branch, rows of `_flat`): the M `views` of each of the S
     scales, scale after scale (each scale a separate run of the model, as its images have another size);
     with `jit_compile`, the model is compiled by XLA and every batch padded to `images_per_batch` images;
-    with a `tf.distribute` `strategy`, each batch is split over its replicas.
+    with a `tf.distribute` `strategy`, each batch is split over its replicas. `cameras`: the camera of each
+    image, which a model trained with `--camera_embedding` takes (each of its views with it).
 
     Raises:
-        TrinetError: an image cannot be decoded (all such images are named).
+        TrinetError: an image cannot be decoded (all such images are named); a model with the camera
+            embedding is given no cameras.
     """
+    if takes_cameras(model) and cameras is None:
+        raise TrinetError("The model was trained with --camera_embedding and takes the camera of each image: "
+                          "give the cameras (embed.py reads the `camera` column of --dataset, or its file "
+                          "names in a release's naming; Embedder.embed(..., cameras=...))")
+    camera_rows = np.zeros(len(paths), np.int32) if cameras is None else np.asarray(cameras, np.int32)
+    if len(camera_rows) != len(paths):
+        raise TrinetError(f"{len(camera_rows)} cameras for {len(paths)} images")
     run = _compiled(model, jit_compile) if strategy is None else _replicated(model, strategy)
     if jit_compile:
         run = _padded(run, images_per_batch * views)
     try:
-        for batch in view_batches(paths, images_per_batch=images_per_batch, **pipeline):
+        for number, batch in enumerate(view_batches(paths, images_per_batch=images_per_batch, **pipeline)):
             parts = []
+            block = camera_rows[number * images_per_batch:(number + 1) * images_per_batch]
             for images in batch:
-                emb = run(images).numpy()
+                emb = run(images, tf.constant(np.repeat(block, views))).numpy()
                 parts.append(emb.reshape(-1, views, emb.shape[-1]).transpose(1, 0, 2))
             yield parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     except tf.errors.OpError:

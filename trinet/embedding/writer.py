@@ -23,11 +23,12 @@ log = logging.getLogger("trinet.embed")
 def embed_to_file(embedder: Embedder, paths: list[str], fids: list[str], pids: list[str] | None, *,
                   filename: str, output_format: str, aggregator: str | None, batch_size: int, threads: int,
                   flip: bool, crop_mode: str | None, attrs: dict, quiet: bool = False,
-                  jit_compile: bool = False, scales: Sequence[float] = NO_SCALES) -> tuple[int, int]:
+                  jit_compile: bool = False, scales: Sequence[float] = NO_SCALES,
+                  cameras: np.ndarray | None = None) -> tuple[int, int]:
     """Embed `paths` with `embedder` (as `Embedder.embed`) and write `filename` in `output_format` (see
     `formats.EMBEDDING_FORMATS`; HDF5 also stores the local features of a model with the local branch as
     `emb_local`); returns `(N, D)`. `jit_compile`: compile the model with XLA (see
-    `embed_batches`); `scales`: see `Embedder.embed`."""
+    `embed_batches`); `scales`, `cameras`: see `Embedder.embed`."""
     names = embedder.view_names(flip, crop_mode, aggregator, scales)
     if embedder.local_shape is not None and output_format != "h5":
         log.warning("The model has local features (--local_branch); --output_format %s stores only the "
@@ -36,7 +37,7 @@ def embed_to_file(embedder: Embedder, paths: list[str], fids: list[str], pids: l
                          pids=pids, attrs=attrs, local_shape=embedder.local_shape)
     blocks = embedder.blocks_with_local(paths, flip=flip, crops=crop_mode, aggregator=aggregator,
                                         batch_size=batch_size, threads=threads, jit_compile=jit_compile,
-                                        scales=scales)
+                                        scales=scales, cameras=cameras)
     with writer, Progress(len(paths), "Embedding", "img", quiet=quiet) as progress:
         for emb, emb_aug, local in blocks:
             writer.write(emb, emb_aug, local)

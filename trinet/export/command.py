@@ -63,6 +63,11 @@ def _run(argv: Sequence[str] | None) -> int:
         raise TrinetError("--net_input_height and --net_input_width go together: give both")
     embedder = Embedder.from_experiment(args.experiment_root, args.checkpoint,
                                         net_size=None if sizes[0] is None else sizes, names=CLI_NAMES)
+    if embedder.takes_cameras:
+        raise TrinetError(f"--experiment_root {args.experiment_root} was trained with --camera_embedding: "
+                          "its "
+                          "model takes each image's camera beside the image, and the exports serve images "
+                          "only (no camera input yet); embed with embed.py or trinet.Embedder")
     diffs = export(embedder, args.format, args.output, flip=args.flip, tolerance=args.tolerance)
     log.info("Wrote the %s export of %s to %s; verified: max |difference| %.3g (tolerance %g).", args.format,
              embedder.source, args.output, max(diffs.values()), args.tolerance)

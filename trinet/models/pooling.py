@@ -94,3 +94,9 @@ def make_pooling(kind: str, name: str = "pooling") -> keras.layers.Layer:
         ValueError: `kind` is not a registered pooling.
     """
     return POOLINGS.resolve(kind)(name=name)
+
+
+def class_token(name: str = "pooling") -> keras.layers.Layer:
+    """`--pooling token`: the backbone's class token `(B, D)` as the pooled feature (the builder gives it the
+    token, not the map; `trinet.models.backbones.hub`)."""
+    return keras.layers.Identity(name=name)

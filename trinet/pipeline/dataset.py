@@ -25,7 +25,7 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
                      net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool,
                      crop: bool, threads: int, pad: int = 0, erasing_prob: float = 0.0,
                      delivered: Delivered | None = None, color_jitter: tuple[float, ...] | None = None,
-                     auto_augment_prob: float = 0.0) -> tf.data.Dataset:
+                     auto_augment_prob: float = 0.0, cameras: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches `start <= index < stop` (forever if None) of `sampler` as `(index, images, labels)`.
 
     `index` is the batch index (int64 scalar), `images` `(P*K, H, W, 3)` float32 in [0, 255],
@@ -33,12 +33,14 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
     and prefetched. A batch with an image that fails to decode is skipped; the caller sees the gap in
     `index`. With `delivered`, the stream ends once it runs `MAX_AHEAD` batches ahead of the last
     delivered one (every batch failing would otherwise never yield, and never end). `color_jitter` and
-    `auto_augment_prob`: see `images.train_augment`.
+    `auto_augment_prob`: see `images.train_augment`. With `cameras` (`(N,)` the camera of each row), `images`
+    is `{"image": (P*K, H, W, 3), "camera": (P*K,) int32}`, the input of a model with SIE.
     """
     batch = sampler.batch_size
     seed = sampler.seed
     all_paths = tf.constant(paths)
     codes = tf.constant(sampler.codes)
+    camera_table = None if cameras is None else tf.constant(np.asarray(cameras, np.int32))
 
     def generate():
         for index, rows in sampler.batches(start, stop):
@@ -52,6 +54,8 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
     def load(index, row, element_seed):
         image = train_augment(decode(tf.gather(all_paths, row)), element_seed, net_size, pre_crop_size,
                               flip, crop, pad, erasing_prob, color_jitter, auto_augment_prob)
+        if camera_table is not None:
+            image = {"image": image, "camera": tf.gather(camera_table, row)}
         return index, image, tf.gather(codes, row)
 
     ds = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
@@ -61,7 +65,7 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
     # instead of shifting every later batch.
     ds = ds.group_by_window(key_func=lambda index, image, label: index,
                             reduce_func=lambda key, window: window.batch(batch), window_size=batch)
-    ds = ds.filter(lambda index, images, labels: tf.shape(images)[0] == batch)  # end-of-run leftovers
+    ds = ds.filter(lambda index, images, labels: tf.shape(labels)[0] == batch)  # end-of-run leftovers
     ds = ds.map(lambda index, images, labels: (index[0], images, labels))
     return ds.prefetch(2)
 

@@ -71,6 +71,27 @@ def load_training_set(s: TrainSettings) -> Dataset:
     return dataset
 
 
+def training_cameras(s: TrainSettings, dataset: Dataset) -> np.ndarray:
+    """`(N,)` int64: the camera of each training image for `--camera_embedding`: the `camera` column of
+    --train_set, else the cameras of its file names in a release's naming (`naming.cameras_from_names`).
+
+    Raises:
+        TrinetError: neither gives the cameras.
+    """
+    from trinet.data.naming import cameras_of
+
+    found = cameras_of(dataset.cameras, dataset.fids)
+    if found is None:
+        raise TrinetError(f"--camera_embedding needs the camera of every training image: {s.train_set} has "
+                          "no "
+                          "`camera` column and its file names follow no release's naming (Market-1501, "
+                          "DukeMTMC-reID, MSMT17, CUHK03, VIPeR, CUHK01). Add the column (data/convert.py "
+                          "writes it), or train without --camera_embedding.")
+    log.info("--camera_embedding: %d cameras, from %s.", max(found[1]) + 1,
+             found[0] if found[0].startswith("the ") else f"the {found[0]} file names")
+    return np.asarray(found[1], np.int64)
+
+
 class _Run:
     """The objects of one training run, built from the settings before anything is written."""
 
@@ -87,6 +108,7 @@ class _Run:
                 dataset, s.val_excluder, seed=s.seed, identities=s.val_identities, fraction=s.val_fraction)
             held_out = query, gallery
         self.dataset = dataset
+        self.cameras = training_cameras(s, dataset) if s.camera_embedding else None
         self.sampler = self.make_sampler(s.seed)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
@@ -97,7 +119,8 @@ class _Run:
             log.warning("%s does not record the teacher's checkpoint (written by an older trinet): resuming "
                         "with the latest of %s, which may not be the one the run started with.", latest,
                         s.teacher)
-        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy, teacher_pin)
+        cameras = int(self.cameras.max()) + 1 if self.cameras is not None else 0
+        self.trainer: Any = Trainer(s, identities, keras_weights, source, strategy, teacher_pin, cameras)
         if s.mutual_models > 1:
             from trinet.training.mutual import MutualTrainer
             members = [self.trainer] + [Trainer(s.replace(seed=s.seed + 1000 * i), identities, keras_weights,
@@ -195,7 +218,8 @@ def _loop(run: _Run, latest: str | None) -> int:
     model = trainer.model
     step = 0
     state: dict[str, Any] = {"next_batch": 0, "skipped_batches": 0, "excluded_rows": [], "best": None,
-                             "num_classes": trainer.num_classes, "skipped_steps": 0}
+                             "num_classes": trainer.num_classes, "skipped_steps": 0,
+                             "num_cameras": trainer.num_cameras}
     if trainer.teacher is not None:  # exactly this checkpoint of the teacher is reloaded on --resume
         state["teacher"] = trainer.teacher.pin()
     if latest is not None:
@@ -234,7 +258,7 @@ def _loop(run: _Run, latest: str | None) -> int:
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
                                 delivered=delivered, color_jitter=s.color_jitter,
-                                auto_augment_prob=s.auto_augment_prob)
+                                auto_augment_prob=s.auto_augment_prob, cameras=run.cameras)
         return sampler, iter(data)
 
     sampler, data = open_data(state["next_batch"])

@@ -134,7 +134,8 @@ def make_replicated_step(strategy: tf.distribute.Strategy, model: keras.Model, u
         ctx = tf.distribute.get_replica_context()
         first = ctx.replica_id_in_sync_group * share
         labels = labels[::clip_length]
-        own_images = images[first * clip_length:(first + share) * clip_length]
+        own_images = tf.nest.map_structure(lambda t: t[first * clip_length:(first + share) * clip_length],
+                                           images)
         own_labels = labels[first:first + share]
 
         def gather(t):

@@ -41,6 +41,8 @@ def initial_weights(spec: str | None, model_name: str) -> tuple[str | None, str 
     """
     if spec is None:
         return None, None
+    if spec == "preset":  # keras-hub: the preset's weights (`trinet.models.backbones.hub`)
+        return spec, None
     if spec == "imagenet":
         from trinet.models.backbones.catalog import imagenet_weights
         return imagenet_weights(model_name), None
@@ -82,6 +84,8 @@ def build_with_weights(spec: ModelSpec, weights: str | None) -> keras.Model:
     ImageNet weights); a file that is not one that fits is a clear error."""
     try:
         return build_model(spec, weights=weights)
+    except TrinetError:  # already says what is wrong (a keras-hub preset that cannot be had)
+        raise
     except Exception as e:  # noqa: BLE001 (Keras raises ValueError, OSError, KeyError... for a bad file)
         if weights is None:
             raise
@@ -94,7 +98,11 @@ def build_with_weights(spec: ModelSpec, weights: str | None) -> keras.Model:
 def _check_stripes(model: keras.Model, s: TrainSettings, flag: str, stripes: int) -> None:
     """Raise TrinetError if `stripes` (given by `flag`: PCB's --num_stripes, the local branch's
     --local_stripes) outnumber the rows of the backbone's feature map."""
-    height = model.get_layer("backbone").compute_output_shape((1, *s.net_size, 3))[1]
+    backbone = model.get_layer("backbone")
+    image = (1, *s.net_size, 3)
+    shapes = backbone.compute_output_shape([image, (1,)] if len(backbone.inputs) > 1 else image)
+    height = (shapes[0] if isinstance(shapes, (list, tuple)) and isinstance(shapes[0], (list, tuple))
+              else shapes)[1]
     if height is not None and stripes > height:
         raise TrinetError(f"{flag} {stripes} is larger than the height of the feature map "
                           f"({height} rows for --net_input_height {s.net_input_height} with --model_name "
@@ -112,7 +120,7 @@ class Trainer:
 
     def __init__(self, s: TrainSettings, identities: int, keras_weights: str | None = None,
                  source: str | None = None, strategy: tf.distribute.Strategy | None = None,
-                 teacher_pin: dict[str, Any] | None = None):
+                 teacher_pin: dict[str, Any] | None = None, cameras: int = 0):
         assert s.seed is not None
         self.s = s
         # a multi-worker strategy must exist before TensorFlow runs its first operation
@@ -121,9 +129,11 @@ class Trainer:
         if self.strategy is not None:
             replica_share(s.batch_p, s.batch_k, self.strategy.num_replicas_in_sync)
         self.num_classes = identities if s.id_loss_weight else 0  # classes of the classifier (0: none)
+        self.num_cameras = cameras if s.camera_embedding else 0  # rows of SIE's camera table (0: none)
         with scope(self.strategy):
             with dtype_policy(s.mixed_precision):
-                self.model = build_with_weights(ModelSpec.from_settings(s, self.num_classes), keras_weights)
+                spec = ModelSpec.from_settings(s, self.num_classes, self.num_cameras)
+                self.model = build_with_weights(spec, keras_weights)
             if s.head_name == "pcb":
                 _check_stripes(self.model, s, "--num_stripes", s.num_stripes)
             if s.local_branch:
@@ -138,7 +148,10 @@ class Trainer:
             self._variables = {"all": trainable, "new": new,
                                "backbone": [v for v in trainable if id(v) not in new_ids]}
             self.new_optimizer = None
-            if s.new_layers_lr_multiplier == 1:
+            self.layer_optimizers: list[tuple[Any, list]] = []  # --layer_lr_decay: (optimizer, variables)
+            if s.layer_lr_decay != 1:
+                self._layer_decay(s)
+            elif s.new_layers_lr_multiplier == 1:
                 self.optimizer = self._scaled(make_optimizer(s))
                 self.optimizer.build(self._variables["all"])
             else:  # the backbone's optimizer steps only after the freeze: its schedule starts there
@@ -181,6 +194,28 @@ class Trainer:
         self.distances = batch_distances(s.metric, s.spectral_sigma if s.spectral_transform else None)
         self._steps: dict[str, Any] = {}
 
+    def _layer_decay(self, s: TrainSettings) -> None:
+        """--layer_lr_decay: an optimizer per depth d of the backbone's transformer (`hub.layer_depths`) with
+        the learning rate times decay^(L + 1 - d); the new layers and the final norm take the main one."""
+        from trinet.models.backbones.hub import layer_depths
+
+        depths, blocks = layer_depths(self.model.get_layer("backbone"))
+        by_depth: dict[int, list] = {}
+        for v in self._variables["backbone"]:
+            by_depth.setdefault(depths.get(v.path, blocks + 1), []).append(v)
+        main = self._variables["new"] + by_depth.pop(blocks + 1, [])
+        self._variables["main"] = main
+        self.optimizer = make_optimizer(s)
+        self.optimizer.build(main)
+        for depth in sorted(by_depth):
+            factor = s.layer_lr_decay ** (blocks + 1 - depth)
+            optimizer = make_optimizer(s, factor=factor, suffix=f"_depth{depth}")
+            optimizer.build(by_depth[depth])
+            self.layer_optimizers.append((optimizer, by_depth[depth]))
+        log.info("--layer_lr_decay %g: %d transformer blocks, learning-rate factors from %.3g (token "
+                 "embedding) to 1 (final norm and new layers).", s.layer_lr_decay, blocks,
+                 s.layer_lr_decay ** (blocks + 1))
+
     def _scaled(self, optimizer):
         """`optimizer`, wrapped in Keras' LossScaleOptimizer (dynamic loss scale) for float16."""
         if self.s.mixed_precision != "float16":
@@ -197,6 +232,7 @@ class Trainer:
         optimizers = self.optimizer.variables + (self.new_optimizer.variables if self.new_optimizer else [])
         if self.proxy_optimizer is not None:
             optimizers = optimizers + self.proxy_optimizer.variables
+        optimizers += [v for optimizer, _ in self.layer_optimizers for v in optimizer.variables]
         groups = {"model": self.model.weights, "optimizer": optimizers}
         training = ([self.centers] if self.centers is not None else []) + list(self.proxies.values())
         if training:
@@ -212,6 +248,8 @@ class Trainer:
         """`(optimizer, variables)` pairs that one step of `phase` ('new' or 'all') applies (the proxies
         learn in both)."""
         proxies = [(self.proxy_optimizer, list(self.proxies.values()))] if self.proxy_optimizer else []
+        if self.layer_optimizers:  # --layer_lr_decay (no freeze phase)
+            return [(self.optimizer, self._variables["main"])] + self.layer_optimizers + proxies
         if self.new_optimizer is None:
             return [(self.optimizer, self._variables[phase])] + proxies
         backbone = [(self.optimizer, self._variables["backbone"])] if phase == "all" else []

@@ -9,7 +9,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from trinet.core.errors import TrinetError
-from trinet.models.backbones import applications, lunet
+from trinet.models.backbones import applications, hub, lunet
 from trinet.models.backbones.common import Backbone
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 DOWNLOAD_TIMEOUT = 15
 
 #: Backbones by name.
-BACKBONES: dict[str, Backbone] = {**applications.BACKBONES, **lunet.BACKBONES}
+BACKBONES: dict[str, Backbone] = {**applications.BACKBONES, **lunet.BACKBONES, **hub.BACKBONES}
 
 #: The original code's names for the same networks.
 ALIASES = {"resnet_v1_50": "resnet50", "resnet_v1_101": "resnet101", "mobilenet_v1_1_224": "mobilenet_v1"}
@@ -82,7 +82,7 @@ def imagenet_weights(name: str) -> str:
 
 
 def build_backbone(name: str, weights: str | None = None, last_stride: int = 2, batch_norm: str = "keras",
-                   sync_batchnorm: bool = False) -> "keras.Model":
+                   sync_batchnorm: bool = False, **hub_options) -> "keras.Model":
     """The backbone `name` as a Keras model `(B, H, W, 3) raw RGB -> (B, h, w, F)`.
 
     Args:
@@ -90,8 +90,11 @@ def build_backbone(name: str, weights: str | None = None, last_stride: int = 2, 
         last_stride: 2, or 1 for backbones that support it (`supports_last_stride`).
         batch_norm: the batch-norm layer (`trinet.config.registries.BATCH_NORMS`); the variables are the same.
         sync_batchnorm: batch statistics over all replicas of a distribution strategy.
+        hub_options: `--model_name keras_hub`'s preset and options (`hub.build`).
     """
     name = canonical_name(name)
+    if name == hub.NAME:
+        return hub.build(weights=weights, **hub_options)
     if last_stride == 1 and not BACKBONES[name].last_stride:
         raise ValueError(f"Backbone {name!r} has no last stride to remove; last_stride=1 is available for "
                          f"{LAST_STRIDE_CHOICES}")
