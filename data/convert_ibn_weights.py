@@ -10,8 +10,9 @@ torch.load(sys.argv[1], map_location='cpu').items()})" resnet50_ibn_a-d9d0bb7b.p
 A `.pth` file is read directly when the `torch` package is installed. The mapping: PyTorch's `conv1`/`bn1`
 are `conv1_conv`/`conv1_bn` (`conv1_in` for IBN-b), `layer{L}.{i}` is `conv{L+1}_block{i+1}`, its
 `conv1..3`/`bn1..3` are `_1_conv.._3_conv`/`_1_bn.._3_bn` (IBN-a's `bn1.IN`/`bn1.BN` are `_1_in`/`_1_bn`),
-`downsample.0/1` are `_0_conv`/`_0_bn`, and IBN-b's `IN` is `_in`; convolution kernels go from `(O, I, kh, kw)`
-to `(kh, kw, I, O)` with zero biases (Keras' ResNet has biases, IBN-Net none); the classifier `fc` is dropped.
+`downsample.0/1` are `_0_conv`/`_0_bn`, and IBN-b's `IN` is `_in`; convolution kernels go from
+`(O, I, kh, kw)` to `(kh, kw, I, O)` with zero biases (Keras' ResNet has biases, IBN-Net none); the
+classifier `fc` is dropped.
 IBN-Net was trained on PyTorch's input, `(RGB / 255 - mean) / std`; trinet's ResNets take Caffe's (BGR minus
 the ImageNet mean), so the converter folds the difference into the first convolution's kernel and bias: the
 same output wherever the 7x7 window lies inside the image; on the 3 border pixels, where zero padding stands
@@ -45,8 +46,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError:
-        raise SystemExit(f"error: {path} is not a .npz file and PyTorch is not installed to read it; export it "
-                         "to .npz with the command in this script's docstring") from None
+        raise SystemExit(f"error: {path} is not a .npz file and PyTorch is not installed to read it; export "
+                         "it to .npz with the command in this script's docstring") from None
     state = torch.load(path, map_location="cpu")
     state = state.get("state_dict", state)
     return {k.removeprefix("module."): v.numpy() for k, v in state.items()}
@@ -129,7 +130,8 @@ def convert(state: dict[str, np.ndarray], kind: str, out: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("state_dict", help="IBN-Net's weights: a .npz of the state dict, or the .pth (needs torch).")
+    p.add_argument("state_dict",
+                   help="IBN-Net's weights: a .npz of the state dict, or the .pth (needs torch).")
     p.add_argument("out", help="The Keras weights file to write (must end in .weights.h5).")
     p.add_argument("--kind", choices=["a", "b"], required=True, help="IBN-a or IBN-b.")
     return p
@@ -138,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.out.endswith(".weights.h5"):
-        raise SystemExit(f"error: the output file must end in .weights.h5 (Keras' weights files); got {args.out}")
+        raise SystemExit("error: the output file must end in .weights.h5 (Keras' weights files); "
+                         f"got {args.out}")
     try:
         layers = convert(read_state_dict(args.state_dict), args.kind, args.out)
     except ValueError as e:

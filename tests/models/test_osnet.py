@@ -80,8 +80,8 @@ def test_each_bottleneck_has_four_streams_and_one_gate_shared_by_them():
     blocks = sorted({layer.name.rsplit("_gate", 1)[0] for layer in net.layers if "_gate_fc1" in layer.name})
     assert blocks == [f"osnet_conv{s}_block{b}" for s in (2, 3, 4) for b in (1, 2)]
     for block in blocks:
-        depthwise = [layer for layer in net.layers
-                     if layer.name.startswith(block + "_") and isinstance(layer, keras.layers.DepthwiseConv2D)]
+        depthwise = [layer for layer in net.layers if layer.name.startswith(block + "_")
+                     and isinstance(layer, keras.layers.DepthwiseConv2D)]
         assert len(depthwise) == 1 + 2 + 3 + 4
         for part in ("pool", "fc1", "fc2"):  # one set of gate layers, called once per stream
             assert len(net.get_layer(f"{block}_gate_{part}")._inbound_nodes) == 4

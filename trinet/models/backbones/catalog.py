@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 DOWNLOAD_TIMEOUT = 15
 
 #: Backbones by name.
-BACKBONES: dict[str, Backbone] = {**applications.BACKBONES, **lunet.BACKBONES, **osnet.BACKBONES,
-                                   **resnet_ibn.BACKBONES}
+BACKBONES: dict[str, Backbone] = {
+    **applications.BACKBONES, **lunet.BACKBONES, **osnet.BACKBONES, **resnet_ibn.BACKBONES}
 
 #: The original code's names for the same networks.
 ALIASES = {"resnet_v1_50": "resnet50", "resnet_v1_101": "resnet101", "mobilenet_v1_1_224": "mobilenet_v1"}

@@ -149,5 +149,6 @@ def _builder(multiplier: str):
 #: The entries of this family: `osnet_x1_0` ... `osnet_x0_25` (trained from scratch; no last stride to
 #: remove: the last stage already has stride 16).
 BACKBONES: dict[str, Backbone] = {
-    f"osnet_{multiplier}": Backbone(_builder(multiplier), widths[-1]) for multiplier, widths in OSNET_WIDTHS.items()
+    f"osnet_{multiplier}": Backbone(_builder(multiplier), widths[-1])
+    for multiplier, widths in OSNET_WIDTHS.items()
 }

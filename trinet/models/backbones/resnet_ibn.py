@@ -102,7 +102,8 @@ def _resnet50_ibn(kind: str, last_stride: int, batch_norm: str, sync_batchnorm: 
         stride = 1 if s == 2 else (last_stride if s == 5 else 2)
         for b in range(1, blocks + 1):
             x = _block(x, filters, stride if b == 1 else 1, b == 1, f"conv{s}_block{b}", bn,
-                       ibn_a=kind == "a" and s in stages, in_after=kind == "b" and s in stages and b == blocks)
+                       ibn_a=kind == "a" and s in stages,
+                       in_after=kind == "b" and s in stages and b == blocks)
     return keras.Model(inputs, x, name="backbone")
 
 
@@ -122,8 +123,8 @@ def transfer_resnet50(resnet: "keras.Model", net: "keras.Model") -> list[str]:
             continue
         if [w.shape for w in source] == [w.shape for w in weights]:
             layer.set_weights(source)
-        elif len(source) == len(weights) and all(
-                s.ndim == 1 and w.ndim == 1 and s.shape[0] == 2 * w.shape[0] for s, w in zip(source, weights)):
+        elif len(source) == len(weights) and all(s.ndim == 1 and w.ndim == 1 and s.shape[0] == 2 * w.shape[0]
+                                                 for s, w in zip(source, weights)):
             layer.set_weights([s[s.shape[0] // 2:] for s in source])
         else:
             raise ValueError(f"layer {layer.name}: ResNet-50's weights have the shapes "
@@ -150,8 +151,9 @@ def _builder(kind: str) -> Callable[..., "keras.Model"]:
                 raise own from None
         net = _resnet50_ibn(kind, last_stride, batch_norm, sync_batchnorm)
         copied = transfer_resnet50(resnet, net)
+        total = sum(1 for layer in net.layers if layer.weights)
         log.info("Loaded ResNet-50's weights from %s into %d of the %d layers with weights of "
-                 "resnet50_ibn_%s.", weights, len(copied), sum(1 for layer in net.layers if layer.weights), kind)
+                 "resnet50_ibn_%s.", weights, len(copied), total, kind)
         return net
     build.__doc__ = f"ResNet-50-IBN-{kind} (2048 features at 1/32 of the input, 1/16 with last_stride=1)."
     return build
