@@ -63,7 +63,9 @@ def test_a_frozen_layer_uses_its_moving_statistics_as_keras_does():
 
 
 HEADS = {"lunet": "bnneck", "resnet50": "fc1024", "resnet101": "fc1024_normalize", "mobilenet_v1": "bnneck",
-         "mobilenet_v2": "fc1024"}
+         "mobilenet_v2": "fc1024", "convnext_tiny": "bnneck", "osnet_x1_0": "bnneck", "osnet_x0_75": "fc1024",
+         "osnet_x0_5": "direct", "osnet_x0_25": "fc1024_normalize", "resnet50_ibn_a": "bnneck",
+         "resnet50_ibn_b": "fc1024"}
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
