@@ -59,6 +59,14 @@ def _convnext(constructor: str) -> Callable:
         net = getattr(keras.applications, constructor)(include_top=False, weights=weights,
                                                        input_shape=(None, None, 3),
                                                        include_preprocessing=True)
+        # LayerScale's variables and the last layer norm are unnamed: Keras numbers them by what the process
+        # made before, and a checkpoint (strict by path) would not load in another order; name them
+        for layer in net.layers:
+            for v in layer.weights:
+                if v.path.rsplit("/", 1)[-1].startswith("variable"):
+                    v._name, v._path = "gamma", f"{layer.name}/gamma"
+                elif v.path.startswith("layer_normalization"):
+                    v._path = f"{net.name}_final_layernorm/{v.name}"
         return keras.Model(inputs, net(inputs), name="backbone")
     return build
 
