@@ -99,3 +99,21 @@ def test_bag_of_tricks_recipe_validates_and_evaluates_the_best_model(tmp_path, m
     for name in ("evaluation.json", "evaluation_best.json"):
         result = json.load(open(exp / name))
         assert result["settings"]["metric"] == "cosine" and result["num_skipped"] == 0  # the stored metric
+
+
+def test_osnet_recipe_trains_from_scratch_and_evaluates(tmp_path, market):
+    data, prefix, _ = market
+    exp = tmp_path / "osnet"
+    cmd = ["bash", os.path.join(REPO, "experiments", "osnet_market1501_train.sh"), str(data), str(exp),
+           "--model_name", "osnet_x0_25", "--net_input_height", "64", "--net_input_width", "32",
+           "--batch_p", "8",
+           "--train_iterations", "40", "--val_frequency", "20", "--checkpoint_frequency", "20",
+           "--log_frequency", "10", "--seed", "1", "--loading_threads", "2"]
+    env = dict(os.environ, PYTHON=sys.executable, CSV_PREFIX=prefix)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    args = json.load(open(exp / "args.json"))
+    assert args["model_name"] == "osnet_x0_25" and args["initial_checkpoint"] is None
+    assert "objective: 1 x id" in open(exp / "train.log").read()
+    evaluation = json.load(open(exp / "evaluation.json"))
+    assert evaluation["settings"]["metric"] == "cosine" and evaluation["num_skipped"] == 0

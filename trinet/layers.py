@@ -7,9 +7,9 @@ loads with `keras.saving.load_model(path, safe_mode=True)`. The layers live in `
 
 from __future__ import annotations
 
-from trinet.models.layers import (CosineClassifier, FusedBatchNormalization, ImagePreprocessing, Stack,
-                                  StripePooling, batch_norm, with_batch_norm)
+from trinet.models.layers import (ChannelSlice, CosineClassifier, FusedBatchNormalization, ImagePreprocessing,
+                                  Stack, StripePooling, batch_norm, with_batch_norm)
 from trinet.models.pooling import GeneralizedMeanPooling
 
-__all__ = ["CosineClassifier", "FusedBatchNormalization", "GeneralizedMeanPooling", "ImagePreprocessing",
-           "Stack", "StripePooling", "batch_norm", "with_batch_norm"]
+__all__ = ["ChannelSlice", "CosineClassifier", "FusedBatchNormalization", "GeneralizedMeanPooling",
+           "ImagePreprocessing", "Stack", "StripePooling", "batch_norm", "with_batch_norm"]

@@ -44,14 +44,25 @@ def test_backbone_features(name):
     assert other.shape[-1] == BACKBONES[name].features  # any input size
     momenta = {layer.momentum for layer in model._flatten_layers()
                if isinstance(layer, keras.layers.BatchNormalization)}
-    assert momenta == {common.BN_MOMENTUM}
+    assert momenta == {common.BN_MOMENTUM} or (not momenta and name == "convnext_tiny")  # layer norms only
 
 
 @pytest.mark.parametrize("name, mode", [("resnet50", "caffe"), ("resnet101", "caffe"), ("mobilenet_v1", "tf"),
-                                        ("mobilenet_v2", "tf"), ("lunet", "tf")])
+                                        ("mobilenet_v2", "tf"), ("lunet", "tf"), ("osnet_x0_25", "tf"),
+                                        ("resnet50_ibn_a", "caffe"), ("resnet50_ibn_b", "caffe")])
 def test_backbones_preprocess_raw_rgb(name, mode):
     layer = build_backbone(name).get_layer("preprocessing")
     assert isinstance(layer, ImagePreprocessing) and layer.mode == mode
+
+
+def test_convnext_normalises_raw_rgb_itself():
+    """ConvNeXt's own first layer: (x - ImageNet mean * 255) / (std * 255), on raw RGB."""
+    norm = [layer for layer in build_backbone("convnext_tiny")._flatten_layers()
+            if isinstance(layer, keras.layers.Normalization)]
+    assert len(norm) == 1
+    x = IMAGES[:, :8, :8]
+    mean, std = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
+    np.testing.assert_allclose(norm[0](x), (x - mean) / std, rtol=1e-4, atol=1e-4)
 
 
 def test_preprocessing_equals_keras_applications():

@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "after the batch norm). Default: %(default)s, which means --metric.")
     g.add_argument("--initial_checkpoint", default=D.initial_checkpoint,
                    help="Initial backbone weights: 'imagenet' (downloaded by Keras; offline, put the "
-                        "file where the error message says), the path of a Keras weights file for the "
+                        "file where the error message says; resnet50_ibn_a/b take ResNet-50's in every layer "
+                        "they share; lunet and OSNet have none), the path of a Keras weights file for the "
                         "backbone, or another trinet experiment root or checkpoint file (its backbone, "
                         "and its head if it has the same head); with --model_name keras_hub, 'preset': the "
                         "weights of --backbone_preset. Default: random initialisation.")

@@ -188,3 +188,24 @@ class Stack(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], len(input_shape), input_shape[0][-1])
+
+
+@keras.saving.register_keras_serializable(package="trinet")
+class ChannelSlice(keras.layers.Layer):
+    """Channels `start` to `stop` (exclusive) of the last axis: `(..., C) -> (..., stop - start)` (IBN-a's
+    split of a feature map into the channels that instance norm takes and those that batch norm takes)."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= start < stop:
+            raise ValueError(f"ChannelSlice needs 0 <= start < stop; received start={start}, stop={stop}")
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, inputs):
+        return inputs[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}

@@ -1,5 +1,6 @@
-"""The ImageNet networks of `keras.applications` (ResNet-50/101, MobileNet v1/v2), with their input
-preprocessing inside the model, the original's batch-norm momentum, and `last_stride=1` for the ResNets."""
+"""The ImageNet networks of `keras.applications` (ResNet-50/101, MobileNet v1/v2, ConvNeXt-Tiny), with their
+input preprocessing inside the model, the original's batch-norm momentum, and `last_stride=1` for the
+ResNets."""
 
 from __future__ import annotations
 
@@ -46,6 +47,30 @@ def _application(constructor: str, preprocessing: str) -> Callable:
     return build
 
 
+def _convnext(constructor: str) -> Callable:
+    """The builder of `keras.applications.<constructor>` (ConvNeXt, Liu et al. 2022): its own ImageNet
+    normalisation of raw RGB is its first layer, and it has layer norms, no batch norm (`batch_norm` and
+    `sync_batchnorm` change nothing)."""
+    def build(weights: str | None, last_stride: int = 2, batch_norm: str = "keras",
+              sync_batchnorm: bool = False) -> "keras.Model":
+        import keras
+
+        inputs = keras.Input((None, None, 3), name="image")
+        net = getattr(keras.applications, constructor)(include_top=False, weights=weights,
+                                                       input_shape=(None, None, 3),
+                                                       include_preprocessing=True)
+        # LayerScale's variables and the last layer norm are unnamed: Keras numbers them by what the process
+        # made before, and a checkpoint (strict by path) would not load in another order; name them
+        for layer in net.layers:
+            for v in layer.weights:
+                if v.path.rsplit("/", 1)[-1].startswith("variable"):
+                    v._name, v._path = "gamma", f"{layer.name}/gamma"
+                elif v.path.startswith("layer_normalization"):
+                    v._path = f"{net.name}_final_layernorm/{v.name}"
+        return keras.Model(inputs, net(inputs), name="backbone")
+    return build
+
+
 _KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 #: The entries of this family.
@@ -64,4 +89,8 @@ BACKBONES: dict[str, Backbone] = {
     "mobilenet_v2": Backbone(
         _application("MobileNetV2", "tf"), 1280,
         _KERAS + "mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+    # the sha256 of keras.applications.convnext.WEIGHTS_HASHES (keras.utils.get_file takes either hash)
+    "convnext_tiny": Backbone(
+        _convnext("ConvNeXtTiny"), 768, _KERAS + "convnext/convnext_tiny_notop.h5",
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
 }

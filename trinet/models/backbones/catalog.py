@@ -9,7 +9,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from trinet.core.errors import TrinetError
-from trinet.models.backbones import applications, hub, lunet
+from trinet.models.backbones import applications, hub, lunet, osnet, resnet_ibn
 from trinet.models.backbones.common import Backbone
 
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 DOWNLOAD_TIMEOUT = 15
 
 #: Backbones by name.
-BACKBONES: dict[str, Backbone] = {**applications.BACKBONES, **lunet.BACKBONES, **hub.BACKBONES}
+BACKBONES: dict[str, Backbone] = {
+    **applications.BACKBONES, **lunet.BACKBONES, **osnet.BACKBONES, **resnet_ibn.BACKBONES, **hub.BACKBONES}
 
 #: The original code's names for the same networks.
 ALIASES = {"resnet_v1_50": "resnet50", "resnet_v1_101": "resnet101", "mobilenet_v1_1_224": "mobilenet_v1"}

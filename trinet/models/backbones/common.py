@@ -25,7 +25,7 @@ class Backbone:
         features: the dimension F of the feature map.
         last_stride: whether `last_stride=1` is available.
         imagenet_url: where Keras publishes the ImageNet weights without the classifier (None: none).
-        imagenet_hash: the file's md5 as published by keras.applications (None: not checked).
+        imagenet_hash: the file's md5 or sha256 as published by keras.applications (None: not checked).
     """
 
     build: Callable[..., "keras.Model"]
@@ -52,3 +52,30 @@ def rebuilt(net: "keras.Model", stride_one: tuple[str, ...], batch_norm: str,
     copy = keras.Model.from_config(config)
     copy.set_weights(net.get_weights())
     return copy
+
+
+def load_into_any_kind(build: Callable[[str], "keras.Model"], weights: str, batch_norm: str,
+                       sync_batchnorm: bool) -> "keras.Model":
+    """The network of `build(kind)` (`kind`: a batch-norm kind), the Keras weights file `weights` loaded,
+    with `batch_norm` layers synchronised or not.
+
+    Keras' weights files name each layer after its class: the file is loaded into the kind it was saved
+    with, and the network is then rebuilt with the asked-for kind (same variables).
+
+    Raises:
+        ValueError: the file fits no kind (the first kind's error).
+    """
+    from trinet.config.registries import BATCH_NORMS
+
+    errors = []
+    for kind in BATCH_NORMS:
+        model = build(kind)
+        try:
+            model.load_weights(weights)
+        except ValueError as e:
+            errors.append(e)
+            continue
+        if kind == batch_norm and not sync_batchnorm:
+            return model
+        return rebuilt(model, (), batch_norm, sync_batchnorm)
+    raise errors[0]

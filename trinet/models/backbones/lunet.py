@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trinet.models.backbones.common import BN_MOMENTUM, Backbone, rebuilt
+from trinet.models.backbones.common import BN_MOMENTUM, Backbone, load_into_any_kind
 
 if TYPE_CHECKING:
     import keras
@@ -46,21 +46,8 @@ def lunet(weights: str | None = None, last_stride: int = 2, batch_norm: str = "k
     """
     if weights is None:
         return _lunet(last_stride, batch_norm, sync_batchnorm)
-    # Keras' weights files name each layer after its class: load into the kind the file was saved with
-    from trinet.config.registries import BATCH_NORMS
-
-    errors = []
-    for kind in BATCH_NORMS:
-        model = _lunet(last_stride, kind, False)
-        try:
-            model.load_weights(weights)
-        except ValueError as e:
-            errors.append(e)
-            continue
-        if kind == batch_norm and not sync_batchnorm:
-            return model
-        return rebuilt(model, (), batch_norm, sync_batchnorm)
-    raise errors[0]
+    return load_into_any_kind(lambda kind: _lunet(last_stride, kind, False), weights, batch_norm,
+                              sync_batchnorm)
 
 
 def _lunet(last_stride: int, batch_norm: str, sync_batchnorm: bool) -> "keras.Model":
