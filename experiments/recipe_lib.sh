@@ -28,3 +28,22 @@ train_or_resume() {
         "$PY" "$HERE/train.py" --experiment_root "$exp" "$@"
     fi
 }
+
+# recipe_iterations MINIMUM [train.py flags...]: sets ITERATIONS to the last --train_iterations among the
+# flags (else 1,000); exits with status 2 unless it is an integer >= MINIMUM.
+recipe_iterations() {
+    local minimum=$1 i
+    shift
+    local flags=("$@")
+    ITERATIONS=1000
+    for i in "${!flags[@]}"; do
+        case ${flags[i]} in
+            --train_iterations) ITERATIONS=${flags[i + 1]:-} ;;
+            --train_iterations=*) ITERATIONS=${flags[i]#*=} ;;
+        esac
+    done
+    if ! [[ $ITERATIONS =~ ^[0-9]+$ ]] || [ "$ITERATIONS" -lt "$minimum" ]; then
+        echo "error: --train_iterations must be an integer >= $minimum for this recipe. Received: '$ITERATIONS'" >&2
+        exit 2
+    fi
+}

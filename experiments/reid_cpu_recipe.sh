@@ -41,19 +41,8 @@ PY=${PYTHON:-python}
 # shellcheck source=recipe_lib.sh
 . "$HERE/experiments/recipe_lib.sh"
 
-# The run's length: the last --train_iterations among the extra flags, else 1,000.
-ITERATIONS=1000
-extra=("$@")
-for i in "${!extra[@]}"; do
-    case ${extra[i]} in
-        --train_iterations) ITERATIONS=${extra[i + 1]:-} ;;
-        --train_iterations=*) ITERATIONS=${extra[i]#*=} ;;
-    esac
-done
-if ! [[ $ITERATIONS =~ ^[0-9]+$ ]] || [ "$ITERATIONS" -lt 4 ]; then
-    echo "error: --train_iterations must be an integer >= 4 for this recipe. Received: '$ITERATIONS'" >&2
-    exit 2
-fi
+# The run's length: the last --train_iterations among the extra flags, else 1,000 (recipe_lib.sh).
+recipe_iterations 4 "$@"
 
 RECIPE=(--train_set "$TRAIN_CSV" --image_root "$IMAGES"
         --model_name lunet --head_name bnneck --test_metric cosine
