@@ -73,6 +73,22 @@ def test_euclidean_epsilon_and_no_negative_from_cancellation():
     assert cdist(a, a, "euclidean").min() >= np.float32(1e-6)
 
 
+@pytest.mark.parametrize("metric", sorted(METRICS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_distance_does_not_depend_on_the_block_it_is_computed_in(metric, dtype):
+    """Each entry is the same bits whether computed in the whole matrix, in its row alone or in its
+    column alone (evaluation works in blocks of queries down to one; tied distances must stay tied)."""
+    rng = np.random.default_rng(3)
+    a = np.round(rng.normal(size=(40, 3)), 1).astype(dtype)  # rounded: many exact ties
+    b = np.round(rng.normal(size=(30, 3)), 1).astype(dtype)
+    whole = cdist(a, b, metric)
+    rows = np.concatenate([cdist(a[i:i + 1], b, metric) for i in range(len(a))])
+    columns = np.concatenate([cdist(a, b[j:j + 1], metric) for j in range(len(b))], axis=1)
+    np.testing.assert_array_equal(rows, whole)
+    np.testing.assert_array_equal(columns, whole)
+    np.testing.assert_array_equal(cdist(a[:1], b[:1], metric), whole[:1, :1])
+
+
 def test_cityblock_blocks(monkeypatch):
     monkeypatch.setattr(distances, "CITYBLOCK_BLOCK", 10)  # several rows per block, then single rows
     rng = np.random.default_rng(4)

@@ -68,15 +68,17 @@ def test_the_padded_function_sees_one_shape():
 
     shapes = []
 
-    def run(images):
-        shapes.append(tuple(images.shape))
-        return images[:, 0, 0, :] * 2.0
+    def run(images, cameras):
+        shapes.append((tuple(images.shape), tuple(cameras.shape)))
+        return images[:, 0, 0, :] * 2.0 + tf.cast(cameras, tf.float32)[:, None]
 
     padded = _padded(run, 4)
     images = tf.reshape(tf.range(2 * 3 * 2 * 3, dtype=tf.float32), (2, 3, 2, 3))
-    np.testing.assert_array_equal(padded(images).numpy(), images.numpy()[:, 0, 0, :] * 2.0)
-    padded(tf.zeros((4, 3, 2, 3)))
-    assert shapes == [(4, 3, 2, 3), (4, 3, 2, 3)]
+    cameras = tf.constant([5, 7], tf.int32)
+    np.testing.assert_array_equal(padded(images, cameras).numpy(),
+                                  images.numpy()[:, 0, 0, :] * 2.0 + np.array([[5.0], [7.0]]))
+    padded(tf.zeros((4, 3, 2, 3)), tf.zeros((4,), tf.int32))
+    assert shapes == [((4, 3, 2, 3), (4,)), ((4, 3, 2, 3), (4,))]
 
 
 #: 2 views, 5 images per batch: the 15 rows of each of 2 shards are whole batches, as in one process, so

@@ -32,8 +32,6 @@ def test_mutual_terms_average_the_kl_to_the_other_networks():
     ({"mutual_models": 2}, "needs the classifiers (--id_loss_weight > 0)"),
     ({"mutual_models": 2, "id_loss_weight": 1.0, "jit_compile": True}, "does not go with --jit_compile"),
     ({"mutual_models": 2, "mutual_logits_weight": 0.0, "mutual_distance_weight": 0.0}, "are both 0"),
-    ({"mutual_models": 2, "id_loss_weight": 1.0, "camera_embedding": True},
-     "does not go with --camera_embedding"),
 ])
 def test_mutual_settings_are_checked(changes, words):
     with pytest.raises(Exception, match=re.escape(words)):

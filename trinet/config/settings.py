@@ -405,8 +405,7 @@ def _problems(s: TrainSettings):
             yield "--mutual_models: --mutual_logits_weight and --mutual_distance_weight are both 0"
         for flag, value in (("--distribute", s.distribute != "none"), ("--teacher", s.teacher is not None),
                             ("--jit_compile", s.jit_compile), ("--mixed_precision float16",
-                                                               s.mixed_precision == "float16"),
-                            ("--camera_embedding", s.camera_embedding)):
+                                                               s.mixed_precision == "float16")):
             if value:
                 yield f"--mutual_models {s.mutual_models} does not go with {flag} yet (one device, float32 " \
                       "or bfloat16)"

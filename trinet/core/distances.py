@@ -51,10 +51,23 @@ def _squared_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
 
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`a @ b.T` `(Q, G)`, each entry rounded the same whatever the number of rows of `a` and `b`: BLAS
+    computes a product with one row or one column as a matrix-vector product, which rounds differently
+    from the matrix-matrix one, so a query's distances would depend on the block it is evaluated in (and
+    tied distances be broken differently). A single row or column is therefore doubled and the copy
+    dropped."""
+    if len(a) == 1:
+        return _product(np.concatenate([a, a]), b)[:1]
+    if len(b) == 1:
+        return _product(a, np.concatenate([b, b]))[:, :1]
+    return a @ b.T
+
+
 def sqeuclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`(Q, D), (G, D) -> (Q, G)`: sum((a - b)^2), clamped at 0."""
     a, b = _check(a, b)
-    out = (-2.0 * a) @ b.T  # -2 <a, b>: scaling by a power of two is exact, and saves a pass
+    out = _product(-2.0 * a, b)  # -2 <a, b>: scaling by a power of two is exact, and saves a pass
     out += _squared_norms(a)[:, None]
     out += _squared_norms(b)[None, :]
     np.maximum(out, 0.0, out=out)
@@ -99,7 +112,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Clamped at 0 below (rounding); a zero vector has distance 1 to every vector.
     """
     a, b = _check(a, b)
-    out = _unit(a) @ _unit(b).T
+    out = _product(_unit(a), _unit(b))
     np.subtract(1.0, out, out=out)
     np.maximum(out, 0.0, out=out)
     return out

@@ -57,7 +57,7 @@ class MutualTrainer:
         self.s, self.model, self.inference, self.schedule = (first.s, first.model, first.inference,
                                                              first.schedule)
         self.num_classes, self.strategy, self.loss_scale, self.teacher = first.num_classes, None, None, None
-        self.num_cameras = first.num_cameras  # 0: the settings refuse --camera_embedding with several networks
+        self.num_cameras = first.num_cameras  # 0: --camera_embedding is refused with --mutual_models
         #: network 0's terms and the mutual ones, as the log line lists them (the mutual terms need every
         #: network's outputs: `make_mutual_step` computes them with `mutual_terms`)
         self.objectives = first.objectives + [
