@@ -294,8 +294,9 @@ def _loop(run: _Run, latest: str | None) -> int:
         _, problem = run.labeler.recluster(trainer.inference, step, writer)
         if problem is not None:
             saved = run.books.save(step, state)
-            raise TrinetError(f"{problem} (clustering at iteration {step}). The checkpoint "
-                              f"{os.path.basename(saved) if saved else 'of the run'} resumes from here.")
+            where = os.path.basename(saved) if saved else "the checkpoint"
+            raise TrinetError(f"{problem[:1].upper()}{problem[1:]} (clustering at iteration {step}). {where} "
+                              "resumes from here.")
         state["clusterings"] += 1
         state["next_clustering"] = step + s.recluster_frequency
         state["next_batch"] = 0

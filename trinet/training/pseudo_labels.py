@@ -147,7 +147,6 @@ class PseudoLabeler:
         not None (fewer than 2 clusters, or every image an outlier) nothing is changed and the caller stops
         after a checkpoint; otherwise `state` holds the new labels and centroids."""
         from trinet.adaptation.clustering import check_clustering, cluster, quality
-        from trinet.losses.memory import centroids
 
         tick = time.perf_counter()
         embeddings = self.embed(inference)
@@ -165,8 +164,9 @@ class PseudoLabeler:
         if self.truth is not None:
             scores = quality(clustering.labels, self.truth)
             log.info("Pseudo labels against the unlabeled set's identities (a diagnostic, not used for "
-                     "training): ARI %.3f, NMI %.3f, same-cluster pairs precision %.3f, recall %.3f.",
-                     scores["ari"], scores["nmi"], scores["pair_precision"], scores["pair_recall"])
+                     "training): %s (precision and recall: of same-cluster pairs).",
+                     ", ".join(f"{name.upper() if len(name) == 3 else name} {value:.3f}"
+                               for name, value in scores.items()))
             values.update({f"pseudo/{name}": float(value) for name, value in scores.items()})
         if writer is not None:
             with writer.as_default(step=step):
@@ -175,7 +175,9 @@ class PseudoLabeler:
         problem = check_clustering(clustering, self.settings)
         if problem is not None:
             return clustering, problem
-        memory = (centroids(embeddings, clustering.labels, clustering.num_clusters)
-                  if self.state.memory is not None else None)
+        memory = None
+        if self.state.memory is not None:
+            from trinet.losses.memory import centroids
+            memory = centroids(embeddings, clustering.labels, clustering.num_clusters)
         self.state.set(clustering.labels, clustering.num_clusters, memory)
         return clustering, None
