@@ -10,9 +10,9 @@ subprocess, all scored on the target's query/gallery split (Market-1501 protocol
 ``bench_recipe.score``):
 
 * ``direct transfer``: trained with labels on the source's training split, evaluated on the target;
-* ``adapted``: that model (``--initial_checkpoint``), trained on the target's training split without its labels
-  (``--unlabeled_set``; the CSV's identities only measure the pseudo labels): Cluster Contrast's memory loss
-  beside the triplet loss on P x K batches of clusters, reclustered every ``--recluster_frequency``;
+* ``adapted``: that model (``--initial_checkpoint``), trained on the target's training split without its
+  labels (``--unlabeled_set``; the CSV's identities only measure the pseudo labels): Cluster Contrast's
+  memory loss beside the triplet loss on P x K batches of clusters, reclustered every ``--recluster``;
 * ``unsupervised``: the same from a random initialisation (no source);
 * ``supervised (ceiling)``: trained with the target's labels.
 
@@ -57,11 +57,15 @@ def supervised_flags(iterations: int) -> dict:
     return bench_recipe.demo_flags(iterations)
 
 
-def pseudo_flags(iterations: int, recluster: int, learning_rate: str = "3e-4") -> dict:
+def pseudo_flags(iterations: int, recluster: int, learning_rate: str = "3e-4", memory: str = "1") -> dict:
     """The unlabeled runs' flags: the demo's, with the pseudo labels' (`PSEUDO_FLAGS`), reclustered every
     `recluster` iterations, at a lower learning rate (a model that already works is refined)."""
     flags = bench_recipe.demo_flags(iterations)
     flags.update(PSEUDO_FLAGS)
+    if float(memory) == 0:
+        del flags["--memory_loss_weight"]
+    else:
+        flags["--memory_loss_weight"] = memory
     flags.update({"--recluster_frequency": str(recluster), "--learning_rate": learning_rate,
                   "--checkpoint_frequency": str(max(recluster, 250))})
     return flags
@@ -98,21 +102,24 @@ def one_pair(work: str, source: bench_recipe.Task, target: bench_recipe.Task, se
     folder = os.path.join(work, f"{source.name}_to_{target.name}", f"seed{seed}")
     unlabeled = ["--unlabeled_set", target.train_csv, "--unlabeled_image_root", target.root]
     out = {}
-    src = run(os.path.join(folder, "source"), ["--train_set", source.train_csv, "--image_root", source.root],
-              supervised_flags(args.iterations), seed, f"source {source.name}, seed {seed}", args.fresh, target)
+    labelled = ["--train_set", source.train_csv, "--image_root", source.root]
+    src = run(os.path.join(folder, "source"), labelled, supervised_flags(args.iterations), seed,
+              f"source {source.name}, seed {seed}", args.fresh, target)
     out["direct transfer"] = src["scores"][target.name]
     source_exp = os.path.join(folder, "source", "experiment")
-    adapted_flags = {**pseudo_flags(args.adapt_iterations, args.recluster), "--initial_checkpoint": source_exp}
+    adapted_flags = {**pseudo_flags(args.adapt_iterations, args.recluster, memory=args.memory_loss_weight),
+                     "--initial_checkpoint": source_exp}
     adapted = run(os.path.join(folder, "adapted"), unlabeled, adapted_flags, seed,
                   f"adapting to {target.name}, seed {seed}", args.fresh, target)
     out["adapted"] = adapted["scores"][target.name]
     usl = run(os.path.join(folder, "unsupervised"), unlabeled,
-              pseudo_flags(args.iterations, args.recluster, learning_rate="1e-3"), seed,
+              pseudo_flags(args.iterations, args.recluster, learning_rate="1e-3",
+                           memory=args.memory_loss_weight), seed,
               f"unsupervised on {target.name}, seed {seed}", args.fresh, target)
     out["unsupervised"] = usl["scores"][target.name]
-    ceiling = run(os.path.join(folder, "ceiling"), ["--train_set", target.train_csv, "--image_root", target.root],
-                  supervised_flags(args.iterations), seed, f"supervised on {target.name}, seed {seed}",
-                  args.fresh, target)
+    labelled = ["--train_set", target.train_csv, "--image_root", target.root]
+    ceiling = run(os.path.join(folder, "ceiling"), labelled, supervised_flags(args.iterations), seed,
+                  f"supervised on {target.name}, seed {seed}", args.fresh, target)
     out["supervised (ceiling)"] = ceiling["scores"][target.name]
     out["clusterings"] = {"adapted": adapted["clusterings"][-1:], "unsupervised": usl["clusterings"][-1:]}
     return out
@@ -162,22 +169,25 @@ def scale_child(n: int) -> None:
 
 def scale_table(sizes: list[int]) -> None:
     print("\n== Pseudo-labelling N generated 2048-d embeddings (k1 30, k2 6, eps 0.6, min_samples 4)")
-    print(f"  {'N':>8s} {'seconds':>8s} {'peak MiB':>9s} {'(embeddings)':>13s} {'clusters':>9s} {'outliers':>9s}")
+    print(f"  {'N':>8s} {'seconds':>8s} {'peak MiB':>9s} {'(embeddings)':>13s} {'clusters':>9s} "
+          f"{'outliers':>9s}")
     for n in sizes:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--scale_child", str(n)],
-                             capture_output=True, text=True, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                             capture_output=True, text=True, cwd=REPO,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         if out.returncode != 0:
             print(f"  {n:8d} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {n:8d} {r['seconds']:8.1f} {r['peak_mb']:9.0f} {r['embeddings_mb']:13.0f} {r['clusters']:9d} "
-              f"{r['outliers']:9d}", flush=True)
+        print(f"  {n:8d} {r['seconds']:8.1f} {r['peak_mb']:9.0f} {r['embeddings_mb']:13.0f} "
+              f"{r['clusters']:9d} {r['outliers']:9d}", flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default=None, help="folder of the worlds and runs (default: runs/bench_adaptation, "
-                                                "runs/bench_adaptation_quick with --quick)")
+    p.add_argument("--work", default=None,
+                   help="folder of the worlds and runs (default: runs/bench_adaptation, "
+                        "runs/bench_adaptation_quick with --quick)")
     p.add_argument("--pairs", nargs="+", default=["0:1"], help="source:target world pairs (default 0:1)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 with --quick)")
     p.add_argument("--iterations", type=int, default=None,
@@ -186,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="iterations of the adaptation (default 600; 200 with --quick)")
     p.add_argument("--recluster", type=int, default=None,
                    help="--recluster_frequency of the pseudo-label runs (default 100; 50 with --quick)")
+    p.add_argument("--memory_loss_weight", default="1",
+                   help="the pseudo-label runs' --memory_loss_weight (0: the triplet loss alone; default 1)")
     p.add_argument("--scale", type=int, nargs="+", default=None,
                    help="sizes of the scale measurement (default 10000 100000 300000; 10000 with --quick)")
     p.add_argument("--no_scale", action="store_true", help="leave out the scale measurement")
