@@ -9,8 +9,8 @@
 #   Override the CSV locations with SOURCE_PREFIX=... TARGET_PREFIX=...
 # Hardware: one GPU with >= 40 GB (ResNet-50, last stride 1; the adaptation's batches are 16 x 16 = 256
 #   images at 256x128; with less memory append --batch_k 8). The source training (30,960 iterations,
-#   experiments/bot_duke_train.sh's recipe) takes a few hours; the adaptation, 20,000 iterations plus 50 clusterings of the 12,936 Market training
-#   images, a few more. On a CPU it is days.
+#   experiments/bot_duke_train.sh's recipe) takes a few hours; the adaptation, 20,000 iterations plus 50
+#   clusterings of the 12,936 Market training images, a few more. On a CPU it is days.
 # Expect: the published UDA figure Duke -> Market of MMT is 87.7% rank-1 / 71.2% mAP, SpCL's MSMT17 ->
 #   Market 89.7% / 77.5% (../shared/reference/peers.md); Cluster Contrast without any source reaches 92.3% /
 #   82.1% with GeM pooling (73.6% mAP with average pooling, as here, in its users' reproduction). This

@@ -9,9 +9,9 @@
 #   Override the CSV locations with SOURCE_PREFIX=... TARGET_PREFIX=...
 # Hardware: one GPU with >= 40 GB (ResNet-50, last stride 1; the adaptation's batches are 16 x 16 = 256
 #   images at 256x128; with less memory append --batch_k 8). The source training (24,240 iterations,
-#   experiments/bot_market1501_train.sh's recipe) takes a few hours; the adaptation, 20,000 iterations plus 50 clusterings of the 16,522 Duke
-#   training images (each an embedding pass and a sparse Jaccard distance + DBSCAN of a few seconds), a few
-#   more. On a CPU it is days.
+#   experiments/bot_market1501_train.sh's recipe) takes a few hours; the adaptation, 20,000 iterations plus
+#   50 clusterings of the 16,522 Duke training images (each an embedding pass and a sparse Jaccard distance
+#   + DBSCAN), a few more. On a CPU it is days.
 # Expect: ../shared/reference/peers.md lists no published Market -> Duke figure of these methods (its UDA
 #   figure is Duke -> Market: MMT 87.7% rank-1 / 71.2% mAP); Cluster Contrast's fully unsupervised Market
 #   figures (82.1% mAP) bound what pseudo labels reach. This recipe has not been run to the end in trinet

@@ -56,8 +56,9 @@ for model in source adapted; do
     done
     if [ "$model" = source ]; then what="direct transfer (the source model)"; else what="adapted"; fi
     echo "== $SNAME -> $TNAME, $what (single view; cosine):"
+    emb="$EXP/$model/${base}"
     "$PY" "$HERE/evaluate.py" --excluder "$TEXCLUDER" \
-        --query_dataset "${TPREFIX}_query.csv" --query_embeddings "$EXP/$model/${base}_query_embeddings.h5" \
-        --gallery_dataset "${TPREFIX}_test.csv" --gallery_embeddings "$EXP/$model/${base}_test_embeddings.h5" \
+        --query_dataset "${TPREFIX}_query.csv" --query_embeddings "${emb}_query_embeddings.h5" \
+        --gallery_dataset "${TPREFIX}_test.csv" --gallery_embeddings "${emb}_test_embeddings.h5" \
         --filename "$EXP/evaluation_$model.json" --quiet
 done
