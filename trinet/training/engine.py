@@ -162,9 +162,11 @@ class _Run:
             return make_sampler(s.sampler, pids, s.batch_p, s.batch_k, seed,
                                 set(excluded) | set(outliers.tolist()), self.dataset.columns())
         except TrinetError as e:
-            raise TrinetError(f"The clustering of --unlabeled_set gives no batches: {e} Clusters found: "
-                              f"{int(self.trainer.pseudo.num_clusters.numpy())}; lower --batch_p, or raise "
-                              "--cluster_eps for larger, fewer-outlier clusters.") from None
+            clusters = int(self.trainer.pseudo.num_clusters.numpy())
+            raise TrinetError(f"The clustering of --unlabeled_set cannot fill a batch of --sampler "
+                              f"{s.sampler}: its {clusters} clusters are the identities ({len(outliers)} "
+                              f"outliers left out). {e} Or change --cluster_eps (smaller: more, smaller "
+                              "clusters; larger: fewer outliers).") from None
 
 
 def train(s: TrainSettings) -> int:
@@ -298,10 +300,15 @@ def _loop(run: _Run, latest: str | None) -> int:
             raise TrinetError(f"{problem[:1].upper()}{problem[1:]} (clustering at iteration {step}). {where} "
                               "resumes from here.")
         state["clusterings"] += 1
+        try:
+            sampler, data = open_data(0)
+        except TrinetError:  # too few clusters for a batch: the checkpoint clusters again on --resume
+            state["clusterings"] -= 1
+            run.books.save(step, state)
+            raise
         state["next_clustering"] = step + s.recluster_frequency
         state["next_batch"] = 0
         delivered.index = -1
-        sampler, data = open_data(0)
 
     sampler: Any = None
     data: Any = None
