@@ -22,8 +22,8 @@ from trinet.models import heads
 
 from trinet.models.backbones import catalog, hub
 
-from trinet.config.settings import (CLIP_POOLINGS, DISTRIBUTE, MEMORY_UPDATES, MIXED_PRECISION, NOT_SAVED,
-                                    RUNTIME, TrainSettings)
+from trinet.config.settings import (CLIP_POOLINGS, DISTRIBUTE, MIXED_PRECISION, NOT_SAVED, RUNTIME,
+                                    TrainSettings)
 from trinet.console.commands import import_tensorflow_quietly, run_main, setup_console_logging
 from trinet.core.distances import METRICS
 from trinet.core.errors import TrinetError
@@ -425,11 +425,10 @@ def _unlabeled_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory_temperature", type=argtypes.positive_float, default=D.memory_temperature,
                    help="Temperature of the memory loss's softmax over the cosine similarities.")
     g.add_argument("--memory_momentum", type=argtypes.unit_float, default=D.memory_momentum,
-                   help="Momentum m of the memory update: entry <- m x entry + (1 - m) x the batch's "
-                        "feature, then L2-normalised.")
-    g.add_argument("--memory_update", choices=sorted(MEMORY_UPDATES), default=D.memory_update,
-                   help="The batch feature each memory entry moves towards: "
-                        + "; ".join(f"{k}: {v}" for k, v in MEMORY_UPDATES.items()) + ".")
+                   help="Momentum m of the memory update: entry <- m x entry + (1 - m) x a batch "
+                        "feature of its cluster (L2-normalised), then L2-normalised.")
+    g.add_argument("--memory_update", choices=sorted(registries.MEMORY_UPDATES), default=D.memory_update,
+                   help="How the batch moves the memory: " + registries.MEMORY_UPDATES.help() + ".")
 
 
 def _metric_loss_arguments(p: argparse.ArgumentParser) -> None:

@@ -617,12 +617,6 @@ UNLABELED_RANGES: dict[str, tuple[float, float, bool]] = {
     "cluster_k2": (1, float("inf"), True), "memory_temperature": (0.0, float("inf"), False),
     "memory_momentum": (0.0, 1.0, True),
 }
-#: `--memory_update` choices: how a cluster's memory entry follows the batch (`trinet.losses.memory`).
-MEMORY_UPDATES = {
-    "mean": "each cluster's entry moves towards the mean of its batch features (Cluster Contrast)",
-    "hard": "towards its hardest batch feature, the least similar to the entry (Cluster Contrast's hard "
-            "variant)",
-}
 #: What a pseudo-labelled run does not do yet: `(flag, whether the settings use it)`.
 _NOT_WITH_UNLABELED = (
     ("--id_loss_weight", lambda s: s.id_loss_weight > 0),
@@ -653,8 +647,9 @@ def _unlabeled_problems(s: TrainSettings):
         if not inside:
             bounds = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
             yield f"--{field} must be in {bounds}. Received: {value}"
-    if s.memory_update not in MEMORY_UPDATES:
-        yield f"--memory_update {s.memory_update!r} is not one of {', '.join(MEMORY_UPDATES)}"
+    from trinet.config import registries
+
+    registries.check("--memory_update", s.memory_update, registries.MEMORY_UPDATES)
     if s.cluster_k2 > s.cluster_k1:
         yield (f"--cluster_k2 {s.cluster_k2} must be at most --cluster_k1 {s.cluster_k1} (the query "
                "expansion averages over the k2 nearest of the k1-reciprocal neighbours)")
