@@ -19,7 +19,7 @@ from trinet.training.pseudo_labels import (load_unlabeled_set, pseudo_pids, samp
 
 
 @pytest.mark.parametrize("changes, words", [
-    ({}, "--train_set (or --unlabeled_set, to learn without labels) is required"),
+    ({}, "--train_set is required (unless --resume, or --unlabeled_set to learn without labels)"),
     ({"unlabeled_set": "u.txt", "train_set": "t.csv"}, "--joint_source, is not available yet"),
     ({"train_set": "t.csv", "memory_loss_weight": 1.0},
      "--memory_loss_weight 1.0 applies to --unlabeled_set"),

@@ -322,7 +322,7 @@ def _problems(s: TrainSettings):
     from trinet.pipeline import sampling
 
     if s.train_set is None and s.unlabeled_set is None:
-        yield "--train_set (or --unlabeled_set, to learn without labels) is required (unless --resume)"
+        yield "--train_set is required (unless --resume, or --unlabeled_set to learn without labels)"
     registries.check("--model_name", s.model_name, catalog.CHOICES)
     registries.check("--head_name", s.head_name, heads.HEADS)
     registries.check("--pooling", s.pooling, registries.POOLINGS)
