@@ -132,7 +132,7 @@ class _Run:
             from trinet.training.pseudo_labels import PseudoLabeler
             self.labeler = PseudoLabeler(s, dataset, self.trainer.pseudo)
         if s.distill_logits_weight:
-            assert self.trainer.teacher is not None
+            assert self.trainer.teacher is not None and self.sampler is not None
             self.trainer.teacher.check_identities(self.sampler.unique_pids)
         self.validator = None
         if s.validation:
@@ -276,13 +276,18 @@ def _loop(run: _Run, latest: str | None) -> int:
     excluded: set[int] = set(state["excluded_rows"])
     delivered = Delivered(state["next_batch"] - 1)
     pseudo = run.labeler is not None
+    seed: int = s.seed
+    sampler: Any = None
+    data: Any = None
 
     def open_data(start: int):
         if pseudo:  # each clustering's batches have their own seed, from the first batch on
             from trinet.training.pseudo_labels import sampler_seed
-            sampler = run.make_sampler(sampler_seed(s.seed, state["clusterings"]), excluded)
+            sampler = run.make_sampler(sampler_seed(seed, state["clusterings"]), excluded)
+        elif excluded or run.sampler is None:
+            sampler = run.make_sampler(seed, excluded)
         else:
-            sampler = run.sampler if not excluded else run.make_sampler(s.seed, excluded)
+            sampler = run.sampler
         data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
@@ -310,8 +315,6 @@ def _loop(run: _Run, latest: str | None) -> int:
         state["next_batch"] = 0
         delivered.index = -1
 
-    sampler: Any = None
-    data: Any = None
     if not pseudo or step < state["next_clustering"]:
         sampler, data = open_data(state["next_batch"])
     times: collections.deque = collections.deque(maxlen=ETA_WINDOW)
