@@ -22,7 +22,8 @@ the issue's goal is at least half).
 
 Scale (unless ``--no_scale``): pseudo-labelling N generated 2048-d embeddings (Gaussian clusters of 10 on the
 sphere) with the default settings (k1 30, k2 6, eps 0.6, min_samples 4), in a subprocess each: the wall time
-and the subprocess's peak resident memory, at ``--scale`` sizes (default 10k, 100k and 300k; 10k with
+and the subprocess's peak resident memory (and its peak before the clustering: the interpreter, the libraries
+and the embeddings), at ``--scale`` sizes (default 10k, 100k and 300k; 10k with
 ``--quick``).
 
 Measured: see the README section "Adapting to your own cameras (no labels)" and the closing note of issue 21.
@@ -170,8 +171,8 @@ def scale_child(n: int) -> None:
 
 def scale_table(sizes: list[int]) -> None:
     print("\n== Pseudo-labelling N generated 2048-d embeddings (k1 30, k2 6, eps 0.6, min_samples 4)")
-    print(f"  {'N':>8s} {'seconds':>8s} {'peak MiB':>9s} {'(embeddings)':>13s} {'clusters':>9s} "
-          f"{'outliers':>9s}")
+    print(f"  {'N':>8s} {'seconds':>8s} {'peak MiB':>9s} {'(before)':>9s} {'(embeddings)':>13s} "
+          f"{'clusters':>9s} {'outliers':>9s}")
     for n in sizes:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--scale_child", str(n)],
                              capture_output=True, text=True, cwd=REPO,
@@ -180,7 +181,8 @@ def scale_table(sizes: list[int]) -> None:
             print(f"  {n:8d} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"  {n:8d} {r['seconds']:8.1f} {r['peak_mb']:9.0f} {r['embeddings_mb']:13.0f} "
+        print(f"  {n:8d} {r['seconds']:8.1f} {r['peak_mb']:9.0f} {r['peak_before_mb']:9.0f} "
+              f"{r['embeddings_mb']:13.0f} "
               f"{r['clusters']:9d} {r['outliers']:9d}", flush=True)
 
 
