@@ -224,3 +224,29 @@ def test_a_clustering_of_outliers_only_stops_after_a_checkpoint_naming_the_flag(
     err = capsys.readouterr().err
     assert "--cluster_eps" in err and "clustering at iteration 0" in err
     assert (exp / "checkpoint-0.h5").exists()
+
+
+def test_camera_centring_takes_each_cameras_mean_of_the_unit_embeddings():
+    from trinet.training.pseudo_labels import camera_centred
+
+    x = np.array([[3, 4], [0, 2], [1, 0], [0, 5]], np.float32)  # unit: (.6, .8), (0, 1), (1, 0), (0, 1)
+    cameras = np.array([7, 7, 2, 2])
+    # camera 7's mean (.3, .9): rows (.3, -.1) and (-.3, .1); camera 2's mean (.5, .5): (.5, -.5), (-.5, .5)
+    s = np.sqrt(0.1)
+    expected = [[.3 / s, -.1 / s], [-.3 / s, .1 / s], [.5 ** .5, -.5 ** .5], [-.5 ** .5, .5 ** .5]]
+    np.testing.assert_allclose(camera_centred(x, cameras), expected, rtol=1e-6)
+    alone = camera_centred(np.array([[1, 2], [2, 1]], np.float32), np.array([0, 1]))
+    np.testing.assert_array_equal(alone, np.zeros((2, 2)))  # one image per camera: nothing is left
+
+
+def test_camera_norm_needs_cameras_before_anything_is_written(tmp_path, capsys):
+    from trinet.cli.train import main
+
+    path, root = _unlabeled(tmp_path)
+    exp = tmp_path / "exp"
+    assert main(["--experiment_root", str(exp), "--unlabeled_set", path, "--unlabeled_image_root", root,
+                 *TINY, "--cluster_camera_norm"]) == 2
+    assert "--cluster_camera_norm needs the camera of every unlabeled image" in capsys.readouterr().err
+    assert not exp.exists()
+    with pytest.raises(TrinetError, match="--cluster_camera_norm True applies to --unlabeled_set only"):
+        TrainSettings(train_set="t.csv", cluster_camera_norm=True).validate()

@@ -417,6 +417,12 @@ def _unlabeled_arguments(p: argparse.ArgumentParser) -> None:
                    help="k1 of the k-reciprocal Jaccard distance (the re-ranking of Zhong et al. 2017).")
     g.add_argument("--cluster_k2", type=argtypes.positive_int, default=D.cluster_k2,
                    help="k2 of the Jaccard distance: its local query expansion (at most --cluster_k1).")
+    g.add_argument("--cluster_camera_norm", action="store_true",
+                   help="Cluster the embeddings after taking from each L2-normalised embedding the mean of "
+                        "its camera's (then normalising again), so that the clusters gather people across "
+                        "cameras rather than each camera's look. Needs the camera of every unlabeled image: "
+                        "a `camera` column of --unlabeled_set, or file names in a release's naming. The "
+                        "memory is still set to the clusters' centroids of the embeddings themselves.")
     g.add_argument("--memory_loss_weight", type=argtypes.nonnegative_float, default=D.memory_loss_weight,
                    help="Weight of the cluster-memory InfoNCE loss (the objective term `memory`): each "
                         "embedding against one memory entry per cluster, set to the cluster centroids at "

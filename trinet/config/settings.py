@@ -175,6 +175,7 @@ class TrainSettings:
     memory_temperature: float = 0.05
     memory_momentum: float = 0.1
     memory_update: str = "mean"
+    cluster_camera_norm: bool = False
 
     # -- derived values ------------------------------------------------------------------------------
     @property
@@ -635,7 +636,8 @@ def _unlabeled_problems(s: TrainSettings):
     """The checks of learning without labels: --unlabeled_set and the clustering and memory flags."""
     defaults = TrainSettings()
     if not s.pseudo_labels:
-        for name in ("unlabeled_image_root", "memory_update", "memory_loss_weight", *UNLABELED_RANGES):
+        for name in ("unlabeled_image_root", "memory_update", "memory_loss_weight", "cluster_camera_norm",
+                     *UNLABELED_RANGES):
             value = getattr(s, name)
             if value != getattr(defaults, name):
                 yield (f"--{name} {value} applies to --unlabeled_set only; give --unlabeled_set or remove "

@@ -77,6 +77,40 @@ def true_identities(dataset: Dataset) -> np.ndarray | None:
     return np.unique(dataset.pids, return_inverse=True)[1].astype(np.int64)
 
 
+def camera_centred(embeddings: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+    """`(N, D)` float32: each embedding L2-normalised, less the mean of the normalised embeddings of its
+    camera (`(N,)` cameras), normalised again (`--cluster_camera_norm`; a row that becomes 0 stays 0)."""
+    x = np.asarray(embeddings, np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    cameras = np.asarray(cameras)
+    codes = np.unique(cameras, return_inverse=True)[1].reshape(-1)
+    sums = np.zeros((codes.max(initial=-1) + 1, x.shape[1]))
+    np.add.at(sums, codes, x)
+    x = x - (sums / np.bincount(codes)[:, None])[codes]
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 1e-12, norms, 1.0)).astype(np.float32)
+
+
+def unlabeled_cameras(s: TrainSettings, dataset: Dataset) -> np.ndarray:
+    """`(N,)` the camera of each unlabeled image for --cluster_camera_norm: the `camera` column, else the
+    cameras of file names in a release's naming.
+
+    Raises:
+        TrinetError: neither gives them.
+    """
+    from trinet.data.naming import cameras_of
+
+    found = cameras_of(dataset.cameras, dataset.fids)
+    if found is None:
+        raise TrinetError(f"--cluster_camera_norm needs the camera of every unlabeled image: "
+                          f"{s.unlabeled_set} has no `camera` column and its file names follow no release's "
+                          "naming. Give it a header such as `pid,path,camera`, or cluster without "
+                          "--cluster_camera_norm.")
+    log.info("--cluster_camera_norm: %d cameras, from %s.", len(np.unique(found[1])),
+             found[0] if found[0].startswith("the ") else f"the {found[0]} file names")
+    return np.asarray(found[1], np.int64)
+
+
 def pseudo_pids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`(pids (N,) int64, outlier rows)` for a sampler: the cluster of each row, outliers (-1) given the
     identity C (one past the last cluster, so that the identity codes of the sampler are the clusters') and
@@ -133,6 +167,7 @@ class PseudoLabeler:
         self.settings = ClusterSettings(eps=s.cluster_eps, min_samples=s.cluster_min_samples, k1=s.cluster_k1,
                                         k2=s.cluster_k2, metric=s.embedding_metric)
         self.truth = true_identities(dataset)
+        self.cameras = unlabeled_cameras(s, dataset) if s.cluster_camera_norm else None
 
     def embed(self, inference: keras.Model) -> np.ndarray:
         """`(N, D)` float32 embeddings of the unlabeled set by `inference` (one view, resized to the net input
@@ -151,7 +186,8 @@ class PseudoLabeler:
         tick = time.perf_counter()
         embeddings = self.embed(inference)
         seconds = time.perf_counter() - tick
-        clustering = cluster(embeddings, self.settings)
+        clustering = cluster(embeddings if self.cameras is None else camera_centred(embeddings, self.cameras),
+                             self.settings)
         log.info("Clustering at iteration %d (%d images embedded in %.1fs): %s", step, len(embeddings),
                  seconds, clustering.summary())
         sizes = np.asarray(clustering.sizes)
