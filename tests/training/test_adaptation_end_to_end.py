@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 #: LuNet at 64x32, as the demo trains, on small batches so that the test stays short.
 FLAGS = ["--model_name", "lunet", "--head_name", "fc1024", "--embedding_dim", "64", "--batch_p", "8",
          "--batch_k", "4", "--net_input_height", "64", "--net_input_width", "32", "--pre_crop_height", "72",
-         "--pre_crop_width", "36", "--flip_augment", "--crop_augment", "--loading_threads", "2", "--seed", "1",
-         "--log_frequency", "50", "--histogram_frequency", "0"]
+         "--pre_crop_width", "36", "--flip_augment", "--crop_augment", "--loading_threads", "2",
+         "--seed", "1", "--log_frequency", "50", "--histogram_frequency", "0"]
 
 
 def _score(exp, world):
@@ -26,8 +26,8 @@ def _score(exp, world):
 
     query, gallery = read_csv(world.query_csv, world.root), read_csv(world.test_csv, world.root)
     embedder = Embedder.from_experiment(str(exp))
-    results = evaluate(embedder.embed(query.paths()), embedder.embed(gallery.paths()), query.pids, gallery.pids,
-                       get_excluder("market1501")(query.fids, gallery.fids))
+    results = evaluate(embedder.embed(query.paths()), embedder.embed(gallery.paths()), query.pids,
+                       gallery.pids, get_excluder("market1501")(query.fids, gallery.fids))
     return results.mean_ap
 
 
@@ -35,8 +35,8 @@ def test_adapting_to_another_worlds_unlabeled_images_beats_direct_transfer(tmp_p
     from trinet.cli.train import main
     from trinet.demo import generate
 
-    sizes = dict(train_ids=40, test_ids=30, images_per_camera=3, junk=10, distractors=10, height=64, width=32,
-                 quiet=True)
+    sizes = dict(train_ids=40, test_ids=30, images_per_camera=3, junk=10, distractors=10, height=64,
+                 width=32, quiet=True)
     source = generate(str(tmp_path / "world0"), world=0, **sizes)
     target = generate(str(tmp_path / "world1"), world=1, **sizes)
     assert main(["--experiment_root", str(tmp_path / "source"), "--train_set", source.train_csv,
@@ -44,8 +44,9 @@ def test_adapting_to_another_worlds_unlabeled_images_beats_direct_transfer(tmp_p
                  "--decay_start_iteration", "150"]) == 0
     assert main(["--experiment_root", str(tmp_path / "adapted"), "--unlabeled_set", target.train_csv,
                  "--unlabeled_image_root", target.root, "--initial_checkpoint", str(tmp_path / "source"),
-                 *FLAGS, "--learning_rate", "3e-4", "--train_iterations", "150", "--recluster_frequency", "50",
-                 "--memory_loss_weight", "1", "--cluster_camera_norm", "--cluster_k1", "10",
+                 *FLAGS, "--learning_rate", "3e-4", "--train_iterations", "150",
+                 "--recluster_frequency", "50", "--memory_loss_weight", "1", "--cluster_camera_norm",
+                 "--cluster_k1", "10",
                  "--cluster_eps", "0.5", "--cluster_min_samples", "2"]) == 0
     log = open(tmp_path / "adapted" / "train.log").read()
     assert log.count("Clustering at iteration") == 3 and "a diagnostic, not used for training" in log
