@@ -45,7 +45,8 @@ train_or_resume "$EXP/adapted" --unlabeled_set "${TPREFIX}_train.csv" --unlabele
     --memory_update mean --recluster_frequency 400 --cluster_eps 0.6 --cluster_min_samples 4 \
     --cluster_k1 30 --cluster_k2 6 --optimizer adam --learning_rate 3.5e-4 --train_iterations 20000 \
     --lr_schedule multistep --lr_milestones 8000 --lr_gamma 0.1 \
-    --val_query "${TPREFIX}_query.csv" --val_gallery "${TPREFIX}_test.csv" --val_excluder "$TEXCLUDER" \
+    --val_query "${TPREFIX}_query.csv" --val_gallery "${TPREFIX}_test.csv" --val_image_root "$TIMAGES" \
+    --val_excluder "$TEXCLUDER" \
     --val_frequency $((10 * TEPOCH)) --checkpoint_frequency 1000 --log_frequency 20 "$@"
 
 base=$(basename "$TPREFIX")

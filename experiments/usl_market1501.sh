@@ -44,7 +44,8 @@ train_or_resume "$EXP" --unlabeled_set "${PREFIX}_train.csv" --unlabeled_image_r
     --memory_update mean --recluster_frequency 400 --cluster_eps 0.6 --cluster_min_samples 4 \
     --cluster_k1 30 --cluster_k2 6 --optimizer adam --learning_rate 3.5e-4 --train_iterations 20000 \
     --lr_schedule multistep --lr_milestones 8000 --lr_gamma 0.1 \
-    --val_query "${PREFIX}_query.csv" --val_gallery "${PREFIX}_test.csv" --val_excluder market1501 \
+    --val_query "${PREFIX}_query.csv" --val_gallery "${PREFIX}_test.csv" --val_image_root "$IMAGES" \
+    --val_excluder market1501 \
     --val_frequency 4000 --checkpoint_frequency 1000 --log_frequency 20 "$@"
 
 base=$(basename "$PREFIX")

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import REPO  # noqa: F401  (the tests' path setup)
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -54,3 +54,38 @@ def test_adapting_to_another_worlds_unlabeled_images_beats_direct_transfer(tmp_p
     print(f"target mAP: direct transfer {direct:.3f}, adapted {adapted:.3f}")
     assert adapted > direct + 0.03, (direct, adapted)
     assert os.path.isfile(tmp_path / "adapted" / "model.keras")
+
+
+def test_the_unsupervised_recipe_trains_on_a_market_layout_and_evaluates(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def run(*cmd, **env):
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                                env=dict(os.environ, PYTHON=sys.executable, **env))
+        assert result.returncode == 0, f"{cmd}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    data = tmp_path / "Market-like"
+    run(sys.executable, "-m", "trinet.demo", "--out", str(data), "--train_ids", "20", "--test_ids", "10",
+        "--images_per_camera", "2", "--junk", "5", "--distractors", "5", "--quiet")
+    run(sys.executable, os.path.join(REPO, "data", "convert.py"), "market1501", str(data), "--out",
+        str(tmp_path / "csv"))
+    weights = str(tmp_path / "lunet.weights.h5")  # stands in for ImageNet weights (no network in tests)
+    run(sys.executable, "-c", "from trinet.models.backbones.catalog import build_backbone; "
+        f"build_backbone('lunet').save_weights({weights!r})")
+    exp = tmp_path / "exp"
+    out = run("bash", os.path.join(REPO, "experiments", "usl_market1501.sh"), str(data), str(exp),
+              "--model_name", "lunet", "--initial_checkpoint", weights, "--net_input_height", "64",
+              "--net_input_width", "32", "--batch_p", "4", "--batch_k", "4", "--train_iterations", "20",
+              "--recluster_frequency", "10", "--lr_milestones", "10", "--val_frequency", "10",
+              "--checkpoint_frequency", "10", "--cluster_min_samples", "2", "--cluster_k1", "6",
+              "--loading_threads", "2", "--seed", "1", CSV_PREFIX=str(tmp_path / "csv" / "market1501"))
+    assert "Market-1501 without labels" in out.stdout
+    args = json.load(open(exp / "args.json"))
+    assert args["train_set"] is None and args["memory_loss_weight"] == 1 and args["triplet_loss_weight"] == 0
+    log = open(exp / "train.log").read()
+    assert "objective: 1 x memory" in log and log.count("Clustering at iteration") == 2
+    assert "validation at iter 20" in log
+    assert json.load(open(exp / "evaluation.json"))["num_skipped"] == 0
