@@ -124,6 +124,15 @@ def test_blocks_of_the_pair_step(monkeypatch):
     assert sum(rows) == 150 and len(rows) > 1
 
 
+def test_max_distance_keeps_the_near_pairs_and_the_diagonal():
+    x = clustered(9, 120)
+    full, near = jaccard_distances(x, 20, 6), jaccard_distances(x, 20, 6, max_distance=0.6)
+    dense = as_dense(full)
+    expected = (dense <= 0.6) | np.eye(120, dtype=bool)
+    assert 0 < near.nnz < full.nnz and near.nnz == expected.sum()
+    np.testing.assert_array_equal(near.toarray()[expected], dense[expected])
+
+
 def test_faiss_search_gives_the_same_distances():
     pytest.importorskip("faiss")
     x = clustered(8, 120)
@@ -144,3 +153,23 @@ def test_single_image_and_bad_input():
         jaccard_distances(np.ones((3, 2)), metric="manhattan")
     with pytest.raises(ValueError, match="Unknown neighbour search 'ivf'"):
         jaccard_distances(np.ones((3, 2)), search="ivf")
+
+
+def test_pca_search_finds_the_exact_neighbours_of_low_rank_data(monkeypatch):
+    rng = np.random.default_rng(10)
+    latent = rng.normal(size=(30, 6)) @ rng.normal(size=(6, 64))  # 30 identities near a 6-d subspace
+    x = (latent[rng.integers(0, 30, 400)] + 0.3 * rng.normal(size=(400, 64))).astype(np.float32)
+    x = normalised(x)
+    monkeypatch.setattr(jaccard, "PCA_DIMS", 16)
+    monkeypatch.setattr(jaccard, "PCA_SAMPLE", 150)  # the axes from every third row
+    exact = jaccard.nearest_neighbours(x, 20)
+    approx = jaccard.nearest_neighbours(x, 20, search="pca")
+    assert approx.shape == (400, 20) and (approx[:, 0] == np.arange(400)).all()
+    recall = np.mean([len(np.intersect1d(a, e)) / 20 for a, e in zip(approx, exact)])
+    assert recall > 0.97
+    np.testing.assert_array_equal(approx, jaccard.nearest_neighbours(x, 20, search="pca"))
+    # Where a row's candidates hold its exact neighbours, the order is the exact one (up to float32 rounding
+    # of near-ties: the refinement computes the distances in another order of operations).
+    same = (np.sort(approx, axis=1) == np.sort(exact, axis=1)).all(axis=1)
+    assert same.mean() > 0.5
+    assert (approx[same] == exact[same]).mean() > 0.999

@@ -6,7 +6,8 @@ smallest member index; outliers are -1.
 
 DBSCAN gets the sparse matrix with `metric="precomputed"`: scikit-learn takes the stored entries as the
 candidate neighbours (explicit zeros included) and the absent ones as not neighbours; absent pairs are at
-Jaccard distance 1, never within an eps < 1, so the labels are those of DBSCAN on the dense matrix.
+Jaccard distance 1, never within an eps < 1, so the labels are those of DBSCAN on the dense matrix. Only the
+pairs within eps are kept (`max_distance`): the others are never neighbours either.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def cluster(embeddings: np.ndarray, settings: ClusterSettings,
 
     start = time.perf_counter()
     distances = jaccard_distances(embeddings, settings.k1, settings.k2, settings.metric,
-                                  search=settings.search, progress=progress)
+                                  search=settings.search, max_distance=settings.eps, progress=progress)
     dbscan = DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed")
     raw = dbscan.fit_predict(distances)
     return Clustering.from_labels(renumber(raw), time.perf_counter() - start)

@@ -41,9 +41,14 @@ NEIGHBOUR_BLOCK = 1 << 24
 #: How many terms min(V[i, l], V[j, l]) a block of the Jaccard step holds at a time.
 PAIR_BLOCK = 1 << 22
 
-#: The neighbour searches of `jaccard_distances(search=...)`: exact in numpy blocks (deterministic, ties by
-#: index), or exact with a faiss flat index (the `search` extra; faster kernels, ties in faiss's order).
-SEARCHES = ("exact", "faiss")
+#: The neighbour searches of `jaccard_distances(search=...)`: "exact" in numpy blocks (deterministic, ties by
+#: index); "faiss", exact with a faiss flat index (the `search` extra; ties in faiss's order); "pca", candidates
+#: from a PCA projection, ranked exactly (approximate, deterministic; for large N x D).
+SEARCHES = ("exact", "faiss", "pca")
+
+#: search="pca": the projection's dimension, how many candidates per neighbour (x k1) it proposes, and how
+#: many rows (evenly spaced) estimate the principal axes.
+PCA_DIMS, PCA_CANDIDATES, PCA_SAMPLE = 128, 3, 20000
 
 
 def _prepare(embeddings: np.ndarray, normalize: bool) -> np.ndarray:
@@ -69,6 +74,13 @@ def nearest_neighbours(x: np.ndarray, k: int, metric: str = "euclidean", *, sear
     k = min(k, n)
     if search == "faiss":
         return _faiss_neighbours(x, k, metric, progress)
+    if search == "pca" and x.shape[1] > PCA_DIMS and n > k:
+        return _pca_neighbours(x, k, metric, progress)
+    return _exact_neighbours(x, k, metric, progress)
+
+
+def _exact_neighbours(x: np.ndarray, k: int, metric: str, progress) -> np.ndarray:
+    n = len(x)
     ranking = "sqeuclidean" if metric == "euclidean" else metric  # the same order, one pass less
     nn = np.empty((n, k), np.int64)
     step = max(1, NEIGHBOUR_BLOCK // n)
@@ -78,6 +90,50 @@ def nearest_neighbours(x: np.ndarray, k: int, metric: str = "euclidean", *, sear
         if progress is not None:
             progress(rows.stop - rows.start)
     return nn
+
+
+def _pca_neighbours(x: np.ndarray, k: int, metric: str, progress) -> np.ndarray:
+    """The k nearest among the PCA_CANDIDATES x k nearest in the PCA_DIMS principal axes (Euclidean there),
+    ranked by their exact distance in full dimension (then index).
+
+    The axes span the sample's dominant subspace, found by randomised subspace iteration (Halko et al. 2011:
+    two power iterations from a fixed-seed Gaussian start; an eigendecomposition of the D x D covariance
+    costs more than the search at D = 2048 on few cores). Deterministic for the same inputs.
+    """
+    n = len(x)
+    sample = x[::max(1, -(-n // PCA_SAMPLE))]
+    sample = sample - sample.mean(axis=0)
+    start = np.random.default_rng(0).standard_normal((x.shape[1], PCA_DIMS)).astype(np.float32)
+    span = sample @ start
+    for _ in range(2):
+        span = sample @ (sample.T @ np.linalg.qr(span)[0])
+    axes = np.linalg.qr(sample.T @ span)[0]
+    candidates = _exact_neighbours(np.ascontiguousarray(x @ axes), min(n, PCA_CANDIDATES * k), "sqeuclidean",
+                                   progress)
+    nn = np.empty((n, k), np.int64)
+    m = candidates.shape[1]
+    step = max(1, (1 << 24) // (m * x.shape[1]))
+    for first in range(0, n, step):
+        rows = np.arange(first, min(first + step, n))
+        cols = candidates[rows]
+        others = x[cols.reshape(-1)].reshape(len(rows), m, x.shape[1])
+        if metric in ("euclidean", "sqeuclidean", "cosine"):
+            # The order of the squared distance, |b|^2 - 2 <a, b> (|a| is the row's own; cosine on unit rows).
+            if metric == "cosine":
+                others /= np.maximum(np.linalg.norm(others, axis=2, keepdims=True), 1e-12)
+            values = np.einsum("bmd,bmd->bm", others, others) - 2 * np.einsum("bmd,bd->bm", others, x[rows])
+        else:
+            values = rowwise(np.repeat(x[rows], m, axis=0), others.reshape(-1, x.shape[1]), metric)
+            values = values.reshape(cols.shape)
+        nn[rows] = np.take_along_axis(cols, _rank(values, cols)[:, :k], axis=1)
+    return nn
+
+
+def _rank(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """`(B, M)` positions of each row's entries ordered by value, then column index."""
+    by_index = np.argsort(columns, axis=1, kind="stable")
+    by_value = np.argsort(np.take_along_axis(values, by_index, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(by_index, by_value, axis=1)
 
 
 def _faiss_neighbours(x: np.ndarray, k: int, metric: str, progress) -> np.ndarray:
@@ -126,9 +182,10 @@ def kreciprocal_encoding(embeddings: np.ndarray, k1: int = 30, k2: int = 6, metr
     return encoding(nn, _squared_pairs(x, metric), k1, k2, sizes=(k1, int(np.around(k1 / 2.0)) + 1))
 
 
-def overlap_distances(v: sp.csr_matrix) -> sp.csr_matrix:
+def overlap_distances(v: sp.csr_matrix, max_distance: float | None = None) -> sp.csr_matrix:
     """`(N, N)` sparse Jaccard distances 1 - m / (2 - m) of the encodings `v` (rows), stored where m > 0
-    and on the diagonal (an explicit 0); symmetric bit for bit."""
+    (and the distance is at most `max_distance`, if given) and on the diagonal (an explicit 0); symmetric bit
+    for bit."""
     n = v.shape[0]
     v = sp.csr_matrix(v)
     v.sort_indices()
@@ -159,6 +216,9 @@ def overlap_distances(v: sp.csr_matrix) -> sp.csr_matrix:
         dist = 1.0 - m / (2.0 - m)
         np.maximum(dist, 0.0, out=dist)
         dist[r + lo == c] = 0.0
+        if max_distance is not None:
+            keep = (dist <= max_distance) | (r + lo == c)
+            r, c, dist = r[keep], c[keep], dist[keep]
         indptr[lo + 1:hi + 1] = np.cumsum(np.bincount(r, minlength=hi - lo)) + indptr[lo]
         indices_parts.append(c)
         data_parts.append(dist)
@@ -170,7 +230,7 @@ def overlap_distances(v: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def jaccard_distances(embeddings: np.ndarray, k1: int = 30, k2: int = 6, metric: str = "euclidean", *,
-                      search: str = "exact", normalize: bool = True,
+                      search: str = "exact", normalize: bool = True, max_distance: float | None = None,
                       progress: Callable[[int], None] | None = None) -> sp.csr_matrix:
     """The k-reciprocal Jaccard distances `(N, N)` float64 CSR of `(N, D)` embeddings (see the module).
 
@@ -180,12 +240,15 @@ def jaccard_distances(embeddings: np.ndarray, k1: int = 30, k2: int = 6, metric:
         metric: a `trinet.core.distances` metric, of the normalised embeddings.
         search: "exact" (numpy blocks) or "faiss" (an exact flat index; needs the `search` extra).
         normalize: L2-normalise the embeddings first (Cluster Contrast does).
+        max_distance: store only the pairs at most this far (DBSCAN's eps: the others are never neighbours,
+            and at large N most of the overlapping pairs are far); None: every overlapping pair.
         progress: called with the number of rows of each finished block of the neighbour search.
 
     Returns:
-        symmetric CSR with sorted indices: the stored entries are the pairs whose encodings overlap and the
-        diagonal (explicit 0); every absent pair is at distance 1.
+        symmetric CSR with sorted indices: the stored entries are the pairs whose encodings overlap (within
+        `max_distance`) and the diagonal (explicit 0); every absent pair is at distance 1 (or beyond
+        `max_distance`).
     """
     v = kreciprocal_encoding(embeddings, k1, k2, metric, search=search, normalize=normalize,
                              progress=progress)
-    return overlap_distances(v)
+    return overlap_distances(v, max_distance)
