@@ -96,8 +96,8 @@ def sparse_run(n, dim, latent, noise, distractors, search, threads):
                           .fit_predict(distances))
         times["dbscan"] = time.perf_counter() - start
         q = quality(labels, pids)
-    return dict(times=times, peak=peak_gb(), data=data, stored=distances.nnz / n, clusters=int(labels.max()) + 1,
-                outliers=int((labels < 0).sum()), quality=q, labels=labels)
+    return dict(times=times, peak=peak_gb(), data=data, stored=distances.nnz / n,
+                clusters=int(labels.max()) + 1, outliers=int((labels < 0).sum()), quality=q, labels=labels)
 
 
 def dense_jaccard(features, k1=30, k2=6):
@@ -175,8 +175,9 @@ def main() -> None:
     parser.add_argument("--searches", nargs="+", default=["exact", "pca"], choices=["exact", "faiss", "pca"])
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--latent", type=int, default=64, help="Dimension the identity centres lie near.")
-    parser.add_argument("--noise", type=float, default=0.02, help="Per-image noise per dimension.")
-    parser.add_argument("--distractors", type=float, default=0.1, help="Share of images alone of their identity.")
+    parser.add_argument("--noise", type=float, default=0.6, help="Per-image noise per dimension.")
+    parser.add_argument("--distractors", type=float, default=0.1,
+                        help="Share of images alone of their identity.")
     parser.add_argument("--dense_size", type=int, default=3000, help="N of the dense reference (0: skip).")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -191,8 +192,9 @@ def main() -> None:
         same = in_child(sparse_run, args.dense_size, *world, "exact", args.threads)
         agree = np.array_equal(dense["labels"], same["labels"])
         sparse_seconds = sum(same["times"].values())
-        print(f"dense reference at N = {args.dense_size}: {dense['seconds']:.1f} s, peak {dense['peak']:.2f} GB "
-              f"(data {dense['data']:.2f} GB); trinet there: {sparse_seconds:.1f} s, peak {same['peak']:.2f} GB "
+        print(f"dense reference at N = {args.dense_size}: {dense['seconds']:.1f} s, peak "
+              f"{dense['peak']:.2f} GB (data {dense['data']:.2f} GB); trinet there: {sparse_seconds:.1f} s, "
+              f"peak {same['peak']:.2f} GB "
               f"-> {dense['seconds'] / sparse_seconds:.1f}x faster, {dense['peak'] - dense['data']:.2f} vs "
               f"{same['peak'] - same['data']:.2f} GB above the data; labels {'equal' if agree else 'DIFFER'}")
     print(f"{'N':>8} {'search':>6} {'kNN s':>7} {'V s':>6} {'pairs s':>7} {'DBSCAN s':>8} {'total s':>8} "
@@ -206,7 +208,8 @@ def main() -> None:
             total = sum(t.values())
             q = r["quality"]
             line = (f"{n:>8} {search:>6} {t['neighbours']:>7.1f} {t['encoding']:>6.1f} {t['pairs']:>7.1f} "
-                    f"{t['dbscan']:>8.1f} {total:>8.1f} {r['peak']:>7.2f} {r['data']:>7.2f} {r['stored']:>9.1f} "
+                    f"{t['dbscan']:>8.1f} {total:>8.1f} {r['peak']:>7.2f} {r['data']:>7.2f} "
+                    f"{r['stored']:>9.1f} "
                     f"{r['clusters']:>8} {r['outliers']:>8} {q['ari']:>6.3f} {q['precision']:>5.3f} "
                     f"{q['recall']:>5.3f}")
             if dense is not None:

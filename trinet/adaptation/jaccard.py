@@ -42,8 +42,8 @@ NEIGHBOUR_BLOCK = 1 << 24
 PAIR_BLOCK = 1 << 22
 
 #: The neighbour searches of `jaccard_distances(search=...)`: "exact" in numpy blocks (deterministic, ties by
-#: index); "faiss", exact with a faiss flat index (the `search` extra; ties in faiss's order); "pca", candidates
-#: from a PCA projection, ranked exactly (approximate, deterministic; for large N x D).
+#: index); "faiss", exact with a faiss flat index (the `search` extra; ties in faiss's order); "pca",
+#: candidates from a PCA projection, ranked exactly (approximate, deterministic; for large N x D).
 SEARCHES = ("exact", "faiss", "pca")
 
 #: search="pca": the projection's dimension, how many candidates per neighbour (x k1) it proposes, and how
