@@ -65,6 +65,11 @@ def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sparse_run(n, dim, latent, noise, distractors, search, threads):
     """Time per stage, peak GB, data GB and quality of `cluster` at N = n (in a fresh process)."""
     from threadpoolctl import threadpool_limits
@@ -78,13 +83,14 @@ def sparse_run(n, dim, latent, noise, distractors, search, threads):
         data = peak_gb()
         s = ClusterSettings(search=search)
         times = {}
+        cpu = cpu_seconds()
         start = time.perf_counter()
         prepared = jaccard._prepare(x, True)
         del x
         nn = jaccard.nearest_neighbours(prepared, s.k1, s.metric, search=s.search)
         times["neighbours"] = time.perf_counter() - start
         start = time.perf_counter()
-        v = jaccard.encoding(nn, jaccard._squared_pairs(prepared, s.metric), s.k1, s.k2,
+        v = jaccard.encoding(nn, jaccard._squared_pairs(prepared, s.metric, nn), s.k1, s.k2,
                              sizes=(s.k1, int(np.around(s.k1 / 2.0)) + 1))
         del prepared
         times["encoding"] = time.perf_counter() - start
@@ -95,8 +101,9 @@ def sparse_run(n, dim, latent, noise, distractors, search, threads):
         labels = renumber(DBSCAN(eps=s.eps, min_samples=s.min_samples, metric="precomputed")
                           .fit_predict(distances))
         times["dbscan"] = time.perf_counter() - start
+        cpu = cpu_seconds() - cpu
         q = quality(labels, pids)
-    return dict(times=times, peak=peak_gb(), data=data, stored=distances.nnz / n,
+    return dict(times=times, cpu=cpu, peak=peak_gb(), data=data, stored=distances.nnz / n,
                 clusters=int(labels.max()) + 1, outliers=int((labels < 0).sum()), quality=q, labels=labels)
 
 
@@ -198,8 +205,8 @@ def main() -> None:
               f"-> {dense['seconds'] / sparse_seconds:.1f}x faster, {dense['peak'] - dense['data']:.2f} vs "
               f"{same['peak'] - same['data']:.2f} GB above the data; labels {'equal' if agree else 'DIFFER'}")
     print(f"{'N':>8} {'search':>6} {'kNN s':>7} {'V s':>6} {'pairs s':>7} {'DBSCAN s':>8} {'total s':>8} "
-          f"{'peak GB':>7} {'data GB':>7} {'pairs/img':>9} {'clusters':>8} {'outliers':>8} {'ARI':>6} "
-          f"{'prec':>5} {'rec':>5}  dense (extrapolated)")
+          f"{'CPU s':>7} {'peak GB':>7} {'data GB':>7} {'pairs/img':>9} {'clusters':>8} {'outliers':>8} "
+          f"{'ARI':>6} {'prec':>5} {'rec':>5}  dense (extrapolated)")
     for n in sizes:
         exact_labels = None
         for search in searches:
@@ -208,7 +215,7 @@ def main() -> None:
             total = sum(t.values())
             q = r["quality"]
             line = (f"{n:>8} {search:>6} {t['neighbours']:>7.1f} {t['encoding']:>6.1f} {t['pairs']:>7.1f} "
-                    f"{t['dbscan']:>8.1f} {total:>8.1f} {r['peak']:>7.2f} {r['data']:>7.2f} "
+                    f"{t['dbscan']:>8.1f} {total:>8.1f} {r['cpu']:>7.1f} {r['peak']:>7.2f} {r['data']:>7.2f} "
                     f"{r['stored']:>9.1f} "
                     f"{r['clusters']:>8} {r['outliers']:>8} {q['ari']:>6.3f} {q['precision']:>5.3f} "
                     f"{q['recall']:>5.3f}")

@@ -20,7 +20,7 @@ def dense_jaccard(features, k1, k2):
 
     The kNN is the faiss flat search of the k1 nearest; here a stable argsort of trinet's float32 squared
     distances (so exact ties, e.g. of identical points, are ranked by index, as trinet ranks them); the
-    weights are exp(-d^2) of the float64 differences.
+    weights are exp(-d^2) of the float64 differences (trinet's of float32 ones).
     """
     x = normalised(features)
     n = len(x)
@@ -75,7 +75,8 @@ def check_against_reference(x, k1, k2):
     ref = dense_jaccard(x, k1, k2)
     n = len(x)
     assert ours.shape == (n, n) and ours.has_sorted_indices
-    np.testing.assert_allclose(as_dense(ours), ref, rtol=0, atol=1e-12)
+    # trinet's weights use float32 distances (as Cluster Contrast's float32 features): ~1e-8 apart.
+    np.testing.assert_allclose(as_dense(ours), ref, rtol=0, atol=1e-7)
     # Stored exactly where the encodings overlap (distance < 1), and on the diagonal.
     pattern = np.zeros((n, n), bool)
     coo = ours.tocoo()
@@ -101,9 +102,10 @@ def test_identical_points_are_stored_zeros():
     x[40:43] = x[40] * 3.0  # the same direction, another norm: identical after normalisation
     ours, _ = check_against_reference(x, 20, 6)
     block = ours[10:22, 10:22].toarray()
-    assert ours[10:22, 10:22].nnz == 144  # every pair stored, although at distance 0
-    np.testing.assert_array_equal(block, 0.0)
-    assert (ours.data == 0).sum() >= 80 + 132 + 6  # explicit zeros off the diagonal are kept
+    assert ours[10:22, 10:22].nnz == 144  # every pair stored, although at distance 0 (up to rounding of m)
+    assert np.abs(block).max() <= 1e-15
+    assert (ours.diagonal() == 0).all() and (ours.data == 0).sum() >= 80  # the diagonal: explicit zeros
+    assert (ours.data <= 1e-15).sum() >= 80 + 132 + 6
 
 
 def test_more_identical_points_than_k1():

@@ -11,8 +11,9 @@ conventions, which differ from the re-ranking paper's in three details:
    of i with i among the k1 nearest of j (the paper: the k1 + 1 nearest); R(c, round(k1/2)) keeps the paper's
    round(k1/2) + 1 nearest (as Cluster Contrast's code does, from the same k1-long ranking);
 2. the weights of V are exp(-d^2) over the expanded set, normalised to sum 1 (a softmax), with d^2 the
-   squared distance of the normalised embeddings (2 - 2 cos for `euclidean`); the paper divides d^2 by its
-   row's maximum over all images first, which flattens the weights to [1/e, 1];
+   squared distance of the normalised embeddings (2 - 2 cos for `euclidean`; summed in float32, as their
+   float32 features); the paper divides d^2 by its row's maximum over all images first, which flattens the
+   weights to [1/e, 1];
 3. the query expansion averages the min(k2, k1) nearest (the ranking is only k1 long).
 
 Why these: the defaults `--cluster_eps 0.6 --cluster_k1 30 --cluster_k2 6` and the published results (about
@@ -159,13 +160,55 @@ def _faiss_neighbours(x: np.ndarray, k: int, metric: str, progress) -> np.ndarra
     return nn
 
 
-def _squared_pairs(x: np.ndarray, metric: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    def squared(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def _squares(diff: np.ndarray) -> np.ndarray:
+    """`(..., D)` float32 differences -> their float32 sums of squares (one kernel for every caller, so that
+    equal pairs give equal bits)."""
+    flat = diff.reshape(-1, diff.shape[-1])
+    return np.einsum("pd,pd->p", flat, flat).reshape(diff.shape[:-1])
+
+
+def _squared_pairs(x: np.ndarray, metric: str,
+                   nn: np.ndarray | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The squared distances of pairs, the weights' d^2 (float32 precision, as Cluster Contrast's).
+
+    For `euclidean` they are sums of the squared float32 differences (exact 0 for identical images, and the
+    same bits whatever the blocks), those of the neighbour lists `nn` `(N, k)` computed once row by row (the
+    expanded sets are mostly within them; either way round: d(i, j) = d(j, i)), the others on demand. Other
+    metrics: the square of `rowwise`."""
+    n = len(x)
+    keys = values = None
+    if nn is not None and metric == "euclidean" and n:
+        values = np.empty(nn.shape, np.float32)
+        step = max(1, (1 << 22) // (nn.shape[1] * x.shape[1]))
+        for start in range(0, n, step):
+            rows = slice(start, min(start + step, n))
+            values[rows] = _squares(x[nn[rows]] - x[rows][:, None, :])
+        keys = (np.arange(n)[:, None] * n + nn).reshape(-1)
+        order = np.argsort(keys, kind="stable")
+        keys, values = keys[order], values.reshape(-1)[order]
+
+    def computed(i: np.ndarray, j: np.ndarray) -> np.ndarray:
         step = max(1, (1 << 22) // x.shape[1])
-        # In float64, from the differences: the weights exp(-d^2) need no more than the embeddings' rounding.
-        parts = [rowwise(x[i[s:s + step]].astype(np.float64), x[j[s:s + step]].astype(np.float64), metric)
-                 for s in range(0, len(i), step)]
-        return np.square(np.concatenate(parts)) if parts else np.zeros(0)
+        if metric == "euclidean":
+            parts = [_squares(x[j[s:s + step]] - x[i[s:s + step]]) for s in range(0, len(i), step)]
+        else:
+            parts = [np.square(rowwise(x[i[s:s + step]], x[j[s:s + step]], metric))
+                     for s in range(0, len(i), step)]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+    def squared(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        if keys is None or values is None:
+            return computed(i, j)
+        out = np.full(len(i), np.nan)
+        for a, b in ((i, j), (j, i)):
+            missing = np.flatnonzero(np.isnan(out))
+            wanted = a[missing] * n + b[missing]
+            at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+            hit = keys[at] == wanted
+            out[missing[hit]] = values[at[hit]]
+        missing = np.flatnonzero(np.isnan(out))
+        out[missing] = computed(i[missing], j[missing])
+        return out
     return squared
 
 
@@ -179,7 +222,7 @@ def kreciprocal_encoding(embeddings: np.ndarray, k1: int = 30, k2: int = 6, metr
     k1, k2 = int(k1), int(k2)
     x = _prepare(embeddings, normalize)
     nn = nearest_neighbours(x, k1, metric, search=search, progress=progress)
-    return encoding(nn, _squared_pairs(x, metric), k1, k2, sizes=(k1, int(np.around(k1 / 2.0)) + 1))
+    return encoding(nn, _squared_pairs(x, metric, nn), k1, k2, sizes=(k1, int(np.around(k1 / 2.0)) + 1))
 
 
 def overlap_distances(v: sp.csr_matrix, max_distance: float | None = None) -> sp.csr_matrix:
