@@ -88,6 +88,16 @@ class Clustering:
         sizes = np.bincount(labels[labels >= 0], minlength=int(labels.max(initial=-1)) + 1)
         return cls(labels, len(sizes), int((labels < 0).sum()), sizes.astype(np.int64), float(seconds))
 
+    def figures(self) -> dict[str, float]:
+        """The summary's figures by name (for TensorBoard): clusters, outliers, outlier_share, size_min,
+        size_median, size_max (0 without clusters) and seconds."""
+        n = len(self.labels)
+        sizes = self.sizes if self.num_clusters else np.zeros(1)
+        return {"clusters": float(self.num_clusters), "outliers": float(self.num_outliers),
+                "outlier_share": self.num_outliers / n if n else 0.0, "size_min": float(sizes.min()),
+                "size_median": float(np.median(sizes)), "size_max": float(sizes.max()),
+                "seconds": self.seconds}
+
     def summary(self) -> str:
         """One line: clusters, outliers, images per cluster (min/median/max) and the time."""
         n = len(self.labels)
