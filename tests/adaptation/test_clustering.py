@@ -108,6 +108,8 @@ def test_summary_and_refusals():
     assert (c.num_clusters, c.num_outliers, c.sizes.tolist()) == (3, 1, [2, 3, 4])
     assert c.summary() == ("3 clusters and 1 outliers (10.0%) of 10 images; images per cluster min 2 / "
                            "median 3 / max 4; 1.2 s")
+    assert c.figures() == {"clusters": 3, "outliers": 1, "outlier_share": 0.1, "size_min": 2,
+                           "size_median": 3, "size_max": 4, "seconds": 1.25}
     assert check_clustering(c, settings) is None
     none = Clustering.from_labels(np.full(8, -1))
     message = check_clustering(none, settings)

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from trinet.config.registries import MEMORY_UPDATES
-from trinet.losses.memory import centroids, memory_loss, updated_memory
+from trinet.losses.memory import (camera_memory_loss, camera_proxies, centroids, memory_loss, proxy_indices,
+                                  updated_memory)
 
 C = 1 / math.sqrt(2)
 MEMORY = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)
@@ -115,3 +116,61 @@ def test_centroids():
     np.testing.assert_allclose(out, [[C, C], [C, C], [0, 0], [-0.6, 0.8]], atol=1e-7)
     with pytest.raises(ValueError, match="num_clusters=2"):
         centroids(embeddings, labels, 2)
+
+
+# Proxies (cluster, camera): p0 (0, 0) = (1, 0), p1 (1, 0) = (0, 1), p2 (0, 1) = (c, c), p3 (1, 1) = (-1, 0).
+PROXIES = np.array([[1.0, 0.0], [0.0, 1.0], [C, C], [-1.0, 0.0]], np.float32)
+PROXY_LABELS, PROXY_CAMERAS = np.array([0, 1, 0, 1]), np.array([0, 0, 1, 1])
+
+
+def test_camera_loss_closed_form():
+    # T = 1. Sample a = (1, 0), cluster 0, camera 0: s = [1, 0, c, -1].
+    #   intra over camera 0's proxies (p0, p1), target p0: log(e^1 + e^0) - 1;
+    #   inter, positives p0, p2, 1 hard negative (p1, s = 0 > -1): log(e^1 + e^c + e^0) - (1 + c) / 2.
+    # Sample b = (0, 3), cluster 1, camera 1: s = [0, 1, c, 0].
+    #   intra over (p2, p3), target p3: log(e^c + e^0) - 0;
+    #   inter, positives p1, p3, hard negative p2 (c > 0): log(e^1 + e^0 + e^c) - (1 + 0) / 2.
+    x = np.array([[1.0, 0.0], [0.0, 3.0]], np.float32)
+    labels, cameras = np.array([0, 1]), np.array([0, 1])
+    intra = [logsumexp(1, 0) - 1, logsumexp(C, 0)]
+    inter = [logsumexp(1, C, 0) - (1 + C) / 2, logsumexp(1, 0, C) - 0.5]
+    loss = camera_memory_loss(x, labels, cameras, PROXIES, PROXY_LABELS, PROXY_CAMERAS, 1.0, hard_negatives=1)
+    np.testing.assert_allclose(loss.numpy(), np.add(intra, np.multiply(0.5, inter)), rtol=1e-6)
+    # Two hard negatives: every proxy of the other cluster; inter weight 1.
+    inter2 = [logsumexp(1, C, 0, -1) - (1 + C) / 2, logsumexp(1, 0, C, 0) - 0.5]
+    loss = camera_memory_loss(x, labels, cameras, PROXIES, PROXY_LABELS, PROXY_CAMERAS, 1.0, inter_weight=1.0,
+                              hard_negatives=2)
+    np.testing.assert_allclose(loss.numpy(), np.add(intra, inter2), rtol=1e-6)
+    # Only the intra term, and an inactive proxy (p1) left out of everything; T = 0.5 doubles s.
+    loss = camera_memory_loss(x[:1], labels[:1], cameras[:1], PROXIES, PROXY_LABELS, PROXY_CAMERAS, 0.5,
+                              inter_weight=0.0, active=np.array([True, False, True, True]))
+    np.testing.assert_allclose(loss.numpy(), [0.0], atol=1e-6)  # camera 0 holds p0 alone
+
+
+def test_camera_loss_in_tf_function_has_gradients():
+    x = tf.Variable(np.array([[1.0, 0.2], [0.1, 3.0], [0.5, 0.5]], np.float32))
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(camera_memory_loss(x, tf.constant([0, 1, 0]), tf.constant([0, 1, 1]),
+                                                     tf.constant(PROXIES), tf.constant(PROXY_LABELS),
+                                                     tf.constant(PROXY_CAMERAS), 0.05, hard_negatives=50))
+        return loss, tape.gradient(loss, x)
+
+    loss, grad = step()
+    assert np.isfinite(loss.numpy()) and np.isfinite(grad.numpy()).all() and np.abs(grad.numpy()).sum() > 0
+
+
+def test_camera_proxies_and_indices():
+    x = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-3.0, 0.0], [9.0, 9.0], [0.0, -2.0]])
+    labels = np.array([0, 0, 0, 1, -1, 1])
+    cameras = np.array([0, 0, 1, 1, 0, 0])
+    proxies, proxy_labels, proxy_cameras = camera_proxies(x, labels, cameras)
+    # (camera 0: clusters 0 and 1), (camera 1: clusters 0 and 1).
+    assert proxy_cameras.tolist() == [0, 0, 1, 1] and proxy_labels.tolist() == [0, 1, 0, 1]
+    np.testing.assert_allclose(proxies, [[C, C], [0, -1], [C, C], [-1, 0]], atol=1e-7)
+    found = proxy_indices(labels, cameras, proxy_labels, proxy_cameras)
+    np.testing.assert_array_equal(found, [0, 0, 2, 3, -1, 1])
+    missing = proxy_indices(np.array([1]), np.array([5]), proxy_labels, proxy_cameras)
+    np.testing.assert_array_equal(missing, [-1])

@@ -6,7 +6,8 @@ smallest member index; outliers are -1.
 
 DBSCAN gets the sparse matrix with `metric="precomputed"`: scikit-learn takes the stored entries as the
 candidate neighbours (explicit zeros included) and the absent ones as not neighbours; absent pairs are at
-Jaccard distance 1, never within an eps < 1, so the labels are those of DBSCAN on the dense matrix.
+Jaccard distance 1, never within an eps < 1, so the labels are those of DBSCAN on the dense matrix. Only the
+pairs within eps are kept (`max_distance`): the others are never neighbours either.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ class Clustering:
         sizes = np.bincount(labels[labels >= 0], minlength=int(labels.max(initial=-1)) + 1)
         return cls(labels, len(sizes), int((labels < 0).sum()), sizes.astype(np.int64), float(seconds))
 
+    def figures(self) -> dict[str, float]:
+        """The summary's figures by name (for TensorBoard): clusters, outliers, outlier_share, size_min,
+        size_median, size_max (0 without clusters) and seconds."""
+        n = len(self.labels)
+        sizes = self.sizes if self.num_clusters else np.zeros(1)
+        return {"clusters": float(self.num_clusters), "outliers": float(self.num_outliers),
+                "outlier_share": self.num_outliers / n if n else 0.0, "size_min": float(sizes.min()),
+                "size_median": float(np.median(sizes)), "size_max": float(sizes.max()),
+                "seconds": self.seconds}
+
     def summary(self) -> str:
         """One line: clusters, outliers, images per cluster (min/median/max) and the time."""
         n = len(self.labels)
@@ -121,7 +132,7 @@ def cluster(embeddings: np.ndarray, settings: ClusterSettings,
 
     start = time.perf_counter()
     distances = jaccard_distances(embeddings, settings.k1, settings.k2, settings.metric,
-                                  search=settings.search, progress=progress)
+                                  search=settings.search, max_distance=settings.eps, progress=progress)
     dbscan = DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed")
     raw = dbscan.fit_predict(distances)
     return Clustering.from_labels(renumber(raw), time.perf_counter() - start)

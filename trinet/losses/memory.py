@@ -132,3 +132,84 @@ def centroids(embeddings: np.ndarray, labels: np.ndarray, num_clusters: int) -> 
     sums = np.asarray(one_hot @ x)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     return (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def camera_proxies(embeddings: np.ndarray, labels: np.ndarray,
+                   cameras: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-aware proxies (CAP, Wang et al. 2021): one per (cluster, camera) with members, the normalised
+    mean of its L2-normalised embeddings; ordered by camera, then cluster (as CAP's per-camera memories,
+    concatenated). Outliers (-1) are ignored.
+
+    Returns:
+        `(P, D)` float32 proxies, `(P,)` int64 their clusters and `(P,)` int64 their cameras.
+    """
+    labels, cameras = np.asarray(labels, np.int64), np.asarray(cameras, np.int64)
+    x = np.asarray(embeddings, np.float64)
+    if x.ndim != 2 or labels.shape != (len(x),) or cameras.shape != (len(x),):
+        raise ValueError(f"camera_proxies needs (N, D) embeddings, (N,) labels and (N,) cameras. Received: "
+                         f"shapes {x.shape}, {labels.shape} and {cameras.shape}")
+    members = labels >= 0
+    pairs, index = np.unique(np.stack([cameras[members], labels[members]], axis=1), axis=0,
+                             return_inverse=True)
+    sums = centroids(x[members], index.reshape(-1), len(pairs))
+    return sums, pairs[:, 1].copy(), pairs[:, 0].copy()
+
+
+def proxy_indices(labels: np.ndarray, cameras: np.ndarray, proxy_labels: np.ndarray,
+                  proxy_cameras: np.ndarray) -> np.ndarray:
+    """`(N,)` int64: the proxy of each sample's (cluster, camera) (-1 for outliers or a pair without a
+    proxy); the labels of `updated_memory` on the proxies."""
+    pairs = zip(np.asarray(proxy_labels), np.asarray(proxy_cameras))
+    index = {(int(c), int(k)): i for i, (k, c) in enumerate(pairs)}
+    return np.array([index.get((int(c), int(k)), -1) if k >= 0 else -1
+                     for k, c in zip(np.asarray(labels), np.asarray(cameras))], np.int64)
+
+
+def camera_memory_loss(embeddings: tf.Tensor, labels: tf.Tensor, cameras: tf.Tensor, proxies: tf.Tensor,
+                       proxy_labels: tf.Tensor, proxy_cameras: tf.Tensor, temperature: float, *,
+                       inter_weight: float = 0.5, hard_negatives: int = 50,
+                       active: tf.Tensor | None = None) -> tf.Tensor:
+    """Per-sample camera-aware proxy loss of CAP (Wang et al. 2021; Terminator8758/CAP-master
+    `CamAwareMemory.py`): `intra + inter_weight * inter`, with `s = normalize(f) @ proxies^T / T` and
+
+    - intra: cross-entropy over the proxies of the sample's camera, the target its (cluster, camera) proxy;
+    - inter: `-mean_{p in P} log softmax(s)_p` over P (every proxy of the sample's cluster, any camera) plus
+      the `hard_negatives` proxies of other clusters most similar to the sample (chosen without gradient;
+      ties at the last one's similarity are all kept).
+
+    CAP sums the mean of the intra term of each camera in the batch; here every sample weighs the same (the
+    batch mean is the mean over samples). CAP starts the inter term after some epochs: pass `inter_weight`
+    0 until then.
+
+    Args:
+        embeddings: `(B, D)`; labels, cameras: `(B,)` int (each sample's (cluster, camera) must have a
+            proxy: see `camera_proxies`, `proxy_indices`).
+        proxies: `(P, D)` float32; proxy_labels, proxy_cameras: `(P,)` int.
+        temperature: CAP's 0.07 (its code's beta 0.05).
+        active: `(P,)` bool or None: proxies left out everywhere where False (a memory of fixed capacity).
+
+    Returns:
+        `(B,)` float32 per-sample losses.
+    """
+    logits = memory_logits(embeddings, proxies, temperature)
+    labels = tf.cast(tf.reshape(labels, [-1, 1]), tf.int64)
+    cameras = tf.cast(tf.reshape(cameras, [-1, 1]), tf.int64)
+    valid = tf.ones_like(logits, tf.bool)
+    if active is not None:
+        valid = tf.broadcast_to(tf.cast(active, tf.bool)[None, :], tf.shape(logits))
+    same_cluster = tf.equal(tf.cast(proxy_labels, tf.int64)[None, :], labels) & valid
+    same_camera = tf.equal(tf.cast(proxy_cameras, tf.int64)[None, :], cameras) & valid
+    own = same_cluster & same_camera
+    zeros = tf.zeros_like(logits)
+    intra = masked_logsumexp(logits, same_camera)[0] - tf.reduce_sum(tf.where(own, logits, zeros), axis=1)
+    negatives = valid & tf.logical_not(same_cluster)
+    count = tf.minimum(hard_negatives, tf.shape(logits)[1])
+    ninf = tf.fill(tf.shape(logits), tf.constant(-np.inf, logits.dtype))
+    # The hard negatives: those at least as similar as the k-th most similar negative (ties all kept).
+    kth = tf.math.top_k(tf.stop_gradient(tf.where(negatives, logits, ninf)), k=count).values[:, -1:]
+    picked = negatives & (tf.stop_gradient(logits) >= kth) & tf.math.is_finite(kth)
+    positives = tf.cast(same_cluster, logits.dtype)
+    size = tf.maximum(tf.reduce_sum(positives, axis=1), 1.0)
+    mean_positive = tf.reduce_sum(logits * positives, axis=1) / size
+    inter = masked_logsumexp(logits, same_cluster | picked)[0] - mean_positive
+    return intra + inter_weight * inter
