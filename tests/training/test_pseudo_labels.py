@@ -191,6 +191,13 @@ def test_pseudo_labels_train_resume_bit_for_bit_across_a_clustering_and_leave_ou
     assert read_info(reference / "checkpoint-4.h5")[1]["next_clustering"] == 6
     assert read_info(reference / "checkpoint-4.h5")[1]["clusterings"] == 2
 
+    import glob
+
+    import tensorflow as tf
+    tags = {(v.tag, e.step) for path in glob.glob(str(reference / "events.out.tfevents.*"))
+            for e in tf.compat.v1.train.summary_iterator(path) for v in e.summary.value}
+    assert {("pseudo/clusters", 0), ("pseudo/outliers", 3), ("pseudo/size_median", 3)} <= tags
+
     # the batches of each clustering hold no outlier of it
     rows = {fid: i for i, fid in enumerate(open(colours[0]).read().split())}
     fids = np.load(reference / "detailed_fids.npy")

@@ -190,13 +190,8 @@ class PseudoLabeler:
                              self.settings)
         log.info("Clustering at iteration %d (%d images embedded in %.1fs): %s", step, len(embeddings),
                  seconds, clustering.summary())
-        sizes = np.asarray(clustering.sizes)
-        values = {"pseudo/clusters": clustering.num_clusters, "pseudo/outliers": clustering.num_outliers,
-                  "pseudo/seconds": clustering.seconds + seconds}
-        if len(sizes):
-            values.update({"pseudo/cluster_size_min": float(sizes.min()),
-                           "pseudo/cluster_size_median": float(np.median(sizes)),
-                           "pseudo/cluster_size_max": float(sizes.max())})
+        values = {f"pseudo/{name}": value for name, value in clustering.figures().items()}
+        values["pseudo/embedding_seconds"] = seconds
         if self.truth is not None:
             scores = quality(clustering.labels, self.truth)
             log.info("Pseudo labels against the unlabeled set's identities (a diagnostic, not used for "
