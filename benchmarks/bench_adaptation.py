@@ -29,7 +29,11 @@ and the subprocess's peak resident memory (and its peak before the clustering: t
 and the embeddings), at ``--scale`` sizes (default 10k, 100k and 300k; 10k with
 ``--quick``).
 
-Measured: see the README section "Adapting to your own cameras (no labels)" and the closing note of issue 21.
+Measured (2026-12-04, 2 shared vCPUs, pair 0:1, seeds 0 1; target mAP / rank-1 %): direct transfer
+14.9 ± 2.1 / 20.7 ± 7.4; adapted 6.1 ± 0.9 / 4.5 ± 1.4 (91% of its clusters hold one camera); adapted with
+camera norm 33.7 ± 3.1 / 41.5 ± 3.3 (32% ± 8% of the gap closed); unsupervised with camera norm 16.8 ± 2.9 /
+26.7 ± 0.0; the ceiling 73.2 ± 0.1 / 83.3 ± 1.1. See the README section "Adapting to your own cameras (no
+labels)".
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ def accuracy_tables(results: dict[str, list[dict]]) -> None:
         for variant in VARIANTS:
             m = bench_recipe.mean_std([100 * r[variant]["mAP"] for r in rows])
             r1 = bench_recipe.mean_std([100 * r[variant]["rank1"] for r in rows])
-            print(f"  {variant:22s} {m[0]:5.1f} ± {m[1]:4.1f} / {r1[0]:5.1f} ± {r1[1]:4.1f}")
+            print(f"  {variant:26s} {m[0]:5.1f} ± {m[1]:4.1f} / {r1[0]:5.1f} ± {r1[1]:4.1f}")
         for variant in ("adapted", "adapted, camera norm"):
             closed = [(r[variant]["mAP"] - r["direct transfer"]["mAP"])
                       / (r["supervised (ceiling)"]["mAP"] - r["direct transfer"]["mAP"]) for r in rows
