@@ -175,3 +175,7 @@ def test_pca_search_finds_the_exact_neighbours_of_low_rank_data(monkeypatch):
     same = (np.sort(approx, axis=1) == np.sort(exact, axis=1)).all(axis=1)
     assert same.mean() > 0.5
     assert (approx[same] == exact[same]).mean() > 0.999
+    # "auto": exact up to AUTO_EXACT images, pca beyond.
+    np.testing.assert_array_equal(jaccard.nearest_neighbours(x, 20, search="auto"), exact)
+    monkeypatch.setattr(jaccard, "AUTO_EXACT", 399)
+    np.testing.assert_array_equal(jaccard.nearest_neighbours(x, 20, search="auto"), approx)

@@ -31,7 +31,8 @@ class ClusterSettings:
         min_samples: DBSCAN's neighbours (itself included) that make a core image.
         k1, k2: the k-reciprocal neighbourhood and query-expansion sizes.
         metric: the distance of the (normalised) embeddings for the neighbour ranking.
-        search: the neighbour search, one of `jaccard.SEARCHES`.
+        search: the neighbour search, one of `jaccard.SEARCHES` ("auto": exact up to 30,000 images, then
+            candidates from a PCA projection, ranked exactly).
     """
 
     eps: float = 0.6
@@ -39,7 +40,7 @@ class ClusterSettings:
     k1: int = 30
     k2: int = 6
     metric: str = "euclidean"
-    search: str = "exact"
+    search: str = "auto"
 
     def problems(self) -> list[str]:
         """What is wrong with the settings, each naming the value (empty when they are valid)."""
