@@ -44,12 +44,13 @@ def test_adapting_to_another_worlds_unlabeled_images_beats_direct_transfer(tmp_p
                  "--decay_start_iteration", "150"]) == 0
     assert main(["--experiment_root", str(tmp_path / "adapted"), "--unlabeled_set", target.train_csv,
                  "--unlabeled_image_root", target.root, "--initial_checkpoint", str(tmp_path / "source"),
-                 *FLAGS, "--learning_rate", "3e-4", "--train_iterations", "150",
-                 "--recluster_frequency", "50", "--memory_loss_weight", "1", "--cluster_camera_norm",
+                 *FLAGS, "--learning_rate", "3e-4", "--train_iterations", "300",
+                 "--recluster_frequency", "100", "--memory_loss_weight", "1", "--cluster_camera_norm",
                  "--cluster_k1", "10",
                  "--cluster_eps", "0.5", "--cluster_min_samples", "2"]) == 0
     log = open(tmp_path / "adapted" / "train.log").read()
     assert log.count("Clustering at iteration") == 3 and "a diagnostic, not used for training" in log
+    # measured: 0.173 -> 0.283 (seed 1), 0.151 -> 0.204 (seed 2); with 150 iterations the gain was not stable
     direct, adapted = _score(tmp_path / "source", target), _score(tmp_path / "adapted", target)
     print(f"target mAP: direct transfer {direct:.3f}, adapted {adapted:.3f}")
     assert adapted > direct + 0.03, (direct, adapted)
