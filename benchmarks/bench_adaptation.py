@@ -30,9 +30,9 @@ and the embeddings), at ``--scale`` sizes (default 10k, 100k and 300k; 10k with
 ``--quick``).
 
 Measured (2026-12-04, 2 shared vCPUs, pair 0:1, seeds 0 1; target mAP / rank-1 %): direct transfer
-14.9 ± 2.1 / 20.7 ± 7.4; adapted 6.1 ± 0.9 / 4.5 ± 1.4 (91% of its clusters hold one camera); adapted with
-camera norm 33.7 ± 3.1 / 41.5 ± 3.3 (32% ± 8% of the gap closed); unsupervised with camera norm 16.8 ± 2.9 /
-26.7 ± 0.0; the ceiling 73.2 ± 0.1 / 83.3 ± 1.1. See the README section "Adapting to your own cameras (no
+14.9 ± 2.1 / 20.7 ± 7.4; adapted 7.2 ± 0.1 / 6.4 ± 0.8 (91% of its clusters hold one camera); adapted with
+camera norm 33.7 ± 5.6 / 45.2 ± 5.2 (32% ± 12% of the gap closed); unsupervised with camera norm 14.2 ± 0.8 /
+24.0 ± 3.8; the ceiling 73.2 ± 0.1 / 83.3 ± 1.1. See the README section "Adapting to your own cameras (no
 labels)".
 """
 
