@@ -35,7 +35,8 @@ log = logging.getLogger("trinet.train")
 #: The defaults live in one place: the settings dataclass.
 D = TrainSettings()
 #: Settings holding paths: made absolute, so that the run resumes from any working folder.
-PATH_SETTINGS = ("train_set", "image_root", "val_query", "val_gallery", "val_image_root", "teacher")
+PATH_SETTINGS = ("train_set", "image_root", "val_query", "val_gallery", "val_image_root", "teacher",
+                 "unlabeled_set", "unlabeled_image_root")
 
 
 def _milestones(text: str) -> tuple[int, ...]:
@@ -367,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="As --val_identities, with this fraction of the training identities (at least 1).")
     g.add_argument("--val_frequency", type=argtypes.positive_int, default=D.val_frequency,
                    help="Validate every this many iterations (and at the end).")
+    _unlabeled_arguments(p)
     g = p.add_argument_group("checkpoints and logs")
     g.add_argument("--checkpoint_frequency", type=argtypes.nonnegative_int, default=D.checkpoint_frequency,
                    help="Save a checkpoint every this many iterations; 0 saves only at the end (and at "
@@ -383,6 +385,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Also store every batch's embeddings, per-sample losses and image paths as "
                         "memory-mapped .npy files in the experiment root, one row per iteration.")
     return p
+
+
+def _unlabeled_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of learning without labels (issue 21): pseudo labels of clusters of an unlabeled set."""
+    g = p.add_argument_group(
+        "learning without labels", "Train on an unlabeled set with pseudo labels (Cluster Contrast, Dai et "
+        "al. 2021): at the start and every --recluster_frequency iterations the set is embedded with the "
+        "current model (one view, --test_feature), clustered by DBSCAN on the k-reciprocal Jaccard distance, "
+        "and training draws P x K batches of the clusters (outliers are left out until the next clustering). "
+        "To adapt a trained model to new cameras, give its experiment root as --initial_checkpoint; without "
+        "one the run learns from ImageNet (--initial_checkpoint imagenet) or from scratch.")
+    g.add_argument("--unlabeled_set", type=argtypes.readable_file, default=D.unlabeled_set,
+                   help="The images to learn from without labels, instead of --train_set: a plain list of "
+                        "image paths (one a line), or a dataset CSV (.csv) whose identities are not used for "
+                        "training, only as a diagnostic of the pseudo labels' quality (ARI, NMI, pair "
+                        "precision and recall in the log and TensorBoard). Its images are all decoded up "
+                        "front; --skip_missing and --on_bad_image apply as to --train_set.")
+    g.add_argument("--unlabeled_image_root", type=argtypes.readable_directory, default=D.unlabeled_image_root,
+                   help="Folder the paths of --unlabeled_set are relative to.")
+    g.add_argument("--recluster_frequency", type=argtypes.positive_int, default=D.recluster_frequency,
+                   help="Cluster the unlabeled set again every this many iterations (and at the start); each "
+                        "clustering starts a new pass over its clusters.")
+    g.add_argument("--cluster_eps", type=argtypes.positive_float, default=D.cluster_eps,
+                   help="DBSCAN's eps: the Jaccard distance (in (0, 1)) under which two images are "
+                        "neighbours. Smaller: more, purer clusters and more outliers.")
+    g.add_argument("--cluster_min_samples", type=argtypes.positive_int, default=D.cluster_min_samples,
+                   help="DBSCAN's min_samples: the neighbours (itself included) that make an image a core "
+                        "point. The unlabeled set needs at least twice as many images.")
+    g.add_argument("--cluster_k1", type=argtypes.positive_int, default=D.cluster_k1,
+                   help="k1 of the k-reciprocal Jaccard distance (the re-ranking of Zhong et al. 2017).")
+    g.add_argument("--cluster_k2", type=argtypes.positive_int, default=D.cluster_k2,
+                   help="k2 of the Jaccard distance: its local query expansion (at most --cluster_k1).")
+    g.add_argument("--cluster_camera_norm", action="store_true",
+                   help="Cluster the embeddings after taking from each L2-normalised embedding the mean of "
+                        "its camera's (then normalising again), so that the clusters gather people across "
+                        "cameras rather than each camera's look. Needs the camera of every unlabeled image: "
+                        "a `camera` column of --unlabeled_set, or file names in a release's naming. The "
+                        "memory is still set to the clusters' centroids of the embeddings themselves.")
+    g.add_argument("--memory_loss_weight", type=argtypes.nonnegative_float, default=D.memory_loss_weight,
+                   help="Weight of the cluster-memory InfoNCE loss (the objective term `memory`): each "
+                        "embedding against one memory entry per cluster, set to the cluster centroids at "
+                        "each clustering and momentum-updated after each step; 0: off. Cluster Contrast "
+                        "trains with it alone (--triplet_loss_weight 0).")
+    g.add_argument("--memory_temperature", type=argtypes.positive_float, default=D.memory_temperature,
+                   help="Temperature of the memory loss's softmax over the cosine similarities.")
+    g.add_argument("--memory_momentum", type=argtypes.unit_float, default=D.memory_momentum,
+                   help="Momentum m of the memory update: entry <- m x entry + (1 - m) x a batch "
+                        "feature of its cluster (L2-normalised), then L2-normalised.")
+    g.add_argument("--memory_update", choices=sorted(registries.MEMORY_UPDATES), default=D.memory_update,
+                   help="How the batch moves the memory: " + registries.MEMORY_UPDATES.help() + ".")
 
 
 def _metric_loss_arguments(p: argparse.ArgumentParser) -> None:

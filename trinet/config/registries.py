@@ -207,3 +207,15 @@ def classifier_defaults(name: str) -> ClassifierEntry:
     entry = CLASSIFIERS[name]
     assert isinstance(entry, ClassifierEntry)
     return entry
+
+
+#: Cluster-memory update rules (`--memory_update`): `(memory (C, D), features (B, D) normalised, labels (B,),
+#: momentum) -> memory`; `trinet.losses.memory.updated_memory` dispatches on the name.
+MEMORY_UPDATES = Registry("memory update", {
+    "mean": Entry("trinet.losses.memory:mean_update",
+                  "each sample in batch order moves its cluster's entry, m = momentum m + (1 - momentum) f, "
+                  "renormalised (Cluster Contrast)"),
+    "hard": Entry("trinet.losses.memory:hard_update",
+                  "per cluster in the batch, only the sample least similar to its entry moves it, as in mean "
+                  "(Cluster Contrast's hard variant)"),
+})

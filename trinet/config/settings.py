@@ -163,6 +163,19 @@ class TrainSettings:
     val_frequency: int = 1000
     val_identities: int | None = None
     val_fraction: float | None = None
+    # learning without labels (issue 21): without --unlabeled_set, training is supervised as before
+    unlabeled_set: str | None = None
+    unlabeled_image_root: str | None = None
+    recluster_frequency: int = 400
+    cluster_eps: float = 0.6
+    cluster_min_samples: int = 4
+    cluster_k1: int = 30
+    cluster_k2: int = 6
+    memory_loss_weight: float = 0.0
+    memory_temperature: float = 0.05
+    memory_momentum: float = 0.1
+    memory_update: str = "mean"
+    cluster_camera_norm: bool = False
 
     # -- derived values ------------------------------------------------------------------------------
     @property
@@ -187,6 +200,11 @@ class TrainSettings:
     def embedding_metric(self) -> str:
         """The metric to compare the inference embeddings with (`--test_metric`, else `--metric`)."""
         return self.test_metric or self.metric
+
+    @property
+    def pseudo_labels(self) -> bool:
+        """Whether the run trains on pseudo labels of --unlabeled_set (issue 21) instead of --train_set."""
+        return self.unlabeled_set is not None
 
     @property
     def holdout(self) -> bool:
@@ -304,8 +322,8 @@ def _problems(s: TrainSettings):
     from trinet.models.backbones import catalog, hub
     from trinet.pipeline import sampling
 
-    if s.train_set is None:
-        yield "--train_set is required (unless --resume)"
+    if s.train_set is None and s.unlabeled_set is None:
+        yield "--train_set is required (unless --resume, or --unlabeled_set to learn without labels)"
     registries.check("--model_name", s.model_name, catalog.CHOICES)
     registries.check("--head_name", s.head_name, heads.HEADS)
     registries.check("--pooling", s.pooling, registries.POOLINGS)
@@ -323,13 +341,19 @@ def _problems(s: TrainSettings):
     if s.sampler in ("pk", "pk_camera", "pk_clips") and s.triplet_loss_weight > 0 and s.batch_k < 2:
         yield (f"--batch_k must be at least 2 with the triplet loss (an anchor needs a positive in its "
                f"batch), got {s.batch_k}")
-    if not sampling.SAMPLERS[s.sampler].positives and s.triplet_loss_weight > 0:
+    if not sampling.SAMPLERS[s.sampler].positives and s.triplet_loss_weight > 0 and s.pseudo_labels:
+        yield (f"--sampler {s.sampler} with --unlabeled_set draws images regardless of their pseudo-"
+               "identity, so the triplet loss finds no positives: use --sampler pk (P pseudo-identities x K "
+               "images), or train with --memory_loss_weight alone (--triplet_loss_weight 0)")
+    elif not sampling.SAMPLERS[s.sampler].positives and s.triplet_loss_weight > 0:
         yield (f"--sampler {s.sampler} gives batches without guaranteed positives, which the triplet loss "
                "needs: use --sampler pk (or pk_camera), or --triplet_loss_weight 0 for identification-only "
                "training")
-    if s.triplet_loss_weight == 0 and s.id_loss_weight == 0 and not s.metric_losses:
+    if (s.triplet_loss_weight == 0 and s.id_loss_weight == 0 and not s.metric_losses
+            and not s.memory_loss_weight):
         yield ("--triplet_loss_weight and --id_loss_weight are both 0 and no metric-learning loss has a "
-               "weight (--contrastive_loss_weight, --ms_loss_weight, ...): there is nothing to train")
+               "weight (--contrastive_loss_weight, --ms_loss_weight, ..., --memory_loss_weight): there is "
+               "nothing to train")
     if s.label_smoothing and not s.id_loss_weight:
         yield f"--label_smoothing {s.label_smoothing} needs the identification loss (--id_loss_weight > 0)"
     if not 0 <= s.label_smoothing < 1:
@@ -443,6 +467,7 @@ def _problems(s: TrainSettings):
     yield from _color_problems(s)
     yield from _local_problems(s)
     yield from hub.problems(s)
+    yield from _unlabeled_problems(s)
 
 
 #: How `--sampler pk_clips` pools the T frames of a clip into one sample before the losses (train.py's
@@ -583,3 +608,58 @@ def _local_problems(s: TrainSettings):
     elif s.batch_k < 2:
         yield (f"--local_branch needs --batch_k at least 2 (its loss mines each anchor's hardest positive in "
                f"the batch), got {s.batch_k}")
+
+
+#: The settings of learning without labels (issue 21) and their ranges: `(lowest, highest, whether the bounds
+#: are allowed)`; they apply to --unlabeled_set only.
+UNLABELED_RANGES: dict[str, tuple[float, float, bool]] = {
+    "recluster_frequency": (1, float("inf"), True), "cluster_eps": (0.0, 1.0, False),
+    "cluster_min_samples": (2, float("inf"), True), "cluster_k1": (2, float("inf"), True),
+    "cluster_k2": (1, float("inf"), True), "memory_temperature": (0.0, float("inf"), False),
+    "memory_momentum": (0.0, 1.0, True),
+}
+#: What a pseudo-labelled run does not do yet: `(flag, whether the settings use it)`.
+_NOT_WITH_UNLABELED = (
+    ("--id_loss_weight", lambda s: s.id_loss_weight > 0),
+    ("--center_loss_weight", lambda s: s.center_loss_weight > 0),
+    ("--proxy_nca_loss_weight / --proxy_anchor_loss_weight", lambda s: bool(s.proxy_losses)),
+    ("--teacher", lambda s: s.teacher is not None),
+    ("--mutual_models", lambda s: s.mutual_models > 1),
+    ("--distribute", lambda s: s.distribute != "none"),
+    ("--camera_embedding", lambda s: s.camera_embedding),
+    ("--sampler pk_clips", lambda s: s.sampler == "pk_clips"),
+    ("--val_identities / --val_fraction", lambda s: s.holdout),
+)
+
+
+def _unlabeled_problems(s: TrainSettings):
+    """The checks of learning without labels: --unlabeled_set and the clustering and memory flags."""
+    defaults = TrainSettings()
+    if not s.pseudo_labels:
+        for name in ("unlabeled_image_root", "memory_update", "memory_loss_weight", "cluster_camera_norm",
+                     *UNLABELED_RANGES):
+            value = getattr(s, name)
+            if value != getattr(defaults, name):
+                yield (f"--{name} {value} applies to --unlabeled_set only; give --unlabeled_set or remove "
+                       f"--{name}")
+        return
+    for field, (low, high, closed) in UNLABELED_RANGES.items():
+        value = getattr(s, field)
+        inside = low <= value <= high if closed else low < value < high
+        if not inside:
+            bounds = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g})"
+            yield f"--{field} must be in {bounds}. Received: {value}"
+    from trinet.config import registries
+
+    registries.check("--memory_update", s.memory_update, registries.MEMORY_UPDATES)
+    if s.cluster_k2 > s.cluster_k1:
+        yield (f"--cluster_k2 {s.cluster_k2} must be at most --cluster_k1 {s.cluster_k1} (the query "
+               "expansion averages over the k2 nearest of the k1-reciprocal neighbours)")
+    if s.train_set is not None:
+        yield (f"--train_set {s.train_set} with --unlabeled_set: without labels the run trains on the "
+               "unlabeled set alone (training on both, --joint_source, is not available yet); give one of "
+               "them. To adapt a model trained on labels, pass its experiment root as --initial_checkpoint")
+    for flag, used in _NOT_WITH_UNLABELED:
+        if used(s):
+            yield (f"{flag} does not go with --unlabeled_set yet (pseudo labels train with "
+                   "--triplet_loss_weight, --memory_loss_weight and the pair-based metric-learning losses)")

@@ -142,28 +142,29 @@ def smallest(block: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(columns, order, axis=1)
 
 
-def _reciprocal(nn: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """`(N, K)` ranked neighbours -> `(N, k+1)` forward neighbours and the mask of the reciprocal ones."""
-    forward = nn[:, :k + 1]
+def _reciprocal(nn: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(N, K)` ranked neighbours -> the `(N, size)` forward lists (the `size` nearest) and the mask of
+    the reciprocal ones (j among the `size` nearest of i with i among the `size` nearest of j)."""
+    forward = nn[:, :size]
     mask = np.empty(forward.shape, bool)
-    step = max(1, BLOCK_ENTRIES // (forward.shape[1] ** 2))
+    step = max(1, BLOCK_ENTRIES // max(1, forward.shape[1] ** 2))
     for s in range(0, len(nn), step):
         rows = np.arange(s, min(s + step, len(nn)))
         mask[rows] = (forward[forward[rows]] == rows[:, None, None]).any(axis=2)
     return forward, mask
 
 
-def _expanded_sets(nn: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k-reciprocal sets after expansion as `(E,)` rows and columns, sorted by row then column."""
+def _expanded_sets(nn: np.ndarray, size: int, half_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-reciprocal sets after expansion as `(E,)` rows and columns, sorted by row then column;
+    `size` and `half_size` are the lengths of the forward lists of R(i, k1) and R(c, round(k1/2))."""
     n = len(nn)
-    fwd, recip = _reciprocal(nn, k1)
-    half = int(np.around(k1 / 2.0))
-    fwd_h, recip_h = _reciprocal(nn, half)
+    fwd, recip = _reciprocal(nn, size)
+    fwd_h, recip_h = _reciprocal(nn, half_size)
     size_h = recip_h.sum(axis=1)
     i_p = np.repeat(np.arange(n), recip.sum(axis=1))
     c_p = fwd[recip]
     parts_rows, parts_cols = [i_p], [c_p]
-    step = max(1, BLOCK_ENTRIES // (fwd.shape[1] * fwd_h.shape[1]))
+    step = max(1, BLOCK_ENTRIES // max(1, fwd.shape[1] * fwd_h.shape[1]))
     for s in range(0, len(i_p), step):
         i, c = i_p[s:s + step], c_p[s:s + step]
         # Members of R(c, half) that are also in R(i, k1).
@@ -175,6 +176,57 @@ def _expanded_sets(nn: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray]:
         parts_cols.append(fwd_h[c[accepted]][members])
     keys = np.unique(np.concatenate(parts_rows).astype(np.int64) * n + np.concatenate(parts_cols))
     return keys // n, keys % n
+
+
+def encoding(nn: np.ndarray, squared_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray], k1: int,
+             k2: int, *, row_scale: np.ndarray | None = None,
+             sizes: tuple[int, int] | None = None) -> sp.csr_matrix:
+    """The k-reciprocal encoding V `(N, N)` float64 CSR (sorted indices) of steps 2-4 above.
+
+    Args:
+        nn: `(N, K)` each image's nearest neighbours, ranked (itself normally first).
+        squared_pairs: `(P,), (P,) -> (P,)` the squared distances of pairs of images.
+        k1, k2: the paper's parameters; the query expansion averages min(k2, K) neighbours.
+        row_scale: `(N,)` divisor of each row's squared distances in the weights exp(-d^2 / scale)
+            (re-ranking: the row maxima); None: 1 (Cluster Contrast).
+        sizes: the lengths of the forward lists of R(i, k1) and R(c, round(k1/2)); default the
+            paper's (k1 + 1, round(k1/2) + 1).
+    """
+    n = len(nn)
+    half = int(np.around(k1 / 2.0))
+    size, half_size = sizes if sizes is not None else (k1 + 1, half + 1)
+    rows, cols = _expanded_sets(nn, size, half_size)
+    weights = squared_pairs(rows, cols).astype(np.float64)
+    if row_scale is not None:
+        weights /= row_scale[rows]
+    weights = np.exp(-weights)
+    weights /= np.bincount(rows, weights=weights, minlength=n)[rows]
+    v = sp.csr_matrix((weights, (rows, cols)), shape=(n, n))
+    k2 = min(k2, nn.shape[1])
+    if k2 != 1:
+        expand = sp.csr_matrix((np.full(n * k2, 1.0 / k2), (np.repeat(np.arange(n), k2),
+                                                            nn[:, :k2].reshape(-1))), shape=(n, n))
+        v = expand @ v
+    v.sum_duplicates()
+    v.sort_indices()
+    return v
+
+
+def pair_minima(rows: sp.csr_matrix, columns: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The terms min(V[i, l], V[j, l]) of the Jaccard overlaps of the encodings `rows` `(B, L)` (CSR)
+    with the encodings `columns` `(M, L)` (CSC with sorted indices: column l lists the j with V[j, l]).
+
+    Returns `(T,)` row i (within the block), column j, and the minimum, one per shared l: for each
+    entry (i, l) in `rows`' order, every entry (j, l) of `columns` in its order.
+    """
+    entry_rows = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    ls, a = rows.indices, rows.data
+    counts = np.diff(columns.indptr)[ls]
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    where = np.repeat(columns.indptr[ls] - (ends - counts), counts) + np.arange(total)
+    mins = np.minimum(np.repeat(a, counts), columns.data[where])
+    return np.repeat(entry_rows, counts), columns.indices[where], mins
 
 
 class ReRanker:
@@ -200,16 +252,7 @@ class ReRanker:
         n = len(source)
         self.num_queries, self.num_gallery = source.num_queries, n - source.num_queries
         nn, self.row_max = self._neighbours(min(n, max(self.k1 + 1, self.k2)), batch_size, progress)
-        rows, cols = _expanded_sets(nn, self.k1)
-        weights = np.exp(-source.squared_pairs(rows, cols).astype(np.float64) / self.row_max[rows])
-        weights /= np.bincount(rows, weights=weights, minlength=n)[rows]
-        v = sp.csr_matrix((weights, (rows, cols)), shape=(n, n))
-        if self.k2 != 1:
-            k2 = min(self.k2, n)
-            expand = sp.csr_matrix((np.full(n * k2, 1.0 / k2), (np.repeat(np.arange(n), k2),
-                                                                nn[:, :k2].reshape(-1))), shape=(n, n))
-            v = expand @ v
-        v.sum_duplicates()
+        v = encoding(nn, source.squared_pairs, self.k1, self.k2, row_scale=self.row_max)
         self._v_query = v[:self.num_queries].tocsr()
         self._v_gallery = v[self.num_queries:].tocsc()
         self._v_gallery.sort_indices()
@@ -248,17 +291,11 @@ class ReRanker:
 
     def _overlap(self, rows: slice, column_of: np.ndarray | None, num_columns: int) -> np.ndarray:
         """`(B, C)` float64 sum_l min(V[i, l], V[j, l]) of the queries `rows` and the gallery columns."""
-        vq, vg = self._v_query[rows], self._v_gallery
-        entry_rows = np.repeat(np.arange(vq.shape[0]), np.diff(vq.indptr))
-        ls, a = vq.indices, vq.data
-        counts = np.diff(vg.indptr)[ls]
-        ends = np.cumsum(counts)
-        total = int(ends[-1]) if len(ends) else 0
+        vq = self._v_query[rows]
         # For each entry (i, l) of the queries, every gallery entry (j, l) of the same column l.
-        where = np.repeat(vg.indptr[ls] - (ends - counts), counts) + np.arange(total)
-        cols = vg.indices[where] if column_of is None else column_of[vg.indices[where]]
-        mins = np.minimum(np.repeat(a, counts), vg.data[where])
-        cell = np.repeat(entry_rows, counts) * num_columns + cols
+        entry_rows, gallery, mins = pair_minima(vq, self._v_gallery)
+        cols = gallery if column_of is None else column_of[gallery]
+        cell = entry_rows * num_columns + cols
         if column_of is not None:
             cell, mins = cell[cols >= 0], mins[cols >= 0]
         size = vq.shape[0] * num_columns

@@ -109,10 +109,12 @@ class _Run:
             held_out = query, gallery
         self.dataset = dataset
         self.cameras = training_cameras(s, dataset) if s.camera_embedding else None
-        self.sampler = self.make_sampler(s.seed)
+        self.labeler: Any = None  # --unlabeled_set: the batches are drawn from each clustering's clusters
+        self.sampler = None if s.pseudo_labels else self.make_sampler(s.seed)
         keras_weights, source = ((None, None) if latest else
                                  initial_weights(s.initial_checkpoint, s.model_name))
-        identities = len(self.sampler.unique_pids)
+        # with pseudo labels: at most one cluster per unlabeled image (the memory's fixed capacity)
+        identities = len(dataset) if self.sampler is None else len(self.sampler.unique_pids)
         # the teacher's checkpoint a resumed run was trained against (older checkpoints: none recorded)
         teacher_pin = checkpoints.read_info(latest)[1].get("teacher") if latest and s.teacher else None
         if latest and s.teacher and teacher_pin is None:
@@ -126,8 +128,11 @@ class _Run:
             members = [self.trainer] + [Trainer(s.replace(seed=s.seed + 1000 * i), identities, keras_weights,
                                                 source) for i in range(1, s.mutual_models)]
             self.trainer = MutualTrainer(members, s.mutual_logits_weight, s.mutual_distance_weight)
+        if s.pseudo_labels:
+            from trinet.training.pseudo_labels import PseudoLabeler
+            self.labeler = PseudoLabeler(s, dataset, self.trainer.pseudo)
         if s.distill_logits_weight:
-            assert self.trainer.teacher is not None
+            assert self.trainer.teacher is not None and self.sampler is not None
             self.trainer.teacher.check_identities(self.sampler.unique_pids)
         self.validator = None
         if s.validation:
@@ -144,10 +149,24 @@ class _Run:
         self.books = Bookkeeping(s, self.trainer, chief)
 
     def make_sampler(self, seed: int, excluded: Iterable[int] = ()) -> PKSampler:
-        """The run's `--sampler` over its training set, without the rows `excluded`."""
+        """The run's `--sampler` over its training set, without the rows `excluded`; with pseudo labels, over
+        the clusters of the unlabeled set, without the outliers (`pseudo_labels.pseudo_pids`)."""
         s = self.s
-        return make_sampler(s.sampler, self.dataset.pids, s.batch_p, s.batch_k, seed, excluded,
-                            self.dataset.columns(), clip_length=s.clip_length)
+        if self.labeler is None:
+            return make_sampler(s.sampler, self.dataset.pids, s.batch_p, s.batch_k, seed, excluded,
+                                self.dataset.columns(), clip_length=s.clip_length)
+        from trinet.training.pseudo_labels import pseudo_pids
+
+        pids, outliers = pseudo_pids(self.trainer.pseudo.labels.numpy())
+        try:
+            return make_sampler(s.sampler, pids, s.batch_p, s.batch_k, seed,
+                                set(excluded) | set(outliers.tolist()), self.dataset.columns())
+        except TrinetError as e:
+            clusters = int(self.trainer.pseudo.num_clusters.numpy())
+            raise TrinetError(f"The clustering of --unlabeled_set cannot fill a batch of --sampler "
+                              f"{s.sampler}: its {clusters} clusters are the identities ({len(outliers)} "
+                              f"outliers left out). {e} Or change --cluster_eps (smaller: more, smaller "
+                              "clusters; larger: fewer outliers).") from None
 
 
 def train(s: TrainSettings) -> int:
@@ -172,7 +191,11 @@ def train(s: TrainSettings) -> int:
                 log.info("%20s: %s", key, value)
             if not s.resume and chief:
                 experiment.check_fresh(root)  # before any long work
-            dataset = load_training_set(s)
+            if s.pseudo_labels:
+                from trinet.training.pseudo_labels import load_unlabeled_set
+                dataset = load_unlabeled_set(s)
+            else:
+                dataset = load_training_set(s)
             if s.resume:
                 if chief:
                     experiment.check_writable(root)
@@ -222,6 +245,8 @@ def _loop(run: _Run, latest: str | None) -> int:
                              "num_cameras": trainer.num_cameras}
     if trainer.teacher is not None:  # exactly this checkpoint of the teacher is reloaded on --resume
         state["teacher"] = trainer.teacher.pin()
+    if run.labeler is not None:  # the iteration of the next clustering, and how many there were
+        state.update(next_clustering=0, clusterings=0)
     if latest is not None:
         step, saved_state = checkpoints.restore(latest, trainer.groups())
         state.update(saved_state)
@@ -249,11 +274,20 @@ def _loop(run: _Run, latest: str | None) -> int:
     detailed = (DetailedLogs(root, total, s.batch_size, dim, max(len(f.encode()) for f in run.dataset.fids))
                 if s.detailed_logs and run.chief else None)
     excluded: set[int] = set(state["excluded_rows"])
-    seed = s.seed
     delivered = Delivered(state["next_batch"] - 1)
+    pseudo = run.labeler is not None
+    seed: int = s.seed
+    sampler: Any = None
+    data: Any = None
 
     def open_data(start: int):
-        sampler = run.sampler if not excluded else run.make_sampler(seed, excluded)
+        if pseudo:  # each clustering's batches have their own seed, from the first batch on
+            from trinet.training.pseudo_labels import sampler_seed
+            sampler = run.make_sampler(sampler_seed(seed, state["clusterings"]), excluded)
+        elif excluded or run.sampler is None:
+            sampler = run.make_sampler(seed, excluded)
+        else:
+            sampler = run.sampler
         data = training_dataset(run.dataset.paths(), sampler, start, None, net_size=s.net_size,
                                 pre_crop_size=s.pre_crop_size, flip=s.flip_augment, crop=s.crop_augment,
                                 threads=s.loading_threads, pad=s.pad_crop, erasing_prob=s.random_erasing_prob,
@@ -261,11 +295,32 @@ def _loop(run: _Run, latest: str | None) -> int:
                                 auto_augment_prob=s.auto_augment_prob, cameras=run.cameras)
         return sampler, iter(data)
 
-    sampler, data = open_data(state["next_batch"])
+    def recluster() -> None:
+        """Pseudo labels from a clustering at `step`; the batches start over on its clusters."""
+        nonlocal sampler, data
+        _, problem = run.labeler.recluster(trainer.inference, step, writer)
+        if problem is not None:
+            saved = run.books.save(step, state)
+            where = os.path.basename(saved) if saved else "the checkpoint"
+            raise TrinetError(f"{problem[:1].upper()}{problem[1:]} (clustering at iteration {step}). {where} "
+                              "resumes from here.")
+        state["clusterings"] += 1
+        try:
+            sampler, data = open_data(0)
+        except TrinetError:  # too few clusters for a batch: the checkpoint clusters again on --resume
+            state["clusterings"] -= 1
+            run.books.save(step, state)
+            raise
+        state["next_clustering"] = step + s.recluster_frequency
+        state["next_batch"] = 0
+        delivered.index = -1
+
+    if not pseudo or step < state["next_clustering"]:
+        sampler, data = open_data(state["next_batch"])
     times: collections.deque = collections.deque(maxlen=ETA_WINDOW)
     last_saved = step
-    samples = (f"{s.batch_size} clips of {s.clip_frames} frames ({sampler.batch_size} images, pooled by "
-               f"their {s.temporal_pooling})" if s.clip_frames > 1 else f"{s.batch_size} images")
+    samples = (f"{s.batch_size} clips of {s.clip_frames} frames ({s.batch_size * s.clip_frames} images, "
+               f"pooled by their {s.temporal_pooling})" if s.clip_frames > 1 else f"{s.batch_size} images")
     log.info("Training iterations %d to %d (batches of %d x %d = %s of %dx%d; objective: %s).",
              step + 1, total, s.batch_p, s.batch_k, samples, *s.net_size,
              " + ".join(f"{o.weight:g} x {o.name}" for o in trainer.objectives))
@@ -274,6 +329,9 @@ def _loop(run: _Run, latest: str | None) -> int:
         tick = time.perf_counter()
         agreed_stop = False  # with several workers: a stop that every worker saw after the same step
         while step < total and not (agreed_stop if trainer.strategy is not None else interrupt.interrupted):
+            if pseudo and step >= state["next_clustering"]:
+                recluster()
+                tick = time.perf_counter()
             item = next(data, None)
             if item is None:  # the generator gave up: a long run of batches that all failed
                 first = delivered.index + 1

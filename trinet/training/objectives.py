@@ -95,13 +95,27 @@ def metric_learning_term(name: str, parameters: dict[str, float],
     return lambda outputs, labels: fn(outputs["metric"], labels, **parameters)
 
 
+def memory_term(pseudo, temperature: float) -> TermFn:
+    """The cluster-memory InfoNCE loss (`trinet.losses.memory.memory_loss`) of `outputs['embedding']` (the
+    feature the clusters and their centroids are of) against the memory of `pseudo`
+    (`trinet.training.pseudo_labels.PseudoState`: `(N, D)` entries, the first `num_clusters` active); the
+    labels are the batch's clusters."""
+    from trinet.losses.memory import memory_loss
+
+    def term(outputs, labels):
+        return memory_loss(outputs["embedding"], labels, tf.convert_to_tensor(pseudo.memory), temperature,
+                           pseudo.active())
+    return term
+
+
 def build_objectives(settings, centers: tf.Variable | None = None,
                      teacher_metric: str | None = None,
-                     proxies: dict[str, tf.Variable] | None = None) -> list[Objective]:
+                     proxies: dict[str, tf.Variable] | None = None, pseudo=None) -> list[Objective]:
     """The weighted terms of a `TrainSettings` run (terms of weight 0 are left out); the distillation
     terms need the outputs `teacher_logits` / `teacher_metric`
     (`trinet.training.distillation.Teacher.outputs`), whose distances are taken with `teacher_metric`;
-    `proxies`: the `(C, D)` variable of each proxy loss, by name."""
+    `proxies`: the `(C, D)` variable of each proxy loss, by name; `pseudo`: the pseudo labels' variables
+    (`trinet.training.pseudo_labels.PseudoState`) of the memory term."""
     terms = []
     if settings.triplet_loss_weight:
         terms.append(Objective("triplet", settings.triplet_loss_weight,
@@ -121,6 +135,11 @@ def build_objectives(settings, centers: tf.Variable | None = None,
         parameters = {keyword: getattr(settings, field) for field, keyword in entry.parameters}
         terms.append(Objective(name, getattr(settings, entry.weight),
                                metric_learning_term(name, parameters, (proxies or {}).get(name))))
+    if settings.memory_loss_weight:
+        if pseudo is None or pseudo.memory is None:
+            raise ValueError("the memory loss needs the cluster memory")
+        terms.append(Objective("memory", settings.memory_loss_weight,
+                               memory_term(pseudo, settings.memory_temperature)))
     if settings.distill_logits_weight:
         terms.append(Objective("distill_logits", settings.distill_logits_weight,
                                distillation.logits_term(settings.distill_temperature)))

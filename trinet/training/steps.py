@@ -69,7 +69,7 @@ def step_monitoring(stats: dict, loss, per_sample, outputs: dict, terms: dict, s
 
 def make_train_step(model: keras.Model, updates, objectives, distances, k: int, centers=None,
                     center_scale: float = 0.0, jit_compile: bool = False, loss_scale=None, teacher=None,
-                    clip_length: int = 1):
+                    clip_length: int = 1, after_update=None):
     """A compiled `(images (B,H,W,3), labels (B,)) -> dict of tensors` training step (`distances`: the
     `(B, D) -> (B, B)` distances the losses see, `trinet.losses.pairwise.batch_distances`) that applies, for
     each `(optimizer, variables)` of `updates`, the gradients of those variables, and updates `centers`
@@ -79,7 +79,9 @@ def make_train_step(model: keras.Model, updates, objectives, distances, k: int, 
     LossScaleOptimizer of float16 training (the loss is scaled for the gradients). `teacher`: `images ->
     dict` of constant outputs added to the model's (distillation). `clip_length`: T > 1 for batches of
     clips (`--sampler pk_clips`): the images are `(C*T, H, W, 3)` with `(C*T,)` labels, and the losses see
-    the C clips' pooled outputs (`pool_clips`) with every T-th label."""
+    the C clips' pooled outputs (`pool_clips`) with every T-th label. `after_update`: `(outputs, labels) ->
+    None`, run after the gradients are applied (the momentum update of the cluster memory,
+    `trinet.training.trainer.Trainer.memory_update`)."""
     variables = [v for _, group in updates for v in group]
     watched = variables + ([centers] if centers is not None else [])
 
@@ -93,6 +95,8 @@ def make_train_step(model: keras.Model, updates, objectives, distances, k: int, 
             scaled = loss if loss_scale is None else loss_scale.scale_loss(loss)
         grads = tape.gradient(scaled, watched)
         skipped = apply_updates(updates, grads, centers, center_scale, loss_scale)
+        if after_update is not None:
+            after_update(outputs, labels)
         return outputs, loss, per_sample, terms, skipped
 
     learn_step = tf.function(learn, jit_compile=True) if jit_compile else learn

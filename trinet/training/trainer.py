@@ -188,8 +188,15 @@ class Trainer:
                      f"{self.teacher.num_classes} classes" if self.teacher.num_classes else "no classifier",
                      self.teacher.sha256[:16], "the one this run was trained against" if teacher_pin
                      else "recorded in this run's checkpoints")
+        #: learning without labels (--unlabeled_set): the pseudo labels and the cluster memory, one row per
+        #: unlabeled image (`identities` is then the size of the unlabeled set)
+        self.pseudo = None
+        if s.pseudo_labels:
+            from trinet.training.pseudo_labels import PseudoState
+            self.pseudo = PseudoState(identities, int(self.model.output["embedding"].shape[-1]),
+                                      memory=bool(s.memory_loss_weight))
         self.objectives = build_objectives(s, self.centers, self.teacher.metric if self.teacher else None,
-                                           self.proxies)
+                                           self.proxies, self.pseudo)
         #: `(B, D) -> (B, B)`: the distances of the metric features the losses see (--spectral_transform)
         self.distances = batch_distances(s.metric, s.spectral_sigma if s.spectral_transform else None)
         self._steps: dict[str, Any] = {}
@@ -237,7 +244,22 @@ class Trainer:
         training = ([self.centers] if self.centers is not None else []) + list(self.proxies.values())
         if training:
             groups["training"] = training
+        if self.pseudo is not None:
+            from trinet.training.pseudo_labels import GROUP
+            groups[GROUP] = self.pseudo.variables()
         return groups
+
+    def memory_update(self, outputs: dict, labels) -> None:
+        """Move the cluster memory's entries of the batch's clusters towards the batch's embeddings
+        (`trinet.losses.memory.updated_memory`, --memory_momentum, --memory_update); in the step, after the
+        gradients."""
+        from trinet.losses.memory import updated_memory
+
+        assert self.pseudo is not None and self.pseudo.memory is not None
+        memory = self.pseudo.memory
+        features = tf.stop_gradient(outputs["embedding"])
+        memory.assign(updated_memory(tf.convert_to_tensor(memory), features, labels, self.s.memory_momentum,
+                                     self.s.memory_update))
 
     def extra_models(self) -> dict[str, keras.Model]:
         """`{file name: training model}` of the run's other networks, exported beside model.keras (none:
@@ -267,11 +289,14 @@ class Trainer:
             center_scale = s.center_learning_rate / s.center_loss_weight if s.center_loss_weight else 0.0
             k = max(1, s.batch_k - 1)
             teacher = self.teacher.outputs if self.teacher is not None else None
+            memory = self.pseudo is not None and self.pseudo.memory is not None
+            after_update = self.memory_update if memory else None
             if self.strategy is None:
                 self._steps[phase] = make_train_step(self.model, self.updates(phase), self.objectives,
                                                      self.distances, k, self.centers, center_scale,
                                                      jit_compile=s.jit_compile, loss_scale=self.loss_scale,
-                                                     teacher=teacher, clip_length=s.clip_frames)
+                                                     teacher=teacher, clip_length=s.clip_frames,
+                                                     after_update=after_update)
             else:
                 self._steps[phase] = make_replicated_step(
                     self.strategy, self.model, self.updates(phase), self.objectives, self.distances, k,
