@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import tensorflow as tf
+
+from trinet.core.errors import TrinetError, listing
+from trinet.data.datasets import Dataset, find_non_images
 
 from trinet.pipeline.images import decode, train_augment
 from trinet.pipeline.sampling import PKSampler, element_seeds
@@ -68,6 +73,31 @@ def training_dataset(paths: list[str], sampler: PKSampler, start: int, stop: int
     ds = ds.filter(lambda index, images, labels: tf.shape(labels)[0] == batch)  # end-of-run leftovers
     ds = ds.map(lambda index, images, labels: (index[0], images, labels))
     return ds.prefetch(2)
+
+
+def screen_images(dataset: Dataset, source: str, *, decode_all: bool, reason: str, on_bad_image: str,
+                  threads: int = 8) -> Dataset:
+    """`dataset` without its empty and non-image files and, with `decode_all`, without its images that do
+    not decode (logged as done for `reason`); under `on_bad_image` "skip" they are left out with a warning.
+
+    Raises:
+        TrinetError: under `on_bad_image` "error", any such image (all of them named, with `source`, the
+            CSV).
+    """
+    log = logging.getLogger("trinet.train")
+    bad = find_non_images(dataset)
+    what = "empty or not an image file (JPEG, PNG, BMP or GIF)"
+    if decode_all:
+        log.info("Decoding all %d images of %s (%s)...", len(dataset), source, reason)
+        bad |= ~decodable(dataset.paths(), threads=threads)
+        what = "empty, not an image file, or not decodable"
+    if not bad.any():
+        return dataset
+    message = f"{source}: {bad.sum()} of {len(dataset)} images are {what}: {listing(dataset.fids[bad])}"
+    if on_bad_image == "error":
+        raise TrinetError(f"{message}. Remove them from {source}, or pass --on_bad_image skip.")
+    log.warning("%s. Skipping them.", message)
+    return dataset.subset(~bad)
 
 
 def decodable(paths: list[str], threads: int = 8) -> np.ndarray:

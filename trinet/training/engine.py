@@ -26,9 +26,9 @@ import tensorflow as tf
 from trinet.config.settings import TrainSettings
 from trinet.core.errors import TrinetError, listing
 from trinet.core.fileio import remove_stale_temporaries
-from trinet.data.datasets import Dataset, check_files, find_non_images, read_csv
+from trinet.data.datasets import Dataset, check_files, read_csv
 from trinet.models.distribute import is_chief, make_strategy
-from trinet.pipeline.dataset import MAX_AHEAD, Delivered, decodable, training_dataset
+from trinet.pipeline.dataset import MAX_AHEAD, Delivered, decodable, screen_images, training_dataset
 from trinet.pipeline.sampling import PKSampler, make_sampler
 from trinet.rundir import checkpoints, experiment
 from trinet.rundir.runlock import ExperimentLock
@@ -49,19 +49,8 @@ def load_training_set(s: TrainSettings) -> Dataset:
     (with --validate_images) undecodable images and single-image identities."""
     assert s.train_set is not None  # TrainSettings.validate requires it
     dataset = check_files(read_csv(s.train_set, s.image_root), skip_missing=s.skip_missing)
-    bad = find_non_images(dataset)
-    what = "empty or not an image file (JPEG, PNG, BMP or GIF)"
-    if s.validate_images:
-        log.info("Decoding all %d training images (--validate_images)...", len(dataset))
-        bad |= ~decodable(dataset.paths(), threads=s.loading_threads)
-        what = "empty, not an image file, or not decodable"
-    if bad.any():
-        message = (f"{s.train_set}: {bad.sum()} of {len(dataset)} images are {what}: "
-                   f"{listing(dataset.fids[bad])}")
-        if s.on_bad_image == "error":
-            raise TrinetError(message + ". Remove them from the CSV, or pass --on_bad_image skip.")
-        log.warning("%s. Skipping them.", message)
-        dataset = dataset.subset(~bad)
+    dataset = screen_images(dataset, s.train_set, decode_all=s.validate_images, reason="--validate_images",
+                            on_bad_image=s.on_bad_image, threads=s.loading_threads)
     pids, counts = np.unique(dataset.pids, return_counts=True)
     single = pids[counts == 1]
     if len(single) and s.triplet_loss_weight:

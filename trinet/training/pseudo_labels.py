@@ -25,8 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from trinet.config.settings import TrainSettings
-from trinet.core.errors import TrinetError, listing
-from trinet.data.datasets import Dataset, check_files, find_non_images, read_any
+from trinet.core.errors import TrinetError
+from trinet.data.datasets import Dataset, check_files, read_any
 
 log = logging.getLogger("trinet.train")
 
@@ -43,20 +43,13 @@ def load_unlabeled_set(s: TrainSettings) -> Dataset:
         TrinetError: images are bad (with --on_bad_image error) or missing, or fewer than 2 x
             --cluster_min_samples are left.
     """
-    from trinet.pipeline.dataset import decodable
+    from trinet.pipeline.dataset import screen_images
 
     assert s.unlabeled_set is not None
     dataset = check_files(read_any(s.unlabeled_set, s.unlabeled_image_root), skip_missing=s.skip_missing)
-    bad = find_non_images(dataset)
-    log.info("Decoding all %d unlabeled images (each clustering embeds them all)...", len(dataset))
-    bad |= ~decodable(dataset.paths(), threads=s.loading_threads)
-    if bad.any():
-        message = (f"{s.unlabeled_set}: {bad.sum()} of {len(dataset)} images are empty, not an image file, "
-                   f"or not decodable: {listing(dataset.fids[bad])}")
-        if s.on_bad_image == "error":
-            raise TrinetError(message + ". Remove them from the list, or pass --on_bad_image skip.")
-        log.warning("%s. Skipping them.", message)
-        dataset = dataset.subset(~bad)
+    dataset = screen_images(dataset, s.unlabeled_set, decode_all=True,
+                            reason="each clustering embeds them all", on_bad_image=s.on_bad_image,
+                            threads=s.loading_threads)
     least = 2 * s.cluster_min_samples
     if len(dataset) < least:
         raise TrinetError(f"--unlabeled_set {s.unlabeled_set} has {len(dataset)} usable images; clustering "
