@@ -124,11 +124,13 @@ def _sizes(net_size: tuple[int, int], pre_crop_size: tuple[int, int], crop_mode:
     return out
 
 
+@functools.lru_cache(maxsize=16)
 def prepare_fn(net_size: tuple[int, int], pre_crop_size: tuple[int, int], flip: bool, crop_mode: str | None,
-               threads: int, scales: Sequence[float] = NO_SCALES
+               threads: int, scales: tuple[float, ...] = NO_SCALES
                ) -> Callable[[tf.Tensor], tuple[tf.Tensor, ...]]:
     """A compiled function `(b,) paths -> one (b * M, h_s, w_s, 3) float32 tensor of views (image-major)
-    per scale`, decoding the b images once, in parallel (`threads` at a time)."""
+    per scale`, decoding the b images once, in parallel (`threads` at a time). Cached: training's repeated
+    validations (and clusterings) do not trace it again."""
     views = len(view_names(flip, crop_mode))
     sizes = _sizes(net_size, pre_crop_size, crop_mode, scales)
 
@@ -175,6 +177,7 @@ def _preparer(images: Sequence, net_size: tuple[int, int], pre_crop_size: tuple[
               ) -> Callable[[Sequence], tuple[tf.Tensor, ...]]:
     """The function that makes the views of a block of `images`: paths (`prepare_fn`) or arrays."""
     scales = tuple(float(s) for s in scales)
+    net_size, pre_crop_size = tuple(net_size), tuple(pre_crop_size)  # type: ignore[assignment]
     if not _is_paths(images):
         return prepare_arrays_fn(net_size, pre_crop_size, flip, crop_mode, scales)
     from_paths = prepare_fn(net_size, pre_crop_size, flip, crop_mode, threads, scales)
