@@ -47,3 +47,16 @@ recipe_iterations() {
         exit 2
     fi
 }
+
+# CLUSTER_CONTRAST: the training flags of the recipes without labels (usl_market1501.sh, uda_recipe.sh):
+# Cluster Contrast's settings (Dai et al. 2021) for a ResNet-50 at 256x128; each recipe adds its data, its
+# initial checkpoint and its validation.
+CLUSTER_CONTRAST=(
+    --model_name resnet50 --last_stride 1 --pooling avg --head_name bnneck --test_feature after
+    --test_metric cosine --batch_p 16 --batch_k 16 --net_input_height 256 --net_input_width 128
+    --flip_augment --pad_crop 10 --random_erasing_prob 0.5
+    --triplet_loss_weight 0 --memory_loss_weight 1 --memory_temperature 0.05 --memory_momentum 0.1
+    --memory_update mean --recluster_frequency 400 --cluster_eps 0.6 --cluster_min_samples 4
+    --cluster_k1 30 --cluster_k2 6 --optimizer adam --learning_rate 3.5e-4 --train_iterations 20000
+    --lr_schedule multistep --lr_milestones 8000 --lr_gamma 0.1
+)

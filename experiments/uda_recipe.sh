@@ -37,14 +37,7 @@ mkdir -p "$EXP"
 # epochs of 400 iterations, a clustering per epoch (DBSCAN eps 0.6 on the k-reciprocal Jaccard distance,
 # k1 30, k2 6). The source model's head (BNNeck) and pooling are kept, so that it starts from all of it.
 train_or_resume "$EXP/adapted" --unlabeled_set "${TPREFIX}_train.csv" --unlabeled_image_root "$TIMAGES" \
-    --initial_checkpoint "$EXP/source" \
-    --model_name resnet50 --last_stride 1 --pooling avg --head_name bnneck --test_feature after \
-    --test_metric cosine --batch_p 16 --batch_k 16 --net_input_height 256 --net_input_width 128 \
-    --flip_augment --pad_crop 10 --random_erasing_prob 0.5 \
-    --triplet_loss_weight 0 --memory_loss_weight 1 --memory_temperature 0.05 --memory_momentum 0.1 \
-    --memory_update mean --recluster_frequency 400 --cluster_eps 0.6 --cluster_min_samples 4 \
-    --cluster_k1 30 --cluster_k2 6 --optimizer adam --learning_rate 3.5e-4 --train_iterations 20000 \
-    --lr_schedule multistep --lr_milestones 8000 --lr_gamma 0.1 \
+    --initial_checkpoint "$EXP/source" "${CLUSTER_CONTRAST[@]}" \
     --val_query "${TPREFIX}_query.csv" --val_gallery "${TPREFIX}_test.csv" --val_image_root "$TIMAGES" \
     --val_excluder "$TEXCLUDER" \
     --val_frequency $((10 * TEPOCH)) --checkpoint_frequency 1000 --log_frequency 20 "$@"

@@ -36,14 +36,7 @@ PREFIX=${CSV_PREFIX:-$HERE/data/market1501}
 . "$HERE/experiments/recipe_lib.sh"
 check_dataset Market-1501 "$PREFIX" "$IMAGES"
 train_or_resume "$EXP" --unlabeled_set "${PREFIX}_train.csv" --unlabeled_image_root "$IMAGES" \
-    --model_name resnet50 --initial_checkpoint imagenet --last_stride 1 --pooling avg \
-    --head_name bnneck --test_feature after --test_metric cosine \
-    --batch_p 16 --batch_k 16 --net_input_height 256 --net_input_width 128 \
-    --flip_augment --pad_crop 10 --random_erasing_prob 0.5 \
-    --triplet_loss_weight 0 --memory_loss_weight 1 --memory_temperature 0.05 --memory_momentum 0.1 \
-    --memory_update mean --recluster_frequency 400 --cluster_eps 0.6 --cluster_min_samples 4 \
-    --cluster_k1 30 --cluster_k2 6 --optimizer adam --learning_rate 3.5e-4 --train_iterations 20000 \
-    --lr_schedule multistep --lr_milestones 8000 --lr_gamma 0.1 \
+    --initial_checkpoint imagenet "${CLUSTER_CONTRAST[@]}" \
     --val_query "${PREFIX}_query.csv" --val_gallery "${PREFIX}_test.csv" --val_image_root "$IMAGES" \
     --val_excluder market1501 \
     --val_frequency 4000 --checkpoint_frequency 1000 --log_frequency 20 "$@"
