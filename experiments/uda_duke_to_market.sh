@@ -20,7 +20,7 @@
 #   EXPERIMENT_ROOT/adapted; extra flags go to the adaptation, SOURCE_FLAGS="..." to the source run.
 set -euo pipefail
 if [ $# -lt 3 ]; then
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,20p' "$0" >&2
     exit 2
 fi
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

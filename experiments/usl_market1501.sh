@@ -24,7 +24,7 @@
 #   cameras.
 set -euo pipefail
 if [ $# -lt 2 ]; then
-    sed -n '2,25p' "$0" >&2
+    sed -n '2,24p' "$0" >&2
     exit 2
 fi
 IMAGES=$1 EXP=$2
