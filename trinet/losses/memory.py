@@ -105,13 +105,16 @@ def updated_memory(memory: tf.Tensor, embeddings: tf.Tensor, labels: tf.Tensor, 
 
     The embeddings are L2-normalised first (Cluster Contrast updates with its normalised features) and taken
     without gradient; `mode` is one of `trinet.config.registries.MEMORY_UPDATES` ("mean", "hard"). Rows of
-    clusters absent from the batch are unchanged.
+    clusters absent from the batch are unchanged. The update works on the `(U, D)` rows of the batch's U
+    clusters and writes them back once (the memory may have a row per image of a large set).
     """
     update = MEMORY_UPDATES.resolve(mode)  # ValueError listing the modes for an unknown one
     memory = tf.cast(memory, tf.float32)
     features = tf.stop_gradient(unit(tf.cast(embeddings, tf.float32)))
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    return update(memory, features, labels, momentum)
+    clusters, local = tf.unique(labels)
+    rows = update(tf.gather(memory, clusters), features, local, momentum)
+    return tf.tensor_scatter_nd_update(memory, clusters[:, None], rows)
 
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray, num_clusters: int) -> np.ndarray:
